@@ -1,0 +1,48 @@
+"""The one clock and the shared vocabularies of every stage (DESIGN.md section 3).
+
+Changing anything here changes a file contract: bump the format versions in
+`avgen.formats` in the same step.
+"""
+
+SAMPLE_RATE = 22050
+N_FFT = 1024
+HOP_LENGTH = 256
+WIN_LENGTH = 1024
+N_MELS = 80
+FMIN = 0.0
+FMAX = 8000.0
+
+# Mel frames, token frames and motion frames all tick at this rate inside the model.
+FRAMES_PER_SECOND = SAMPLE_RATE / HOP_LENGTH  # 86.1328125
+
+# quaternion (w, x, y, z) + translation (x, y, z) in face widths
+HEAD_POSE_DIM = 7
+
+# Named expression coefficients; [0, 1] unless listed in SIGNED_EXPRESSIONS ([-1, 1]).
+EXPRESSION_NAMES = (
+    "jaw_open",
+    "lips_close",
+    "lips_pucker",
+    "lips_funnel",
+    "smile_left",
+    "smile_right",
+    "mouth_stretch",
+    "upper_lip_raise",
+    "lower_lip_depress",
+    "brow_inner_up",
+    "brow_outer_up",
+    "brow_down",
+    "eye_blink_left",
+    "eye_blink_right",
+    "eye_squint",
+    "gaze_x",
+    "gaze_y",
+)
+SIGNED_EXPRESSIONS = frozenset({"gaze_x", "gaze_y"})
+
+NUM_PEOPLE = 2
+
+
+def seconds_to_frames(seconds: float) -> int:
+    """Nearest whole frame on the model clock."""
+    return int(round(seconds * FRAMES_PER_SECOND))

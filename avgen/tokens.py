@@ -1,0 +1,277 @@
+"""Dialogue timeline and per-frame tokens (`avgen tokens`).
+
+A script becomes a timeline on the model clock (86.13 fps): turns one after another
+with gaps, each turn a run of phonemes (silence for pauses and laughs) with frame
+durations, plus the cues. From the timeline each person gets per-frame token ids and
+`token_logits (T, V)`; the person who is not speaking has silence.
+
+Durations come from a `DurationSource`. `EspeakDurations` (the baseline,
+`--durations espeak`) reads libespeak-ng's own phoneme timing events; the learned
+duration predictor plugs in through the same protocol.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from avgen import formats
+from avgen.constants import FRAMES_PER_SECOND, NUM_PEOPLE
+from avgen.errors import FormatError, InputError
+from avgen.script import Cue, Dialogue, Pause, Speech
+from avgen.symbols import NUM_SYMBOLS, SILENCE_ID, SYMBOLS, SYMBOLS_VERSION, phones_to_ids
+from avgen.text import Phrase, to_phrases
+
+LISTENER_NAME = "(listener)"
+
+
+class DurationSource(Protocol):
+    name: str
+
+    def durations(self, phrase: Phrase) -> np.ndarray:
+        """Duration of each of `phrase.phones` in frames (float, > 0), shape (len(phones),)."""
+
+
+class EspeakDurations:
+    """Phone durations from espeak-ng's own synthesis of the phrase (the baseline)."""
+
+    name = "espeak"
+    # A phone espeak did not emit (rare phonemizer/espeak disagreement) gets this long.
+    fallback_frames = 0.08 * FRAMES_PER_SECOND
+
+    def __init__(self) -> None:
+        from avgen.espeak import espeak_timer
+
+        self._timer = espeak_timer()
+
+    def durations(self, phrase: Phrase) -> np.ndarray:
+        timings = self._timer.timings(phrase.text + phrase.punctuation)
+        spoken = [k for k, t in enumerate(timings) if t.phone]
+        if not spoken:
+            return np.full(len(phrase.phones), self.fallback_frames)
+        # A pause inside the phrase (espeak breaks long phrases) stays with the phone
+        # before it; the silence before the first and after the last phone is ours to set.
+        inner = timings[spoken[0]:spoken[-1] + 1]
+        names, spans = [], []
+        for t in inner:
+            if t.phone:
+                names.append(t.phone)
+                spans.append(t.end - t.start)
+            else:
+                spans[-1] += t.end - t.start
+        frames_per_sample = FRAMES_PER_SECOND / 22050.0
+        espeak_frames = np.asarray(spans, dtype=np.float64) * frames_per_sample
+        out = np.full(len(phrase.phones), np.nan)
+        matcher = difflib.SequenceMatcher(a=list(phrase.phones), b=names, autojunk=False)
+        for tag, a0, a1, b0, b1 in matcher.get_opcodes():
+            if tag == "equal":
+                out[a0:a1] = espeak_frames[b0:b1]
+            elif a1 > a0:  # replaced/inserted phones share the time espeak spent there
+                total = espeak_frames[b0:b1].sum()
+                out[a0:a1] = total / (a1 - a0) if total > 0 else self.fallback_frames
+        return np.maximum(out, 1.0)
+
+
+@dataclass(frozen=True)
+class TimelineConfig:
+    """Timing choices, in seconds unless said otherwise. `rate` > 1 speaks faster."""
+
+    lead_in: float = 0.25
+    turn_gap: float = 0.35
+    tail: float = 0.5
+    rate: float = 1.0
+    cue_seconds: dict = field(default_factory=lambda: {"laughs": 0.9, "nods": 0.7,
+                                                       "smiles": 1.2})
+
+
+@dataclass(frozen=True)
+class TimedTurn:
+    person: int
+    line: int
+    text: str
+    start_frame: int
+    end_frame: int
+    phoneme_start: int  # index into Timeline.phoneme_ids
+    phoneme_count: int
+
+
+@dataclass(frozen=True)
+class TimedCue:
+    kind: str  # laughs | nods | smiles | pause
+    person: int
+    start_frame: int
+    duration: int
+    turn: int
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """Everything `avgen tokens` writes. Phoneme arrays are (M,) over all turns."""
+
+    names: tuple[str, ...]
+    num_frames: int
+    turns: tuple[TimedTurn, ...]
+    phoneme_ids: np.ndarray
+    phoneme_starts: np.ndarray
+    phoneme_durations: np.ndarray
+    cues: tuple[TimedCue, ...]
+    durations_source: str
+
+    def turn_phonemes(self, index: int) -> list[str]:
+        turn = self.turns[index]
+        ids = self.phoneme_ids[turn.phoneme_start:turn.phoneme_start + turn.phoneme_count]
+        return [SYMBOLS[i] for i in ids]
+
+    def token_ids(self, person: int) -> np.ndarray:
+        """(T,) symbol id per frame; silence wherever `person` is not speaking."""
+        ids = np.full(self.num_frames, SILENCE_ID, dtype=np.int64)
+        for turn in self.turns:
+            if turn.person != person:
+                continue
+            span = slice(turn.phoneme_start, turn.phoneme_start + turn.phoneme_count)
+            for sid, start, dur in zip(self.phoneme_ids[span], self.phoneme_starts[span],
+                                       self.phoneme_durations[span]):
+                ids[start:start + dur] = sid
+        return ids
+
+    def token_logits(self, person: int, smoothing: float = 0.01) -> np.ndarray:
+        """(T, V) log-probabilities of label-smoothed one-hot tokens: the baseline's hard
+        timing written in the soft-posterior interface the models consume."""
+        ids = self.token_ids(person)
+        probs = np.full((self.num_frames, NUM_SYMBOLS), smoothing / NUM_SYMBOLS, np.float32)
+        probs[np.arange(self.num_frames), ids] += 1.0 - smoothing
+        return np.log(probs)
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        s = formats.string_array
+        turns, cues = self.turns, self.cues
+        arrays = {
+            "num_people": np.array(NUM_PEOPLE),
+            "num_frames": np.array(self.num_frames),
+            "names": s(self.names),
+            "symbols": s(SYMBOLS),
+            "symbols_version": np.array(SYMBOLS_VERSION),
+            "durations_source": np.array(self.durations_source),
+            "turns/person": np.array([t.person for t in turns], np.int64),
+            "turns/line": np.array([t.line for t in turns], np.int64),
+            "turns/text": s(t.text for t in turns),
+            "turns/phonemes": s(" ".join(self.turn_phonemes(k)) for k in range(len(turns))),
+            "turns/start_frame": np.array([t.start_frame for t in turns], np.int64),
+            "turns/end_frame": np.array([t.end_frame for t in turns], np.int64),
+            "turns/phoneme_start": np.array([t.phoneme_start for t in turns], np.int64),
+            "turns/phoneme_count": np.array([t.phoneme_count for t in turns], np.int64),
+            "phonemes/symbol_id": self.phoneme_ids.astype(np.int64),
+            "phonemes/start_frame": self.phoneme_starts.astype(np.int64),
+            "phonemes/duration": self.phoneme_durations.astype(np.int64),
+            "cues/kind": s(c.kind for c in cues),
+            "cues/person": np.array([c.person for c in cues], np.int64),
+            "cues/start_frame": np.array([c.start_frame for c in cues], np.int64),
+            "cues/duration": np.array([c.duration for c in cues], np.int64),
+            "cues/turn": np.array([c.turn for c in cues], np.int64),
+        }
+        for person in range(NUM_PEOPLE):
+            arrays[f"p{person}/token_ids"] = self.token_ids(person)
+            arrays[f"p{person}/token_logits"] = self.token_logits(person)
+        return arrays
+
+    @classmethod
+    def from_arrays(cls, a: dict[str, np.ndarray], source: str = "<tokens>") -> Timeline:
+        if str(a["symbols_version"]) != SYMBOLS_VERSION or tuple(a["symbols"]) != SYMBOLS:
+            raise FormatError(f"made with symbol table {a['symbols_version']}, this avgen uses "
+                              f"{SYMBOLS_VERSION}; regenerate it with 'avgen tokens'", source)
+        turns = tuple(
+            TimedTurn(int(p), int(ln), str(tx), int(s0), int(s1), int(ps), int(pc))
+            for p, ln, tx, s0, s1, ps, pc in zip(
+                a["turns/person"], a["turns/line"], a["turns/text"], a["turns/start_frame"],
+                a["turns/end_frame"], a["turns/phoneme_start"], a["turns/phoneme_count"]))
+        cues = tuple(TimedCue(str(k), int(p), int(s0), int(d), int(t)) for k, p, s0, d, t in zip(
+            a["cues/kind"], a["cues/person"], a["cues/start_frame"], a["cues/duration"],
+            a["cues/turn"]))
+        return cls(tuple(str(n) for n in a["names"]), int(a["num_frames"]), turns,
+                   a["phonemes/symbol_id"].astype(np.int64),
+                   a["phonemes/start_frame"].astype(np.int64),
+                   a["phonemes/duration"].astype(np.int64), cues, str(a["durations_source"]))
+
+
+class _Cursor:
+    """Places phonemes on whole frames while keeping fractional time, so rounding never
+    accumulates drift; every phoneme gets at least one frame."""
+
+    def __init__(self, start: int) -> None:
+        self.time = float(start)
+        self.ids: list[int] = []
+        self.starts: list[int] = []
+        self.durations: list[int] = []
+
+    @property
+    def frame(self) -> int:
+        return int(round(self.time))
+
+    def add(self, symbol: int, frames: float) -> None:
+        start = self.frame
+        end = max(int(round(self.time + frames)), start + 1)
+        self.time = max(self.time + frames, end - 0.5)
+        if self.ids and symbol == SILENCE_ID and self.ids[-1] == SILENCE_ID:
+            self.durations[-1] += end - start  # one run of silence, not many
+        else:
+            self.ids.append(symbol)
+            self.starts.append(start)
+            self.durations.append(end - start)
+
+
+def build_timeline(dialogue: Dialogue, durations: DurationSource,
+                   config: TimelineConfig = TimelineConfig()) -> Timeline:
+    """Lay the dialogue's turns out on the model clock."""
+    if not config.rate > 0:
+        raise InputError(f"rate must be > 0, got {config.rate}")
+    fps = FRAMES_PER_SECOND
+    names = dialogue.names + (LISTENER_NAME,) * (NUM_PEOPLE - len(dialogue.names))
+    cursor = _Cursor(int(round(config.lead_in * fps)))
+    turns: list[TimedTurn] = []
+    cues: list[TimedCue] = []
+    for index, turn in enumerate(dialogue.turns):
+        if index:
+            cursor.time = turns[-1].end_frame + config.turn_gap * fps
+        turn_start = cursor.frame
+        first_phoneme = len(cursor.ids)
+        turn_end = turn_start
+        for segment in turn.segments:
+            if isinstance(segment, Speech):
+                for phrase in to_phrases(segment.text, dialogue.source, turn.line):
+                    frames = durations.durations(phrase) / config.rate
+                    for phone, length in zip(phrase.phones, frames):
+                        # a phone the table splits (`ææ`) shares its duration
+                        ids = phones_to_ids([phone], dialogue.source, turn.line)
+                        for sid in ids:
+                            cursor.add(sid, float(length) / len(ids))
+                    if phrase.pause_after:
+                        cursor.add(SILENCE_ID, phrase.pause_after * fps / config.rate)
+            elif isinstance(segment, Pause):
+                start = cursor.frame
+                cursor.add(SILENCE_ID, segment.seconds * fps)
+                cues.append(TimedCue("pause", turn.person, start, cursor.frame - start, index))
+            elif isinstance(segment, Cue):
+                length = max(1, int(round(config.cue_seconds[segment.kind] * fps)))
+                start = cursor.frame
+                cues.append(TimedCue(segment.kind, turn.person, start, length, index))
+                if segment.kind == "laughs":  # a laugh takes the speaker's time
+                    cursor.add(SILENCE_ID, length)
+                turn_end = max(turn_end, start + length)
+        turn_end = max(turn_end, cursor.frame)
+        turns.append(TimedTurn(turn.person, turn.line, turn.text, turn_start, turn_end,
+                               first_phoneme, len(cursor.ids) - first_phoneme))
+    num_frames = turns[-1].end_frame + int(round(config.tail * fps))
+    return Timeline(names, num_frames, tuple(turns), np.array(cursor.ids, np.int64),
+                    np.array(cursor.starts, np.int64), np.array(cursor.durations, np.int64),
+                    tuple(cues), durations.name)
+
+
+def save_timeline(path, timeline: Timeline) -> None:
+    formats.save(path, formats.TOKENS, timeline.to_arrays())
+
+
+def load_timeline(path) -> Timeline:
+    return Timeline.from_arrays(formats.load(path, formats.TOKENS), str(path))
