@@ -11,6 +11,7 @@ import os
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 from avgen.constants import SAMPLE_RATE
 from avgen.errors import AvgenError
@@ -89,27 +90,26 @@ class PhoneTiming:
 class EspeakTimer:
     """Reads espeak-ng's phoneme events while it synthesises text (audio is discarded).
 
-    libespeak-ng keeps one synthesiser per loaded library, so this loads its own copy
-    of the library handle and serialises calls with a lock. phonemizer works on a
-    private copy of the library file, so the two never share state.
+    espeak-ng carries waveform state (pitch flutter) from one synthesis to the next in
+    static variables that even espeak_Initialize does not reset, so a phrase's timing
+    would depend on what was timed before it. Each call therefore loads the library
+    afresh and unloads it after (~2 ms): a phrase always gets the same durations.
+    Unloading only happens when nothing else holds the library (phonemizer keeps the
+    wheel's file loaded), so the timer loads its own private copy of the file.
     """
 
     def __init__(self) -> None:
-        library, data = library_paths()
-        self._lib = ctypes.CDLL(library)
-        rate = self._lib.espeak_Initialize(
-            _AUDIO_OUTPUT_SYNCHRONOUS, 0, data.encode(),
-            _INITIALIZE_PHONEME_EVENTS | _INITIALIZE_PHONEME_IPA | _INITIALIZE_DONT_EXIT,
-        )
-        if rate != SAMPLE_RATE:
-            raise AvgenError(f"libespeak-ng initialised at {rate} Hz, expected {SAMPLE_RATE}")
-        if self._lib.espeak_SetVoiceByName(VOICE.encode()) != 0:
-            raise AvgenError(f"libespeak-ng has no voice {VOICE!r} in {data}")
+        import shutil
+        import tempfile
+
+        library, self._data = library_paths()
+        self._tmpdir = tempfile.TemporaryDirectory(prefix="avgen-espeak-")
+        self._library = str(Path(self._tmpdir.name) / Path(library).name)
+        shutil.copyfile(library, self._library)
         self._lock = threading.Lock()
         self._events: list[tuple[int, str]] = []
         self._samples = 0
         self._callback = _CALLBACK(self._on_audio)  # kept alive: C holds the pointer
-        self._lib.espeak_SetSynthCallback(self._callback)
 
     def _on_audio(self, wav, num_samples, events) -> int:
         self._samples += num_samples
@@ -121,16 +121,33 @@ class EspeakTimer:
             i += 1
         return 0
 
+    def _synthesise(self, data: bytes) -> None:
+        import _ctypes
+
+        lib = ctypes.CDLL(self._library)
+        try:
+            rate = lib.espeak_Initialize(
+                _AUDIO_OUTPUT_SYNCHRONOUS, 0, self._data.encode(),
+                _INITIALIZE_PHONEME_EVENTS | _INITIALIZE_PHONEME_IPA | _INITIALIZE_DONT_EXIT)
+            if rate != SAMPLE_RATE:
+                raise AvgenError(f"libespeak-ng initialised at {rate} Hz, expected {SAMPLE_RATE}")
+            if lib.espeak_SetVoiceByName(VOICE.encode()) != 0:
+                raise AvgenError(f"libespeak-ng has no voice {VOICE!r} in {self._data}")
+            lib.espeak_SetSynthCallback(self._callback)
+            status = lib.espeak_Synth(data, len(data) + 1, 0, _POS_CHARACTER, 0, _CHARS_UTF8,
+                                      None, None)
+            lib.espeak_Synchronize()
+            if status != 0:
+                raise AvgenError(f"libespeak-ng failed (status {status}) on {data!r}")
+        finally:
+            lib.espeak_Terminate()
+            _ctypes.dlclose(lib._handle)
+
     def timings(self, text: str) -> list[PhoneTiming]:
         """Phones of `text` in order with their sample spans; pauses have phone ''."""
-        data = text.encode("utf-8")
         with self._lock:
             self._events, self._samples = [], 0
-            status = self._lib.espeak_Synth(data, len(data) + 1, 0, _POS_CHARACTER, 0,
-                                            _CHARS_UTF8, None, None)
-            self._lib.espeak_Synchronize()
-            if status != 0:
-                raise AvgenError(f"libespeak-ng failed (status {status}) on {text!r}")
+            self._synthesise(text.encode("utf-8"))
             events, total = self._events, self._samples
         out: list[PhoneTiming] = []
         for k, (start, phone) in enumerate(events):

@@ -69,6 +69,18 @@ def _time(m: re.Match) -> str:
     return spoken
 
 
+_ROMAN = {"I": 1, "V": 5, "X": 10, "L": 50}
+
+
+def _roman(m: re.Match) -> str:
+    """'Mark II' -> 'Mark two' (espeak alone says 'Mark roman two')."""
+    value = 0
+    digits = [_ROMAN[c] for c in m.group(2)]
+    for k, d in enumerate(digits):
+        value += -d if k + 1 < len(digits) and digits[k + 1] > d else d
+    return f"{m.group(1)} {numbers.cardinal(value)}"
+
+
 def _spell_number(text: str, years: bool = True) -> str:
     """'3.14' -> decimal, '1,000' -> cardinal, '1984' -> year (when `years`)."""
     if "." in text:
@@ -93,6 +105,8 @@ def normalize(text: str) -> str:
                   lambda m: _spell_number(m.group(1), years=False) + " percent", text)
     text = re.sub(r"\b(\d+)(st|nd|rd|th)\b", lambda m: numbers.ordinal(int(m.group(1))), text)
     text = re.sub(r"\b(\d{1,2}):(\d{2})(\s?[ap]\.?m\.?)?(?!\d)", _time, text, flags=re.I)
+    text = re.sub(r"\b([A-Z][a-z]+) ((?:XL|L?X{0,3})(?:IX|IV|V?I{0,3}))\b(?!')",
+                  lambda m: _roman(m) if len(m.group(2)) >= 2 else m.group(0), text)
     text = re.sub(r"(?<![\w.])-(?=\d)", "minus ", text)
     text = re.sub(r"#(?=\d)", "number ", text)
     text = re.sub(_NUMBER, lambda m: _spell_number(m.group(0)), text)

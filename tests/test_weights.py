@@ -1,0 +1,82 @@
+import hashlib
+
+import pytest
+
+from avgen.errors import InputError, WeightsError
+from avgen.weights import REGISTRY_PATH, Weights, cache_dir, load_registry
+
+
+def make_registry(tmp_path, payload=b"tensor bytes", source="builtin", sha=None, size=None):
+    assets = tmp_path / "assets"
+    assets.mkdir(exist_ok=True)
+    (assets / "tiny.safetensors").write_bytes(payload)
+    sha = sha or hashlib.sha256(payload).hexdigest()
+    registry = tmp_path / "weights.toml"
+    registry.write_text(f"""
+[weights.tiny]
+component = "vocoder"
+file = "tiny.safetensors"
+sha256 = "{sha}"
+size = {size if size is not None else len(payload)}
+licence = "Apache-2.0"
+source = "{source}"
+description = "a test entry"
+""")
+    return Weights(registry, assets, cache=tmp_path / "cache")
+
+
+def test_shipped_registry_parses():
+    load_registry(REGISTRY_PATH)  # every entry complete, every sha256 well formed
+
+
+def test_builtin_entry_verifies_and_resolves(tmp_path):
+    weights = make_registry(tmp_path)
+    assert weights.status("tiny") == "ok"
+    assert weights.path("tiny") == tmp_path / "assets" / "tiny.safetensors"
+
+
+def test_corrupt_and_missing_files_are_clear_errors(tmp_path):
+    weights = make_registry(tmp_path)
+    (tmp_path / "assets" / "tiny.safetensors").write_bytes(b"tensor bytez")  # same size
+    assert weights.status("tiny") == "corrupt"
+    with pytest.raises(WeightsError, match="tiny.safetensors: weights 'tiny' fail their sha256"):
+        weights.path("tiny")
+    (tmp_path / "assets" / "tiny.safetensors").unlink()
+    with pytest.raises(WeightsError, match="not found; the avgen installation is incomplete"):
+        weights.path("tiny")
+    with pytest.raises(InputError, match="unknown weights 'other'; registered: tiny"):
+        weights.path("other")
+
+
+def test_registry_errors_name_the_entry(tmp_path):
+    bad = tmp_path / "w.toml"
+    bad.write_text('[weights.x]\ncomponent = "a"\n')
+    with pytest.raises(WeightsError, match=r"entry \[weights.x\] lacks file, sha256"):
+        load_registry(bad)
+    bad.write_text("[weights\n")
+    with pytest.raises(WeightsError, match="not valid TOML"):
+        load_registry(bad)
+
+
+def test_cache_dir_from_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("AVGEN_CACHE_DIR", str(tmp_path / "c"))
+    assert cache_dir() == tmp_path / "c"
+
+
+def test_fetch_verifies_and_is_atomic(tmp_path):
+    payload = b"remote checkpoint"
+    remote = tmp_path / "remote.bin"
+    remote.write_bytes(payload)
+    weights = make_registry(tmp_path, payload=payload, source=remote.as_uri())
+    assert weights.status("tiny") == "missing"
+    with pytest.raises(WeightsError, match="weights fetch tiny"):
+        weights.path("tiny")
+    path = weights.fetch("tiny")
+    assert path == tmp_path / "cache" / "tiny.safetensors" and path.read_bytes() == payload
+    assert weights.path("tiny") == path
+
+    (tmp_path / "w").mkdir()
+    wrong = make_registry(tmp_path / "w", payload=payload, source=remote.as_uri(), sha="0" * 64)
+    with pytest.raises(WeightsError, match="has sha256"):
+        wrong.fetch("tiny")
+    assert not list((tmp_path / "w" / "cache").iterdir())  # no partial file left behind
