@@ -110,10 +110,17 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual mode
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def save(path: str | Path, kind: str, arrays: dict[str, np.ndarray]) -> None:
@@ -123,7 +130,7 @@ def save(path: str | Path, kind: str, arrays: dict[str, np.ndarray]) -> None:
     full = {**header(kind, num_people), **{k: np.asarray(v) for k, v in arrays.items()}}
     _validate(kind, full, str(path))
     buffer = io.BytesIO()
-    np.savez(buffer, **full)
+    np.savez_compressed(buffer, **full)
     atomic_write_bytes(path, buffer.getvalue())
 
 

@@ -82,6 +82,15 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["out.bin"]  # temp file cleaned up
 
 
+def test_atomic_write_gives_the_usual_file_mode(tmp_path):
+    mask = os.umask(0o022)
+    try:
+        formats.atomic_write_bytes(tmp_path / "f", b"x")
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "f").stat().st_mode & 0o777 == 0o644
+
+
 def test_atomic_write_needs_existing_folder(tmp_path):
     with pytest.raises(InputError, match="output folder does not exist"):
         formats.atomic_write_bytes(tmp_path / "missing" / "x.npz", b"data")
