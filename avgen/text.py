@@ -8,6 +8,8 @@ stress) through phonemizer.
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -134,13 +136,21 @@ class Phrase:
     """A stretch of speech between punctuation breaks.
 
     text: the normalised words; punctuation: the mark that ended it ('' at the end of a
-    turn); phones: IPA phones with stress; pause_after: seconds of silence that follow.
+    turn); phones: IPA phones with stress; pause_after: seconds of silence that follow;
+    word_sizes: phones per word as espeak groups them (it joins some function words,
+    "of the"), summing to len(phones).
     """
 
     text: str
     punctuation: str
     phones: tuple[str, ...]
     pause_after: float
+    word_sizes: tuple[int, ...] = ()
+
+    def words(self) -> list[tuple[str, ...]]:
+        sizes = self.word_sizes or (len(self.phones),)
+        bounds = [0, *itertools.accumulate(sizes)]
+        return [self.phones[a:b] for a, b in zip(bounds, bounds[1:])]
 
 
 def split_phrases(normalized: str) -> list[tuple[str, str]]:
@@ -162,8 +172,8 @@ def _pause_for(marks: str) -> float:
     return max((PAUSES.get(m, 0.0) for m in marks), default=0.0)
 
 
-def phonemize(texts: list[str]) -> list[tuple[str, ...]]:
-    """Phones for each text (one phonemizer call for the whole list)."""
+def phonemize_words(texts: list[str]) -> list[list[tuple[str, ...]]]:
+    """Phones of each word of each text (one phonemizer call for the whole list)."""
     from phonemizer.separator import Separator
 
     from avgen.espeak import phonemizer_backend
@@ -173,7 +183,12 @@ def phonemize(texts: list[str]) -> list[tuple[str, ...]]:
     lines = phonemizer_backend().phonemize(
         list(texts), separator=Separator(phone=" ", word="|", syllable=None), strip=True,
         njobs=1)
-    return [tuple(line.replace("|", " ").split()) for line in lines]
+    return [[tuple(word.split()) for word in line.split("|") if word.strip()] for line in lines]
+
+
+def phonemize(texts: list[str]) -> list[tuple[str, ...]]:
+    """Phones for each text (one phonemizer call for the whole list)."""
+    return [tuple(p for word in words for p in word) for words in phonemize_words(texts)]
 
 
 def to_phrases(text: str, source: str | None = None, line: int | None = None) -> list[Phrase]:
@@ -182,13 +197,14 @@ def to_phrases(text: str, source: str | None = None, line: int | None = None) ->
     normalized = normalize(text)
     check_speakable(normalized, source, line)
     split = split_phrases(normalized)
-    phone_lists = phonemize([words for words, _ in split])
+    word_lists = phonemize_words([words for words, _ in split])
     phrases = []
-    for (words, marks), phones in zip(split, phone_lists):
+    for (words, marks), phone_words in zip(split, word_lists):
+        phones = tuple(p for word in phone_words for p in word)
         if not phones:
             raise InputError(f"the phonemizer produced nothing for {words!r}", source, line)
-        phrases.append(Phrase(words, marks, phones, _pause_for(marks)))
+        phrases.append(Phrase(words, marks, phones, _pause_for(marks),
+                              tuple(len(w) for w in phone_words)))
     if phrases:
-        last = phrases[-1]
-        phrases[-1] = Phrase(last.text, last.punctuation, last.phones, 0.0)
+        phrases[-1] = dataclasses.replace(phrases[-1], pause_after=0.0)
     return phrases

@@ -1,0 +1,1 @@
+"""Research side: teacher corpus, training loops."""
