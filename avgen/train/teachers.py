@@ -42,6 +42,9 @@ HIBARI_RATE = 24000
 UNIT_SECONDS = 0.025  # hibari's duration predictor counts 25 ms units
 MAX_LEAD_SECONDS = 0.15
 MAX_TAIL_SECONDS = 0.25
+# hibari's audio runs this far ahead of its own duration tokens (measured: stop-closure
+# energy minima and stressed-vowel maxima both sit 5 frames before the token centres).
+AUDIO_LEAD_SECONDS = 0.055
 
 
 @dataclass(frozen=True)
@@ -177,6 +180,7 @@ class HibariTeacher:
                 nxt = min(o for o in owners[k:] if o >= 0)
                 seconds[prev] += u / 2
                 seconds[nxt] += u / 2
+        lead, tail = lead - AUDIO_LEAD_SECONDS, tail + AUDIO_LEAD_SECONDS
         keep_lead = min(lead, MAX_LEAD_SECONDS)
         keep_tail = min(tail, MAX_TAIL_SECONDS)
         start = int(round((lead - keep_lead) * HIBARI_RATE))

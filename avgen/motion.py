@@ -1,0 +1,53 @@
+"""Head pose helpers shared by the motion teacher, the renderer and the tracker.
+
+Coordinates: x to the viewer's right, y up, z toward the viewer (right-handed).
+head_pose (T, 7) = unit quaternion (w, x, y, z) of the head rotation, then translation
+(x, y, z) in face widths. Euler angles are radians: yaw about +y (positive turns the
+face toward the viewer's right), pitch about +x (positive nods the chin down),
+roll about +z (positive tilts the head's top toward the viewer's left).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def euler_to_quaternion(yaw: np.ndarray, pitch: np.ndarray, roll: np.ndarray) -> np.ndarray:
+    """(T,) x3 radians -> (T, 4) unit quaternions (w, x, y, z) for R = Ry(yaw) Rx(pitch) Rz(roll)."""
+    cy, sy = np.cos(yaw / 2), np.sin(yaw / 2)
+    cp, sp = np.cos(pitch / 2), np.sin(pitch / 2)
+    cr, sr = np.cos(roll / 2), np.sin(roll / 2)
+    # q = qy * qx * qz
+    w = cy * cp * cr + sy * sp * sr
+    x = cy * sp * cr + sy * cp * sr
+    y = sy * cp * cr - cy * sp * sr
+    z = cy * cp * sr - sy * sp * cr
+    return np.stack([w, x, y, z], axis=-1)
+
+
+def quaternion_to_euler(q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(T, 4) (w, x, y, z) -> (yaw, pitch, roll), the inverse of euler_to_quaternion."""
+    q = q / np.linalg.norm(q, axis=-1, keepdims=True)
+    w, x, y, z = np.moveaxis(q, -1, 0)
+    pitch = np.arcsin(np.clip(2 * (w * x - y * z), -1.0, 1.0))
+    yaw = np.arctan2(2 * (w * y + x * z), 1 - 2 * (x * x + y * y))
+    roll = np.arctan2(2 * (w * z + x * y), 1 - 2 * (x * x + z * z))
+    return yaw, pitch, roll
+
+
+def quaternion_to_matrix(q: np.ndarray) -> np.ndarray:
+    """(..., 4) (w, x, y, z) -> (..., 3, 3) rotation matrices."""
+    q = q / np.linalg.norm(q, axis=-1, keepdims=True)
+    w, x, y, z = np.moveaxis(q, -1, 0)
+    return np.stack([
+        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
+        np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
+        np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
+    ], -2)
+
+
+def neutral_head_pose(num_frames: int) -> np.ndarray:
+    """(T, 7): identity rotation, no translation."""
+    pose = np.zeros((num_frames, 7), np.float32)
+    pose[:, 0] = 1.0
+    return pose

@@ -1,0 +1,130 @@
+"""Teacher corpus: a tiny corpus builds end to end; alignment, determinism, motion."""
+
+import numpy as np
+import pytest
+
+pytest.importorskip("hibari", reason="the teachers extra is not installed")
+
+from avgen import formats  # noqa: E402
+from avgen.constants import EXPRESSION_NAMES, FRAMES_PER_SECOND, HOP_LENGTH  # noqa: E402
+from avgen.symbols import SILENCE_ID, SYMBOLS  # noqa: E402
+from avgen.text import to_phrases  # noqa: E402
+from avgen.train import corpus  # noqa: E402
+from avgen.train.sentences import sentences  # noqa: E402
+from avgen.train.teachers import VOICES, HibariTeacher  # noqa: E402
+
+E = {name: k for k, name in enumerate(EXPRESSION_NAMES)}
+
+
+@pytest.fixture(scope="module")
+def teacher():
+    return HibariTeacher()
+
+
+@pytest.fixture(scope="module")
+def tiny_corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("corpus")
+    config = corpus.CorpusConfig(num_sentences=24, shard_size=8, heldout_every=12)
+    corpus.build_utterances(root, config)
+    corpus.build_features(root)
+    corpus.build_dialogues(root, corpus.DialogueConfig(dialogues_per_shard=2))
+    return root, config
+
+
+def test_sentences_are_distinct_and_deterministic():
+    first = sentences(3000, seed=1)
+    assert len(set(first)) == 3000
+    assert first == sentences(3000, seed=1)
+    assert sum(s.endswith("?") for s in first) > 300  # questions
+    assert sum(s.endswith("!") for s in first) > 100  # exclamations
+
+
+def test_teacher_alignment_is_exact(teacher):
+    phrases = to_phrases("Maybe Bob bought a map, my friend.")
+    u = teacher.synthesize(phrases, VOICES["heart"], seed=0)
+    assert len(u.audio) == u.num_frames * HOP_LENGTH
+    spoken = [SYMBOLS[i] for i in u.symbol_ids if i != SILENCE_ID]
+    assert spoken == [p for phrase in phrases for p in phrase.phones]
+    # Bilabial closures are quiet: p/b/m frames are much lower in energy than vowels.
+    frame_energy = np.sqrt((u.audio.reshape(-1, HOP_LENGTH) ** 2).mean(1))
+    starts = np.concatenate([[0], np.cumsum(u.durations)[:-1]])
+    def mean_energy(symbols):
+        spans = [frame_energy[s:s + d] for sid, s, d in zip(u.symbol_ids, starts, u.durations)
+                 if SYMBOLS[sid].lstrip("ˈˌ") in symbols]
+        return float(np.mean(np.concatenate(spans)))
+    closures = mean_energy({"b", "p"})
+    vowels = mean_energy({"eɪ", "ɑː", "aɪ", "ɛ", "æ", "i", "ɐ", "ə", "ɔ"})
+    assert closures < 0.5 * vowels
+
+
+def test_voices_differ_in_pitch_and_are_deterministic(teacher):
+    phrases = to_phrases("How are you doing today?")
+    high = teacher.synthesize(phrases, VOICES["heart"], seed=3)
+    low = teacher.synthesize(phrases, VOICES["heart-low"], seed=3)
+    pitch = lambda u: np.median(u.f0[u.f0 > 0])  # noqa: E731
+    assert pitch(high) > 160 and pitch(low) < 130
+    again = teacher.synthesize(phrases, VOICES["heart"], seed=3)
+    assert np.array_equal(high.audio, again.audio)
+
+
+def test_tiny_corpus_builds_and_resumes(tiny_corpus):
+    root, config = tiny_corpus
+    utterances = corpus.load_utterances(root)
+    assert [u.index for u in utterances] == list(range(24))
+    assert {u.voice for u in utterances} == {"heart", "heart-low"}
+    mel, energy, offsets = corpus.load_features(root)
+    assert mel.shape == (offsets[-1], 80) and energy.shape == (offsets[-1],)
+    assert [offsets[k + 1] - offsets[k] for k in range(24)] == [u.num_frames for u in utterances]
+    heldout = (root / "heldout.txt").read_text().split()
+    assert heldout and all((root / p).exists() for p in heldout)
+    assert {p.split("/")[1] for p in heldout} == {"heart", "heart-low"}
+    stamp = {p: p.stat().st_mtime_ns for p in (root / "utterances").iterdir()}
+    corpus.build_utterances(root, config)  # resume: every shard exists, nothing rewritten
+    assert stamp == {p: p.stat().st_mtime_ns for p in (root / "utterances").iterdir()}
+
+
+def test_dialogues_pair_two_voices_with_listener_motion(tiny_corpus):
+    root, _ = tiny_corpus
+    dialogues = corpus.load_dialogues(root)
+    used = [u for d, _ in dialogues for u in d.utterances]
+    assert len(used) == len(set(used))  # each utterance in at most one dialogue
+    utterances = {u.index: u for u in corpus.load_utterances(root)}
+    for d, motion in dialogues:
+        assert d.voices[0] != d.voices[1]
+        for person, index in zip(d.persons, d.utterances):
+            assert utterances[index].voice == d.voices[person]
+        assert set(d.persons) == {0, 1}
+        for person in range(2):
+            pose = motion[f"p{person}/head_pose"]
+            expr = motion[f"p{person}/expression"]
+            assert pose.shape == (d.num_frames, 7) and expr.shape == (d.num_frames, len(E))
+            assert np.allclose(np.linalg.norm(pose[:, :4], axis=1), 1, atol=1e-2)
+    d, motion = dialogues[0]
+    av, audio = corpus.dialogue_av(root, d, motion)
+    formats.save(root / "d.av.npz", formats.AV, av)  # valid avgen.av/1
+    assert len(audio) == d.num_frames * HOP_LENGTH
+
+
+def test_motion_teacher_lip_closures_and_listener(tiny_corpus):
+    root, _ = tiny_corpus
+    d, motion = corpus.load_dialogues(root)[0]
+    utterances = {u.index: u for u in corpus.load_utterances(root)}
+    _, energy, offsets = corpus.load_features(root)
+    tracks = corpus.dialogue_tracks(d, utterances, energy, dict(enumerate(offsets[:-1])))
+    for person in range(2):
+        expr = motion[f"p{person}/expression"]
+        speaking = tracks[person].speaking(d.num_frames)
+        closures = [(s, n) for sid, s, n in tracks[person].segments
+                    if SYMBOLS[sid].lstrip("ˈˌ") in {"p", "b", "m"}]
+        assert closures
+        for start, n in closures:  # lips fully closed inside every bilabial
+            assert expr[start + n // 2, E["lips_close"]] > 0.95
+            assert expr[start + n // 2, E["jaw_open"]] < 0.1
+        # while the other talks, this person's mouth stays closed or relaxed
+        listening = tracks[1 - person].speaking(d.num_frames) & ~speaking
+        assert expr[listening, E["jaw_open"]].max() < 0.4
+        # a blinking, moving face: blinks happen and the head is not frozen
+        assert (expr[:, E["eye_blink_left"]] > 0.9).any()
+        seconds = d.num_frames / FRAMES_PER_SECOND
+        assert np.std(motion[f"p{person}/head_pose"][:, 1:4], axis=0).max() > 0.003
+        assert seconds > 3
