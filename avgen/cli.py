@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from avgen import __version__
-from avgen.errors import AvgenError
+from avgen.errors import AvgenError, InputError
 
 app = typer.Typer(
     help="avgen: a written two-person dialogue + two face photos -> one talking MP4.\n\n"
@@ -28,6 +28,11 @@ weights_app = typer.Typer(
     no_args_is_help=True, rich_markup_mode="markdown",
     context_settings={"help_option_names": ["-h", "--help"]})
 app.add_typer(weights_app, name="weights")
+train_app = typer.Typer(
+    help="Research side: build the teacher corpus, train the models.",
+    no_args_is_help=True, rich_markup_mode="markdown",
+    context_settings={"help_option_names": ["-h", "--help"]})
+app.add_typer(train_app, name="train")
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -193,6 +198,45 @@ def weights_fetch(name: str = typer.Argument(..., help="Registered weights name.
     with tqdm(total=entry.size, unit="B", unit_scale=True, desc=name, file=sys.stderr) as bar:
         path = registry.fetch(name, progress=bar.update)
     typer.echo(str(path))
+
+
+@train_app.command("corpus")
+@_user_errors
+def train_corpus(
+    root: Path = typer.Argument(..., help="Corpus folder (created; an existing one is resumed)."),
+    sentences: int = typer.Option(6400, min=4, help="Sentences to synthesise (one voice each; "
+                                  "6400 gives about 5.5 hours of speech)."),
+    seed: int = typer.Option(0, help="Seed for sentences, voices, dialogues and motion."),
+) -> None:
+    """Build the teacher corpus: speech (hibari teacher voices, exact phoneme durations),
+    log-mel features, dyadic dialogues with procedural teacher motion.
+
+    Needs the **teachers** extra (`pip install 'avgen[teachers]'`). Resumable: finished
+    shards are kept, so re-running continues where a run stopped. Deterministic for a seed.
+    """
+    from tqdm import tqdm
+
+    from avgen.train import corpus
+
+    config = corpus.CorpusConfig(num_sentences=sentences, seed=seed)
+    config_file = root / "config.json"
+    if config_file.exists():
+        import json
+
+        existing = json.loads(config_file.read_text())
+        if existing.get("num_sentences") != sentences or existing.get("seed") != seed:
+            raise InputError(f"holds a corpus of {existing.get('num_sentences')} sentences, "
+                             f"seed {existing.get('seed')}; use another folder", str(root))
+    root.mkdir(parents=True, exist_ok=True)
+    for stage, run in (("speech", corpus.build_utterances), ("features", corpus.build_features)):
+        with tqdm(total=sentences, desc=stage, unit="utt", file=sys.stderr) as bar:
+            if stage == "speech":
+                run(root, config, progress=bar.update)
+            else:
+                run(root, progress=bar.update)
+    with tqdm(desc="dialogues", unit="dlg", file=sys.stderr) as bar:
+        corpus.build_dialogues(root, corpus.DialogueConfig(seed=seed), progress=bar.update)
+    err.print(corpus.summary(root))
 
 
 def main() -> None:

@@ -444,3 +444,26 @@ def dialogue_av(root: str | Path, dialogue: Dialogue, motion: dict,
         arrays[f"p{person}/head_pose"] = motion[f"p{person}/head_pose"]
         arrays[f"p{person}/expression"] = motion[f"p{person}/expression"]
     return arrays, np.clip(audio, -1, 1)
+
+
+def summary(root: str | Path) -> str:
+    """A few lines on what a corpus holds (hours per voice, dialogues, held-out)."""
+    from avgen.constants import FRAMES_PER_SECOND
+
+    utterances = load_utterances(root)
+    hours: dict[str, float] = {}
+    for u in utterances:
+        hours[u.voice] = hours.get(u.voice, 0.0) + u.num_frames / FRAMES_PER_SECOND / 3600
+    lines = [f"{root}: {len(utterances)} utterances, "
+             + ", ".join(f"{v} {h:.2f} h" for v, h in sorted(hours.items()))]
+    dialogue_dir = Path(root) / "dialogues"
+    if dialogue_dir.exists():
+        count = heldout = frames = 0
+        for path in dialogue_dir.glob("shard-*.npz"):
+            with np.load(path, allow_pickle=False) as data:
+                count += len(data["index"])
+                heldout += int(data["heldout"].sum())
+                frames += int(data["num_frames"].sum())
+        lines.append(f"{count} dialogues ({heldout} held out), "
+                     f"{frames / FRAMES_PER_SECOND / 3600:.2f} h of dialogue time")
+    return "\n".join(lines)
