@@ -11,9 +11,10 @@ from avgen.symbols import SILENCE_ID, SYMBOLS  # noqa: E402
 from avgen.text import to_phrases  # noqa: E402
 from avgen.train import corpus  # noqa: E402
 from avgen.train.sentences import sentences  # noqa: E402
-from avgen.train.teachers import VOICES, HibariTeacher  # noqa: E402
+from avgen.train.teachers import VOICES, HibariTeacher, teacher_for  # noqa: E402
 
 E = {name: k for k, name in enumerate(EXPRESSION_NAMES)}
+_TEACHERS: dict = {}
 
 
 @pytest.fixture(scope="module")
@@ -39,9 +40,12 @@ def test_sentences_are_distinct_and_deterministic():
     assert sum(s.endswith("!") for s in first) > 100  # exclamations
 
 
-def test_teacher_alignment_is_exact(teacher):
+@pytest.mark.parametrize("voice", ["heart", "heart-low", "joe"])
+def test_teacher_alignment_is_exact(voice):
+    if voice == "joe":
+        pytest.importorskip("piper", reason="the optional piper extra is not installed")
     phrases = to_phrases("Maybe Bob bought a map, my friend.")
-    u = teacher.synthesize(phrases, VOICES["heart"], seed=0)
+    u = teacher_for(voice, _TEACHERS).synthesize(phrases, VOICES[voice], seed=0)
     assert len(u.audio) == u.num_frames * HOP_LENGTH
     spoken = [SYMBOLS[i] for i in u.symbol_ids if i != SILENCE_ID]
     assert spoken == [p for phrase in phrases for p in phrase.phones]

