@@ -229,7 +229,7 @@ def train_corpus(
                              f"seed {existing.get('seed')}; use another folder", str(root))
     root.mkdir(parents=True, exist_ok=True)
     for stage, run in (("speech", corpus.build_utterances), ("features", corpus.build_features)):
-        with tqdm(total=sentences, desc=stage, unit="utt", file=sys.stderr) as bar:
+        with tqdm(total=config.num_utterances, desc=stage, unit="utt", file=sys.stderr) as bar:
             if stage == "speech":
                 run(root, config, progress=bar.update)
             else:

@@ -31,6 +31,20 @@ class CorpusConfig:
     seed: int = 0
     voices: tuple[str, ...] = ("heart", "heart-low")
     heldout_every: int = 50  # 2 of every 50 utterances (2 %) are held out of training
+    coverage: bool = True  # append sentences.COVERAGE after the generated sentences
+
+    @property
+    def num_utterances(self) -> int:
+        from avgen.train.sentences import COVERAGE
+
+        return self.num_sentences + (len(COVERAGE) if self.coverage else 0)
+
+
+def corpus_texts(config: CorpusConfig) -> list[str]:
+    from avgen.train.sentences import COVERAGE, sentences
+
+    return sentences(config.num_sentences, config.seed) + (list(COVERAGE) if config.coverage
+                                                          else [])
 
 
 def utterance_id(index: int) -> str:
@@ -58,11 +72,10 @@ def build_utterances(root: str | Path, config: CorpusConfig = CorpusConfig(),
                      progress=None) -> None:
     """Stage 1. `progress(n)` is called with the number of utterances finished."""
     from avgen.text import to_phrases
-    from avgen.train.sentences import sentences
     from avgen.train.teachers import VOICES, teacher_for
 
     root = Path(root)
-    texts = sentences(config.num_sentences, config.seed)
+    texts = corpus_texts(config)
     for voice in config.voices:
         if voice not in VOICES:
             raise AvgenError(f"unknown teacher voice {voice!r}; known: {', '.join(VOICES)}")
@@ -71,9 +84,9 @@ def build_utterances(root: str | Path, config: CorpusConfig = CorpusConfig(),
     formats.atomic_write_bytes(root / "config.json", _json(asdict(config)))
     _write_heldout_list(root, config)
     teachers: dict = {}
-    for shard in range(0, config.num_sentences, config.shard_size):
+    for shard in range(0, config.num_utterances, config.shard_size):
         path = root / "utterances" / f"shard-{shard // config.shard_size:05d}.npz"
-        indices = range(shard, min(shard + config.shard_size, config.num_sentences))
+        indices = range(shard, min(shard + config.shard_size, config.num_utterances))
         if path.exists():
             if progress:
                 progress(len(indices))
@@ -98,7 +111,7 @@ def _json(data) -> bytes:
 
 def _write_heldout_list(root: Path, config: CorpusConfig) -> None:
     lines = [f"audio/{voice_of(i, config)}/{utterance_id(i)}.flac"
-             for i in range(config.num_sentences) if is_heldout(i, config)]
+             for i in range(config.num_utterances) if is_heldout(i, config)]
     formats.atomic_write_bytes(root / "heldout.txt", ("\n".join(lines) + "\n").encode())
 
 

@@ -139,3 +139,40 @@ def sentences(count: int, seed: int = 0) -> list[str]:
             seen.add(text)
             out.append(text)
     return out
+
+
+# Sentences for the phones the grammar above never produces (glottal stop + syllabic n
+# in "button", unstressed diphthongs in "cowboy", "outdoor", the fricatives of "Bach",
+# "loch", "Llanelli"), so every phone espeak-ng emits for English is in the corpus.
+COVERAGE = [
+    "The kitten pulled a button off my cotton shirt.",
+    "I'm certain it was written on the mountain map.",
+    "She has forgotten the curtain in the fountain room.",
+    "Have you eaten? The kitten has bitten the carton.",
+    "A cowboy and an android walked into the warehouse.",
+    "However you do it, somehow it has to be outdoor work.",
+    "We listened to Bach by the loch last summer.",
+    "My cousin moved from Llanelli to Britain's north coast.",
+    "Is the button on the mountain bike certain to hold?",
+    "The outdoor market sells cotton, buttons and kittens.",
+    "Somehow the cowboy had forgotten his written notes.",
+    "However hard I try, the curtain won't stay up.",
+    "Bach wrote it, certainly, but who has written the words?",
+    "The android in the warehouse sorted the cotton bales.",
+    "Was it a kitten or a button that fell in the fountain?",
+    "Let's eat outdoors, however cold the mountain wind is.",
+    "I'm not certain the cowboy ever saw the loch.",
+    "Somehow my kitten got into the warehouse again!",
+    "The written test was easier than I had feared.",
+    "We sang a song from Llanelli by the fountain.",
+    "What's the password for the home network?",
+    "I finished my homework and the artwork before the fireworks.",
+    "Is your keyword on the list? Your name is nearby.",
+    "The graph was linear, with a periodic bump every week.",
+    "Are you gonna meet us at the supermarket?",
+    "The company has a hierarchical structure, like a pyramid.",
+    "Please write the identifier on each box.",
+    "From my viewpoint, the entrypoint of the maze is on the left.",
+    "A unary code uses just one symbol, which is odd but simple.",
+    "We're gonna need a bigger network, I think.",
+]
