@@ -13,6 +13,7 @@ cavity and upper/lower teeth; blinks are the upper-lid skin stretched over the e
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import cv2
@@ -282,3 +283,74 @@ class FaceRenderer:
         region = frame[y0:y1, x0:x1].astype(np.float32)
         region = region * (1 - alpha) + out.astype(np.float32) * alpha
         frame[y0:y1, x0:x1] = np.clip(region + 0.5, 0, 255).astype(np.uint8)
+
+
+# -- whole videos --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class VideoConfig:
+    fps: float = 25.0
+    size: int = 512
+    layout: str = "side-by-side"   # or "stacked"
+    crf: int = 20
+    preset: str = "veryfast"
+
+
+def load_renderers(refs: list[str], config: RenderConfig) -> list[FaceRenderer]:
+    """One renderer per reference photo (errors name the photo)."""
+    renderers = []
+    for ref in refs:
+        image = lm.read_image(ref)
+        renderers.append(FaceRenderer(image, lm.detect_image(image, ref), config))
+    return renderers
+
+
+def render_video(motion_path: str, refs: list[str], output: str, audio: str | None = None,
+                 config: VideoConfig = VideoConfig(), frames_dir: str | None = None,
+                 progress: bool = True) -> int:
+    """Render an `avgen.av/1` or `avgen.motion/1` file with one reference photo per person
+    into an MP4 (H.264 yuv420p, AAC if `audio`). Returns the number of video frames."""
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from avgen.constants import FRAMES_PER_SECOND
+    from avgen.errors import InputError
+    from avgen.face.motion import load_motion
+    from avgen.video import Mp4Writer, compose, interpolate, resample_head_pose, resample_times
+
+    if config.size % 2 or config.size < 64:
+        raise InputError(f"--size {config.size}: use an even size of at least 64", "--size")
+    if not 1 <= config.fps <= 120:
+        raise InputError(f"--fps {config.fps}: use 1 to 120", "--fps")
+    motion = load_motion(motion_path)
+    if len(refs) != motion.num_people:
+        raise InputError(f"the file has {motion.num_people} "
+                         f"{'person' if motion.num_people == 1 else 'people'} but "
+                         f"{len(refs)} --ref image{'s' if len(refs) != 1 else ''} were given",
+                         motion_path)
+    if output != "-" and not Path(output).parent.is_dir():
+        raise InputError("output folder does not exist", str(Path(output).parent))
+    if audio is not None and not Path(audio).is_file():
+        raise InputError("no such audio file", audio)
+    frames_path = None
+    if frames_dir is not None:
+        frames_path = Path(frames_dir)
+        frames_path.mkdir(parents=True, exist_ok=True)
+    renderers = load_renderers(refs, RenderConfig(size=config.size))
+    positions = resample_times(motion.num_frames, FRAMES_PER_SECOND, config.fps)
+    poses = [resample_head_pose(p, positions) for p in motion.head_pose]
+    exprs = [interpolate(e, positions) for e in motion.expression]
+    size = config.size
+    n = len(renderers)
+    width = size * (n if config.layout == "side-by-side" else 1)
+    height = size * (n if config.layout == "stacked" else 1)
+    with Mp4Writer(output, width, height, config.fps, audio=audio, crf=config.crf,
+                   preset=config.preset) as writer:
+        for k in tqdm(range(len(positions)), desc="render", unit="frame", disable=not progress,
+                      file=sys.stderr, dynamic_ncols=True):
+            faces = [r.render(exprs[i][k], poses[i][k]) for i, r in enumerate(renderers)]
+            frame = compose(faces, config.layout)
+            writer.write(frame)
+            if frames_path is not None:
+                cv2.imwrite(str(frames_path / f"frame_{k:05d}.png"), frame[:, :, ::-1])
+    return len(positions)
