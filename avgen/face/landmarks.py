@@ -45,9 +45,8 @@ LEFT_BROW_INNER = (336, 296, 285, 295)
 LEFT_BROW_OUTER = (300, 293, 276, 283)
 LEFT_BROW_MID = (334, 282)
 # Points that do not move with expressions: the pose is fitted on these.
-RIGID = (10, 151, 9, 8, 168, 6, 197, 195, 5, 4, 1, 33, 133, 263, 362, 127, 356, 234, 454,
-         98, 327, 2, 94, 162, 389, 21, 251, 54, 284, 103, 332, 67, 297, 109, 338, 193, 417,
-         122, 351, 188, 412, 114, 343, 129, 358, 64, 294)
+RIGID = (10, 151, 9, 8, 168, 6, 197, 195, 33, 133, 263, 362, 127, 356, 162, 389, 21, 251,
+         54, 284, 103, 332, 67, 297, 109, 338, 108, 337, 69, 299, 104, 333)
 
 # A face narrower than this (in pixels, cheek to cheek) is too small to animate.
 MIN_FACE_WIDTH = 64

@@ -144,8 +144,8 @@ class FaceModel:
             gap = max(p[b, 1] - p[a, 1], 0.0)
             close_ctrl[a] = np.array([0, 0.5 * gap + 0.004 * W, 0])
             close_ctrl[b] = np.array([0, -0.5 * gap, 0])
-            close_ctrl[oa] = np.array([0, 0.4 * gap + 0.2 * (p[a, 1] - p[oa, 1]), 0.01 * W])
-            close_ctrl[ob] = np.array([0, -0.4 * gap - 0.2 * (p[ob, 1] - p[b, 1]), 0.01 * W])
+            close_ctrl[oa] = np.array([0, 0.4 * gap + 0.4 * (p[a, 1] - p[oa, 1]), 0.015 * W])
+            close_ctrl[ob] = np.array([0, -0.4 * gap - 0.4 * (p[ob, 1] - p[b, 1]), 0.015 * W])
         B["lips_close"] = _spread(p, close_ctrl, 0.05 * W)
         coupling_ctrl = {i: -0.9 * jaw[i] for i in lower_lip}
         for i in upper_lip:

@@ -45,16 +45,23 @@ def _smooth01(x):
     return x * x * (3 - 2 * x)
 
 
-def square_crop(image: np.ndarray, points: np.ndarray, size: int):
-    """Crop the largest square around the face that fits the image and scale it to
-    `size`; returns (image (size, size, 3), landmarks (478, 3) in its pixels)."""
-    h, w = image.shape[:2]
+def crop_frame(shape: tuple, points: np.ndarray, size: int) -> tuple[int, int, float]:
+    """(x0, y0, scale) of the square crop `square_crop` takes."""
+    h, w = shape[:2]
     side = min(h, w)
     cx, cy = points[:, 0].mean(), points[:, 1].mean()
     x0 = int(np.clip(round(cx - side / 2), 0, w - side))
     y0 = int(np.clip(round(cy - side / 2), 0, h - side))
+    return x0, y0, size / side
+
+
+def square_crop(image: np.ndarray, points: np.ndarray, size: int):
+    """Crop the largest square around the face that fits the image and scale it to
+    `size`; returns (image (size, size, 3), landmarks (478, 3) in its pixels).
+    A point p of the image is at (p - (x0, y0)) * scale in the crop: see `crop_frame`."""
+    x0, y0, scale = crop_frame(image.shape, points, size)
+    side = int(round(size / scale))
     crop = image[y0:y0 + side, x0:x0 + side]
-    scale = size / side
     if side != size:
         crop = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA if scale < 1
                           else cv2.INTER_CUBIC)
