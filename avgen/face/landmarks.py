@@ -9,8 +9,8 @@ units of the image width; we multiply by the width so all three axes are pixels)
 from __future__ import annotations
 
 import contextlib
-import io
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,22 +57,39 @@ def face_width(points: np.ndarray) -> float:
     return float(np.linalg.norm(points[454, :2] - points[234, :2]))
 
 
+_quiet_depth = 0
+
+
 @contextlib.contextmanager
-def _quiet_native_logs():
-    """MediaPipe's C++ side prints glog/TFLite banners on fd 2; keep the CLI's stderr
-    for our messages and the progress bar."""
+def quiet_native_logs():
+    """MediaPipe's C++ side prints absl/TFLite banners straight to fd 2, from its own
+    threads too; inside this block fd 2 goes to /dev/null. Yields a text stream on the
+    real stderr for progress bars (Python's sys.stderr is redirected with it)."""
+    global _quiet_depth
     os.environ.setdefault("GLOG_minloglevel", "2")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if _quiet_depth:
+        yield sys.stderr
+        return
     try:
         saved = os.dup(2)
     except OSError:
-        yield
+        yield sys.stderr
         return
+    sys.stderr.flush()
     devnull = os.open(os.devnull, os.O_WRONLY)
+    real = os.fdopen(os.dup(saved), "w", buffering=1)
+    old_stderr = sys.stderr
+    _quiet_depth += 1
     try:
         os.dup2(devnull, 2)
-        yield
+        sys.stderr = real
+        yield real
     finally:
+        _quiet_depth -= 1
+        sys.stderr = old_stderr
+        real.flush()
+        real.close()
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
@@ -90,7 +107,7 @@ class FaceMesh:
     `video=False` detects every image from scratch."""
 
     def __init__(self, video: bool = False, config: DetectorConfig = DetectorConfig()):
-        with _quiet_native_logs(), contextlib.redirect_stderr(io.StringIO()):
+        with quiet_native_logs():
             from mediapipe.python.solutions import face_mesh
 
             self._mesh = face_mesh.FaceMesh(
@@ -112,7 +129,7 @@ class FaceMesh:
         """Landmarks (478, 3) in pixels of `rgb` (H, W, 3 uint8), or None if no face.
         Several faces or a tiny face is an InputError naming `source`."""
         height, width = rgb.shape[:2]
-        with _quiet_native_logs():
+        with quiet_native_logs():
             result = self._mesh.process(np.ascontiguousarray(rgb))
         faces = result.multi_face_landmarks or []
         if not faces:
@@ -146,8 +163,9 @@ def read_image(path: str | Path) -> np.ndarray:
 def detect_image(rgb: np.ndarray, source: str) -> np.ndarray:
     """Landmarks (478, 3) of the one face in a photo; InputError naming `source` if there
     is no face, several faces or a tiny face."""
-    with FaceMesh(video=False) as mesh:
+    with quiet_native_logs(), FaceMesh(video=False) as mesh:
         points = mesh.detect(rgb, source)
     if points is None:
-        raise InputError("no face found in the image; use a frontal photo of one face", source)
+        raise InputError("no face found in the image; use a frontal photo of one face, at least "
+                         f"{MIN_FACE_WIDTH} px wide and filling a good part of the picture", source)
     return points

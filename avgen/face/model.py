@@ -248,11 +248,15 @@ class FaceModel:
                  0])
             return ctrl
 
+        # The lid margin (lashes, often dark) travels with the lid; the skin under the brow
+        # stretches instead, or the margin would be smeared into a dark band.
+        brows = set(lm.RIGHT_BROW_INNER + lm.RIGHT_BROW_OUTER + lm.RIGHT_BROW_MID
+                    + lm.LEFT_BROW_INNER + lm.LEFT_BROW_OUTER + lm.LEFT_BROW_MID)
         for name, eye in (("eye_blink_left", lm.LEFT_EYE), ("eye_blink_right", lm.RIGHT_EYE)):
             share = cfg.blink_upper_share
             ctrl = eye_motion(eye, share, 1 - share)
             ew = np.linalg.norm(p[eye["outer"], :2] - p[eye["inner"], :2])
-            B[name] = _spread(p, ctrl, 0.35 * ew, locked={eye["outer"], eye["inner"]})
+            B[name] = _spread(p, ctrl, 0.45 * ew, locked=brows | {eye["outer"], eye["inner"]})
             B[name][list(eye["iris_ring"])] = ctrl[eye["iris"]]
         ctrl = {}
         for eye in (lm.LEFT_EYE, lm.RIGHT_EYE):

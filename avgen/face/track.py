@@ -335,9 +335,9 @@ def detect_video(path: str, progress: bool = True) -> tuple[float, np.ndarray, n
 
     fps, frames, estimate = read_video(path)
     points, found = [], []
-    with lm.FaceMesh(video=True) as mesh:
+    with lm.quiet_native_logs() as stderr, lm.FaceMesh(video=True) as mesh:
         for k, frame in enumerate(tqdm(frames, total=estimate or None, desc="track",
-                                       unit="frame", disable=not progress, file=sys.stderr,
+                                       unit="frame", disable=not progress, file=stderr,
                                        dynamic_ncols=True)):
             p = mesh.detect(frame, path, where=f"frame {k}: ")
             found.append(p is not None)
@@ -479,6 +479,6 @@ def track_video(path: str, ref: str | None = None, config: TrackConfig = TrackCo
     points[..., 0] -= x0
     points[..., 1] -= y0
     points *= crop_scale
-    with lm.FaceMesh(video=False) as mesh:
+    with lm.quiet_native_logs(), lm.FaceMesh(video=False) as mesh:
         observed = observe_basis(renderer, mesh)
     return track_landmarks(points, fps, observed, config)
