@@ -40,11 +40,21 @@ class ModelConfig:
     gaze_x: float = 0.2             # iris travel in eye widths at gaze_x = 1
     gaze_y: float = 0.1
     pivot_depth: float = 0.6        # head pivot behind the face surface, face widths
+    depth_smoothing: float = 0.06   # Gaussian radius for landmark depth, face widths
 
 
 def _smoothstep(x):
     x = np.clip(x, 0.0, 1.0)
     return x * x * (3 - 2 * x)
+
+
+def _smooth_depth(points: np.ndarray, radius: float) -> np.ndarray:
+    """Landmark depth averaged over neighbours: MediaPipe's per-point depth is noisy, and
+    two points that touch in the photo but disagree in depth would be pulled apart by a
+    head turn, stretching a sliver of skin into a visible smear."""
+    d2 = ((points[:, None, :2] - points[None, :, :2]) ** 2).sum(-1)
+    g = np.exp(-d2 / (radius * radius))
+    return (g @ points[:, 2]) / g.sum(1)
 
 
 def _fill_lip_rings(controls: dict[int, np.ndarray]) -> None:
@@ -85,9 +95,10 @@ class FaceModel:
     names = EXPRESSION_NAMES
 
     def __init__(self, neutral: np.ndarray, config: ModelConfig = ModelConfig()):
-        self.neutral = np.asarray(neutral, dtype=np.float64)
+        self.neutral = np.asarray(neutral, dtype=np.float64).copy()
         self.config = config
         self.width = lm.face_width(self.neutral)
+        self.neutral[:, 2] = _smooth_depth(self.neutral, config.depth_smoothing * self.width)
         rigid = self.neutral[list(lm.RIGID)]
         mouth_y = 0.5 * (self.neutral[0, 1] + self.neutral[17, 1])
         self.pivot = np.array([rigid[:, 0].mean(), mouth_y,

@@ -34,8 +34,10 @@ class RenderConfig:
     hair_ring: float = 1.3           # ring scale about the face centre (x face oval)
     outer_ring: float = 1.85
     hair_follow: float = 1.0         # how much of the head motion each ring follows
-    outer_follow: float = 0.3
+    outer_follow: float = 0.15
+    border_margin: float = 0.08      # of the frame: this band along the edges never moves
     neck_follow: float = 0.45        # ring points below the chin follow less (neck)
+    neck_jaw_follow: float = 0.0     # the neck stays when the jaw drops: the chin covers it
     teeth_rgb: tuple = (236, 222, 196)
     cavity_rgb: tuple = (58, 18, 20)
 
@@ -110,29 +112,52 @@ class FaceRenderer:
         mouth_y = 0.5 * (p[0, 1] + p[17, 1])
         # Below the mouth the rings are neck and collar: they follow less of the head, and
         # smoothly so, or the hair and jaw line would shear where the weight changes.
-        for scale, follow in ((config.hair_ring, config.hair_follow),
-                              (config.outer_ring, config.outer_follow)):
-            ring = centre + (oval[:, :2] - centre) * scale
-            z = oval[:, 2] + 0.15 * W * (scale - 1)
+        # Each ring point sits on the ray from the face centre through a face-oval point;
+        # the outer ring stops `border_margin` short of the frame edge so a band along the
+        # edges never moves at all (and a big face gets tighter rings).
+        rays = oval[:, :2] - centre
+        margin = 1.5 * config.border_margin * size
+        limit = np.full(len(rays), np.inf)
+        for axis in (0, 1):
+            with np.errstate(divide="ignore", invalid="ignore"):
+                hi = (size - 1 - margin - centre[axis]) / rays[:, axis]
+                lo = (margin - centre[axis]) / rays[:, axis]
+            limit = np.minimum(limit, np.where(rays[:, axis] > 0, hi, np.where(
+                rays[:, axis] < 0, lo, np.inf)))
+        outer = np.minimum(config.outer_ring, np.maximum(limit, 1.05))
+        inner = np.minimum(config.hair_ring, 1 + 0.55 * (outer - 1))
+        for scales, follow, is_inner in ((inner, config.hair_follow, True),
+                                         (outer, config.outer_follow, False)):
+            ring = centre + rays * scales[:, None]
+            z = oval[:, 2] + 0.15 * W * (scales - 1)
             down = _smooth01((ring[:, 1] - mouth_y) / max(chin_y - mouth_y, 1.0))
-            neck = config.neck_follow if scale == config.hair_ring else 0.0
+            neck = config.neck_follow if is_inner else 0.0
             weight = follow * (1 - down) + neck * down
             rings.append((np.column_stack([ring, z]), weight))
         ring_pts = np.concatenate([r for r, _ in rings])
+        inner_box = margin + 3.0                        # inner ring stays inside the outer
+        outer_box = config.border_margin * size + 3.0   # outer ring inside the still band
+        self._ring_lo = np.concatenate([np.full(len(oval), inner_box),
+                                        np.full(len(oval), outer_box)])
+        self._ring_hi = size - 1 - self._ring_lo
         self._ring_weight = np.concatenate([w for _, w in rings])
         self._ring_landmark = np.concatenate([np.array(lm.FACE_OVAL)] * 2)
         # the inner ring under the jaw is pulled down a little with an opening jaw
         self._ring_jaw = np.concatenate([np.ones(len(oval)), np.zeros(len(oval))]) * (
             self._ring_landmark_y_below(p, mouth_y))
         n = 12
-        edge = np.linspace(0, size - 1, n + 1)
-        border = np.array([(x, y) for x in edge for y in (-1.0, size)]
-                          + [(x, y) for y in edge[1:-1] for x in (-1.0, size)])
+        border = []
+        for lo, hi in ((-1.0, float(size)),
+                       (config.border_margin * size, (1 - config.border_margin) * size)):
+            edge = np.linspace(lo, hi, n + 1)
+            border += [(x, y) for x in edge for y in (lo, hi)]
+            border += [(x, y) for y in edge[1:-1] for x in (lo, hi)]
+        border = np.array(border)
         self._ring = ring_pts
         self._border = np.column_stack([border, np.full(len(border), 1e6)])
         self.src = np.concatenate([p[WARP_LANDMARKS], ring_pts, self._border])
         self.triangles = _delaunay(self.src[:, :2], size)
-        self._src_h = np.concatenate([self.src[:, :2], np.ones((len(self.src), 1))], 1)
+        self._src_area = self._signed_area(self.src[:, :2][self.triangles])
         step = config.grid_step
         self._grid_n = size // step
         g = (np.arange(self._grid_n) * step + (step - 1) / 2.0).astype(np.float32)
@@ -165,6 +190,12 @@ class FaceRenderer:
                 return np.clip(lum * 1.02, 0, 255)
         return np.array(self.config.teeth_rgb, dtype=np.float64)
 
+    @staticmethod
+    def _signed_area(tri: np.ndarray) -> np.ndarray:
+        """Twice the signed area of triangles (K, 3, 2)."""
+        a, b, c = tri[:, 0], tri[:, 1], tri[:, 2]
+        return (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
+
     # -- geometry per frame ------------------------------------------------------------
     def vertices(self, expression: np.ndarray, head_pose: np.ndarray) -> np.ndarray:
         """Output positions (V, 3) of every warp vertex for one frame."""
@@ -176,7 +207,9 @@ class FaceRenderer:
         rigid = m.pose(self._ring, head_pose) - self._ring
         jaw = shape[self._ring_landmark] - m.neutral[self._ring_landmark]
         ring = self._ring + self._ring_weight[:, None] * rigid
-        ring = ring + 0.5 * self._ring_jaw[:, None] * jaw
+        ring = ring + self._ring_jaw[:, None] * jaw * self.config.neck_jaw_follow
+        # rings never cross the still frame around them (that would fold the background)
+        ring[:, :2] = np.clip(ring[:, :2], self._ring_lo[:, None], self._ring_hi[:, None])
         ring[:, 2] = 1e5  # rings are drawn before (behind) every face triangle
         return np.concatenate([posed[WARP_LANDMARKS], ring, self._border]), posed
 
@@ -189,9 +222,22 @@ class FaceRenderer:
         order = np.argsort(-depth, kind="stable")           # far first
         ids = self._ids
         ids.fill(-1)
+        # Back-face culling: a triangle whose winding flipped is seen from behind (the far
+        # cheek on a turn, the neck under a dropping chin); drawing it would paint a
+        # mirrored sliver. The visible triangles in front cover its place.
+        area = self._signed_area(dst)
+        front = (area * self._src_area > 0) & (np.abs(area) > 1e-3)
         scaled = np.round((dst - (step - 1) / 2.0) / step * 16).astype(np.int32)
         for k in order:
-            cv2.fillConvexPoly(ids, scaled[k], int(k), lineType=cv2.LINE_4, shift=4)
+            if front[k]:
+                cv2.fillConvexPoly(ids, scaled[k], int(k), lineType=cv2.LINE_4, shift=4)
+        holes = ids < 0
+        for _ in range(4):  # rare pixels left uncovered take a neighbouring triangle
+            if not holes.any():
+                break
+            grown = cv2.dilate(ids, np.ones((3, 3), np.uint8))
+            ids[holes] = grown[holes]
+            holes = ids < 0
         # Affine per triangle from output to source: [x y 1] @ A = source xy.
         dst_h = np.concatenate([dst, np.ones(dst.shape[:2] + (1,))], 2)   # (K, 3, 3)
         src = self.src[:, :2][tris]                                     # (K, 3, 2)
@@ -326,9 +372,10 @@ def render_video(motion_path: str, refs: list[str], output: str, audio: str | No
     from avgen.video import Mp4Writer, compose, interpolate, resample_head_pose, resample_times
 
     if config.size % 2 or config.size < 64:
-        raise InputError(f"--size {config.size}: use an even size of at least 64", "--size")
+        raise InputError(f"{config.size} is not allowed; use an even size of at least 64",
+                         "--size")
     if not 1 <= config.fps <= 120:
-        raise InputError(f"--fps {config.fps}: use 1 to 120", "--fps")
+        raise InputError(f"{config.fps:g} is out of range; use 1 to 120", "--fps")
     motion = load_motion(motion_path)
     if len(refs) != motion.num_people:
         raise InputError(f"the file has {motion.num_people} "
