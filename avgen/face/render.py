@@ -238,23 +238,29 @@ class FaceRenderer:
             grown = cv2.dilate(ids, np.ones((3, 3), np.uint8))
             ids[holes] = grown[holes]
             holes = ids < 0
-        # Affine per triangle from output to source: [x y 1] @ A = source xy.
-        dst_h = np.concatenate([dst, np.ones(dst.shape[:2] + (1,))], 2)   # (K, 3, 3)
-        src = self.src[:, :2][tris]                                     # (K, 3, 2)
-        det = np.linalg.det(dst_h)
+        # Affine per triangle from output to source, [x y 1] @ A = source xy, with the
+        # 3x3 inverse written out (much cheaper than a batched solve for ~1200 triangles).
+        a, b = dst[:, 0, 0], dst[:, 0, 1]
+        c, d = dst[:, 1, 0], dst[:, 1, 1]
+        e, f = dst[:, 2, 0], dst[:, 2, 1]
+        det = area  # equals the determinant of [[a b 1] [c d 1] [e f 1]]
         ok = np.abs(det) > 1e-6
-        A = np.zeros((len(tris), 3, 2))
-        A[ok] = np.linalg.solve(dst_h[ok], src[ok])
-        A[~ok, 0, 0] = A[~ok, 1, 1] = 1.0  # collapsed triangle: identity (never visible)
-        A = A.astype(np.float32)
+        inv = np.stack([np.stack([d - f, f - b, b - d], -1),
+                        np.stack([e - c, a - e, c - a], -1),
+                        np.stack([c * f - d * e, b * e - a * f, a * d - b * c], -1)], 1)
+        inv /= np.where(ok, det, 1.0)[:, None, None]
+        A = inv @ self.src[:, :2][tris]                               # (K, 3, 2)
+        A[~ok] = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]])  # degenerate: never drawn
+        cols = A.reshape(len(tris), 6).astype(np.float32).T
         sel = ids.clip(0)
-        a = A[sel]                                                     # (n, n, 3, 2)
+        t = [np.take(col, sel) for col in cols]  # six (n, n) gathers beat one (n, n, 3, 2)
         gx, gy = self._gx, self._gy
-        mx = gx * a[..., 0, 0] + gy * a[..., 1, 0] + a[..., 2, 0]
-        my = gx * a[..., 0, 1] + gy * a[..., 1, 1] + a[..., 2, 1]
+        mx = gx * t[0] + gy * t[2] + t[4]
+        my = gx * t[1] + gy * t[3] + t[5]
         outside = ids < 0
-        mx[outside] = gx[outside]
-        my[outside] = gy[outside]
+        if outside.any():
+            mx[outside] = gx[outside]
+            my[outside] = gy[outside]
         size = self.config.size
         if step > 1:
             mx = cv2.resize(mx, (size, size), interpolation=cv2.INTER_LINEAR)
@@ -265,7 +271,9 @@ class FaceRenderer:
         """One frame (size, size, 3) uint8 RGB."""
         verts, posed = self.vertices(expression, head_pose)
         mx, my = self.warp_map(verts)
-        frame = cv2.remap(self.image, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        # fixed-point maps: remap runs about a third faster and the conversion is cheap
+        m1, m2 = cv2.convertMaps(mx, my, cv2.CV_16SC2)
+        frame = cv2.remap(self.image, m1, m2, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         self._paint_mouth(frame, posed)
         return frame
 
