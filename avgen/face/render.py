@@ -39,7 +39,17 @@ class RenderConfig:
     neck_follow: float = 0.45        # ring points below the chin follow less (neck)
     neck_jaw_follow: float = 0.0     # the neck stays when the jaw drops: the chin covers it
     teeth_rgb: tuple = (236, 222, 196)
-    cavity_rgb: tuple = (58, 18, 20)
+    cavity_rgb: tuple = (92, 34, 36)
+    tongue_rgb: tuple = (178, 86, 90)
+
+
+def _chaikin(curve: np.ndarray, rounds: int = 2) -> np.ndarray:
+    """Corner-cutting subdivision of an open polyline (N, 2), endpoints kept."""
+    for _ in range(rounds):
+        a, b = curve[:-1], curve[1:]
+        inner = np.stack([0.75 * a + 0.25 * b, 0.25 * a + 0.75 * b], 1).reshape(-1, 2)
+        curve = np.concatenate([curve[:1], inner[1:-1], curve[-1:]])
+    return curve
 
 
 def _smooth01(x):
@@ -292,9 +302,14 @@ class FaceRenderer:
             strength = float(np.clip((gap - self._ref_gap) / (0.04 * W), 0.0, 1.0))
             if strength <= 0.0:
                 return
+        # smooth lip curves (the mesh has 11 points a lip), grown by ~1.5 % of a face width:
+        # the inner-lip landmarks sit a little inside the visible lip edge
+        upper, lower = _chaikin(upper), _chaikin(lower)
+        mid = np.concatenate([upper, lower]).mean(0)
+        grow = 1 + 0.015 * W / max(np.abs(upper - mid).max(), np.abs(lower - mid).max(), 1.0)
+        upper = mid + (upper - mid) * grow
+        lower = mid + (lower - mid) * grow
         poly = np.concatenate([upper, lower[::-1]])
-        mid = poly.mean(0)
-        poly = mid + (poly - mid) * (1 + 1.0 / max(np.abs(poly - mid).max(), 1.0))
         x0, y0 = np.floor(poly.min(0)).astype(int) - 2
         x1, y1 = np.ceil(poly.max(0)).astype(int) + 3
         size = self.config.size
@@ -321,25 +336,33 @@ class FaceRenderer:
         opening = np.clip(yl - yu, 0, None)
         depth = np.clip((ys - yu) / np.maximum(opening, 1), 0, 1)
         cavity = np.array(self.config.cavity_rgb, np.float64)
-        # darker deeper in and towards the throat
-        shade = (0.55 + 0.45 * across) * (1.0 - 0.5 * np.sin(np.pi * depth))
+        # darker towards the throat (the middle of the opening) and the corners
+        shade = (0.45 + 0.55 * across) * (1.0 - 0.6 * np.sin(np.pi * depth) ** 2)
         out = cavity * shade[..., None]
+        # the tongue: a soft hump resting on the lower teeth, seen when the jaw is open
+        tongue_top = yl - np.clip(opening * 0.45, 0, 0.07 * W) * np.sqrt(across)
+        t_alpha = np.clip((ys - tongue_top) / np.maximum(0.3 * (yl - tongue_top), 1), 0, 1)
+        tongue = np.array(self.config.tongue_rgb, np.float64) * (0.55 + 0.35 * across)[..., None]
+        out = out * (1 - t_alpha[..., None]) + tongue * t_alpha[..., None]
         teeth = self._teeth_rgb
-        up_h = 0.05 * W * np.sqrt(across)    # upper incisors, shorter towards the corners
-        lo_h = 0.032 * W * np.sqrt(across)
+        up_h = 0.065 * W * np.sqrt(across)    # upper incisors, shorter towards the corners
+        lo_h = 0.035 * W * np.sqrt(across)
         in_up = (ys >= yu) & (ys < yu + up_h)
         in_lo = (ys <= yl) & (ys > yl - lo_h) & ~in_up
         # a little shadow right under the lips and between teeth
         toothw = 0.05 * W
         seam = np.abs(((xs - centre) / toothw + 0.5) % 1.0 - 0.5)[None, :]
-        seam_shade = np.where(seam < 0.05, 0.9, 1.0)
+        seam_shade = np.where(seam < 0.04, 0.93, 1.0)
         t_up = (ys - yu) / np.maximum(up_h, 1)
-        shade_up = (0.6 + 0.4 * across ** 0.7) * (0.78 + 0.22 * np.clip(t_up * 3, 0, 1)) \
+        shade_up = (0.55 + 0.45 * across ** 0.7) * (0.75 + 0.25 * np.clip(t_up * 3, 0, 1)) \
             * seam_shade
         t_lo = (yl - ys) / np.maximum(lo_h, 1)
-        shade_lo = (0.5 + 0.4 * across ** 0.7) * (0.75 + 0.25 * np.clip(t_lo * 3, 0, 1)) \
+        shade_lo = (0.45 + 0.4 * across ** 0.7) * (0.75 + 0.25 * np.clip(t_lo * 3, 0, 1)) \
             * seam_shade
-        out = np.where(in_up[..., None], teeth * shade_up[..., None], out)
+        # soft bottom edge of the upper teeth
+        edge = np.clip((yu + up_h - ys) / 1.5, 0, 1)
+        up_a = (in_up * edge)[..., None]
+        out = out * (1 - up_a) + teeth * shade_up[..., None] * up_a
         out = np.where(in_lo[..., None], teeth * shade_lo[..., None], out)
         region = frame[y0:y1, x0:x1].astype(np.float32)
         region = region * (1 - alpha) + out.astype(np.float32) * alpha
