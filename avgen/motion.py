@@ -1,10 +1,11 @@
 """Head pose helpers shared by the motion teacher, the renderer and the tracker.
 
-Coordinates: x to the viewer's right, y up, z toward the viewer (right-handed).
-head_pose (T, 7) = unit quaternion (w, x, y, z) of the head rotation, then translation
-(x, y, z) in face widths. Euler angles are radians: yaw about +y (positive turns the
-face toward the viewer's right), pitch about +x (positive nods the chin down),
-roll about +z (positive tilts the head's top toward the viewer's left).
+Coordinates are the camera frame of the face model (`avgen.face.model`): x to image
+right, y down, z away from the camera (right-handed). head_pose (T, 7) = unit quaternion
+(w, x, y, z) of the head rotation, then translation (x, y, z) in face widths. Euler
+angles here are radians, R = Ry(yaw) Rx(pitch) Rz(roll): positive yaw turns the nose
+toward image left (the subject's right), positive pitch nods the chin down, positive
+roll tilts the head's top toward image right.
 """
 
 from __future__ import annotations

@@ -234,8 +234,8 @@ def animate(me: Track, partner: Track, person: int, num_frames: int, seed: int,
     yaw = _ou(rng, n, np.radians(2.5), 1.8)
     pitch = _ou(rng, n, np.radians(1.5), 1.5)
     roll = _ou(rng, n, np.radians(1.2), 2.5)
-    toward = 1.0 if person == 0 else -1.0  # turn a little toward the partner
-    yaw += np.radians(6.0) * toward
+    toward = 1.0 if person == 0 else -1.0  # +1: the partner is to image right
+    yaw -= np.radians(6.0) * toward  # turn a little toward the partner (+yaw is nose left)
     brow_inner, brow_outer = np.zeros(n), np.zeros(n)
     smile = np.full(n, rng.uniform(0.05, 0.2))
 
@@ -342,7 +342,7 @@ def animate(me: Track, partner: Track, person: int, num_frames: int, seed: int,
 
     pose = np.zeros((n, 7), np.float64)
     pose[:, :4] = euler_to_quaternion(yaw, pitch, roll)
-    pose[:, 4] = 0.15 * np.sin(yaw)  # shifting weight follows the turn a little
-    pose[:, 5] = -0.05 * np.sin(pitch)
+    pose[:, 4] = -0.15 * np.sin(yaw)  # shifting weight follows the turn a little
+    pose[:, 5] = 0.05 * np.sin(pitch)  # a nod lowers the head a little (y is down)
     pose[:, 6] = _ou(rng, n, 0.01, 3.0)
     return pose.astype(np.float32), expr.astype(np.float32)
