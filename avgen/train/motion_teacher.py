@@ -30,6 +30,8 @@ E = {name: k for k, name in enumerate(EXPRESSION_NAMES)}
 MOUTH = ("jaw_open", "lips_close", "lips_pucker", "lips_funnel", "mouth_stretch",
          "upper_lip_raise", "lower_lip_depress")
 REST = {"jaw_open": 0.03, "lips_close": 0.6}
+# Conversational speech rarely opens the jaw fully; wider reads as shouting on a face.
+MAX_JAW = 0.72
 
 
 def _v(jaw=0.0, close=0.0, pucker=0.0, funnel=0.0, stretch=0.0, raise_=0.0, depress=0.0):
@@ -192,7 +194,7 @@ def _visemes(track: Track, n: int, energy: np.ndarray, cfg: TeacherConfig) -> di
         for k, s in enumerate(shapes):
             s = dict(s)
             if s["jaw_open"] > 0.2:
-                s["jaw_open"] = min(1.0, s["jaw_open"] * jaw_scale)
+                s["jaw_open"] = min(MAX_JAW, s["jaw_open"] * jaw_scale)
             times.append(start + dur * (k + 0.5) / len(shapes) - (lead if symbol not in BILABIAL
                                                                   else 0.2 * lead))
             values.append(s)
