@@ -22,16 +22,6 @@ def teacher():
     return HibariTeacher()
 
 
-@pytest.fixture(scope="module")
-def tiny_corpus(tmp_path_factory):
-    root = tmp_path_factory.mktemp("corpus")
-    config = corpus.CorpusConfig(num_sentences=24, shard_size=8, heldout_every=12, coverage=False)
-    corpus.build_utterances(root, config)
-    corpus.build_features(root)
-    corpus.build_dialogues(root, corpus.DialogueConfig(dialogues_per_shard=2))
-    return root, config
-
-
 def test_sentences_are_distinct_and_deterministic():
     first = sentences(3000, seed=1)
     assert len(set(first)) == 3000

@@ -1,0 +1,234 @@
+"""Joint audio-visual flow model (AV-Flow + TAVID), DESIGN.md section 6.
+
+Two parallel diffusion transformers over the 86.13 fps model clock, one producing the
+log-mel (80) of a person, one their motion (head rotation as yaw/pitch/roll, translation,
+expression), joined after every block by zero-initialised linear highways
+(h_a += W_va h_v, h_v += W_av h_a): the audio->visual highway is TAVID's motion mapper,
+the visual->audio one lets the face shape the voice. Conditioning is in-context: each
+stream's input is [noisy target, own token_logits, partner token_logits, partner motion]
+projected to d. Flow time and the voice embedding enter through adaLN-zero. Attention
+is limited to a window (default 7 frames back, 2 ahead, 10 in all), so generation can
+stream; positions use RoPE. Trained with OT conditional flow matching and L1; sampled
+with Euler steps (8 by default).
+
+Both people of a dialogue are generated together as a batch of two: each is the other's
+partner, and the partner motion a person is conditioned on is the partner's current
+estimate of its clean motion, refined at every Euler step.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from avgen.constants import EXPRESSION_NAMES, N_MELS
+from avgen.symbols import NUM_SYMBOLS
+
+MOTION_DIM = 6 + len(EXPRESSION_NAMES)  # yaw, pitch, roll, tx, ty, tz, expressions
+
+
+@dataclass(frozen=True)
+class AVFlowConfig:
+    d_model: int = 256
+    n_blocks: int = 4
+    n_heads: int = 4
+    ff_mult: int = 3
+    window_past: int = 7
+    window_future: int = 2
+    num_symbols: int = NUM_SYMBOLS
+    mel_dim: int = N_MELS
+    motion_dim: int = MOTION_DIM
+    voices: tuple[str, ...] = ("heart", "heart-low")  # voice ids of the training set
+    sigma_min: float = 1e-4
+    lambda_mel: float = 1.0
+    lambda_head: float = 1.0
+    lambda_face: float = 1.0
+    highway: bool = True  # False: the ablation with separate streams
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def window_mask(length: int, past: int, future: int, device=None) -> torch.Tensor:
+    """(T, T) bool, True where query t may attend key k: t - past <= k <= t + future."""
+    t = torch.arange(length, device=device)
+    offset = t[None, :] - t[:, None]
+    return (offset >= -past) & (offset <= future)
+
+
+def rope(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """Rotary position embedding on (B, H, T, Dh) with positions (T,)."""
+    half = x.shape[-1] // 2
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=x.device) / half)
+    angles = positions[:, None].float() * freqs[None, :]
+    cos, sin = angles.cos(), angles.sin()
+    x1, x2 = x[..., :half], x[..., half:]
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+
+
+class TimestepEmbedding(nn.Module):
+    """Flow time t in [0, 1] -> (B, d) via sinusoids and an MLP (as in DiT)."""
+
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.d = d
+        self.mlp = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d))
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        half = self.d // 2
+        freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=t.device) / half)
+        angles = 1000.0 * t[:, None] * freqs[None]
+        return self.mlp(torch.cat([angles.cos(), angles.sin()], dim=-1))
+
+
+class Block(nn.Module):
+    """DiT block with adaLN-zero: windowed self-attention with RoPE, then an MLP."""
+
+    def __init__(self, config: AVFlowConfig) -> None:
+        super().__init__()
+        d = config.d_model
+        self.heads = config.n_heads
+        self.norm1 = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
+        self.qkv = nn.Linear(d, 3 * d)
+        self.proj = nn.Linear(d, d)
+        self.norm2 = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
+        self.mlp = nn.Sequential(nn.Linear(d, config.ff_mult * d), nn.GELU(approximate="tanh"),
+                                 nn.Linear(config.ff_mult * d, d))
+        self.modulation = nn.Linear(d, 6 * d)
+        nn.init.zeros_(self.modulation.weight)
+        nn.init.zeros_(self.modulation.bias)
+
+    def forward(self, h: torch.Tensor, cond: torch.Tensor, mask: torch.Tensor,
+                positions: torch.Tensor) -> torch.Tensor:
+        """h (B, T, d), cond (B, d), mask (T, T) -> (B, T, d)."""
+        shift1, scale1, gate1, shift2, scale2, gate2 = self.modulation(
+            nn.functional.silu(cond))[:, None].chunk(6, dim=-1)
+        x = self.norm1(h) * (1 + scale1) + shift1
+        b, t, d = x.shape
+        q, k, v = self.qkv(x).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        q, k = rope(q, positions), rope(k, positions)
+        attended = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        h = h + gate1 * self.proj(attended.transpose(1, 2).reshape(b, t, d))
+        x = self.norm2(h) * (1 + scale2) + shift2
+        return h + gate2 * self.mlp(x)
+
+
+class FinalLayer(nn.Module):
+    def __init__(self, d: int, out: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
+        self.modulation = nn.Linear(d, 2 * d)
+        self.linear = nn.Linear(d, out)
+        for layer in (self.modulation, self.linear):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def forward(self, h: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        shift, scale = self.modulation(nn.functional.silu(cond))[:, None].chunk(2, dim=-1)
+        return self.linear(self.norm(h) * (1 + scale) + shift)
+
+
+class AVFlow(nn.Module):
+    """Predicts the flow velocity of (mel, motion) for a batch of people.
+
+    All tensors are normalised (see `avgen.train.av_data.Normalizer`):
+    mel (B, T, 80), motion (B, T, M), token_logits (B, T, V) log-probabilities.
+    """
+
+    def __init__(self, config: AVFlowConfig = AVFlowConfig()) -> None:
+        super().__init__()
+        self.config = config
+        c, d = config, config.d_model
+        cond_dim = 2 * c.num_symbols + c.motion_dim  # own + partner tokens, partner motion
+        self.audio_in = nn.Linear(c.mel_dim + cond_dim, d)
+        self.visual_in = nn.Linear(c.motion_dim + cond_dim, d)
+        self.time = TimestepEmbedding(d)
+        self.voice = nn.Embedding(len(c.voices), d)
+        self.audio_blocks = nn.ModuleList(Block(c) for _ in range(c.n_blocks))
+        self.visual_blocks = nn.ModuleList(Block(c) for _ in range(c.n_blocks))
+        self.highway_va = nn.ModuleList(nn.Linear(d, d, bias=False) for _ in range(c.n_blocks))
+        self.highway_av = nn.ModuleList(nn.Linear(d, d, bias=False) for _ in range(c.n_blocks))
+        for layer in (*self.highway_va, *self.highway_av):
+            nn.init.zeros_(layer.weight)  # streams start independent
+        self.audio_out = FinalLayer(d, c.mel_dim)
+        self.visual_out = FinalLayer(d, c.motion_dim)
+
+    def forward(self, mel_t: torch.Tensor, motion_t: torch.Tensor, t: torch.Tensor,
+                tokens: torch.Tensor, partner_tokens: torch.Tensor,
+                partner_motion: torch.Tensor, voice: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Velocities (B, T, 80) and (B, T, M) at flow time t (B,)."""
+        context = torch.cat([tokens, partner_tokens, partner_motion], dim=-1)
+        h_a = self.audio_in(torch.cat([mel_t, context], dim=-1))
+        h_v = self.visual_in(torch.cat([motion_t, context], dim=-1))
+        time = self.time(t)
+        cond_a, cond_v = time + self.voice(voice), time
+        length = mel_t.shape[1]
+        mask = window_mask(length, self.config.window_past, self.config.window_future,
+                           mel_t.device)
+        positions = torch.arange(length, device=mel_t.device)
+        for k in range(self.config.n_blocks):
+            h_a = self.audio_blocks[k](h_a, cond_a, mask, positions)
+            h_v = self.visual_blocks[k](h_v, cond_v, mask, positions)
+            if self.config.highway:
+                h_a, h_v = h_a + self.highway_va[k](h_v), h_v + self.highway_av[k](h_a)
+        return self.audio_out(h_a, cond_a), self.visual_out(h_v, cond_v)
+
+    def loss(self, mel: torch.Tensor, motion: torch.Tensor, tokens: torch.Tensor,
+             partner_tokens: torch.Tensor, partner_motion: torch.Tensor, voice: torch.Tensor,
+             mask: torch.Tensor, generator: torch.Generator | None = None
+             ) -> tuple[torch.Tensor, dict[str, float]]:
+        """OT conditional flow matching with L1 per stream; mask (B, T) marks real frames.
+        Head dims are the first 6 of motion, face dims the rest."""
+        c = self.config
+        b = mel.shape[0]
+        t = torch.rand(b, device=mel.device, generator=generator)
+        noise_mel = torch.randn(mel.shape, device=mel.device, generator=generator)
+        noise_motion = torch.randn(motion.shape, device=mel.device, generator=generator)
+        tt = t[:, None, None]
+        mel_t = (1 - (1 - c.sigma_min) * tt) * noise_mel + tt * mel
+        motion_t = (1 - (1 - c.sigma_min) * tt) * noise_motion + tt * motion
+        target_mel = mel - (1 - c.sigma_min) * noise_mel
+        target_motion = motion - (1 - c.sigma_min) * noise_motion
+        v_mel, v_motion = self(mel_t, motion_t, t, tokens, partner_tokens, partner_motion, voice)
+        weight = mask[..., None].float()
+        frames = weight.sum().clamp(min=1.0)
+        l_mel = ((v_mel - target_mel).abs() * weight).sum() / (frames * c.mel_dim)
+        err_motion = (v_motion - target_motion).abs() * weight
+        l_head = err_motion[..., :6].sum() / (frames * 6)
+        l_face = err_motion[..., 6:].sum() / (frames * (c.motion_dim - 6))
+        total = c.lambda_mel * l_mel + c.lambda_head * l_head + c.lambda_face * l_face
+        parts = {"mel": l_mel.item(), "head": l_head.item(), "face": l_face.item()}
+        return total, parts
+
+    @torch.no_grad()
+    def sample_dyad(self, tokens: torch.Tensor, voices: torch.Tensor, steps: int = 8,
+                    generator: torch.Generator | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Generate both people together: tokens (2, T, V), voices (2,) ->
+        normalised mel (2, T, 80) and motion (2, T, M). Person i's partner is 1 - i;
+        the partner motion condition is the partner's current clean-motion estimate."""
+        c = self.config
+        _, length, _ = tokens.shape
+        device = tokens.device
+        mel = torch.randn((2, length, c.mel_dim), device=device, generator=generator)
+        motion = torch.randn((2, length, c.motion_dim), device=device, generator=generator)
+        partner_tokens = tokens.flip(0)
+        estimate = torch.zeros_like(motion)
+        dt = 1.0 / steps
+        for k in range(steps):
+            t = torch.full((2,), k * dt, device=device)
+            v_mel, v_motion = self(mel, motion, t, tokens, partner_tokens, estimate.flip(0),
+                                   voices)
+            # clean-sample estimate x1 = x_t + (1 - t) v (exact for straight OT paths)
+            estimate = motion + (1 - k * dt) * v_motion
+            mel = mel + dt * v_mel
+            motion = motion + dt * v_motion
+        return mel, motion
+
+
+def parameter_count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,151 @@
+"""Training windows for the joint audio-visual model, cut from teacher dialogues.
+
+Each example is one person of a dialogue over a window of frames: their log-mel and
+motion (the targets), their tokens, and their partner's tokens and motion (the
+conditions). Mel is placed from per-utterance features; frames where a person says
+nothing hold the log-mel floor (silence) and the silence token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from avgen.constants import EXPRESSION_NAMES, N_MELS
+from avgen.model.av_flow import MOTION_DIM
+from avgen.motion import euler_to_quaternion, quaternion_to_euler
+from avgen.symbols import NUM_SYMBOLS, SILENCE_ID
+
+LOG_SILENCE = float(np.log(1e-5))
+TOKEN_SMOOTHING = 0.01  # as avgen.tokens writes one-hot timelines
+
+
+def motion_features(head_pose: np.ndarray, expression: np.ndarray) -> np.ndarray:
+    """(T, 7) quaternion+translation and (T, E) -> (T, 6 + E): yaw, pitch, roll (rad),
+    translation, expressions. Euler angles are smooth for the small rotations of a
+    talking head, where quaternions carry a redundant, constrained dimension."""
+    yaw, pitch, roll = quaternion_to_euler(head_pose[:, :4].astype(np.float64))
+    return np.concatenate([np.stack([yaw, pitch, roll], 1), head_pose[:, 4:7], expression],
+                          axis=1).astype(np.float32)
+
+
+def motion_from_features(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse of motion_features; expressions are clipped to their ranges."""
+    from avgen.constants import SIGNED_EXPRESSIONS
+
+    pose = np.zeros((len(features), 7), np.float32)
+    pose[:, :4] = euler_to_quaternion(features[:, 0], features[:, 1], features[:, 2])
+    pose[:, 4:] = features[:, 3:6]
+    expression = features[:, 6:].copy()
+    for k, name in enumerate(EXPRESSION_NAMES):
+        low = -1.0 if name in SIGNED_EXPRESSIONS else 0.0
+        expression[:, k] = np.clip(expression[:, k], low, 1.0)
+    return pose, expression.astype(np.float32)
+
+
+def token_log_probs(ids: np.ndarray) -> np.ndarray:
+    """(T,) symbol ids -> (T, V) label-smoothed log-probabilities."""
+    probs = np.full((len(ids), NUM_SYMBOLS), TOKEN_SMOOTHING / NUM_SYMBOLS, np.float32)
+    probs[np.arange(len(ids)), ids] += 1.0 - TOKEN_SMOOTHING
+    return np.log(probs)
+
+
+@dataclass(frozen=True)
+class Normalizer:
+    """Per-dimension mean/std of mel (80,) and motion (M,), stored with the checkpoint."""
+
+    mel_mean: np.ndarray
+    mel_std: np.ndarray
+    motion_mean: np.ndarray
+    motion_std: np.ndarray
+
+    def to_tensors(self) -> dict[str, torch.Tensor]:
+        return {f"normalizer.{k}": torch.from_numpy(np.asarray(v, np.float32))
+                for k, v in self.__dict__.items()}
+
+    @classmethod
+    def from_tensors(cls, tensors: dict[str, torch.Tensor]) -> Normalizer:
+        return cls(**{k: tensors[f"normalizer.{k}"].numpy() for k in
+                      ("mel_mean", "mel_std", "motion_mean", "motion_std")})
+
+
+class DialogueWindows:
+    """Random training windows from a teacher corpus (train split unless `heldout`)."""
+
+    def __init__(self, root: str | Path, voices: tuple[str, ...], heldout: bool = False) -> None:
+        from avgen.train import corpus
+
+        self.root = Path(root)
+        self.voices = voices
+        utterances = corpus.load_utterances(self.root)
+        self.utterances = {u.index: u for u in utterances}
+        self.mel, _, offsets = corpus.load_features(self.root)
+        self.mel_offset = {u.index: int(o) for u, o in zip(utterances, offsets[:-1])}
+        self.dialogues = [(d, {k: motion_features(m[f"{k}/head_pose"], m[f"{k}/expression"])
+                               for k in ("p0", "p1")})
+                          for d, m in corpus.load_dialogues(self.root) if d.heldout == heldout]
+        if not self.dialogues:
+            raise ValueError(f"{root}: no {'held-out' if heldout else 'training'} dialogues")
+        for d, _ in self.dialogues:
+            for voice in d.voices:
+                if voice not in voices:
+                    raise ValueError(f"{root}: voice {voice!r} is not in the model's {voices}")
+
+    def person_arrays(self, dialogue, person: int, start: int, length: int):
+        """mel (L, 80), token ids (L,) of `person` over frames [start, start + L)."""
+        mel = np.full((length, N_MELS), LOG_SILENCE, np.float32)
+        ids = np.full(length, SILENCE_ID, np.int64)
+        for who, index, turn_start in zip(dialogue.persons, dialogue.utterances, dialogue.starts):
+            if who != person:
+                continue
+            u = self.utterances[index]
+            a, b = max(start, turn_start), min(start + length, turn_start + u.num_frames)
+            if a >= b:
+                continue
+            offset = self.mel_offset[index]
+            mel[a - start:b - start] = self.mel[offset + a - turn_start:offset + b - turn_start]
+            frame_ids = np.repeat(u.symbol_ids, u.durations)
+            ids[a - start:b - start] = frame_ids[a - turn_start:b - turn_start]
+        return mel, ids
+
+    def example(self, rng: np.random.Generator, length: int) -> dict[str, np.ndarray]:
+        dialogue, motion = self.dialogues[int(rng.integers(len(self.dialogues)))]
+        person = int(rng.integers(2))
+        start = int(rng.integers(0, max(dialogue.num_frames - length, 0) + 1))
+        real = min(length, dialogue.num_frames - start)
+        mel, ids = self.person_arrays(dialogue, person, start, length)
+        _, partner_ids = self.person_arrays(dialogue, 1 - person, start, length)
+        own_motion = np.zeros((length, MOTION_DIM), np.float32)
+        partner_motion = np.zeros((length, MOTION_DIM), np.float32)
+        own_motion[:real] = motion[f"p{person}"][start:start + real]
+        partner_motion[:real] = motion[f"p{1 - person}"][start:start + real]
+        mask = np.zeros(length, bool)
+        mask[:real] = True
+        return {"mel": mel, "motion": own_motion, "tokens": token_log_probs(ids),
+                "partner_tokens": token_log_probs(partner_ids), "partner_motion": partner_motion,
+                "voice": np.array(self.voices.index(dialogue.voices[person])), "mask": mask}
+
+    def batch(self, rng: np.random.Generator, size: int, length: int,
+              normalizer: Normalizer) -> dict[str, torch.Tensor]:
+        examples = [self.example(rng, length) for _ in range(size)]
+        out = {k: torch.from_numpy(np.stack([e[k] for e in examples])) for k in examples[0]}
+        out["mel"] = (out["mel"] - torch.from_numpy(normalizer.mel_mean)) / torch.from_numpy(
+            normalizer.mel_std)
+        for key in ("motion", "partner_motion"):
+            out[key] = (out[key] - torch.from_numpy(normalizer.motion_mean)) / torch.from_numpy(
+                normalizer.motion_std)
+        return out
+
+    def normalizer(self, rng: np.random.Generator, windows: int = 200,
+                   length: int = 400) -> Normalizer:
+        """Statistics from random windows (speech and silence in their natural mix)."""
+        mels, motions = [], []
+        for _ in range(windows):
+            e = self.example(rng, length)
+            mels.append(e["mel"][e["mask"]])
+            motions.append(e["motion"][e["mask"]])
+        mel, motion = np.concatenate(mels), np.concatenate(motions)
+        return Normalizer(mel.mean(0), mel.std(0) + 1e-3, motion.mean(0), motion.std(0) + 1e-3)

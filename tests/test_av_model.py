@@ -1,0 +1,159 @@
+"""Joint audio-visual flow model: shapes, windowed attention, highways, training, checkpoints."""
+
+import numpy as np
+import pytest
+import torch
+
+from avgen.constants import EXPRESSION_NAMES
+from avgen.model.av_flow import MOTION_DIM, AVFlow, AVFlowConfig, window_mask
+from avgen.motion import euler_to_quaternion
+
+TINY = AVFlowConfig(d_model=32, n_blocks=2, n_heads=2, ff_mult=2)
+
+
+def inputs(batch=2, length=40, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    tokens = torch.log_softmax(torch.randn(batch, length, TINY.num_symbols, generator=g), -1)
+    return dict(mel_t=torch.randn(batch, length, 80, generator=g),
+                motion_t=torch.randn(batch, length, MOTION_DIM, generator=g),
+                t=torch.rand(batch, generator=g), tokens=tokens, partner_tokens=tokens.flip(0),
+                partner_motion=torch.randn(batch, length, MOTION_DIM, generator=g),
+                voice=torch.tensor([0, 1][:batch]))
+
+
+def randomise(model):
+    """Give zero-initialised layers (adaLN-zero, heads, highways) random weights."""
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=g))
+    return model
+
+
+def test_window_mask():
+    mask = window_mask(12, past=7, future=2)
+    assert mask[5].nonzero().flatten().tolist() == list(range(0, 8))
+    assert mask[9].nonzero().flatten().tolist() == list(range(2, 12))
+
+
+def test_shapes_and_zero_init():
+    torch.manual_seed(0)
+    model = AVFlow(TINY)
+    v_mel, v_motion = model(**inputs())
+    assert v_mel.shape == (2, 40, 80) and v_motion.shape == (2, 40, MOTION_DIM)
+    assert torch.count_nonzero(v_mel) == 0  # adaLN-zero output layers start at zero
+
+
+def test_generation_streams_with_limited_lookahead():
+    torch.manual_seed(0)
+    model = randomise(AVFlow(TINY)).eval()
+    x = inputs(batch=1, length=60)
+    base, _ = model(**x)
+    x["tokens"] = x["tokens"].clone()
+    x["tokens"][:, 40:] = torch.log_softmax(torch.randn(1, 20, TINY.num_symbols), -1)
+    changed, _ = model(**x)
+    lookahead = TINY.window_future * TINY.n_blocks
+    diff = (changed - base).abs().amax(-1)[0]
+    assert diff[:40 - lookahead].max() == 0  # frames far before the change are untouched
+    assert diff[40 - lookahead:].max() > 0
+
+
+def test_highways_carry_information_between_streams():
+    torch.manual_seed(0)
+    x = inputs()
+    for highway, expect_change in ((True, True), (False, False)):
+        model = randomise(AVFlow(AVFlowConfig(**{**TINY.__dict__, "highway": highway}))).eval()
+        base, _ = model(**x)
+        other = dict(x, motion_t=x["motion_t"] + 1.0)  # only the visual stream's input
+        changed, _ = model(**other)
+        assert bool((changed - base).abs().max() > 1e-6) == expect_change
+
+
+def test_sampling_is_deterministic_and_shaped():
+    torch.manual_seed(0)
+    model = randomise(AVFlow(TINY)).eval()
+    tokens = inputs()["tokens"]
+    a = model.sample_dyad(tokens, torch.tensor([0, 1]), steps=4,
+                          generator=torch.Generator().manual_seed(5))
+    b = model.sample_dyad(tokens, torch.tensor([0, 1]), steps=4,
+                          generator=torch.Generator().manual_seed(5))
+    assert a[0].shape == (2, 40, 80) and a[1].shape == (2, 40, MOTION_DIM)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+def test_motion_features_round_trip():
+    from avgen.train.av_data import motion_features, motion_from_features
+
+    rng = np.random.default_rng(0)
+    pose = np.zeros((20, 7), np.float32)
+    pose[:, :4] = euler_to_quaternion(*(rng.uniform(-0.3, 0.3, (3, 20))))
+    pose[:, 4:] = rng.normal(0, 0.02, (20, 3))
+    expression = rng.uniform(0, 1, (20, len(EXPRESSION_NAMES))).astype(np.float32)
+    back_pose, back_expression = motion_from_features(motion_features(pose, expression))
+    assert np.allclose(back_pose, pose, atol=1e-5)
+    signed = [EXPRESSION_NAMES.index(n) for n in ("gaze_x", "gaze_y")]
+    assert np.allclose(back_expression, expression, atol=1e-6)
+    assert back_expression[:, signed].min() >= -1
+
+
+def test_training_reduces_loss_resumes_and_checkpoints(tiny_corpus, tmp_path):
+    from avgen.train.av import TrainConfig, load_checkpoint, train
+
+    root, _ = tiny_corpus
+    config = TrainConfig(steps=30, batch_size=4, frames=64, learning_rate=3e-3, warmup_steps=5,
+                         checkpoint_every=15, log_every=5, seed=3)
+    losses = []
+    path = train(root, tmp_path / "run", TINY, config, device="cpu",
+                 progress=lambda n, loss: losses.append(loss), log=lambda m: None)
+    assert len(losses) == 30 and np.isfinite(losses).all()
+    model, normalizer, step, _ = load_checkpoint(path)
+    assert torch.count_nonzero(model.audio_out.linear.weight) > 0  # it did learn something
+    assert step == 30 and model.config == TINY
+    assert normalizer.mel_mean.shape == (80,) and normalizer.motion_std.shape == (MOTION_DIM,)
+    # resuming to 40 steps continues from 30, not from scratch
+    more = []
+    train(root, tmp_path / "run", TINY, TrainConfig(**{**config.__dict__, "steps": 40}),
+          device="cpu", progress=lambda n, loss: more.append(loss), log=lambda m: None)
+    assert len(more) == 10 and load_checkpoint(path)[2] == 40
+    lines = (tmp_path / "run" / "train.log").read_text().splitlines()
+    assert len(lines) == 8
+
+
+def test_model_fits_a_batch(tiny_corpus):
+    """With the flow time and noise held fixed, a few dozen steps must fit a batch: the
+    gradient reaches every stream."""
+    from avgen.train.av_data import DialogueWindows
+
+    root, _ = tiny_corpus
+    data = DialogueWindows(root, TINY.voices)
+    rng = np.random.default_rng(0)
+    batch = data.batch(rng, 4, 48, data.normalizer(rng, 20, 48))
+    torch.manual_seed(0)
+    model = AVFlow(TINY)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+
+    def loss():
+        return model.loss(batch["mel"], batch["motion"], batch["tokens"],
+                          batch["partner_tokens"], batch["partner_motion"], batch["voice"],
+                          batch["mask"], torch.Generator().manual_seed(0))
+
+    first = loss()[1]
+    for _ in range(120):
+        optimizer.zero_grad()
+        loss()[0].backward()
+        optimizer.step()
+    last = loss()[1]
+    for stream in ("mel", "head", "face"):
+        assert last[stream] < 0.8 * first[stream], stream
+
+
+def test_bad_checkpoint_is_a_clear_error(tmp_path):
+    from avgen.errors import AvgenError
+    from avgen.train.av import load_checkpoint
+
+    bad = tmp_path / "x.safetensors"
+    bad.write_bytes(b"garbage")
+    with pytest.raises(AvgenError, match="x.safetensors: not a readable safetensors"):
+        load_checkpoint(bad)
+    with pytest.raises(AvgenError, match="no such checkpoint"):
+        load_checkpoint(tmp_path / "missing.safetensors")
