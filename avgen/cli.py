@@ -269,8 +269,11 @@ def eval_(
 
     report = evaluate(generated, reference, tokens)
     columns, rows = table_rows(report)
-    table = Table(title=f"{report['num_frames']} frames, speech regions from "
-                        f"{report['regions']}", title_justify="left")
+    files = len(report["generated"])
+    table = Table(title=f"{report['num_frames']} frames; speech regions from "
+                        f"{report['regions']}"
+                        + (f"; per-file metrics are the mean of {files} files" if files > 1
+                           else ""), title_justify="left")
     for column in columns:
         table.add_column(column, overflow="fold")
     for row in rows:

@@ -8,7 +8,7 @@ A report is a plain dict (JSON-ready, format "avgen.eval/1"):
      "samples": [{"path", "metrics": {key: {...}}}]}
 
 "metrics" holds, for per-sample metrics, the mean over the generated files of each cell
-(nan-free cells only), and the set metrics (diversity) computed across them. A cell is a
+(defined cells only), and the set metrics (diversity) computed across them. A cell is a
 float or None (undefined: no events, too few frames...). Metric groups are functions
 `group(inputs, config) -> {key: cell dict}`: audio metrics (MCD, WER) slot in by adding a
 group to SAMPLE_GROUPS (per generated file) or SET_GROUPS (across files).
@@ -180,8 +180,8 @@ def fde_group(inputs: Inputs, config: m.MetricsConfig) -> dict:
 
 
 def beat_group(inputs: Inputs, config: m.MetricsConfig) -> dict:
-    values = {"bc_h": {}, "bc_e": {}}
-    reference_values = {"bc_h": [], "bc_e": []}
+    values = {"bc_h": {}, "bc_e": {}, "bc_chance": {}}
+    reference_values = {"bc_h": [], "bc_e": [], "bc_chance": []}
     for p in range(inputs.num_people):
         s = inputs.sample
         scores = m.beat_scores(s.mel(p), s.head_pose(p), s.expression(p),
@@ -195,7 +195,8 @@ def beat_group(inputs: Inputs, config: m.MetricsConfig) -> dict:
             for key in values:
                 reference_values[key].append(ref_scores[key])
     out = {}
-    for key, label in (("bc_h", "BC_h (head)"), ("bc_e", "BC_e (expression)")):
+    for key, label in (("bc_h", "BC_h (head)"), ("bc_e", "BC_e (expression)"),
+                       ("bc_chance", "  BC of random beats (chance)")):
         values[key]["overall"] = _mean(values[key].values())
         extra = {"reference": _clean(_mean(reference_values[key]))} \
             if inputs.reference is not None else {}
@@ -353,8 +354,6 @@ def _average(per_sample: list[dict]) -> dict:
                 continue
             cell[column] = _clean(_mean([s[key][column] for s in per_sample
                                          if s[key][column] is not None]))
-        if len(per_sample) > 1:
-            cell["note"] = (cell.get("note", "") + f"; mean of {len(per_sample)} files").lstrip("; ")
         out[key] = cell
     return out
 
@@ -379,4 +378,5 @@ def _format(value) -> str:
         return "-"
     if float(value).is_integer() and abs(value) >= 1:
         return f"{value:.0f}"
-    return f"{value:.3f}" if abs(value) >= 0.001 or value == 0 else f"{value:.2e}"
+    # float32 inputs leave ~1e-7 residues where the answer is 0: show those as 0
+    return f"{value:.3f}" if abs(value) >= 0.001 or abs(value) < 1e-5 else f"{value:.2e}"

@@ -76,6 +76,11 @@ class MetricsConfig:
     nod_velocity: float = 0.25
     nod_min_gap_seconds: float = 0.2
     smile_threshold: float = 0.3
+    # A smile event is a run of smile_left > smile_threshold lasting at least
+    # smile_min_seconds after gaps up to smile_gap_seconds are closed, so that a
+    # coefficient jittering around the threshold is not counted as many smiles.
+    smile_min_seconds: float = 0.2
+    smile_gap_seconds: float = 0.1
 
     def frames(self, seconds: float) -> float:
         return seconds * FRAMES_PER_SECOND
@@ -356,28 +361,32 @@ def audio_beats(mel: np.ndarray, config: MetricsConfig = MetricsConfig()) -> np.
 
 
 def rotation_speed(head_pose: np.ndarray) -> np.ndarray:
-    """(T, 7) -> (T,) head rotation speed in rad/s: the angle of the relative rotation
-    between consecutive quaternions, 2 acos(|<q_t-1, q_t>|), times the frame rate;
-    frame 0 repeats frame 1."""
+    """(T, 7) -> (T,) head rotation speed in rad/s by central differences: the angle of
+    the rotation from q[t-1] to q[t+1], 2 acos(|<q[t-1], q[t+1]>|), over 2 frames (one
+    frame, one-sided, at the ends). Central, so a speed minimum sits on its frame rather
+    than half a frame late."""
     q = np.asarray(head_pose[:, :4], np.float64)
     q = q / np.linalg.norm(q, axis=1, keepdims=True)
-    speed = np.zeros(len(q))
-    if len(q) > 1:
-        dot = np.clip(np.abs((q[1:] * q[:-1]).sum(axis=1)), 0.0, 1.0)
-        speed[1:] = 2 * np.arccos(dot) * FRAMES_PER_SECOND
-        speed[0] = speed[1]
-    return speed
+    return _central_speed(q, lambda a, b: 2 * np.arccos(
+        np.clip(np.abs((a * b).sum(axis=1)), 0.0, 1.0)))
 
 
 def expression_speed(expression: np.ndarray) -> np.ndarray:
-    """(T, E) -> (T,) Euclidean norm of the per-second expression change; frame 0
-    repeats frame 1."""
-    e = np.asarray(expression, np.float64)
-    speed = np.zeros(len(e))
-    if len(e) > 1:
-        speed[1:] = np.linalg.norm(np.diff(e, axis=0), axis=1) * FRAMES_PER_SECOND
-        speed[0] = speed[1]
-    return speed
+    """(T, E) -> (T,) Euclidean norm of the expression velocity (per second), central
+    differences as `rotation_speed`."""
+    return _central_speed(np.asarray(expression, np.float64),
+                          lambda a, b: np.linalg.norm(b - a, axis=1))
+
+
+def _central_speed(x: np.ndarray, distance) -> np.ndarray:
+    speed = np.zeros(len(x))
+    if len(x) < 2:
+        return speed
+    if len(x) > 2:
+        speed[1:-1] = distance(x[:-2], x[2:]) / 2
+    speed[0] = distance(x[:1], x[1:2])[0]
+    speed[-1] = distance(x[-2:-1], x[-1:])[0]
+    return speed * FRAMES_PER_SECOND
 
 
 def motion_beats(speed: np.ndarray, config: MetricsConfig = MetricsConfig()) -> np.ndarray:
@@ -399,16 +408,25 @@ def beat_consistency(motion: np.ndarray, audio: np.ndarray, sigma_frames: float)
     return float(np.exp(-distance ** 2 / (2 * sigma_frames ** 2)).mean())
 
 
+def beat_chance(audio: np.ndarray, frames: np.ndarray, sigma_frames: float) -> float:
+    """The BC that motion beats placed uniformly at random among `frames` would get on
+    average: the mean over those frames of exp(-d^2 / 2 sigma^2). With speech onsets
+    every ~0.2 s and sigma 0.12 s this is high (~0.8), so BC is only meaningful next to
+    it. nan for no frames; 0 without audio beats."""
+    return beat_consistency(np.asarray(frames), audio, sigma_frames)
+
+
 def beat_scores(mel: np.ndarray, head_pose: np.ndarray, expression: np.ndarray,
                 region: np.ndarray | None = None,
                 config: MetricsConfig = MetricsConfig()) -> dict[str, float]:
-    """BC_h and BC_e of one person: audio beats from the person's own mel, motion beats of
+    """BC_h, BC_e and BC chance (`beat_chance`) of one person: audio beats from the person's own mel, motion beats of
     head rotation speed (BC_h) and expression speed (BC_e); only motion beats inside
     `region` (the person's speech; None = all frames) are scored, since a listener's
     motion follows the partner, not its own silent track."""
     beats = audio_beats(mel, config)
     sigma = config.frames(config.beat_sigma_seconds)
-    out = {}
+    frames = np.arange(len(mel)) if region is None else np.flatnonzero(region)
+    out = {"bc_chance": beat_chance(beats, frames, sigma)}
     for key, speed in (("bc_h", rotation_speed(head_pose)), ("bc_e", expression_speed(expression))):
         found = motion_beats(speed, config)
         if region is not None:
@@ -454,9 +472,16 @@ def count_nods(head_pose: np.ndarray, region: np.ndarray,
 
 def smile_events(smile_left: np.ndarray, region: np.ndarray,
                  config: MetricsConfig = MetricsConfig()) -> tuple[int, float]:
-    """(number of runs of smile_left > smile_threshold within `region`, fraction of region
-    frames smiling). The fraction is nan for an empty region."""
+    """(smile events, fraction of region frames smiling) while in `region`.
+
+    Smiling frames: smile_left > config.smile_threshold (0.3) inside the region. Events:
+    runs of smiling frames after closing gaps of at most smile_gap_seconds (0.1 s),
+    keeping runs of at least smile_min_seconds (0.2 s). The fraction counts raw smiling
+    frames and is nan for an empty region."""
     region = np.asarray(region, bool)
     smiling = (np.asarray(smile_left) > config.smile_threshold) & region
     fraction = float(smiling[region].mean()) if region.any() else math.nan
-    return len(runs(smiling)), fraction
+    merged = close_gaps(smiling, int(round(config.frames(config.smile_gap_seconds)))) & region
+    spans = runs(merged)
+    long_enough = (spans[:, 1] - spans[:, 0]) >= config.frames(config.smile_min_seconds)
+    return int(long_enough.sum()), fraction
