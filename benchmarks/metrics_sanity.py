@@ -11,6 +11,7 @@ and runs `avgen eval` (the library call behind it) on each against the teacher:
   noise         expression + 0.05 Gaussian noise (clipped), head yaw/pitch/roll + 1 deg noise
   other motion  motion of another held-out dialogue (cropped/padded): lips unrelated
   frozen        every frame the teacher's mean expression and the neutral head
+  leak          the partner's mel added 3 nats (26 dB) down to each person's mel
 and the diversity of {self, noise, noise with another seed}. Needs the corpus; the unit
 tests do not.
 """
@@ -31,13 +32,12 @@ from avgen import formats
 from avgen.constants import EXPRESSION_NAMES, FRAMES_PER_SECOND, SIGNED_EXPRESSIONS
 from avgen.metrics.evaluate import evaluate
 from avgen.motion import euler_to_quaternion, neutral_head_pose, quaternion_to_euler
-from avgen.symbols import SILENCE_ID
 from avgen.tokens import Timeline, TimedTurn, save_timeline
 from avgen.train import corpus
 
 ROWS = ("lip_f1", "lip_precision", "lip_recall", "fde", "fde_speaking", "fde_listening",
-        "bc_h", "bc_e", "listener_energy", "listener_nods_per_minute",
-        "listener_smile_fraction")
+        "bc_h", "bc_e", "bc_chance", "listener_energy", "listener_nods", "listener_nods_per_minute",
+        "listener_smiles", "listener_smile_fraction")
 
 
 def timeline_of(dialogue, utterances) -> Timeline:
@@ -92,6 +92,10 @@ def perturb(arrays: dict, kind: str, other: dict | None, seed: int) -> dict:
                                               roll + jitter[2])
         elif kind == "other":
             pose, expr = fit(other[f"p{p}/head_pose"], n), fit(other[f"p{p}/expression"], n)
+        elif kind == "leak":
+            # the partner's speech bleeds into this person's track 3 nats (26 dB) down
+            mel = arrays[f"p{p}/mel"]
+            out[f"p{p}/mel"] = np.logaddexp(mel, arrays[f"p{1 - p}/mel"] - 3.0).astype(np.float32)
         elif kind == "frozen":
             pose = neutral_head_pose(n)
             expr = np.repeat(expr.mean(axis=0, keepdims=True), n, axis=0)
@@ -127,12 +131,15 @@ def main() -> None:
         "dialogue, once with the tokens file (speech regions and p/b/m intervals from the",
         "teacher's exact phoneme timing) and once without (regions from the reference mel,",
         "closures from the reference's lips_close >= 0.9). Values are `overall` (both people);",
-        "the variants are described in the script's docstring. git: "
+        "the variants are described in the script's docstring. Corpus: "
+        + corpus.summary(args.corpus).replace("\n", "; ") + ". git: "
         + subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                          text=True, cwd=Path(__file__).parent).stdout.strip(),
         "",
     ]
-    variants = ("self", "shift", "noise", "other", "frozen")
+    variants = ("self", "shift", "noise", "other", "frozen", "leak")
+    collected: dict[bool, list[dict]] = {True: [], False: []}
+    details: list[str] = []
     for number, (dialogue, motion) in enumerate(chosen):
         arrays, _ = corpus.dialogue_av(args.corpus, dialogue, motion, utterances)
         stem = work / f"dialogue{dialogue.index}"
@@ -150,30 +157,46 @@ def main() -> None:
         noise2 = f"{stem}.noise2.av.npz"
         formats.save(noise2, formats.AV, perturb(arrays, "noise", None, seed=1000 + number))
         seconds = dialogue.num_frames / FRAMES_PER_SECOND
-        lines += [f"## held-out dialogue {dialogue.index} ({seconds:.1f} s, "
+        details += [f"## held-out dialogue {dialogue.index} ({seconds:.1f} s, "
                   f"{len(dialogue.persons)} turns)", ""]
         for with_tokens in (True, False):
             reports = {kind: evaluate([paths[kind]], teacher, tokens if with_tokens else None)
                        for kind in variants}
-            lines += [f"### {'with tokens' if with_tokens else 'without tokens'}", "",
-                      "| metric | " + " | ".join(variants) + " | teacher |",
-                      "| --- |" + " --- |" * (len(variants) + 1)]
-            for key in ROWS:
-                cells = [reports[k]["metrics"][key] for k in variants]
-                ref = cells[0].get("reference")
-                lines.append(f"| {cells[0]['label'].strip()} | "
-                             + " | ".join(_fmt(c["overall"]) for c in cells)
-                             + f" | {_fmt(ref) if 'reference' in cells[0] else ''} |")
-            lines.append("")
+            collected[with_tokens].append(reports)
+            details += [f"### {'with tokens' if with_tokens else 'without tokens'}", "",
+                        *_table(variants, [reports])]
         spread = evaluate([paths["self"], paths["noise"], noise2], teacher, tokens)["metrics"]
-        lines += ["Diversity of {self, noise seed a, noise seed b} (the noise std is 0.05 on",
+        details += ["Diversity of {self, noise seed a, noise seed b} (the noise std is 0.05 on",
                   "expression before clipping, 1 degree = 0.0175 rad on each head angle):",
                   f"Div_h {_fmt(spread['div_h']['overall'])}, "
                   f"Div_e {_fmt(spread['div_e']['overall'])}.", ""]
         print(f"dialogue {dialogue.index} done ({time.time() - started:.0f} s)", file=sys.stderr)
+    for with_tokens in (True, False):
+        lines += [f"## Mean over the {len(chosen)} dialogues, "
+                  f"{'with tokens' if with_tokens else 'without tokens'}", "",
+                  *_table(variants, collected[with_tokens])]
+    lines += details
     lines += [f"Run time {time.time() - started:.0f} s (including corpus loading).", ""]
     formats.atomic_write_bytes(args.out, "\n".join(lines).encode())
     print(f"wrote {args.out} (files in {work})", file=sys.stderr)
+
+
+def _table(variants, reports: list[dict]) -> list[str]:
+    """Markdown rows: the `overall` value of each variant (mean over `reports`, one
+    dict of variant -> report per dialogue), and the teacher's own value."""
+    def mean(values):
+        values = [v for v in values if v is not None]
+        return sum(values) / len(values) if values else None
+
+    rows = ["| metric | " + " | ".join(variants) + " | teacher |",
+            "| --- |" + " --- |" * (len(variants) + 1)]
+    for key in ROWS:
+        first = reports[0][variants[0]]["metrics"][key]
+        cells = [mean([r[k]["metrics"][key]["overall"] for r in reports]) for k in variants]
+        ref = mean([r[variants[0]]["metrics"][key].get("reference") for r in reports])
+        rows.append(f"| {first['label'].strip()} | " + " | ".join(_fmt(c) for c in cells)
+                    + f" | {_fmt(ref) if 'reference' in first else ''} |")
+    return rows + [""]
 
 
 def _fmt(value) -> str:

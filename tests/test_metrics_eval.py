@@ -13,7 +13,7 @@ from avgen.constants import EXPRESSION_NAMES
 from avgen.metrics import motion as m
 from avgen.metrics.evaluate import evaluate
 from avgen.motion import euler_to_quaternion
-from avgen.symbols import SILENCE_ID, symbol_id
+from avgen.symbols import symbol_id
 from avgen.tokens import Timeline, TimedTurn, save_timeline
 
 runner = CliRunner()

@@ -78,9 +78,10 @@ def test_closure_score_undefined_cases():
     none = m.match_closures(np.zeros((0, 2)), np.zeros((0, 2)), 2)
     assert math.isnan(none.f1) and math.isnan(none.precision) and math.isnan(none.recall)
     only_false_alarms = m.match_closures(np.zeros((0, 2)), np.array([[3, 5]]), 2)
-    assert only_false_alarms.precision == 0.0 and math.isnan(only_false_alarms.f1)
+    assert only_false_alarms.precision == 0.0 and math.isnan(only_false_alarms.recall)
+    assert only_false_alarms.f1 == 0.0
     missed = m.match_closures(np.array([[3, 5]]), np.zeros((0, 2)), 2)
-    assert missed.recall == 0.0 and math.isnan(missed.precision)
+    assert missed.recall == 0.0 and math.isnan(missed.precision) and missed.f1 == 0.0
     pooled = m.match_closures(np.array([[3, 5]]), np.array([[3, 4]]), 2) + missed
     assert (pooled.precision, pooled.recall) == (1.0, 0.5)
 

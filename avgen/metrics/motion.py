@@ -167,8 +167,9 @@ def token_masks(token_ids: np.ndarray, silence_id: int = 0) -> tuple[np.ndarray,
 
 @dataclass(frozen=True)
 class ClosureScore:
-    """Event counts of lip-closure matching; precision/recall/F1 are nan when undefined
-    (no predicted events / no reference intervals)."""
+    """Event counts of lip-closure matching. Precision is nan without predicted events,
+    recall nan without reference intervals; F1 is 2PR / (P + R), 0 when exactly one side
+    is empty (a mouth that never closes scores 0, not "undefined"), nan when both are."""
 
     reference_intervals: int
     reference_hit: int
@@ -186,8 +187,10 @@ class ClosureScore:
     @property
     def f1(self) -> float:
         p, r = self.precision, self.recall
-        if math.isnan(p) or math.isnan(r):
+        if math.isnan(p) and math.isnan(r):
             return math.nan
+        if math.isnan(p) or math.isnan(r):
+            return 0.0
         return 0.0 if p + r == 0 else 2 * p * r / (p + r)
 
     def __add__(self, other: ClosureScore) -> ClosureScore:
