@@ -95,7 +95,8 @@ def perturb(arrays: dict, kind: str, other: dict | None, seed: int) -> dict:
         elif kind == "leak":
             # the partner's speech bleeds into this person's track 3 nats (26 dB) down
             mel = arrays[f"p{p}/mel"]
-            out[f"p{p}/mel"] = np.logaddexp(mel, arrays[f"p{1 - p}/mel"] - 3.0).astype(np.float32)
+            leaked = np.logaddexp(mel, arrays[f"p{1 - p}/mel"] - 3.0)
+            out[f"p{p}/mel"] = leaked.astype(np.float32)
         elif kind == "frozen":
             pose = neutral_head_pose(n)
             expr = np.repeat(expr.mean(axis=0, keepdims=True), n, axis=0)
