@@ -267,6 +267,8 @@ def eval_(
     from avgen.formats import atomic_write_bytes
     from avgen.metrics.evaluate import evaluate, table_rows
 
+    if json_path not in (None, "-") and not Path(json_path).parent.is_dir():
+        raise InputError("output folder does not exist", str(Path(json_path).parent))
     report = evaluate(generated, reference, tokens)
     columns, rows = table_rows(report)
     files = len(report["generated"])

@@ -208,6 +208,8 @@ def test_cli_bad_inputs_exit_2_and_write_nothing(tmp_path):
     result = run("eval", tmp_path / "nan.av.npz", "--json", out)
     assert result.exit_code == 2 and "NaN" in result.output
     assert not out.exists()
+    result = run("eval", ref, "--json", tmp_path / "nowhere" / "r.json")
+    assert result.exit_code == 2 and "nowhere" in result.output and "p0" not in result.output
 
 
 def test_cli_help():
