@@ -135,6 +135,8 @@ def _mean(values) -> float:
 # ----------------------------------------------------------------- per-sample groups
 
 def lip_sync_group(inputs: Inputs, config: m.MetricsConfig) -> dict:
+    """Lip-closure F1 / precision / recall per person inside the person's speech region;
+    overall pools the event counts of both people."""
     if inputs.reference is None and inputs.bilabial is None:
         return {}
     sample, total = inputs.sample, m.ClosureScore(0, 0, 0, 0)
@@ -159,6 +161,8 @@ def lip_sync_group(inputs: Inputs, config: m.MetricsConfig) -> dict:
 
 
 def fde_group(inputs: Inputs, config: m.MetricsConfig) -> dict:
+    """FDe per person over all frames, speaking frames and listening frames (the same
+    frames of generated and reference); overall pools both people's frames."""
     if inputs.reference is None:
         return {}
     out = {}
@@ -180,6 +184,8 @@ def fde_group(inputs: Inputs, config: m.MetricsConfig) -> dict:
 
 
 def beat_group(inputs: Inputs, config: m.MetricsConfig) -> dict:
+    """BC_h, BC_e and their chance level per person (own mel, own speech region);
+    overall is the mean of the people; "reference" is the same for the reference file."""
     values = {"bc_h": {}, "bc_e": {}, "bc_chance": {}}
     reference_values = {"bc_h": [], "bc_e": [], "bc_chance": []}
     for p in range(inputs.num_people):
@@ -205,6 +211,9 @@ def beat_group(inputs: Inputs, config: m.MetricsConfig) -> dict:
 
 
 def listener_group(inputs: Inputs, config: m.MetricsConfig) -> dict:
+    """Listening frames (own tokens silent, partner speaking): speech energy, nods and
+    smiles. Overall sums the counts and weights rates, fractions and energy by listening
+    time; "reference" is the same for the reference file."""
     if inputs.num_people < 2:
         return {}
     minutes = {}
@@ -260,6 +269,7 @@ def listener_group(inputs: Inputs, config: m.MetricsConfig) -> dict:
 # ----------------------------------------------------------------- set groups
 
 def diversity_group(inputs: Inputs, config: m.MetricsConfig) -> dict:
+    """Div_h, Div_e per person across all generated files; overall = mean of people."""
     labels = {"div_h": "Div_h (yaw/pitch/roll rad + translation)", "div_e": "Div_e (expression)"}
     if len(inputs.samples) < 2:
         note = "needs >= 2 generated files for the same input"
