@@ -307,5 +307,52 @@ def track(
               f"({motion.num_frames / 86.1328125:.2f} s) of head pose + expression")
 
 
+@app.command("eval")
+@_user_errors
+def eval_(
+    generated: list[str] = typer.Argument(
+        ..., help="Generated avgen.av/1 files; several samples for the same input give "
+                  "the diversity metrics (Div_h, Div_e)."),
+    reference: Optional[str] = typer.Option(
+        None, "--reference", "-r", help="Reference (teacher) avgen.av/1 file for the same "
+        "input: needed for lip-closure F1 and FDe."),
+    tokens: Optional[str] = typer.Option(
+        None, "--tokens", help="Tokens file of the input: speech regions and p/b/m "
+        "intervals come from it instead of the reference's mel and lips_close."),
+    json_path: Optional[str] = typer.Option(
+        None, "--json", help="Also write the report as JSON ('-' = stdout; the table then "
+                             "goes to stderr)."),
+) -> None:
+    """Measure generated audio-visual files: lip-closure F1, FDe, Div_h/Div_e,
+    BC_h/BC_e and listener behaviour, per person and overall.
+
+    Prints a table; `--json PATH` writes the full report (per file, per person).
+    Files must be for the same input (same frames and people). Definitions:
+    `avgen/metrics/motion.py`.
+    """
+    import json
+
+    from avgen.formats import atomic_write_bytes
+    from avgen.metrics.evaluate import evaluate, table_rows
+
+    if json_path not in (None, "-") and not Path(json_path).parent.is_dir():
+        raise InputError("output folder does not exist", str(Path(json_path).parent))
+    report = evaluate(generated, reference, tokens)
+    columns, rows = table_rows(report)
+    files = len(report["generated"])
+    table = Table(title=f"{report['num_frames']} frames; speech regions from "
+                        f"{report['regions']}"
+                        + (f"; per-file metrics are the mean of {files} files" if files > 1
+                           else ""), title_justify="left")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    (err if json_path == "-" else Console(highlight=False)).print(table)
+    if json_path is not None:
+        text = json.dumps(report, indent=1, ensure_ascii=False, allow_nan=False)
+        atomic_write_bytes(json_path, (text + "\n").encode())
+
+
 def main() -> None:
     app(prog_name="avgen")

@@ -1,0 +1,5 @@
+"""Evaluation metrics (DESIGN.md section 10, issue 8) and the `avgen eval` report.
+
+motion.py: lip-closure F1, FDe, Div_h / Div_e, BC_h / BC_e and the listener checks;
+evaluate.py: runs the metrics over generated `.av.npz` files against a reference.
+"""
