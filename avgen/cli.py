@@ -354,5 +354,73 @@ def eval_(
         atomic_write_bytes(json_path, (text + "\n").encode())
 
 
+@train_app.command("av")
+@_user_errors
+def train_av(
+    corpus_root: Path = typer.Argument(..., help="Teacher corpus folder ('avgen train corpus')."),
+    run_dir: Path = typer.Option(..., "-o", "--output", help="Run folder: checkpoint, log; an "
+                                 "existing run is resumed."),
+    steps: int = typer.Option(20000, min=1, help="Total optimizer steps."),
+    batch_size: int = typer.Option(8, min=1),
+    frames: int = typer.Option(300, min=16, help="Window length in frames (86.13 per second)."),
+    d_model: int = typer.Option(256, min=16), blocks: int = typer.Option(4, min=1),
+    heads: int = typer.Option(4, min=1),
+    highway: bool = typer.Option(True, help="--no-highway trains the separate-streams ablation."),
+    seed: int = typer.Option(0), threads: int = typer.Option(0, help="torch threads (0: default)."),
+    device: Optional[str] = typer.Option(None, help="cpu or cuda (default: cuda if available)."),
+) -> None:
+    """Train (or resume) the joint audio-visual flow model on a teacher corpus. Checkpoints
+    every 500 steps to RUN/av-latest.safetensors; progress in RUN/train.log."""
+    from tqdm import tqdm
+
+    from avgen.model.av_flow import AVFlowConfig
+    from avgen.train.av import TrainConfig, train
+
+    model_config = AVFlowConfig(d_model=d_model, n_blocks=blocks, n_heads=heads, highway=highway)
+    config = TrainConfig(steps=steps, batch_size=batch_size, frames=frames, seed=seed,
+                         threads=threads)
+    with tqdm(total=steps, desc="train av", unit="step", file=sys.stderr) as bar:
+        def progress(n, loss):
+            bar.update(n)
+            bar.set_postfix(loss=f"{loss:.3f}")
+        path = train(corpus_root, run_dir, model_config, config, device, progress,
+                     log=lambda m: err.print(m))
+    err.print(f"checkpoint: {path}")
+
+
+# -- joint model: generate (issue 7) -------------------------------------------------------
+@app.command()
+@_user_errors
+def generate(
+    tokens_file: str = typer.Argument(..., help="Tokens file from 'avgen tokens' "
+                                      "(avgen.tokens/1); '-' reads stdin."),
+    output: str = typer.Option(..., "-o", "--output", help="avgen.av/1 file to write (mel and "
+                               "motion for both people); '-' writes stdout."),
+    checkpoint: Optional[str] = typer.Option(None, help="Joint model checkpoint (default: the "
+                                             "registered 'av-flow' weights)."),
+    voice: Optional[list[str]] = typer.Option(None, help="Voice per person, twice: "
+                                              "--voice heart --voice heart-low."),
+    steps: int = typer.Option(8, min=1, max=256, help="Euler steps of the flow sampler."),
+    seed: int = typer.Option(0, help="Noise seed; the same seed gives the same output."),
+    device: str = typer.Option("cpu", help="torch device, e.g. cpu or cuda."),
+) -> None:
+    """Generate speech (log-mel) and motion (head pose, expressions) for both people of a
+    dialogue with the joint audio-visual flow model: the speaker talks, the listener
+    reacts. Output is on the 86.13 fps model clock; vocode and render it next."""
+    from avgen import formats
+    from avgen.pipeline import GenerateConfig, generate as run_generate, load_av_model
+    from avgen.tokens import load_timeline
+
+    timeline = load_timeline(tokens_file)
+    if voice is not None and len(voice) != 2:
+        raise InputError(f"--voice takes one voice per person (2), got {len(voice)}")
+    model, normalizer = load_av_model(checkpoint, device)
+    arrays = run_generate(timeline, model, normalizer,
+                          GenerateConfig(steps=steps, seed=seed,
+                                         voices=tuple(voice) if voice else None, device=device))
+    formats.save(output, formats.AV, arrays)
+    err.print(f"{output}: {timeline.num_frames} frames for {', '.join(timeline.names)}")
+
+
 def main() -> None:
     app(prog_name="avgen")

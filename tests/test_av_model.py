@@ -36,6 +36,16 @@ def test_window_mask():
     assert mask[9].nonzero().flatten().tolist() == list(range(2, 12))
 
 
+def test_local_attention_equals_masked_attention():
+    from avgen.model.av_flow import local_attention
+
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 25, 8, generator=g) for _ in range(3))
+    expected = torch.nn.functional.scaled_dot_product_attention(
+        q, k, v, attn_mask=window_mask(25, 7, 2))
+    assert torch.allclose(local_attention(q, k, v, 7, 2), expected, atol=1e-5)
+
+
 def test_shapes_and_zero_init():
     torch.manual_seed(0)
     model = AVFlow(TINY)

@@ -69,6 +69,28 @@ def rope(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
 
 
+def local_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, past: int,
+                    future: int) -> torch.Tensor:
+    """Attention of each query to keys t-past..t+future, (B, H, T, Dh) -> (B, H, T, Dh).
+
+    Equal to scaled_dot_product_attention with `window_mask`, but gathers only the
+    window, so memory and time grow linearly with T: a long dialogue costs what its
+    output costs, not the square of it.
+    """
+    length = q.shape[2]
+    span = past + future + 1
+    pad_k = nn.functional.pad(k, (0, 0, past, future))
+    pad_v = nn.functional.pad(v, (0, 0, past, future))
+    k_win = pad_k.unfold(2, span, 1).transpose(-1, -2)  # (B, H, T, span, Dh)
+    v_win = pad_v.unfold(2, span, 1).transpose(-1, -2)
+    scores = torch.einsum("bhtd,bhtsd->bhts", q, k_win) / math.sqrt(q.shape[-1])
+    offsets = torch.arange(span, device=q.device) - past
+    position = torch.arange(length, device=q.device)[:, None] + offsets[None, :]
+    valid = (position >= 0) & (position < length)  # keys beyond the edges are padding
+    scores = scores.masked_fill(~valid, float("-inf"))
+    return torch.einsum("bhts,bhtsd->bhtd", scores.softmax(-1), v_win)
+
+
 class TimestepEmbedding(nn.Module):
     """Flow time t in [0, 1] -> (B, d) via sinusoids and an MLP (as in DiT)."""
 
@@ -91,6 +113,7 @@ class Block(nn.Module):
         super().__init__()
         d = config.d_model
         self.heads = config.n_heads
+        self.past, self.future = config.window_past, config.window_future
         self.norm1 = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
         self.qkv = nn.Linear(d, 3 * d)
         self.proj = nn.Linear(d, d)
@@ -101,16 +124,16 @@ class Block(nn.Module):
         nn.init.zeros_(self.modulation.weight)
         nn.init.zeros_(self.modulation.bias)
 
-    def forward(self, h: torch.Tensor, cond: torch.Tensor, mask: torch.Tensor,
-                positions: torch.Tensor) -> torch.Tensor:
-        """h (B, T, d), cond (B, d), mask (T, T) -> (B, T, d)."""
+    def forward(self, h: torch.Tensor, cond: torch.Tensor, positions: torch.Tensor
+                ) -> torch.Tensor:
+        """h (B, T, d), cond (B, d), positions (T,) -> (B, T, d)."""
         shift1, scale1, gate1, shift2, scale2, gate2 = self.modulation(
             nn.functional.silu(cond))[:, None].chunk(6, dim=-1)
         x = self.norm1(h) * (1 + scale1) + shift1
         b, t, d = x.shape
         q, k, v = self.qkv(x).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
         q, k = rope(q, positions), rope(k, positions)
-        attended = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        attended = local_attention(q, k, v, self.past, self.future)
         h = h + gate1 * self.proj(attended.transpose(1, 2).reshape(b, t, d))
         x = self.norm2(h) * (1 + scale2) + shift2
         return h + gate2 * self.mlp(x)
@@ -166,13 +189,10 @@ class AVFlow(nn.Module):
         h_v = self.visual_in(torch.cat([motion_t, context], dim=-1))
         time = self.time(t)
         cond_a, cond_v = time + self.voice(voice), time
-        length = mel_t.shape[1]
-        mask = window_mask(length, self.config.window_past, self.config.window_future,
-                           mel_t.device)
-        positions = torch.arange(length, device=mel_t.device)
+        positions = torch.arange(mel_t.shape[1], device=mel_t.device)
         for k in range(self.config.n_blocks):
-            h_a = self.audio_blocks[k](h_a, cond_a, mask, positions)
-            h_v = self.visual_blocks[k](h_v, cond_v, mask, positions)
+            h_a = self.audio_blocks[k](h_a, cond_a, positions)
+            h_v = self.visual_blocks[k](h_v, cond_v, positions)
             if self.config.highway:
                 h_a, h_v = h_a + self.highway_va[k](h_v), h_v + self.highway_av[k](h_a)
         return self.audio_out(h_a, cond_a), self.visual_out(h_v, cond_v)

@@ -1,0 +1,69 @@
+"""The chain with a tiny random joint model: shapes, determinism, CLI errors."""
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from avgen import formats
+from avgen.cli import app
+from avgen.constants import EXPRESSION_NAMES, N_MELS
+from avgen.model.av_flow import MOTION_DIM, AVFlow, AVFlowConfig
+from avgen.pipeline import GenerateConfig, generate
+from avgen.script import parse_script
+from avgen.tokens import EspeakDurations, build_timeline, save_timeline
+from avgen.train.av import TrainConfig, save_checkpoint
+from avgen.train.av_data import Normalizer
+
+TINY = AVFlowConfig(d_model=32, n_blocks=2, n_heads=2, ff_mult=2)
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    torch.manual_seed(0)
+    model = AVFlow(TINY).eval()
+    normalizer = Normalizer(np.full(N_MELS, -6.0, np.float32), np.full(N_MELS, 2.0, np.float32),
+                            np.zeros(MOTION_DIM, np.float32), np.full(MOTION_DIM, 0.1, np.float32))
+    return model, normalizer
+
+
+@pytest.fixture(scope="module")
+def timeline():
+    return build_timeline(parse_script("A: Hello there!\nB: (smiles) Hi, how are you?", "s"),
+                          EspeakDurations())
+
+
+def test_generate_shapes_and_determinism(tiny_model, timeline):
+    model, normalizer = tiny_model
+    first = generate(timeline, model, normalizer, GenerateConfig(steps=2, seed=4))
+    second = generate(timeline, model, normalizer, GenerateConfig(steps=2, seed=4))
+    other = generate(timeline, model, normalizer, GenerateConfig(steps=2, seed=5))
+    t = timeline.num_frames
+    assert first["p0/mel"].shape == (t, N_MELS)
+    assert first["p1/expression"].shape == (t, len(EXPRESSION_NAMES))
+    assert np.allclose(np.linalg.norm(first["p0/head_pose"][:, :4], axis=1), 1, atol=1e-5)
+    assert all(np.array_equal(first[k], second[k]) for k in first)
+    assert not np.array_equal(first["p0/mel"], other["p0/mel"])
+
+
+def test_generate_cli(tiny_model, timeline, tmp_path):
+    model, normalizer = tiny_model
+    checkpoint = tmp_path / "av.safetensors"
+    save_checkpoint(checkpoint, model, normalizer, 0, TrainConfig())
+    tokens = tmp_path / "d.tokens.npz"
+    save_timeline(tokens, timeline)
+    out = tmp_path / "d.av.npz"
+    runner = CliRunner()
+    result = runner.invoke(app, ["generate", str(tokens), "-o", str(out), "--checkpoint",
+                                 str(checkpoint), "--steps", "2", "--seed", "1"])
+    assert result.exit_code == 0, result.output
+    data = formats.load(out, formats.AV)
+    assert data["p1/mel"].shape == (timeline.num_frames, N_MELS)
+    bad = runner.invoke(app, ["generate", str(tokens), "-o", str(tmp_path / "x.npz"),
+                              "--checkpoint", str(checkpoint), "--voice", "nobody",
+                              "--voice", "heart"])
+    assert bad.exit_code == 2 and "voices must be two of heart, heart-low" in bad.output
+    assert not (tmp_path / "x.npz").exists()
+    wrong = runner.invoke(app, ["generate", str(out), "-o", str(tmp_path / "y.npz"),
+                                "--checkpoint", str(checkpoint)])
+    assert wrong.exit_code == 2 and "expected avgen.tokens/1" in wrong.output
