@@ -195,5 +195,44 @@ def weights_fetch(name: str = typer.Argument(..., help="Registered weights name.
     typer.echo(str(path))
 
 
+# --- audio: vocode, train vocoder (issue 5) -----------------------------------------------
+
+train_app = typer.Typer(
+    help="Train avgen's small default models on your own data (research side).",
+    no_args_is_help=True, rich_markup_mode="markdown",
+    context_settings={"help_option_names": ["-h", "--help"]})
+app.add_typer(train_app, name="train")
+
+
+@train_app.command("vocoder")
+@_user_errors
+def train_vocoder(
+    audio: Path = typer.Argument(..., help="Folder of 22050 Hz .wav/.flac files (searched "
+                                           "recursively)."),
+    out: Path = typer.Option(..., "-o", "--out", help="Run folder: checkpoint "
+                             "(vocoder.safetensors), optimizer state and train.log. Running "
+                             "again with the same folder resumes."),
+    heldout: Optional[Path] = typer.Option(None, help="File listing audio paths (relative to "
+                                           "AUDIO) to keep out of training; used to validate."),
+    steps: int = typer.Option(20000, min=1, help="Total steps of the learning-rate schedule."),
+    batch_size: int = typer.Option(16, min=1),
+    segment_frames: int = typer.Option(32, min=8, help="Crop length in mel frames."),
+    lr: float = typer.Option(1e-3, min=0.0),
+    dim: int = typer.Option(192, min=8, help="Backbone width (new runs only)."),
+    layers: int = typer.Option(6, min=1, help="ConvNeXt blocks (new runs only)."),
+    seed: int = typer.Option(0, help="Seeds initialisation and the batch order."),
+    threads: Optional[int] = typer.Option(None, min=1, help="torch CPU threads."),
+) -> None:
+    """Train (or resume) the small Vocos-style vocoder: mel (B, 80, T) -> wave (B, T*256)."""
+    from avgen.audio.vocos import VocosConfig
+    from avgen.train.vocoder import TrainConfig, train
+
+    config = TrainConfig(steps=steps, batch_size=batch_size, segment_frames=segment_frames,
+                         lr=lr, seed=seed)
+    model = VocosConfig(dim=dim, intermediate_dim=3 * dim, num_layers=layers)
+    path = train(audio, out, config, model, heldout=heldout, threads=threads)
+    typer.echo(str(path))
+
+
 def main() -> None:
     app(prog_name="avgen")

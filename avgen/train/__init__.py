@@ -1,0 +1,1 @@
+"""Training code for avgen's small default models (research side; `avgen train ...`)."""
