@@ -197,6 +197,51 @@ def weights_fetch(name: str = typer.Argument(..., help="Registered weights name.
 
 # --- audio: vocode, train vocoder (issue 5) -----------------------------------------------
 
+class VocoderChoice(str, enum.Enum):
+    vocos = "vocos"
+    griffinlim = "griffinlim"
+    bigvgan = "bigvgan"
+
+
+@app.command()
+@_user_errors
+def vocode(
+    mel: str = typer.Argument(..., help="An avgen.av/1 .npz (every person's p{i}/mel) or a "
+                                        "bare .npy log-mel (T, 80); '-' reads stdin."),
+    output: str = typer.Option(..., "-o", "--output", help="WAV file to write (22050 Hz, "
+                               "16-bit); '-' writes stdout."),
+    vocoder: VocoderChoice = typer.Option(VocoderChoice.vocos, help="vocos: our small fast "
+                                          "default; griffinlim: no weights; bigvgan: NVIDIA's "
+                                          "(fetch it first with 'avgen weights fetch')."),
+    checkpoint: Optional[Path] = typer.Option(None, help="Use this checkpoint instead of the "
+                                              "registered one (vocos: .safetensors; bigvgan: "
+                                              "folder with config.json)."),
+    split: bool = typer.Option(False, help="One channel per person instead of their mix."),
+    iterations: int = typer.Option(32, min=1, help="Griffin-Lim iterations."),
+    seed: int = typer.Option(0, help="Griffin-Lim's initial phase."),
+    device: str = typer.Option("cpu", help="torch device."),
+) -> None:
+    """Turn log-mel spectrograms into a waveform: mel (T, 80) -> wave (T * 256) at 22050 Hz.
+
+    With two people in the file their voices are mixed (the listener is silent) or, with
+    --split, written as one channel each.
+    """
+    import numpy as np
+
+    from avgen.audio.io import wav_bytes
+    from avgen.audio.vocoder import load_vocoder, read_mels, vocode as run_vocoder
+    from avgen.formats import atomic_write_bytes
+
+    mels = read_mels(mel)
+    model = load_vocoder(vocoder.value, checkpoint, device, iterations=iterations, seed=seed)
+    waves = [run_vocoder(model, m) for m in mels]
+    audio = np.stack(waves, axis=1) if split else np.sum(waves, axis=0)
+    atomic_write_bytes(output, wav_bytes(audio))
+    seconds = len(audio) / 22050
+    err.print(f"{output}: {seconds:.2f} s, {len(mels)} {'person' if len(mels) == 1 else 'people'}"
+              f", vocoder {vocoder.value}")
+
+
 train_app = typer.Typer(
     help="Train avgen's small default models on your own data (research side).",
     no_args_is_help=True, rich_markup_mode="markdown",
@@ -207,8 +252,8 @@ app.add_typer(train_app, name="train")
 @train_app.command("vocoder")
 @_user_errors
 def train_vocoder(
-    audio: Path = typer.Argument(..., help="Folder of 22050 Hz .wav/.flac files (searched "
-                                           "recursively)."),
+    audio: list[Path] = typer.Argument(..., help="Folders of 22050 Hz .wav/.flac files "
+                                                 "(searched recursively)."),
     out: Path = typer.Option(..., "-o", "--out", help="Run folder: checkpoint "
                              "(vocoder.safetensors), optimizer state and train.log. Running "
                              "again with the same folder resumes."),

@@ -112,12 +112,15 @@ class Corpus:
         return torch.from_numpy(out)
 
 
-def split_files(folder: Path, heldout: Path | None) -> tuple[list[Path], list[Path]]:
-    """Training and held-out files. `heldout` lists paths (relative to `folder` or to the
-    held-out file's own folder, one a line) that training must never see."""
-    files = find_audio(folder)
-    if not files:
-        raise InputError("no .wav or .flac files found (searched recursively)", str(folder))
+def split_files(folders: list[Path], heldout: Path | None) -> tuple[list[Path], list[Path]]:
+    """Training and held-out files. `heldout` lists paths (relative to one of `folders` or
+    to the held-out file's own folder, one a line) that training must never see."""
+    files = []
+    for folder in folders:
+        found = find_audio(folder)
+        if not found:
+            raise InputError("no .wav or .flac files found (searched recursively)", str(folder))
+        files += found
     if heldout is None:
         return files, []
     try:
@@ -126,13 +129,14 @@ def split_files(folder: Path, heldout: Path | None) -> tuple[list[Path], list[Pa
         raise InputError("no such file", str(heldout)) from None
     held = set()
     for line in filter(None, lines):
-        for base in (folder, heldout.parent):
+        for base in (*folders, heldout.parent):
             candidate = (base / line).resolve()
             if candidate.is_file():
                 held.add(candidate)
                 break
     if not held:
-        raise InputError(f"none of its {len(lines)} paths exist under {folder}", str(heldout))
+        raise InputError(f"none of its {len(lines)} paths exist under "
+                         f"{', '.join(map(str, folders))}", str(heldout))
     train = [p for p in files if p.resolve() not in held]
     valid = [p for p in files if p.resolve() in held]
     return train, valid
@@ -163,20 +167,21 @@ def validate(model: Vocos, mel_fn: MelSpectrogram, waves: list[np.ndarray]) -> f
     return float(np.mean(errors)) if errors else float("nan")
 
 
-def train(folder: str | Path, out_dir: str | Path, config: TrainConfig = TrainConfig(),
+def train(folders: str | Path | list, out_dir: str | Path, config: TrainConfig = TrainConfig(),
           model_config: VocosConfig = VocosConfig(), heldout: str | Path | None = None,
           threads: int | None = None, progress: bool = True) -> Path:
-    """Train (or resume) a vocoder on the audio under `folder`; returns the checkpoint path.
+    """Train (or resume) a vocoder on the audio under `folders`; returns the checkpoint path.
 
     A run resumes from `out_dir` when it holds a state file; the stored model config wins
     over `model_config` then (the weights only fit their own architecture)."""
     from tqdm import tqdm
 
-    folder, out_dir = Path(folder), Path(out_dir)
+    folders = [Path(f) for f in (folders if isinstance(folders, (list, tuple)) else [folders])]
+    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if threads:
         torch.set_num_threads(threads)
-    train_files, valid_files = split_files(folder, Path(heldout) if heldout else None)
+    train_files, valid_files = split_files(folders, Path(heldout) if heldout else None)
     state_path = out_dir / STATE
     step = 0
     state = None
@@ -196,7 +201,7 @@ def train(folder: str | Path, out_dir: str | Path, config: TrainConfig = TrainCo
     mel_fn = MelSpectrogram()
     stft_loss = MultiResolutionSTFTLoss()
     samples = config.segment_frames * HOP_LENGTH
-    summary = {"data": str(folder), "train_files": len(train_files),
+    summary = {"data": [str(f) for f in folders], "train_files": len(train_files),
                "train_seconds": round(corpus.seconds, 1), "heldout_files": len(valid_files)}
     _log(out_dir, {"event": "start", "step": step, "time": time.time(), **summary,
                    "config": asdict(config), "model": asdict(model.config),
