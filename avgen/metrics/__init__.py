@@ -1,0 +1,1 @@
+"""Evaluation metrics (DESIGN.md section 10): WER via Whisper tiny.en, MCD, ..."""
