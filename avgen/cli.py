@@ -265,6 +265,8 @@ def train_vocoder(
     lr: float = typer.Option(1e-3, min=0.0),
     dim: int = typer.Option(192, min=8, help="Backbone width (new runs only)."),
     layers: int = typer.Option(6, min=1, help="ConvNeXt blocks (new runs only)."),
+    magnitude_prior: bool = typer.Option(True, help="Start the magnitude from the mel's "
+                                         "pseudo-inverse (new runs only)."),
     seed: int = typer.Option(0, help="Seeds initialisation and the batch order."),
     threads: Optional[int] = typer.Option(None, min=1, help="torch CPU threads."),
 ) -> None:
@@ -274,7 +276,8 @@ def train_vocoder(
 
     config = TrainConfig(steps=steps, batch_size=batch_size, segment_frames=segment_frames,
                          lr=lr, seed=seed)
-    model = VocosConfig(dim=dim, intermediate_dim=3 * dim, num_layers=layers)
+    model = VocosConfig(dim=dim, intermediate_dim=3 * dim, num_layers=layers,
+                        magnitude_prior=magnitude_prior)
     path = train(audio, out, config, model, heldout=heldout, threads=threads)
     typer.echo(str(path))
 

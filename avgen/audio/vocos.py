@@ -36,10 +36,15 @@ class VocosConfig:
     n_fft: int = N_FFT
     hop_length: int = HOP_LENGTH
     sample_rate: int = SAMPLE_RATE
+    # Start the magnitude from the mel's least-squares inverse (the pseudo-inverse of the
+    # filterbank), so the network learns a correction and the phase rather than the
+    # whole spectrum.
+    magnitude_prior: bool = True
 
     @classmethod
     def from_dict(cls, data: dict) -> "VocosConfig":
         known = {f.name for f in fields(cls)}
+        data = {"magnitude_prior": False, **data}  # checkpoints from before the prior
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown vocoder config keys: {', '.join(sorted(unknown))}")
@@ -111,6 +116,14 @@ class Vocos(nn.Module):
         self.head = nn.Linear(c.dim, c.n_fft + 2)
         self.istft = ISTFT(c.n_fft, c.hop_length)
         self.apply(self._init)
+        if c.magnitude_prior:
+            from avgen.audio.mel import mel_filters
+
+            filters = torch.from_numpy(mel_filters(c.sample_rate, c.n_fft, c.n_mels))
+            self.register_buffer("inverse_filters", torch.linalg.pinv(filters.double())
+                                 .float(), persistent=False)
+            with torch.no_grad():  # the magnitude correction starts at zero
+                self.head.weight[: c.n_fft // 2 + 1].zero_()
 
     @staticmethod
     def _init(module: nn.Module) -> None:
@@ -129,6 +142,9 @@ class Vocos(nn.Module):
             x = block(x)
         x = self.head(self.final_norm(x.transpose(1, 2))).transpose(1, 2)
         log_mag, phase = x.chunk(2, dim=1)
+        if self.config.magnitude_prior:
+            prior = torch.matmul(self.inverse_filters, mel.exp()).clamp(min=1e-5).log()
+            log_mag = log_mag + prior
         # clip: an untrained or out-of-range input must not overflow exp into inf/NaN
         magnitude = torch.exp(log_mag).clamp(max=1e2)
         return torch.polar(magnitude, phase)
