@@ -263,6 +263,8 @@ def train_vocoder(
     batch_size: int = typer.Option(16, min=1),
     segment_frames: int = typer.Option(32, min=8, help="Crop length in mel frames."),
     lr: float = typer.Option(1e-3, min=0.0),
+    mel_weight: float = typer.Option(1.0, min=0.0, help="Weight of the mel L1 loss (the "
+                                     "multi-resolution STFT loss has weight 1)."),
     dim: int = typer.Option(192, min=8, help="Backbone width (new runs only)."),
     layers: int = typer.Option(6, min=1, help="ConvNeXt blocks (new runs only)."),
     magnitude_prior: bool = typer.Option(True, help="Start the magnitude from the mel's "
@@ -275,10 +277,15 @@ def train_vocoder(
     from avgen.train.vocoder import TrainConfig, train
 
     config = TrainConfig(steps=steps, batch_size=batch_size, segment_frames=segment_frames,
-                         lr=lr, seed=seed)
+                         lr=lr, mel_weight=mel_weight, seed=seed)
     model = VocosConfig(dim=dim, intermediate_dim=3 * dim, num_layers=layers,
                         magnitude_prior=magnitude_prior)
-    path = train(audio, out, config, model, heldout=heldout, threads=threads)
+    try:
+        path = train(audio, out, config, model, heldout=heldout, threads=threads)
+    except KeyboardInterrupt:
+        # unlike other commands, training has saved its state: say so
+        err.print(f"interrupted; checkpoint saved in {out}; run the same command to resume")
+        raise typer.Exit(130) from None
     typer.echo(str(path))
 
 
