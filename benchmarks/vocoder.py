@@ -136,6 +136,18 @@ def main(argv=None) -> None:
             plot(outputs, f"{row['file']}: {text}", args.out.parent /
                  f"vocoder_spectrograms_{voice}.png")
 
+    # steadier speed figure: one 20 s mel (held-out utterances joined), vocoded 5 times
+    long_mel = np.concatenate([log_mel(read_audio(p)).T for p, _, _ in items[:12]])[:1723]
+    steady = {}
+    for name, model in models.items():
+        times = []
+        for _ in range(5):
+            start = time.perf_counter()
+            vocode(model, long_mel)
+            times.append(time.perf_counter() - start)
+        steady[name] = len(long_mel) * HOP_LENGTH / SAMPLE_RATE / statistics.median(times)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+
     bigvgan_xrt = None
     if args.bigvgan_speed:
         from avgen.audio.bigvgan import BigVGAN
@@ -168,8 +180,9 @@ def main(argv=None) -> None:
         f"`{args.checkpoint or 'avgen-vocos-22k (shipped)'}`.",
         "",
         "| audio | WER (all) | " + " | ".join(f"WER {v}" for v in voices)
-        + " | MCD dB (median) | MCD dB (mean) | speed x real time (median) |",
-        "| --- | --- | " + " | ".join("---" for _ in voices) + " | --- | --- | --- |",
+        + " | MCD dB (median) | MCD dB (mean) | x real time (per utterance, median) "
+        "| x real time (20 s, median of 5) |",
+        "| --- | --- | " + " | ".join("---" for _ in voices) + " | --- | --- | --- | --- |",
     ]
     for name in conditions:
         wer_all = word_error_rate(refs, hyps[name])
@@ -178,17 +191,20 @@ def main(argv=None) -> None:
                      for v in voices]
         if name == "teacher":
             mcd = "0 (reference)", "-"
-            speed = "-"
+            speed = "- | -"
         else:
             values = [r[f"{name}_mcd"] for r in rows]
             mcd = f"{statistics.median(values):.2f}", f"{statistics.mean(values):.2f}"
-            speed = f"{statistics.median(r[f'{name}_xrt'] for r in rows):.1f}"
+            speed = (f"{statistics.median(r[f'{name}_xrt'] for r in rows):.1f} | "
+                     f"{steady[name]:.1f}")
         lines.append(f"| {name} | {wer_all:.3f} | " + " | ".join(f"{w:.3f}" for w in per_voice)
                      + f" | {mcd[0]} | {mcd[1]} | {speed} |")
     if bigvgan_xrt is not None:
         lines.append(f"| bigvgan (random weights, speed only) | - | " + " | ".join(
-            "-" for _ in voices) + f" | - | - | {bigvgan_xrt:.2f} |")
-    lines += ["", "WER: corpus-level word edits / reference words after lower-casing and "
+            "-" for _ in voices) + f" | - | - | - | {bigvgan_xrt:.2f} (2 s) |")
+    lines += ["", f"One-minute load average of the machine when the speed runs ended: {load:.1f} "
+              "(other processes shared the 2 cores; speed figures are lower bounds).",
+              "", "WER: corpus-level word edits / reference words after lower-casing and "
               "dropping punctuation (avgen.metrics.asr.normalize_text); Whisper tiny.en int8, "
               "greedy. Per-utterance numbers and transcripts: `"
               + args.out.with_name(args.out.stem + "_utterances.csv").name + "`. Spectrograms: "
