@@ -422,5 +422,94 @@ def generate(
     err.print(f"{output}: {timeline.num_frames} frames for {', '.join(timeline.names)}")
 
 
+# --- audio: vocode, train vocoder (issue 5) -----------------------------------------------
+
+class VocoderChoice(str, enum.Enum):
+    vocos = "vocos"
+    griffinlim = "griffinlim"
+    bigvgan = "bigvgan"
+
+
+@app.command()
+@_user_errors
+def vocode(
+    mel: str = typer.Argument(..., help="An avgen.av/1 .npz (every person's p{i}/mel) or a "
+                                        "bare .npy log-mel (T, 80); '-' reads stdin."),
+    output: str = typer.Option(..., "-o", "--output", help="WAV file to write (22050 Hz, "
+                               "16-bit); '-' writes stdout."),
+    vocoder: VocoderChoice = typer.Option(VocoderChoice.vocos, help="vocos: our small fast "
+                                          "default; griffinlim: no weights; bigvgan: NVIDIA's "
+                                          "(fetch it first with 'avgen weights fetch')."),
+    checkpoint: Optional[Path] = typer.Option(None, help="Use this checkpoint instead of the "
+                                              "registered one (vocos: .safetensors; bigvgan: "
+                                              "folder with config.json)."),
+    split: bool = typer.Option(False, help="One channel per person instead of their mix."),
+    iterations: int = typer.Option(32, min=1, help="Griffin-Lim iterations."),
+    seed: int = typer.Option(0, help="Griffin-Lim's initial phase."),
+    device: str = typer.Option("cpu", help="torch device."),
+) -> None:
+    """Turn log-mel spectrograms into a waveform: mel (T, 80) -> wave (T * 256) at 22050 Hz.
+
+    With two people in the file their voices are mixed (the listener is silent) or, with
+    --split, written as one channel each.
+    """
+    import numpy as np
+
+    from avgen.audio.io import wav_bytes
+    from avgen.audio.vocoder import load_vocoder, read_mels, vocode as run_vocoder
+    from avgen.formats import atomic_write_bytes
+
+    mels = read_mels(mel)
+    model = load_vocoder(vocoder.value, checkpoint, device, iterations=iterations, seed=seed)
+    waves = [run_vocoder(model, m) for m in mels]
+    audio = np.stack(waves, axis=1) if split else np.sum(waves, axis=0)
+    atomic_write_bytes(output, wav_bytes(audio))
+    seconds = len(audio) / 22050
+    err.print(f"{output}: {seconds:.2f} s, {len(mels)} {'person' if len(mels) == 1 else 'people'}"
+              f", vocoder {vocoder.value}")
+
+
+
+
+@train_app.command("vocoder")
+@_user_errors
+def train_vocoder(
+    audio: list[Path] = typer.Argument(..., help="Folders of 22050 Hz .wav/.flac files "
+                                                 "(searched recursively)."),
+    out: Path = typer.Option(..., "-o", "--out", help="Run folder: checkpoint "
+                             "(vocoder.safetensors), optimizer state and train.log. Running "
+                             "again with the same folder resumes."),
+    heldout: Optional[Path] = typer.Option(None, help="File listing audio paths (relative to "
+                                           "AUDIO) to keep out of training; used to validate."),
+    steps: int = typer.Option(20000, min=1, help="Total steps of the learning-rate schedule."),
+    batch_size: int = typer.Option(16, min=1),
+    segment_frames: int = typer.Option(32, min=8, help="Crop length in mel frames."),
+    lr: float = typer.Option(1e-3, min=0.0),
+    mel_weight: float = typer.Option(1.0, min=0.0, help="Weight of the mel L1 loss (the "
+                                     "multi-resolution STFT loss has weight 1)."),
+    dim: int = typer.Option(192, min=8, help="Backbone width (new runs only)."),
+    layers: int = typer.Option(6, min=1, help="ConvNeXt blocks (new runs only)."),
+    magnitude_prior: bool = typer.Option(True, help="Start the magnitude from the mel's "
+                                         "pseudo-inverse (new runs only)."),
+    seed: int = typer.Option(0, help="Seeds initialisation and the batch order."),
+    threads: Optional[int] = typer.Option(None, min=1, help="torch CPU threads."),
+) -> None:
+    """Train (or resume) the small Vocos-style vocoder: mel (B, 80, T) -> wave (B, T*256)."""
+    from avgen.audio.vocos import VocosConfig
+    from avgen.train.vocoder import TrainConfig, train
+
+    config = TrainConfig(steps=steps, batch_size=batch_size, segment_frames=segment_frames,
+                         lr=lr, mel_weight=mel_weight, seed=seed)
+    model = VocosConfig(dim=dim, intermediate_dim=3 * dim, num_layers=layers,
+                        magnitude_prior=magnitude_prior)
+    try:
+        path = train(audio, out, config, model, heldout=heldout, threads=threads)
+    except KeyboardInterrupt:
+        # unlike other commands, training has saved its state: say so
+        err.print(f"interrupted; checkpoint saved in {out}; run the same command to resume")
+        raise typer.Exit(130) from None
+    typer.echo(str(path))
+
+
 def main() -> None:
     app(prog_name="avgen")

@@ -22,6 +22,10 @@ ASSETS_DIR = PACKAGE_DIR / "assets"
 REGISTRY_PATH = PACKAGE_DIR / "weights.toml"
 CACHE_ENV = "AVGEN_CACHE_DIR"
 _FIELDS = ("component", "file", "sha256", "size", "licence", "source")
+# A URL entry whose publisher gives no digest we could check offline may say
+# sha256 = "unpinned" (and size = 0): its first fetch records the digest it got in
+# FILE.sha256 and every later load is checked against that record. Pin it when you can.
+UNPINNED = "unpinned"
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,10 @@ class WeightsEntry:
     @property
     def builtin(self) -> bool:
         return self.source == "builtin"
+
+    @property
+    def pinned(self) -> bool:
+        return self.sha256 != UNPINNED
 
 
 def cache_dir() -> Path:
@@ -60,7 +68,9 @@ def load_registry(path: str | Path = REGISTRY_PATH) -> dict[str, WeightsEntry]:
         if missing:
             raise WeightsError(f"{path}: entry [weights.{name}] lacks {', '.join(missing)}")
         sha = str(table["sha256"]).lower()
-        if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+        if sha == UNPINNED and str(table["source"]) != "builtin":
+            pass
+        elif len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
             raise WeightsError(f"{path}: entry [weights.{name}] sha256 is not 64 hex digits")
         entries[name] = WeightsEntry(name, str(table["component"]), str(table["file"]), sha,
                                      int(table["size"]), str(table["licence"]),
@@ -95,6 +105,10 @@ class Weights:
         if not path.is_file():
             return "missing"
         entry = self.entry(name)
+        if not entry.pinned:
+            record = path.with_name(path.name + ".sha256")
+            expected = record.read_text().strip() if record.is_file() else None
+            return "ok" if expected == sha256_file(path) else "corrupt"
         if path.stat().st_size != entry.size or sha256_file(path) != entry.sha256:
             return "corrupt"
         return "ok"
@@ -135,9 +149,11 @@ class Weights:
                     digest.update(chunk)
                     if progress is not None:
                         progress(len(chunk))
-            if digest.hexdigest() != entry.sha256:
+            if entry.pinned and digest.hexdigest() != entry.sha256:
                 raise WeightsError(f"{entry.source}: download of {name!r} has sha256 "
                                    f"{digest.hexdigest()[:12]}…, expected {entry.sha256[:12]}…")
+            if not entry.pinned:
+                target.with_name(target.name + ".sha256").write_text(digest.hexdigest() + "\n")
             os.replace(tmp, target)
         except OSError as exc:
             raise WeightsError(f"{entry.source}: could not fetch {name!r} ({exc})") from None

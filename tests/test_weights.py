@@ -80,3 +80,26 @@ def test_fetch_verifies_and_is_atomic(tmp_path):
     with pytest.raises(WeightsError, match="has sha256"):
         wrong.fetch("tiny")
     assert not list((tmp_path / "w" / "cache").iterdir())  # no partial file left behind
+
+
+def test_unpinned_url_entry_records_its_digest_on_first_fetch(tmp_path, monkeypatch):
+    import io
+    import urllib.request
+
+    registry = make_registry(tmp_path, source="https://example.org/tiny.bin", sha="unpinned",
+                             size=0)
+    assert not registry.entry("tiny").pinned
+    assert registry.status("tiny") == "missing"
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url: io.BytesIO(b"remote bytes"))
+    path = registry.fetch("tiny")
+    assert path.read_bytes() == b"remote bytes"
+    record = path.with_name(path.name + ".sha256").read_text().strip()
+    assert record == hashlib.sha256(b"remote bytes").hexdigest()
+    assert registry.path("tiny") == path
+    path.write_bytes(b"remote bytez")  # later corruption is caught against the record
+    assert registry.status("tiny") == "corrupt"
+
+
+def test_builtin_entries_must_be_pinned(tmp_path):
+    with pytest.raises(WeightsError, match="sha256 is not 64 hex digits"):
+        make_registry(tmp_path, sha="unpinned")

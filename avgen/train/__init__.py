@@ -1,1 +1,1 @@
-"""Research side: teacher corpus, training loops."""
+"""Research side: teacher corpus and training loops (`avgen train ...`)."""

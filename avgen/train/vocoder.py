@@ -1,0 +1,268 @@
+"""Train the small Vocos-style vocoder (avgen.audio.vocos) on a folder of speech.
+
+Losses: L1 between BigVGAN log-mels of output and target, plus a multi-resolution STFT
+loss (spectral convergence + log-magnitude L1 at five window sizes). There is no
+discriminator: on two CPU cores the budget goes further on the reconstruction losses,
+and the small windows of the multi-resolution loss are what constrain phase.
+
+Training is resumable: `out_dir/vocoder.safetensors` holds the model (+ its config and
+training summary in the metadata), `out_dir/state.pt` the optimizer, step and data
+order. Running the same command again continues from the last checkpoint. Crops are
+drawn from a generator seeded by (seed, step), so a resumed run draws the same batches
+an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from avgen.audio.io import find_audio, read_audio
+from avgen.audio.mel import MelSpectrogram
+from avgen.audio.vocos import Vocos, VocosConfig, load_checkpoint, save_checkpoint
+from avgen.constants import HOP_LENGTH
+from avgen.errors import InputError
+
+CHECKPOINT = "vocoder.safetensors"
+STATE = "state.pt"
+LOG = "train.log"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 20000               # total steps of the schedule (resuming may raise it)
+    batch_size: int = 16
+    segment_frames: int = 32         # crop length in mel frames (32 * 256 samples)
+    lr: float = 1e-3
+    lr_min: float = 5e-5
+    warmup: int = 300
+    weight_decay: float = 0.01
+    mel_weight: float = 1.0
+    stft_weight: float = 1.0
+    checkpoint_every: int = 250
+    validate_every: int = 500
+    log_every: int = 25
+    seed: int = 0
+    max_validation: int = 8          # held-out utterances scored at each validation
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+STFT_RESOLUTIONS = ((2048, 512), (1024, 256), (512, 128), (256, 64), (128, 32))
+
+
+class MultiResolutionSTFTLoss(torch.nn.Module):
+    """Mean over resolutions of spectral convergence + L1 of log magnitudes."""
+
+    def __init__(self, resolutions=STFT_RESOLUTIONS) -> None:
+        super().__init__()
+        self.resolutions = resolutions
+        for n_fft, _ in resolutions:
+            self.register_buffer(f"window_{n_fft}", torch.hann_window(n_fft), persistent=False)
+
+    def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        total = output.new_zeros(())
+        for n_fft, hop in self.resolutions:
+            window = getattr(self, f"window_{n_fft}")
+            mags = [torch.stft(x, n_fft, hop, n_fft, window, return_complex=True).abs()
+                    .clamp(min=1e-5) for x in (output, target)]
+            convergence = torch.linalg.norm(mags[1] - mags[0]) / torch.linalg.norm(mags[1])
+            log_l1 = (mags[0].log() - mags[1].log()).abs().mean()
+            total = total + convergence + log_l1
+        return total / len(self.resolutions)
+
+
+class Corpus:
+    """All training audio in memory as int16 (half the memory of float32), with the
+    utterance boundaries; crops never straddle two utterances."""
+
+    def __init__(self, files: list[Path], progress: bool = True) -> None:
+        from tqdm import tqdm
+
+        self.files = files
+        self.waves: list[np.ndarray] = []
+        for path in tqdm(files, desc="reading audio", unit="file", disable=not progress,
+                         file=sys.stderr):
+            wave = read_audio(path)
+            self.waves.append(np.round(np.clip(wave, -1, 1) * 32767).astype(np.int16))
+        self.seconds = sum(len(w) for w in self.waves) / 22050
+
+    def batch(self, rng: np.random.Generator, batch_size: int, samples: int) -> torch.Tensor:
+        """(B, samples) float32 crops; utterances shorter than a crop are zero-padded."""
+        out = np.zeros((batch_size, samples), dtype=np.float32)
+        lengths = np.array([len(w) for w in self.waves], dtype=np.float64)
+        # sample utterances by length so every second of audio is equally likely
+        picks = rng.choice(len(self.waves), size=batch_size, p=lengths / lengths.sum())
+        for row, index in enumerate(picks):
+            wave = self.waves[index]
+            start = int(rng.integers(0, max(1, len(wave) - samples + 1)))
+            chunk = wave[start:start + samples]
+            out[row, :len(chunk)] = chunk / 32767.0
+        return torch.from_numpy(out)
+
+
+def split_files(folders: list[Path], heldout: Path | None) -> tuple[list[Path], list[Path]]:
+    """Training and held-out files. `heldout` lists paths (relative to one of `folders` or
+    to the held-out file's own folder, one a line) that training must never see."""
+    files = []
+    for folder in folders:
+        found = find_audio(folder)
+        if not found:
+            raise InputError("no .wav or .flac files found (searched recursively)", str(folder))
+        files += found
+    if heldout is None:
+        return files, []
+    try:
+        lines = [l.strip() for l in heldout.read_text(encoding="utf-8").splitlines()]
+    except FileNotFoundError:
+        raise InputError("no such file", str(heldout)) from None
+    held = set()
+    for line in filter(None, lines):
+        for base in (*folders, heldout.parent):
+            candidate = (base / line).resolve()
+            if candidate.is_file():
+                held.add(candidate)
+                break
+    if not held:
+        raise InputError(f"none of its {len(lines)} paths exist under "
+                         f"{', '.join(map(str, folders))}", str(heldout))
+    train = [p for p in files if p.resolve() not in held]
+    valid = [p for p in files if p.resolve() in held]
+    return train, valid
+
+
+def learning_rate(config: TrainConfig, step: int) -> float:
+    if step < config.warmup:
+        return config.lr * (step + 1) / config.warmup
+    progress = min(1.0, (step - config.warmup) / max(1, config.steps - config.warmup))
+    return config.lr_min + 0.5 * (config.lr - config.lr_min) * (1 + math.cos(math.pi * progress))
+
+
+def _log(out_dir: Path, record: dict) -> None:
+    with open(out_dir / LOG, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record) + "\n")
+
+
+@torch.no_grad()
+def validate(model: Vocos, mel_fn: MelSpectrogram, waves: list[np.ndarray]) -> float:
+    """Mean L1 between log-mels of the vocoded and the real held-out utterances."""
+    model.eval()
+    errors = []
+    for wave in waves:
+        target = torch.from_numpy(wave[: len(wave) // HOP_LENGTH * HOP_LENGTH])[None]
+        mel = mel_fn(target)
+        errors.append((mel_fn(model(mel)) - mel).abs().mean().item())
+    model.train()
+    return float(np.mean(errors)) if errors else float("nan")
+
+
+def train(folders: str | Path | list, out_dir: str | Path, config: TrainConfig = TrainConfig(),
+          model_config: VocosConfig = VocosConfig(), heldout: str | Path | None = None,
+          threads: int | None = None, progress: bool = True) -> Path:
+    """Train (or resume) a vocoder on the audio under `folders`; returns the checkpoint path.
+
+    A run resumes from `out_dir` when it holds a state file; the stored model config wins
+    over `model_config` then (the weights only fit their own architecture)."""
+    from tqdm import tqdm
+
+    folders = [Path(f) for f in (folders if isinstance(folders, (list, tuple)) else [folders])]
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if threads:
+        torch.set_num_threads(threads)
+    train_files, valid_files = split_files(folders, Path(heldout) if heldout else None)
+    state_path = out_dir / STATE
+    step = 0
+    state = None
+    if state_path.is_file():
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        model = load_checkpoint(out_dir / CHECKPOINT).train()
+        step = int(state["step"])
+    else:
+        torch.manual_seed(config.seed)
+        model = Vocos(model_config).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, betas=(0.8, 0.9),
+                                  weight_decay=config.weight_decay)
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+    corpus = Corpus(train_files, progress=progress)
+    valid_waves = [read_audio(p) for p in valid_files[: config.max_validation]]
+    mel_fn = MelSpectrogram()
+    stft_loss = MultiResolutionSTFTLoss()
+    samples = config.segment_frames * HOP_LENGTH
+    summary = {"data": [str(f) for f in folders], "train_files": len(train_files),
+               "train_seconds": round(corpus.seconds, 1), "heldout_files": len(valid_files)}
+    _log(out_dir, {"event": "start", "step": step, "time": time.time(), **summary,
+                   "config": asdict(config), "model": asdict(model.config),
+                   "parameters": sum(p.numel() for p in model.parameters()),
+                   "threads": torch.get_num_threads()})
+
+    def checkpoint() -> None:
+        save_checkpoint(model, out_dir / CHECKPOINT,
+                        extra={"step": step, "train_config": asdict(config), **summary})
+        tmp = state_path.with_suffix(".tmp")
+        torch.save({"step": step, "optimizer": optimizer.state_dict(),
+                    "train_config": asdict(config)}, tmp)
+        tmp.replace(state_path)
+
+    # SIGTERM (a scheduler stopping us) saves like Ctrl-C does
+    previous = signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
+    running = {}
+    started = time.time()
+    bar = tqdm(total=config.steps, initial=step, desc="vocoder", unit="step",
+               disable=not progress, file=sys.stderr, dynamic_ncols=True)
+    try:
+        while step < config.steps:
+            rng = np.random.default_rng([config.seed, step])
+            wave = corpus.batch(rng, config.batch_size, samples)
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(config, step)
+            output = model(mel_fn(wave))
+            mel_loss = (mel_fn(output) - mel_fn(wave)).abs().mean()
+            spec_loss = stft_loss(output, wave)
+            loss = config.mel_weight * mel_loss + config.stft_weight * spec_loss
+            if not torch.isfinite(loss):
+                raise RuntimeError(f"loss became {loss.item()} at step {step}; "
+                                   "lower --lr and resume from the last checkpoint")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+            optimizer.step()
+            step += 1
+            for key, value in (("loss", loss), ("mel", mel_loss), ("stft", spec_loss)):
+                running[key] = running.get(key, 0.0) + value.item()
+            bar.update(1)
+            if step % config.log_every == 0:
+                record = {k: round(v / config.log_every, 4) for k, v in running.items()}
+                running = {}
+                elapsed = time.time() - started
+                _log(out_dir, {"event": "train", "step": step, "lr": learning_rate(config, step),
+                               "elapsed_s": round(elapsed, 1), **record})
+                bar.set_postfix(mel=record["mel"], stft=record["stft"])
+            if step % config.validate_every == 0 and valid_waves:
+                score = validate(model, mel_fn, valid_waves)
+                _log(out_dir, {"event": "validate", "step": step, "heldout_mel_l1": score})
+                bar.write(f"step {step}: held-out mel L1 {score:.4f}")
+            if step % config.checkpoint_every == 0:
+                checkpoint()
+    except KeyboardInterrupt:
+        checkpoint()
+        _log(out_dir, {"event": "interrupted", "step": step})
+        raise
+    finally:
+        bar.close()
+        signal.signal(signal.SIGTERM, previous)
+    checkpoint()
+    _log(out_dir, {"event": "done", "step": step})
+    return out_dir / CHECKPOINT

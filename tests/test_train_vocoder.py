@@ -1,0 +1,91 @@
+import json
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from avgen.audio.vocos import VocosConfig, checkpoint_metadata, load_checkpoint
+from avgen.errors import InputError
+from avgen.train.vocoder import TrainConfig, split_files, train
+from test_audio_mel import speechlike
+
+TINY = VocosConfig(dim=16, intermediate_dim=32, num_layers=1)
+
+
+def make_folder(root, rate=22050, count=3):
+    (root / "voice" / "nested").mkdir(parents=True)
+    for k in range(count):
+        sub = root / "voice" / ("nested" if k % 2 else "")
+        soundfile.write(sub / f"u{k}.flac" if k else sub / f"u{k}.wav",
+                        speechlike(0.6 + 0.1 * k, seed=k), rate)
+    (root / "voice" / "notes.txt").write_text("not audio")
+    return root
+
+
+def config(steps):
+    return TrainConfig(steps=steps, batch_size=2, segment_frames=8, warmup=2,
+                       checkpoint_every=100, validate_every=2, log_every=1, seed=5)
+
+
+def weights(path):
+    return load_checkpoint(path).state_dict()
+
+
+def test_training_is_deterministic_and_resume_equals_an_uninterrupted_run(tmp_path):
+    data = make_folder(tmp_path / "data")
+    straight = train(data, tmp_path / "a", config(4), TINY, progress=False, threads=1)
+    again = train(data, tmp_path / "b", config(4), TINY, progress=False, threads=1)
+    first_half = train(data, tmp_path / "c", config(2), TINY, progress=False, threads=1)
+    assert checkpoint_metadata(first_half)["step"] == 2
+    resumed = train(data, tmp_path / "c", config(4), TINY, progress=False, threads=1)
+    a, b, c = weights(straight), weights(again), weights(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert all(torch.allclose(a[k], c[k], atol=1e-6) for k in a)
+    meta = checkpoint_metadata(resumed)
+    assert meta["step"] == 4 and meta["train_files"] == 3
+    log = [json.loads(l) for l in (tmp_path / "c" / "train.log").read_text().splitlines()]
+    assert [r["event"] for r in log].count("start") == 2
+    assert all(np.isfinite(r["loss"]) for r in log if r["event"] == "train")
+
+
+def test_loss_goes_down(tmp_path):
+    data = make_folder(tmp_path / "data")
+    cfg = TrainConfig(steps=16, batch_size=4, segment_frames=16, warmup=2, lr=5e-3,
+                      checkpoint_every=100, validate_every=100, log_every=5, seed=0)
+    train(data, tmp_path / "run", cfg, TINY, progress=False, threads=1)
+    log = [json.loads(l) for l in (tmp_path / "run" / "train.log").read_text().splitlines()]
+    losses = [r["loss"] for r in log if r["event"] == "train"]
+    assert losses[-1] < 0.8 * losses[0]
+
+
+def test_other_sample_rates_are_refused_naming_the_file(tmp_path):
+    data = make_folder(tmp_path / "data")
+    soundfile.write(data / "voice" / "odd.wav", np.zeros(24000, np.float32), 24000)
+    with pytest.raises(InputError, match=r"odd.wav: sample rate is 24000 Hz; avgen works "
+                                         r"at 22050 Hz"):
+        train(data, tmp_path / "run", config(1), TINY, progress=False, threads=1)
+    assert not (tmp_path / "run" / "vocoder.safetensors").exists()
+
+
+def test_heldout_files_never_reach_training(tmp_path):
+    data = make_folder(tmp_path / "data")
+    listing = tmp_path / "heldout.txt"
+    listing.write_text("voice/nested/u1.flac\n\n")
+    train_files, valid = split_files([data], listing)
+    assert [p.name for p in valid] == ["u1.flac"]
+    assert sorted(p.name for p in train_files) == ["u0.wav", "u2.flac"]
+    listing.write_text("voice/none.flac\n")
+    with pytest.raises(InputError, match="heldout.txt: none of its 1 paths exist"):
+        split_files([data], listing)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(InputError, match="empty: no .wav or .flac files found"):
+        split_files([empty], None)
+
+
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
