@@ -388,6 +388,42 @@ def train_av(
     err.print(f"checkpoint: {path}")
 
 
+@app.command()
+@_user_errors
+def synth(
+    inputs: list[str] = typer.Argument(..., help="Dialogue script ('NAME: words' per line)."),
+    ref: list[str] = typer.Option(..., "--ref", help="Two face photos, first speaker first: "
+                                  "--ref a.png b.png (or --ref a.png --ref b.png)."),
+    output: str = typer.Option(..., "-o", "--output", help="MP4 to write."),
+    checkpoint: Optional[str] = typer.Option(None, help="Joint model checkpoint (default: the "
+                                             "registered 'av-flow' weights)."),
+    voice: Optional[list[str]] = typer.Option(None, help="Voice per person, twice."),
+    steps: int = typer.Option(8, min=1, max=256, help="Euler steps of the flow sampler."),
+    seed: int = typer.Option(0, help="Noise seed; the same seed gives the same video."),
+    vocoder: str = typer.Option("vocos", help="vocos (default), griffinlim or bigvgan."),
+    fps: float = typer.Option(25.0, help="Video frame rate."),
+    size: int = typer.Option(512, help="Face size in pixels."),
+    layout: str = typer.Option("side-by-side", help="side-by-side or stacked."),
+    device: str = typer.Option("cpu", help="torch device."),
+) -> None:
+    """The whole chain: a dialogue script and two face photos in, one MP4 out, in which
+    both people speak their lines and the listener reacts."""
+    from avgen.pipeline import GenerateConfig, SynthConfig, synth as run_synth
+
+    script, extra = inputs[0], inputs[1:]  # `--ref a.png b.png` leaves b.png positional
+    refs = list(ref) + extra
+    if voice is not None and len(voice) != 2:
+        raise InputError(f"--voice takes one voice per person (2), got {len(voice)}")
+    if layout not in ("side-by-side", "stacked"):
+        raise InputError(f"--layout must be side-by-side or stacked, got {layout!r}")
+    config = SynthConfig(generate=GenerateConfig(steps=steps, seed=seed, device=device,
+                                                 voices=tuple(voice) if voice else None),
+                         vocoder=vocoder, fps=fps, size=size, layout=layout)
+    count = run_synth(script, refs, output, checkpoint, config,
+                      log=lambda stage: err.print(f"[dim]{stage}…[/]", markup=True))
+    err.print(f"{output}: {count} frames at {fps:g} fps ({count / fps:.2f} s)")
+
+
 # -- joint model: generate (issue 7) -------------------------------------------------------
 @app.command()
 @_user_errors

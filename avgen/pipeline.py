@@ -76,3 +76,62 @@ def generate(timeline: Timeline, model, normalizer, config: GenerateConfig = Gen
         arrays[f"p{person}/head_pose"] = pose
         arrays[f"p{person}/expression"] = expression
     return arrays
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    generate: GenerateConfig = GenerateConfig()
+    vocoder: str = "vocos"
+    fps: float = 25.0
+    size: int = 512
+    layout: str = "side-by-side"
+    turn_gap: float = 0.35
+    rate: float = 1.0
+
+
+def mix(waves: list[np.ndarray], peak: float = 0.95) -> np.ndarray:
+    """Sum the people's tracks; scale down only if the sum would clip."""
+    total = np.sum(waves, axis=0)
+    top = float(np.abs(total).max(initial=0.0))
+    return total * (peak / top) if top > peak else total
+
+
+def synth(script: str, refs: list[str], output: str, checkpoint: str | None = None,
+          config: SynthConfig = SynthConfig(), durations=None, log=lambda message: None) -> int:
+    """The whole chain: script -> tokens -> joint model -> vocoder -> renderer -> MP4.
+
+    Inputs are all checked (script, faces, weights) before any long work; the MP4 is
+    written atomically. Returns the number of video frames."""
+    import tempfile
+    from pathlib import Path
+
+    import soundfile
+
+    from avgen.audio.vocoder import load_vocoder, vocode
+    from avgen.face.render import RenderConfig, VideoConfig, load_renderers, render_video
+    from avgen.script import read_script
+    from avgen.tokens import EspeakDurations, TimelineConfig, build_timeline
+
+    if len(refs) != NUM_PEOPLE:
+        raise InputError(f"--ref takes one photo per person (2), got {len(refs)}")
+    if not Path(output).parent.is_dir():
+        raise InputError("output folder does not exist", str(Path(output).parent))
+    dialogue = read_script(script)
+    load_renderers(list(refs), RenderConfig(size=config.size))  # no face -> error now
+    model, normalizer = load_av_model(checkpoint, config.generate.device)
+    vocoder = load_vocoder(config.vocoder, device=config.generate.device)
+    log("tokens")
+    timeline = build_timeline(dialogue, durations or EspeakDurations(),
+                              TimelineConfig(turn_gap=config.turn_gap, rate=config.rate))
+    log("joint model")
+    av = generate(timeline, model, normalizer, config.generate)
+    log("vocoder")
+    audio = mix([vocode(vocoder, av[f"p{p}/mel"]) for p in range(NUM_PEOPLE)])
+    with tempfile.TemporaryDirectory(prefix="avgen-synth-") as work:
+        av_path, wav_path = str(Path(work) / "dialogue.av.npz"), str(Path(work) / "dialogue.wav")
+        formats.save(av_path, formats.AV, av)
+        soundfile.write(wav_path, audio, 22050)
+        log("render")
+        return render_video(av_path, list(refs), output, audio=wav_path,
+                            config=VideoConfig(fps=config.fps, size=config.size,
+                                               layout=config.layout))

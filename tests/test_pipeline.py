@@ -67,3 +67,41 @@ def test_generate_cli(tiny_model, timeline, tmp_path):
     wrong = runner.invoke(app, ["generate", str(out), "-o", str(tmp_path / "y.npz"),
                                 "--checkpoint", str(checkpoint)])
     assert wrong.exit_code == 2 and "expected avgen.tokens/1" in wrong.output
+
+
+def test_synth_end_to_end_with_a_tiny_model(tiny_model, tmp_path, write_script):
+    """Script + two photos -> MP4 with audio, through every stage (random tiny model)."""
+    import subprocess
+
+    from conftest import EXAMPLES
+    from avgen.video import ffmpeg_exe
+
+    model, normalizer = tiny_model
+    checkpoint = tmp_path / "av.safetensors"
+    save_checkpoint(checkpoint, model, normalizer, 0, TrainConfig())
+    script = write_script("A: Hi there.\nB: Hello!\n")
+    out = tmp_path / "out.mp4"
+    result = CliRunner().invoke(app, [
+        "synth", str(script), "--ref", str(EXAMPLES / "eileen.png"),
+        str(EXAMPLES / "grace.png"), "-o", str(out), "--checkpoint", str(checkpoint),
+        "--steps", "2", "--size", "128", "--vocoder", "griffinlim"])
+    assert result.exit_code == 0, result.output
+    probe = subprocess.run([ffmpeg_exe(), "-i", str(out)], capture_output=True, text=True)
+    assert "Video: h264" in probe.stderr and "Audio: aac" in probe.stderr
+    assert [p.name for p in tmp_path.iterdir() if p.suffix == ".mp4"] == ["out.mp4"]
+
+
+def test_synth_checks_inputs_before_work(tmp_path, write_script):
+    from conftest import EXAMPLES
+
+    script = write_script("A: Hi there.\n")
+    runner = CliRunner()
+    one = runner.invoke(app, ["synth", str(script), "--ref", str(EXAMPLES / "eileen.png"),
+                              "-o", str(tmp_path / "x.mp4")])
+    assert one.exit_code == 2 and "one photo per person (2), got 1" in one.output
+    bad = write_script("A: (sings)\n", name="bad.txt")
+    result = runner.invoke(app, ["synth", str(bad), "--ref", str(EXAMPLES / "eileen.png"),
+                                 "--ref", str(EXAMPLES / "grace.png"), "-o",
+                                 str(tmp_path / "x.mp4")])
+    assert result.exit_code == 2 and "bad.txt:1: unknown cue" in result.output
+    assert not (tmp_path / "x.mp4").exists()
