@@ -207,6 +207,10 @@ def train_corpus(
     sentences: int = typer.Option(6400, min=4, help="Sentences to synthesise (one voice each; "
                                   "6400 gives about 5.5 hours of speech)."),
     seed: int = typer.Option(0, help="Seed for sentences, voices, dialogues and motion."),
+    voices: str = typer.Option("heart,heart-low", help="Teacher voices, comma-separated, used "
+                               "in turn: heart, heart-low (hibari, default); joe (piper "
+                               "extra); jf_alpha, jf_gongitsune, jf_nezumi, jf_tebukuro, "
+                               "jm_kumo (kokoro extra)."),
 ) -> None:
     """Build the teacher corpus: speech (hibari teacher voices, exact phoneme durations),
     log-mel features, dyadic dialogues with procedural teacher motion.
@@ -218,15 +222,24 @@ def train_corpus(
 
     from avgen.train import corpus
 
-    config = corpus.CorpusConfig(num_sentences=sentences, seed=seed)
+    from avgen.train.teachers import VOICES
+
+    names = tuple(v.strip() for v in voices.split(",") if v.strip())
+    unknown = [v for v in names if v not in VOICES]
+    if unknown or len(set(names)) < 2:
+        raise InputError(f"--voices needs at least two of {', '.join(VOICES)}; got {voices!r}")
+    config = corpus.CorpusConfig(num_sentences=sentences, seed=seed, voices=names)
     config_file = root / "config.json"
     if config_file.exists():
         import json
 
         existing = json.loads(config_file.read_text())
-        if existing.get("num_sentences") != sentences or existing.get("seed") != seed:
+        if (existing.get("num_sentences") != sentences or existing.get("seed") != seed
+                or tuple(existing.get("voices", ())) != names):
             raise InputError(f"holds a corpus of {existing.get('num_sentences')} sentences, "
-                             f"seed {existing.get('seed')}; use another folder", str(root))
+                             f"seed {existing.get('seed')}, voices "
+                             f"{','.join(existing.get('voices', ()))}; use another folder",
+                             str(root))
     root.mkdir(parents=True, exist_ok=True)
     for stage, run in (("speech", corpus.build_utterances), ("features", corpus.build_features)):
         with tqdm(total=config.num_utterances, desc=stage, unit="utt", file=sys.stderr) as bar:

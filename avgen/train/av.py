@@ -93,16 +93,18 @@ def train(corpus_root: str | Path, run_dir: str | Path, model_config: AVFlowConf
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = run_dir / CHECKPOINT
-    data = DialogueWindows(corpus_root, model_config.voices)
     rng = np.random.default_rng(config.seed)
     torch.manual_seed(config.seed)
     if checkpoint.exists():
         model, normalizer, step, _ = load_checkpoint(checkpoint, device)
         if model.config != model_config:
-            model_config = model.config  # the checkpoint's own config wins on resume
             log(f"resuming with the checkpoint's model config: {model.config}")
         rng = np.random.default_rng([config.seed, step])  # fresh but reproducible stream
+        data = DialogueWindows(corpus_root, model.config.voices)
     else:
+        corpus_voices = json.loads((Path(corpus_root) / "config.json").read_text())["voices"]
+        model_config = replace(model_config, voices=tuple(corpus_voices))  # one per voice
+        data = DialogueWindows(corpus_root, model_config.voices)
         model = AVFlow(model_config).to(device)
         normalizer = data.normalizer(rng)
         step = 0

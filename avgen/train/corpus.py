@@ -258,13 +258,17 @@ def plan_dialogues(utterances: list[AlignedUtterance], corpus: CorpusConfig,
     for heldout in (False, True):
         pools = {v: [u.index for u in utterances
                      if u.voice == v and is_heldout(u.index, corpus) == heldout]
-                 for v in corpus.voices[:2]}
+                 for v in corpus.voices}
         for pool in pools.values():
             rng.shuffle(pool)
-        while all(pools.values()):
-            voices = list(corpus.voices[:2])
-            if rng.random() < 0.5:
-                voices.reverse()
+        while sum(bool(pool) for pool in pools.values()) >= 2:
+            # two different voices, drawn in proportion to what is left of each
+            names = [v for v in corpus.voices if pools[v]]
+            left = np.array([len(pools[v]) for v in names], np.float64)
+            first = rng.choice(len(names), p=left / left.sum())
+            left[first] = 0
+            second = rng.choice(len(names), p=left / left.sum())
+            voices = [names[first], names[second]]
             turns = int(rng.integers(config.min_turns, config.max_turns + 1))
             persons, chosen, starts, cues = [], [], [], []
             cursor = int(rng.uniform(0.1, 0.5) * fps)
