@@ -241,12 +241,10 @@ def train_corpus(
                              f"{','.join(existing.get('voices', ()))}; use another folder",
                              str(root))
     root.mkdir(parents=True, exist_ok=True)
-    for stage, run in (("speech", corpus.build_utterances), ("features", corpus.build_features)):
-        with tqdm(total=config.num_utterances, desc=stage, unit="utt", file=sys.stderr) as bar:
-            if stage == "speech":
-                run(root, config, progress=bar.update)
-            else:
-                run(root, progress=bar.update)
+    with tqdm(total=config.num_utterances, desc="speech", unit="utt", file=sys.stderr) as bar:
+        corpus.build_utterances(root, config, progress=bar.update)
+    with tqdm(total=config.num_utterances, desc="features", unit="utt", file=sys.stderr) as bar:
+        corpus.build_features(root, progress=bar.update)
     with tqdm(desc="dialogues", unit="dlg", file=sys.stderr) as bar:
         corpus.build_dialogues(root, corpus.DialogueConfig(seed=seed), progress=bar.update)
     err.print(corpus.summary(root))

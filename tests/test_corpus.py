@@ -124,3 +124,20 @@ def test_motion_teacher_lip_closures_and_listener(tiny_corpus):
         seconds = d.num_frames / FRAMES_PER_SECOND
         assert np.std(motion[f"p{person}/head_pose"][:, 1:4], axis=0).max() > 0.003
         assert seconds > 3
+
+
+def test_train_corpus_cli_rejects_bad_voices_and_mismatched_folder(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from avgen.cli import app
+
+    runner = CliRunner()
+    bad = runner.invoke(app, ["train", "corpus", str(tmp_path / "c"), "--voices", "heart,bob"])
+    assert bad.exit_code == 2 and "--voices needs at least two of" in bad.output
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "config.json").write_text(json.dumps(
+        {"num_sentences": 10, "seed": 0, "voices": ["heart", "heart-low"]}))
+    other = runner.invoke(app, ["train", "corpus", str(tmp_path / "c"), "--sentences", "20"])
+    assert other.exit_code == 2 and "holds a corpus of 10 sentences" in other.output
