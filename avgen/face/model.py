@@ -37,6 +37,9 @@ class ModelConfig:
     lip_raise: float = 0.035
     lip_depress: float = 0.04
     blink_upper_share: float = 0.88  # of the lid gap covered by the upper lid in a blink
+    lash_line: float = 0.12         # closed lid: fold to lid distance, eye widths
+    fold_follow: float = 0.5        # the ring above the fold follows this much of it
+    blink_radius: float = 0.45      # skin around the lid follows within this many eye widths
     gaze_x: float = 0.2             # iris travel in eye widths at gaze_x = 1
     gaze_y: float = 0.1
     pivot_depth: float = 0.6        # head pivot behind the face surface, face widths
@@ -267,7 +270,15 @@ class FaceModel:
             share = cfg.blink_upper_share
             ctrl = eye_motion(eye, share, 1 - share)
             ew = np.linalg.norm(p[eye["outer"], :2] - p[eye["inner"], :2])
-            B[name] = _spread(p, ctrl, 0.45 * ew, locked=brows | {eye["outer"], eye["inner"]})
+            # The lid fold comes down too, to a lash line's width above the closed lid: the
+            # mesh's upper-lid points often sit below the real lid edge (on the iris), and
+            # the dark sliver above them must be covered, not stretched over the eye.
+            for a, f1, f2 in zip(eye["upper"], eye["upper1"], eye["upper2"]):
+                closed_y = p[a, 1] + ctrl[a][1]
+                drop = max(closed_y - cfg.lash_line * ew - p[f1, 1], 0.0)
+                ctrl[f1] = np.array([ctrl[a][0], drop, 0.0])
+                ctrl[f2] = np.array([0.5 * ctrl[a][0], cfg.fold_follow * drop, 0.0])
+            B[name] = _spread(p, ctrl, cfg.blink_radius * ew, locked=brows | {eye["outer"], eye["inner"]})
             B[name][list(eye["iris_ring"])] = ctrl[eye["iris"]]
         ctrl = {}
         for eye in (lm.LEFT_EYE, lm.RIGHT_EYE):

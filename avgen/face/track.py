@@ -42,6 +42,7 @@ class TrackConfig:
     ridge: float = 2e-3              # pull towards 0 (x10 for the rarer coefficients), per
                                      # unit of each coefficient's squared landmark motion
     secondary_prior: float = 10.0    # ridge multiplier for the rarer coefficients
+    shift_prior: float = 0.5         # per pixel^2 of head shift (see fit_pose)
     iterations: int = 4              # Gauss-Newton steps per frame
     min_found: float = 0.5           # fraction of frames that must show a face
 
@@ -216,34 +217,46 @@ def _rotvec_matrix(v: np.ndarray) -> np.ndarray:
     return np.eye(3) + np.sin(theta) * K + (1 - np.cos(theta)) * K @ K
 
 
-def fit_pose(model_points: np.ndarray, image_xy: np.ndarray, iterations: int = 6):
-    """(s, R, b) with b[2] = 0 so that the orthographic projection of s R X + b matches the
-    observed (N, 2) points: the renderer's own camera, so only x and y are trusted (the
-    depth MediaPipe guesses is the noisiest axis). Starts from a 3D Umeyama fit with the
-    observed depth and refines by Gauss-Newton over rotation, scale and shift."""
-    start_3d = np.column_stack([image_xy, np.zeros(len(image_xy))])
-    s, R, b = similarity(model_points, start_3d) if model_points.shape[1] == 3 else (1, np.eye(3), np.zeros(3))
-    params = np.zeros(6)  # rotation vector (relative to R), log scale, shift x, y
+def fit_pose(model_points: np.ndarray, image_xy: np.ndarray, pivot: np.ndarray | None = None,
+             shift_prior: float = 0.0, iterations: int = 6):
+    """(s, R, b) such that the orthographic projection of s R X + b matches the observed
+    (N, 2) points: the renderer's own camera, so only x and y are trusted (the depth
+    MediaPipe guesses is the noisiest axis). Starts from a 3D Umeyama fit with the
+    observed depth and refines by Gauss-Newton over rotation, scale and shift.
 
-    def project(p):
-        Rp = R @ _rotvec_matrix(p[:3])
-        return (s * np.exp(p[3]) * model_points @ Rp.T)[:, :2] + b[:2] + p[4:6]
+    With a `pivot`, the shift is that of the pivot, and `shift_prior` (per pixel^2) pulls
+    it towards zero: rotation about a pivot behind the face looks much like a shift, and
+    heads in conversation turn far more than they move, so the tie goes to rotation."""
+    start_3d = np.column_stack([image_xy, np.zeros(len(image_xy))])
+    s0, R0, b0 = similarity(model_points, start_3d)
+    P = np.zeros(3) if pivot is None else np.asarray(pivot, dtype=np.float64)
+    t0 = (s0 * R0 @ P + b0 - P)[:2]
+    params = np.concatenate([np.zeros(4), t0])  # rotation vector (relative to R0), log scale, t
+    centred = model_points - P
+    weight = np.sqrt(shift_prior)
+
+    def residual(p):
+        Rp = R0 @ _rotvec_matrix(p[:3])
+        pred = (s0 * np.exp(p[3]) * centred @ Rp.T)[:, :2] + P[:2] + p[4:6]
+        return np.concatenate([(pred - image_xy).reshape(-1), weight * p[4:6]])
 
     for _ in range(iterations):
-        r0 = (project(params) - image_xy).reshape(-1)
+        r0 = residual(params)
         J = np.empty((len(r0), 6))
         for i in range(6):
             step = np.zeros(6)
             step[i] = 1e-4 if i < 4 else 1e-2
-            J[:, i] = ((project(params + step) - image_xy).reshape(-1) - r0) / step[i]
+            J[:, i] = (residual(params + step) - r0) / step[i]
         delta = np.linalg.lstsq(J, -r0, rcond=None)[0]
         params = params + delta
         if np.abs(delta[:4]).max() < 1e-6:
             break
-    R = R @ _rotvec_matrix(params[:3])
-    s = s * float(np.exp(params[3]))
-    shift = np.array([b[0] + params[4], b[1] + params[5], 0.0])
-    return s, R, shift
+    R = R0 @ _rotvec_matrix(params[:3])
+    s = s0 * float(np.exp(params[3]))
+    t = np.array([params[4], params[5], 0.0])
+    b = P + t - s * R @ P
+    b[2] = 0.0
+    return s, R, b
 
 
 class ExpressionFitter:
@@ -395,6 +408,8 @@ def track_landmarks(points: np.ndarray, fps: float, observed: ObservedBasis,
     the observed basis (the renderer's square crop of the neutral face)."""
     neutral = observed.neutral
     model = FaceModel(neutral)  # for the pivot and face width the renderer uses
+    # the renderer turns heads with the model's smoothed landmark depth: fit with it too
+    shape3d = model.neutral
     fitter = ExpressionFitter(neutral, observed.basis, observed.coupling, model.width, config)
     rigid = list(lm.RIGID)
     rigid_w = np.ones(len(rigid))
@@ -405,7 +420,8 @@ def track_landmarks(points: np.ndarray, fps: float, observed: ObservedBasis,
     c = np.zeros(len(EXPRESSION_NAMES))
     blinks = np.full((T, 2), np.nan)
     for t in range(T):
-        s, R, b = fit_pose(neutral[rigid], points[t, rigid, :2])
+        s, R, b = fit_pose(shape3d[rigid], points[t, rigid, :2], model.pivot,
+                           config.shift_prior)
         # posed = s R x + b = s [R (x - P) + P] + (b + s R P - s P); the model has s = 1
         # (its translation in depth does not change the picture), so the shift is the rest
         shift = b + s * R @ model.pivot - model.pivot
