@@ -34,6 +34,7 @@ class ModelConfig:
     corner_smile: tuple = (0.075, -0.06)  # mouth corner (out, up) at smile = 1
     brow_raise: float = 0.04
     brow_lower: float = 0.035
+    lip_press: float = 0.55         # lips_close thins each lip by this share
     lip_raise: float = 0.035
     lip_depress: float = 0.04
     blink_upper_share: float = 0.88  # of the lid gap covered by the upper lid in a blink
@@ -149,17 +150,24 @@ class FaceModel:
         jaw[:, 2] = theta * (p[:, 1] - hinge_y) * below * 0.5
         B["jaw_open"] = jaw
 
-        # lips_close: the lips meet (closing whatever gap the reference has) and press
-        # (thin a little); with jaw_open the coupling term pulls the lower lip back up.
+        # lips_close: the lips meet (closing whatever gap the reference has) and press:
+        # they roll in (the red of the lips thins by `lip_press`), the corners tighten and
+        # the chin below bulges up a little -- the visible "m/b/p". With jaw_open the
+        # coupling term pulls the lower lip back up.
         close_ctrl = {}
+        press = cfg.lip_press
         for a, b, oa, ob in zip(up_in, lo_in, up_out, lo_out):
             if a in corners:
                 continue
             gap = max(p[b, 1] - p[a, 1], 0.0)
             close_ctrl[a] = np.array([0, 0.5 * gap + 0.004 * W, 0])
             close_ctrl[b] = np.array([0, -0.5 * gap, 0])
-            close_ctrl[oa] = np.array([0, 0.4 * gap + 0.4 * (p[a, 1] - p[oa, 1]), 0.015 * W])
-            close_ctrl[ob] = np.array([0, -0.4 * gap - 0.4 * (p[ob, 1] - p[b, 1]), 0.015 * W])
+            close_ctrl[oa] = np.array([0, 0.4 * gap + press * (p[a, 1] - p[oa, 1]), 0.015 * W])
+            close_ctrl[ob] = np.array([0, -0.4 * gap - press * (p[ob, 1] - p[b, 1]), 0.015 * W])
+        for i in (61, 291, 78, 308):
+            close_ctrl[i] = np.array([-0.08 * (p[i, 0] - mouth_c[0]), 0.0, 0.0])
+        for i in (18, 200, 83, 313, 201, 421):  # under the lower lip: the chin pushes up
+            close_ctrl[i] = np.array([0.0, -0.02 * W, -0.01 * W])
         B["lips_close"] = _spread(p, close_ctrl, 0.05 * W)
         coupling_ctrl = {i: -0.9 * jaw[i] for i in lower_lip}
         for i in upper_lip:

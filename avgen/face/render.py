@@ -175,6 +175,9 @@ class FaceRenderer:
         self._ids = np.zeros((self._grid_n, self._grid_n), dtype=np.int32)
         self._teeth_rgb = self._teeth_colour()
         self._ref_gap = self._mouth_gap(p)
+        lips = [0.5 * (p[a, :2] + p[b, :2]) for a, b in ((0, 13), (17, 14), (37, 82), (84, 87))]
+        lip_rgb = np.mean([self.image[int(y), int(x)] for x, y in lips], axis=0)
+        self._lip_rgb = np.asarray(lip_rgb, dtype=np.float32)
 
     def _ring_landmark_y_below(self, p, mouth_y):
         return (p[self._ring_landmark, 1] > mouth_y).astype(np.float64)
@@ -292,9 +295,33 @@ class FaceRenderer:
         upper = posed[list(lm.LIPS_INNER_UPPER), :2]
         lower = posed[list(lm.LIPS_INNER_LOWER), :2]
         gap = float((lower[1:-1, 1] - upper[1:-1, 1]).max())
+        W = self.model.width
+        if self._ref_gap > 0.02 * W and gap < 0.02 * W:
+            # Lips closed over a photo whose mouth was open: where they meet, the warp
+            # would show the sliver of teeth between the mesh's inner-lip points and the
+            # real lip edge. Paint lip over that band and the line where the lips meet.
+            up, lo = _chaikin(upper), _chaikin(lower)
+            band = np.concatenate([up - [0, 0.006 * W], (lo + [0, 0.018 * W])[::-1]])
+            x0, y0 = np.floor(band.min(0)).astype(int) - 3
+            x1, y1 = np.ceil(band.max(0)).astype(int) + 4
+            x0, y0 = max(x0, 0), max(y0, 0)
+            x1, y1 = min(x1, frame.shape[1]), min(y1, frame.shape[0])
+            if x1 - x0 > 2 and y1 - y0 > 2:
+                region = frame[y0:y1, x0:x1].astype(np.float32)
+                mask = np.zeros(region.shape[:2], np.float32)
+                cv2.fillPoly(mask, [np.round((band - [x0, y0]) * 4).astype(np.int32)], 1.0,
+                             lineType=cv2.LINE_AA, shift=2)
+                mask = cv2.GaussianBlur(mask, (3, 3), 0)[..., None]
+                paint = np.empty_like(region)
+                paint[:] = self._lip_rgb
+                seam = np.round((_chaikin(0.5 * (upper + lower)) - [x0, y0]) * 4).astype(np.int32)
+                cv2.polylines(paint, [seam], False, tuple(float(v) for v in 0.6 * self._lip_rgb),
+                              thickness=max(1, int(round(0.01 * W))), lineType=cv2.LINE_AA,
+                              shift=2)
+                region = region * (1 - mask) + paint * mask
+                frame[y0:y1, x0:x1] = np.clip(region + 0.5, 0, 255).astype(np.uint8)
         if gap < 0.75:
             return  # closed: nothing of the inside shows
-        W = self.model.width
         # A photo that shows its own teeth keeps them (warped) up to its own opening; the
         # painted interior takes over as the mouth opens wider than in the photo.
         strength = 1.0

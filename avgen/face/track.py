@@ -151,7 +151,7 @@ def calibrate(value: np.ndarray, response: np.ndarray, lower: np.ndarray) -> np.
     return np.clip(out, lower, 1.0)
 
 
-def observe_basis(renderer, mesh: "lm.FaceMesh") -> ObservedBasis:
+def observe_basis(renderer, mesh: "lm.FaceMesh", repeats: int = 1) -> ObservedBasis:
     """Measure each coefficient's landmark motion on renders of the renderer's face."""
     E = len(EXPRESSION_NAMES)
     identity = np.array([1.0, 0, 0, 0, 0, 0, 0])
@@ -160,7 +160,13 @@ def observe_basis(renderer, mesh: "lm.FaceMesh") -> ObservedBasis:
     base = None
 
     def seen(c):
-        points = mesh.detect(renderer.render(c, identity), "<calibration render>")
+        frame = renderer.render(c, identity)
+        # In tracking mode MediaPipe crops each frame around the last frame's face, which
+        # shifts its landmarks a little against detection from scratch; showing each
+        # calibration render a few times lets that crop settle as it does in a video.
+        for _ in range(repeats - 1):
+            mesh.detect(frame, "<calibration render>")
+        points = mesh.detect(frame, "<calibration render>")
         if points is None:
             raise InputError("MediaPipe lost the face on a calibration render; use a "
                              "clearer, more frontal reference", "<reference>")
@@ -495,6 +501,6 @@ def track_video(path: str, ref: str | None = None, config: TrackConfig = TrackCo
     points[..., 0] -= x0
     points[..., 1] -= y0
     points *= crop_scale
-    with lm.quiet_native_logs(), lm.FaceMesh(video=False) as mesh:
-        observed = observe_basis(renderer, mesh)
+    with lm.quiet_native_logs(), lm.FaceMesh(video=True) as mesh:
+        observed = observe_basis(renderer, mesh, repeats=3)
     return track_landmarks(points, fps, observed, config)
