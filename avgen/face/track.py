@@ -26,6 +26,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from avgen.constants import EXPRESSION_NAMES, FRAMES_PER_SECOND
@@ -42,6 +43,7 @@ class TrackConfig:
     ridge: float = 2e-3              # pull towards 0 (x10 for the rarer coefficients), per
                                      # unit of each coefficient's squared landmark motion
     secondary_prior: float = 10.0    # ridge multiplier for the rarer coefficients
+    blink_cues: tuple = ("lids", "brightness")
     shift_prior: float = 0.5         # per pixel^2 of head shift (see fit_pose)
     iterations: int = 4              # Gauss-Newton steps per frame
     min_found: float = 0.5           # fraction of frames that must show a face
@@ -112,9 +114,43 @@ class ObservedBasis:
     # Per eye (left, right), the upper-lid drop `lid_drop` measures at each of `LEVELS`
     # of that eye's blink: blinks are read from this curve, not from the linear fit.
     blink_curve: np.ndarray | None = None
+    # Likewise for `eye_brightness` (2, L).
+    brightness_curve: np.ndarray | None = None
 
 
 _BLINKS = (("eye_blink_left", lm.LEFT_EYE), ("eye_blink_right", lm.RIGHT_EYE))
+
+
+def eye_brightness(frame: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Per eye (left, right): mean luminance inside the eye outline MediaPipe reports over
+    that of the skin ring around it. An open eye (iris, pupil, lashes) is darker than skin;
+    a closed lid is skin. This sees a blink even where the landmark network keeps the lids
+    apart (behind glasses, say), and the ratio does not care about exposure."""
+    gray = frame.mean(axis=2) if frame.ndim == 3 else frame
+    out = np.zeros(2)
+    for e, (_, eye) in enumerate(_BLINKS):
+        outline = np.concatenate([points[[eye["outer"]], :2], points[list(eye["upper"]), :2],
+                                  points[[eye["inner"]], :2], points[list(eye["lower"])[::-1], :2]])
+        centre = outline.mean(0)
+        lo = np.floor(centre + (outline - centre).min(0) * 1.8).astype(int)
+        hi = np.ceil(centre + (outline - centre).max(0) * 1.8).astype(int) + 1
+        lo = np.maximum(lo, 0)
+        hi = np.minimum(hi, [gray.shape[1], gray.shape[0]])
+        if (hi - lo).min() < 3:
+            out[e] = np.nan
+            continue
+        patch = gray[lo[1]:hi[1], lo[0]:hi[0]]
+        inside = np.zeros(patch.shape, np.uint8)
+        ring = np.zeros(patch.shape, np.uint8)
+        shift = lo.astype(np.float64)
+        cv2.fillPoly(ring, [np.round(centre + (outline - centre) * 1.8 - shift).astype(np.int32)], 1)
+        cv2.fillPoly(ring, [np.round(centre + (outline - centre) * 1.25 - shift).astype(np.int32)], 0)
+        cv2.fillPoly(inside, [np.round(outline - shift).astype(np.int32)], 1)
+        if inside.sum() < 4 or ring.sum() < 4:
+            out[e] = np.nan
+            continue
+        out[e] = patch[inside > 0].mean() / max(patch[ring > 0].mean(), 1.0)
+    return out
 
 
 def lid_drop(canonical: np.ndarray, eye: dict) -> float:
@@ -151,7 +187,8 @@ def calibrate(value: np.ndarray, response: np.ndarray, lower: np.ndarray) -> np.
     return np.clip(out, lower, 1.0)
 
 
-def observe_basis(renderer, mesh: "lm.FaceMesh", repeats: int = 1) -> ObservedBasis:
+def observe_basis(renderer, mesh: "lm.FaceMesh", repeats: int = 1,
+                  blink_mesh: "lm.FaceMesh | None" = None) -> ObservedBasis:
     """Measure each coefficient's landmark motion on renders of the renderer's face."""
     E = len(EXPRESSION_NAMES)
     identity = np.array([1.0, 0, 0, 0, 0, 0, 0])
@@ -159,8 +196,11 @@ def observe_basis(renderer, mesh: "lm.FaceMesh", repeats: int = 1) -> ObservedBa
     rigid = list(lm.RIGID)
     base = None
 
-    def seen(c):
+    last = {}
+
+    def seen(c, mesh=mesh, repeats=repeats):
         frame = renderer.render(c, identity)
+        last["frame"] = frame
         # In tracking mode MediaPipe crops each frame around the last frame's face, which
         # shifts its landmarks a little against detection from scratch; showing each
         # calibration render a few times lets that crop settle as it does in a video.
@@ -171,6 +211,7 @@ def observe_basis(renderer, mesh: "lm.FaceMesh", repeats: int = 1) -> ObservedBa
             raise InputError("MediaPipe lost the face on a calibration render; use a "
                              "clearer, more frontal reference", "<reference>")
         points = points.astype(np.float64)
+        last["points"] = points
         if base is None:
             return points
         # the same rigid alignment the tracker applies to video frames
@@ -206,12 +247,17 @@ def observe_basis(renderer, mesh: "lm.FaceMesh", repeats: int = 1) -> ObservedBa
             response[k, j] = abs(fitter.fit(seen(c), 1.0, np.eye(3), np.zeros(3),
                                             np.zeros(E))[k])
     blink_curve = np.zeros((2, len(LEVELS)))
+    brightness_curve = np.zeros((2, len(LEVELS)))
     for e, (name, eye) in enumerate(_BLINKS):
         for j, level in enumerate(LEVELS):
             c = np.zeros(E)
             c[EXPRESSION_NAMES.index(name)] = level
-            blink_curve[e, j] = lid_drop(seen(c), eye)
-    return ObservedBasis(base, basis, coupling, response, blink_curve)
+            # Blink levels are measured from scratch on each render (blink_mesh): in
+            # tracking mode MediaPipe smooths over frames, and consecutive levels of one
+            # eye would drag on each other.
+            blink_curve[e, j] = lid_drop(seen(c, blink_mesh or mesh, 1), eye)
+            brightness_curve[e, j] = eye_brightness(last["frame"], last["points"])[e]
+    return ObservedBasis(base, basis, coupling, response, blink_curve, brightness_curve)
 
 
 def _rotvec_matrix(v: np.ndarray) -> np.ndarray:
@@ -346,14 +392,15 @@ def gaussian_smooth(values: np.ndarray, sigma: float) -> np.ndarray:
     return out
 
 
-def detect_video(path: str, progress: bool = True) -> tuple[float, np.ndarray, np.ndarray]:
-    """(fps, landmarks (T, 478, 3) in pixels, found (T,) bool) of every frame."""
+def detect_video(path: str, progress: bool = True):
+    """(fps, landmarks (T, 478, 3) in pixels, found (T,) bool, eye brightness (T, 2)) of
+    every frame."""
     from tqdm import tqdm
 
     from avgen.video import read_video
 
     fps, frames, estimate = read_video(path)
-    points, found = [], []
+    points, found, bright = [], [], []
     with lm.quiet_native_logs() as stderr, lm.FaceMesh(video=True) as mesh:
         for k, frame in enumerate(tqdm(frames, total=estimate or None, desc="track",
                                        unit="frame", disable=not progress, file=stderr,
@@ -361,9 +408,10 @@ def detect_video(path: str, progress: bool = True) -> tuple[float, np.ndarray, n
             p = mesh.detect(frame, path, where=f"frame {k}: ")
             found.append(p is not None)
             points.append(p if p is not None else np.zeros((lm.NUM_LANDMARKS, 3), np.float32))
+            bright.append(eye_brightness(frame, p) if p is not None else np.full(2, np.nan))
     if not points:
         raise InputError("the video has no frames", path)
-    return fps, np.stack(points).astype(np.float64), np.array(found)
+    return fps, np.stack(points).astype(np.float64), np.array(found), np.array(bright)
 
 
 def _fill_missing(points: np.ndarray, found: np.ndarray) -> np.ndarray:
@@ -408,8 +456,21 @@ def _ref_in_video(ref_points: np.ndarray, points: np.ndarray) -> np.ndarray:
     return out
 
 
+def _through_curve(values: np.ndarray, curve: np.ndarray) -> np.ndarray:
+    """Blink levels for measurements, through a calibration curve (L,) measured at
+    `LEVELS` (made increasing; a flat curve gives NaN: that cue sees nothing)."""
+    curve = np.asarray(curve, dtype=np.float64)
+    if curve[-1] < curve[0]:
+        curve, values = -curve, -values
+    if not curve[-1] - curve[0] > 1e-3:
+        return np.full(len(values), np.nan)
+    curve = np.maximum.accumulate(curve) + np.arange(len(curve)) * 1e-6
+    return np.interp(values, curve, LEVELS)
+
+
 def track_landmarks(points: np.ndarray, fps: float, observed: ObservedBasis,
-                    config: TrackConfig = TrackConfig()) -> Motion:
+                    config: TrackConfig = TrackConfig(),
+                    brightness: np.ndarray | None = None) -> Motion:
     """Motion on the model clock from landmarks (T, 478, 3) at `fps`, in the pixel frame of
     the observed basis (the renderer's square crop of the neutral face)."""
     neutral = observed.neutral
@@ -424,7 +485,7 @@ def track_landmarks(points: np.ndarray, fps: float, observed: ObservedBasis,
     trans = np.zeros((T, 3))
     expr = np.zeros((T, len(EXPRESSION_NAMES)))
     c = np.zeros(len(EXPRESSION_NAMES))
-    blinks = np.full((T, 2), np.nan)
+    drops = np.zeros((T, 2))
     for t in range(T):
         s, R, b = fit_pose(shape3d[rigid], points[t, rigid, :2], model.pivot,
                            config.shift_prior)
@@ -436,12 +497,9 @@ def track_landmarks(points: np.ndarray, fps: float, observed: ObservedBasis,
         trans[t, 2] = 0.0
         c = fitter.fit(points[t], s, R, b, c)
         expr[t] = c
-        if observed.blink_curve is not None:
-            canonical = ((points[t] - b) @ R) / s
-            for e, (name, eye) in enumerate(_BLINKS):
-                curve = np.maximum.accumulate(observed.blink_curve[e])
-                curve = curve + np.arange(len(curve)) * 1e-6
-                blinks[t, e] = np.interp(lid_drop(canonical, eye), curve, LEVELS)
+        canonical = ((points[t] - b) @ R) / s
+        for e, (name, eye) in enumerate(_BLINKS):
+            drops[t, e] = lid_drop(canonical, eye)
     from avgen.video import continuous_quaternions, interpolate, resample_head_pose
 
     quats = continuous_quaternions(quats)
@@ -450,9 +508,34 @@ def track_landmarks(points: np.ndarray, fps: float, observed: ObservedBasis,
     pose[:, :4] /= np.linalg.norm(pose[:, :4], axis=1, keepdims=True)
     if observed.response is not None:
         expr = calibrate(expr, observed.response, fitter.lower)
+    # Blinks from two cues, each through its own calibration curve: where the lids are
+    # drawn and how bright the inside of the eye outline is; averaged with weights
+    # proportional to each cue's signal to noise in this video (its open-to-closed swing
+    # over its frame-to-frame jitter), so a cue the face defeats -- lids behind glasses,
+    # an eye too bright to darken -- counts less. (Squared weights, inverse variance,
+    # trusted the better cue too much on one of the two example faces.)
     for e, (name, _) in enumerate(_BLINKS):
-        if not np.isnan(blinks[:, e]).any():
-            expr[:, EXPRESSION_NAMES.index(name)] = blinks[:, e]
+        cues = []  # (blink estimate (T,), weight)
+        raw = []
+        if observed.blink_curve is not None and "lids" in config.blink_cues:
+            raw.append((drops[:, e], observed.blink_curve[e]))
+        if (brightness is not None and observed.brightness_curve is not None
+                and "brightness" in config.blink_cues):
+            raw.append((brightness[:, e], observed.brightness_curve[e]))
+        for values, curve in raw:
+            estimate = _through_curve(values, curve)
+            if np.isfinite(estimate).mean() < 0.5:
+                continue
+            # signal to noise: the cue's swing from open to closed over its jitter here
+            jitter = np.nanmedian(np.abs(np.diff(values))) + 1e-6
+            cues.append((estimate, abs(curve[-1] - curve[0]) / jitter))
+        if cues:
+            stack = np.stack([c for c, _ in cues])
+            w = np.where(np.isfinite(stack), np.array([w for _, w in cues])[:, None], 0.0)
+            est = (np.nan_to_num(stack) * w).sum(0) / np.maximum(w.sum(0), 1e-12)
+            est[w.sum(0) == 0] = np.nan
+            k = EXPRESSION_NAMES.index(name)
+            expr[:, k] = np.where(np.isfinite(est), est, expr[:, k])
     expr = np.clip(gaussian_smooth(expr, config.smooth_expression), fitter.lower, fitter.upper)
     count = max(1, int(np.floor(T / fps * FRAMES_PER_SECOND + 1e-6)))
     positions = np.minimum(np.arange(count) * (fps / FRAMES_PER_SECOND), T - 1)
@@ -475,7 +558,7 @@ def track_video(path: str, ref: str | None = None, config: TrackConfig = TrackCo
     """Head pose + expression (one person) of a video of one face, on the model clock."""
     from avgen.face.render import FaceRenderer, RenderConfig, crop_frame
 
-    fps, points, found = detect_video(path, progress)
+    fps, points, found, brightness = detect_video(path, progress)
     if found.mean() < config.min_found:
         raise InputError(f"a face was found in only {found.sum()} of {len(found)} frames; "
                          "use a video where one face is visible throughout", path)
@@ -501,6 +584,7 @@ def track_video(path: str, ref: str | None = None, config: TrackConfig = TrackCo
     points[..., 0] -= x0
     points[..., 1] -= y0
     points *= crop_scale
-    with lm.quiet_native_logs(), lm.FaceMesh(video=True) as mesh:
-        observed = observe_basis(renderer, mesh, repeats=3)
-    return track_landmarks(points, fps, observed, config)
+    with lm.quiet_native_logs(), lm.FaceMesh(video=True) as mesh, \
+            lm.FaceMesh(video=False) as still:
+        observed = observe_basis(renderer, mesh, repeats=3, blink_mesh=still)
+    return track_landmarks(points, fps, observed, config, brightness)
