@@ -253,7 +253,7 @@ class FaceModel:
         B["brow_down"] = _spread(p, ctrl, 0.1 * W, locked=lids)
 
         # blinks: the upper lid comes down to meet the lower lid, which rises a little;
-        # the iris centre (the only eyeball vertex the renderer warps) is squeezed between.
+        # the iris points (warp vertices too, so gaze can move the iris) are squeezed between.
         def eye_motion(eye, upper_share, lower_share):
             ctrl = {}
             gaps = []
@@ -264,10 +264,11 @@ class FaceModel:
                 ctrl[b] = -gap * lower_share * np.array([1, 1, 0])
             top = np.mean([p[a, 1] for a in eye["upper"][2:5]])
             bottom = np.mean([p[b, 1] for b in eye["lower"][2:5]])
-            t = float(np.clip((bottom - p[eye["iris"], 1]) / max(bottom - top, 1e-6), 0, 1))
-            ctrl[eye["iris"]] = np.array(
-                [0, t * upper_share * (bottom - top) - (1 - t) * lower_share * (bottom - top),
-                 0])
+            # the iris points are squeezed between the lids by their height in the eye
+            for i in (eye["iris"],) + eye["iris_ring"]:
+                t = float(np.clip((bottom - p[i, 1]) / max(bottom - top, 1e-6), 0, 1))
+                ctrl[i] = np.array([0, t * upper_share * (bottom - top)
+                                    - (1 - t) * lower_share * (bottom - top), 0])
             return ctrl
 
         # The lid margin (lashes, often dark) travels with the lid; the skin under the brow
@@ -286,15 +287,12 @@ class FaceModel:
                 drop = max(closed_y - cfg.lash_line * ew - p[f1, 1], 0.0)
                 ctrl[f1] = np.array([ctrl[a][0], drop, 0.0])
                 ctrl[f2] = np.array([0.5 * ctrl[a][0], cfg.fold_follow * drop, 0.0])
-            B[name] = _spread(p, ctrl, cfg.blink_radius * ew, locked=brows | {eye["outer"], eye["inner"]})
-            B[name][list(eye["iris_ring"])] = ctrl[eye["iris"]]
+            B[name] = _spread(p, ctrl, cfg.blink_radius * ew,
+                              locked=brows | {eye["outer"], eye["inner"]})
         ctrl = {}
         for eye in (lm.LEFT_EYE, lm.RIGHT_EYE):
             ctrl.update(eye_motion(eye, 0.12, 0.3))
-        sq = _spread(p, ctrl, 0.06 * W)
-        for eye in (lm.LEFT_EYE, lm.RIGHT_EYE):
-            sq[list(eye["iris_ring"])] = ctrl[eye["iris"]]
-        B["eye_squint"] = sq
+        B["eye_squint"] = _spread(p, ctrl, 0.06 * W)
 
         # gaze: the irises slide inside the eyes (x: towards image right, y: up).
         for name, axis, amount in (("gaze_x", 0, cfg.gaze_x), ("gaze_y", 1, -cfg.gaze_y)):

@@ -22,9 +22,10 @@ import numpy as np
 from avgen.face import landmarks as lm
 from avgen.face.model import FaceModel, ModelConfig
 
-# Landmarks that are warp vertices: the 468 mesh points and the two iris centres (the
-# iris rings are left out so a blink can close over the eyeball without folding).
-WARP_LANDMARKS = np.array(list(range(468)) + [468, 473])
+# Landmarks that are warp vertices: the 468 mesh points. The irises are not warped: each
+# is cut out of the photo once and pasted where the gaze puts it, inside the lids.
+WARP_LANDMARKS = np.arange(468)
+_EYES = (lm.LEFT_EYE, lm.RIGHT_EYE)
 
 
 @dataclass(frozen=True)
@@ -174,6 +175,7 @@ class FaceRenderer:
         self._gx, self._gy = np.meshgrid(g, g)
         self._ids = np.zeros((self._grid_n, self._grid_n), dtype=np.int32)
         self._teeth_rgb = self._teeth_colour()
+        self._setup_irises()
         self._ref_gap = self._mouth_gap(p)
         lips = [0.5 * (p[a, :2] + p[b, :2]) for a, b in ((0, 13), (17, 14), (37, 82), (84, 87))]
         lip_rgb = np.mean([self.image[int(y), int(x)] for x, y in lips], axis=0)
@@ -286,9 +288,87 @@ class FaceRenderer:
         mx, my = self.warp_map(verts)
         # fixed-point maps: remap runs about a third faster and the conversion is cheap
         m1, m2 = cv2.convertMaps(mx, my, cv2.CV_16SC2)
-        frame = cv2.remap(self.image, m1, m2, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        frame = cv2.remap(self._eyeballs, m1, m2, cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REPLICATE)
+        self._paint_irises(frame, expression, head_pose, posed)
         self._paint_mouth(frame, posed)
         return frame
+
+    # -- eyes -------------------------------------------------------------------------
+    @staticmethod
+    def _eye_outline(points: np.ndarray, eye: dict) -> np.ndarray:
+        return np.concatenate([points[[eye["outer"]], :2], points[list(eye["upper"]), :2],
+                               points[[eye["inner"]], :2], points[list(eye["lower"])[::-1], :2]])
+
+    def _setup_irises(self) -> None:
+        """Cut each visible iris out of the photo (a disc clipped to the eye opening) and
+        fill its place with the white of the eye, so a moved iris leaves no ghost."""
+        p = self.model.neutral
+        h, w = self.image.shape[:2]
+        hole = np.zeros((h, w), np.uint8)
+        self._irises = []
+        for eye in _EYES:
+            centre = p[eye["iris"], :2]
+            radius = float(np.linalg.norm(p[list(eye["iris_ring"]), :2] - centre, axis=1).mean())
+            half = int(np.ceil(radius)) + 3
+            x0, y0 = int(round(centre[0])) - half, int(round(centre[1])) - half
+            if radius < 1.5 or x0 < 0 or y0 < 0 or x0 + 2 * half >= w or y0 + 2 * half >= h:
+                self._irises.append(None)
+                continue
+            opening = np.zeros((h, w), np.uint8)
+            cv2.fillPoly(opening, [np.round(self._eye_outline(p, eye) * 4).astype(np.int32)],
+                         255, lineType=cv2.LINE_AA, shift=2)
+            disc = np.zeros((h, w), np.uint8)
+            cv2.circle(disc, (int(round(centre[0] * 4)), int(round(centre[1] * 4))),
+                       int(round(radius * 4)), 255, -1, lineType=cv2.LINE_AA, shift=2)
+            alpha = (disc.astype(np.float32) / 255) * (opening.astype(np.float32) / 255)
+            sl = (slice(y0, y0 + 2 * half), slice(x0, x0 + 2 * half))
+            self._irises.append(dict(
+                patch=self.image[sl].astype(np.float32), alpha=alpha[sl].copy(),
+                offset=np.array([x0, y0], np.float64) - centre, eye=eye))
+            hole |= ((disc > 0) & (opening > 0)).astype(np.uint8)
+        hole = cv2.dilate(hole, np.ones((3, 3), np.uint8))
+        self._eyeballs = (cv2.inpaint(self.image, hole, 3, cv2.INPAINT_TELEA) if hole.any()
+                          else self.image)
+        gaze = [self.model.names.index(n) for n in ("gaze_x", "gaze_y")]
+        self._gaze_idx = gaze
+
+    def _paint_irises(self, frame: np.ndarray, expression: np.ndarray, head_pose: np.ndarray,
+                      posed: np.ndarray) -> None:
+        """Paste each iris where gaze and head pose put its centre, inside the current
+        eye opening (so lids cover it as they close)."""
+        m = self.model
+        c = np.clip(np.asarray(expression, dtype=np.float64), m.lower, m.upper)
+        h, w = frame.shape[:2]
+        for iris in self._irises:
+            if iris is None:
+                continue
+            eye = iris["eye"]
+            centre = m.neutral[eye["iris"]] + sum(c[k] * m.basis[k, eye["iris"]]
+                                                 for k in self._gaze_idx)
+            # the iris rides on the head but not on the lids
+            centre = m.pose(centre[None], head_pose)[0, :2]
+            outline = self._eye_outline(posed, eye)
+            lo = np.floor(outline.min(0)).astype(int) - 2
+            hi = np.ceil(outline.max(0)).astype(int) + 3
+            lo = np.maximum(lo, 0)
+            hi = np.minimum(hi, [w, h])
+            if (hi - lo).min() < 2:
+                continue
+            size = (int(hi[0] - lo[0]), int(hi[1] - lo[1]))
+            shift = centre + iris["offset"] - lo
+            M = np.float32([[1, 0, shift[0]], [0, 1, shift[1]]])
+            patch = cv2.warpAffine(iris["patch"], M, size, flags=cv2.INTER_LINEAR,
+                                   borderMode=cv2.BORDER_CONSTANT)
+            alpha = cv2.warpAffine(iris["alpha"], M, size, flags=cv2.INTER_LINEAR,
+                                   borderMode=cv2.BORDER_CONSTANT)
+            opening = np.zeros((size[1], size[0]), np.uint8)
+            cv2.fillPoly(opening, [np.round((outline - lo) * 4).astype(np.int32)], 255,
+                         lineType=cv2.LINE_AA, shift=2)
+            a = (alpha * (opening.astype(np.float32) / 255))[..., None]
+            region = frame[lo[1]:hi[1], lo[0]:hi[0]].astype(np.float32)
+            frame[lo[1]:hi[1], lo[0]:hi[0]] = np.clip(region * (1 - a) + patch * a + 0.5, 0,
+                                                      255).astype(np.uint8)
 
     # -- mouth interior ---------------------------------------------------------------
     def _paint_mouth(self, frame: np.ndarray, posed: np.ndarray) -> None:
@@ -296,7 +376,9 @@ class FaceRenderer:
         lower = posed[list(lm.LIPS_INNER_LOWER), :2]
         gap = float((lower[1:-1, 1] - upper[1:-1, 1]).max())
         W = self.model.width
-        if self._ref_gap > 0.02 * W and gap < 0.02 * W:
+        # fades in as the lips meet (no pop from one frame to the next)
+        lip_paint = float(np.clip((0.03 * W - gap) / (0.015 * W), 0.0, 1.0))
+        if self._ref_gap > 0.02 * W and lip_paint > 0:
             # Lips closed over a photo whose mouth was open: where they meet, the warp
             # would show the sliver of teeth between the mesh's inner-lip points and the
             # real lip edge. Paint lip over that band and the line where the lips meet.
@@ -311,7 +393,7 @@ class FaceRenderer:
                 mask = np.zeros(region.shape[:2], np.float32)
                 cv2.fillPoly(mask, [np.round((band - [x0, y0]) * 4).astype(np.int32)], 1.0,
                              lineType=cv2.LINE_AA, shift=2)
-                mask = cv2.GaussianBlur(mask, (3, 3), 0)[..., None]
+                mask = cv2.GaussianBlur(mask, (3, 3), 0)[..., None] * lip_paint
                 paint = np.empty_like(region)
                 paint[:] = self._lip_rgb
                 seam = np.round((_chaikin(0.5 * (upper + lower)) - [x0, y0]) * 4).astype(np.int32)

@@ -44,6 +44,7 @@ class TrackConfig:
                                      # unit of each coefficient's squared landmark motion
     secondary_prior: float = 10.0    # ridge multiplier for the rarer coefficients
     blink_cues: tuple = ("lids", "brightness")
+    cue_power: float = 1.0           # blink cues are weighted by signal-to-noise ** this
     shift_prior: float = 0.5         # per pixel^2 of head shift (see fit_pose)
     iterations: int = 4              # Gauss-Newton steps per frame
     min_found: float = 0.5           # fraction of frames that must show a face
@@ -122,34 +123,42 @@ _BLINKS = (("eye_blink_left", lm.LEFT_EYE), ("eye_blink_right", lm.RIGHT_EYE))
 
 
 def eye_brightness(frame: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Per eye (left, right): mean luminance inside the eye outline MediaPipe reports over
-    that of the skin ring around it. An open eye (iris, pupil, lashes) is darker than skin;
-    a closed lid is skin. This sees a blink even where the landmark network keeps the lids
-    apart (behind glasses, say), and the ratio does not care about exposure."""
+    """Per eye (left, right): luminance of the darkest tenth of an almond between the eye
+    corners over the median of the skin ring around it. An open eye (iris, pupil, lashes) is darker than skin; a
+    closed lid is skin. Only the corners are taken from the landmarks -- MediaPipe tracks
+    them well even where it keeps closed lids apart (behind glasses, say) -- and the ratio
+    does not care about exposure."""
     gray = frame.mean(axis=2) if frame.ndim == 3 else frame
-    out = np.zeros(2)
+    h, w = gray.shape
+    out = np.full(2, np.nan)
     for e, (_, eye) in enumerate(_BLINKS):
-        outline = np.concatenate([points[[eye["outer"]], :2], points[list(eye["upper"]), :2],
-                                  points[[eye["inner"]], :2], points[list(eye["lower"])[::-1], :2]])
-        centre = outline.mean(0)
-        lo = np.floor(centre + (outline - centre).min(0) * 1.8).astype(int)
-        hi = np.ceil(centre + (outline - centre).max(0) * 1.8).astype(int) + 1
-        lo = np.maximum(lo, 0)
-        hi = np.minimum(hi, [gray.shape[1], gray.shape[0]])
-        if (hi - lo).min() < 3:
-            out[e] = np.nan
+        a, b = points[eye["outer"], :2], points[eye["inner"], :2]
+        d = float(np.linalg.norm(b - a))
+        if d < 4:
             continue
-        patch = gray[lo[1]:hi[1], lo[0]:hi[0]]
-        inside = np.zeros(patch.shape, np.uint8)
-        ring = np.zeros(patch.shape, np.uint8)
-        shift = lo.astype(np.float64)
-        cv2.fillPoly(ring, [np.round(centre + (outline - centre) * 1.8 - shift).astype(np.int32)], 1)
-        cv2.fillPoly(ring, [np.round(centre + (outline - centre) * 1.25 - shift).astype(np.int32)], 0)
-        cv2.fillPoly(inside, [np.round(outline - shift).astype(np.int32)], 1)
-        if inside.sum() < 4 or ring.sum() < 4:
-            out[e] = np.nan
+        centre = 0.5 * (a + b)
+        angle = float(np.degrees(np.arctan2(b[1] - a[1], b[0] - a[0])))
+        half = int(np.ceil(1.25 * d)) + 2
+        x0, y0 = int(centre[0]) - half, int(centre[1]) - half
+        if x0 < 0 or y0 < 0 or x0 + 2 * half > w or y0 + 2 * half > h:
             continue
-        out[e] = patch[inside > 0].mean() / max(patch[ring > 0].mean(), 1.0)
+        patch = gray[y0:y0 + 2 * half, x0:x0 + 2 * half]
+        c = (int(round((centre[0] - x0) * 4)), int(round((centre[1] - y0) * 4)))
+
+        def ellipse(rx, ry):
+            mask = np.zeros(patch.shape, np.uint8)
+            cv2.ellipse(mask, c, (int(rx * d * 4), int(ry * d * 4)), angle, 0, 360, 1, -1,
+                        lineType=cv2.LINE_8, shift=2)
+            return mask > 0
+
+        # sizes in eye widths, chosen on the example faces' renders (a wide ring steadies
+        # the reference against glasses rims and brows moving through it)
+        inside = ellipse(0.45, 0.2)
+        ring = ellipse(1.2, 0.9) & ~ellipse(0.7, 0.45)
+        if inside.sum() >= 10 and ring.sum() >= 4:
+            # darkest tenth inside (pupil and iris while the eye is open) over the median
+            # of the ring (robust to glints and glasses rims)
+            out[e] = np.percentile(patch[inside], 10) / max(float(np.median(patch[ring])), 1.0)
     return out
 
 
@@ -523,12 +532,17 @@ def track_landmarks(points: np.ndarray, fps: float, observed: ObservedBasis,
                 and "brightness" in config.blink_cues):
             raw.append((brightness[:, e], observed.brightness_curve[e]))
         for values, curve in raw:
+            # The open-eye level is taken from this video (eyes are open most of the time),
+            # the swing to closed from the calibration renders: head pose, light and
+            # glasses shift a cue's baseline far more than they change its swing.
+            curve = curve + (np.nanmedian(values) - curve[0])
             estimate = _through_curve(values, curve)
             if np.isfinite(estimate).mean() < 0.5:
                 continue
             # signal to noise: the cue's swing from open to closed over its jitter here
             jitter = np.nanmedian(np.abs(np.diff(values))) + 1e-6
-            cues.append((estimate, abs(curve[-1] - curve[0]) / jitter))
+            snr = abs(curve[-1] - curve[0]) / jitter
+            cues.append((estimate, snr ** config.cue_power))
         if cues:
             stack = np.stack([c for c, _ in cues])
             w = np.where(np.isfinite(stack), np.array([w for _, w in cues])[:, None], 0.0)
