@@ -7,8 +7,11 @@ border stays put, so the background and shoulders are steady and only a band aro
 head stretches. The deformed triangles are drawn far-to-near into a triangle-id image at
 a coarse grid (so the nose hides the far cheek on a head turn instead of tearing), each
 grid pixel gets the affine map of its triangle back into the photo, and the map is
-upsampled and applied with one `cv2.remap`. The open mouth is painted over with a dark
-cavity and upper/lower teeth; blinks are the upper-lid skin stretched over the eye.
+upsampled and applied with one `cv2.remap`. Triangles seen from behind (their winding
+flipped) are culled. The open mouth is painted over with a cavity, teeth and tongue;
+blinks bring the lid and its fold down over the eye; each iris is cut out of the photo
+once (the eyeball behind it inpainted) and pasted where the gaze puts it, clipped to the
+current lids.
 """
 
 from __future__ import annotations
