@@ -180,9 +180,32 @@ class FaceRenderer:
         self._teeth_rgb = self._teeth_colour()
         self._setup_irises()
         self._ref_gap = self._mouth_gap(p)
+        self._teeth_strip = self._cut_teeth_strip()
         lips = [0.5 * (p[a, :2] + p[b, :2]) for a, b in ((0, 13), (17, 14), (37, 82), (84, 87))]
         lip_rgb = np.mean([self.image[int(y), int(x)] for x, y in lips], axis=0)
         self._lip_rgb = np.asarray(lip_rgb, dtype=np.float32)
+
+    def _cut_teeth_strip(self, columns: int = 96, rows: int = 32):
+        """The photo's own upper teeth, if its mouth is open: a strip hanging from the
+        upper inner lip, unrolled to (rows, columns) so it can be laid under the upper lip
+        of any later mouth shape (real teeth instead of painted ones, and no change of
+        look as the mouth opens past the photo's own opening)."""
+        W = self.model.width
+        if self._ref_gap <= 0.02 * W:
+            return None
+        p = self.model.neutral
+        upper = _chaikin(p[list(lm.LIPS_INNER_UPPER), :2])
+        lower = _chaikin(p[list(lm.LIPS_INNER_LOWER), :2])
+        upper, lower = upper[np.argsort(upper[:, 0])], lower[np.argsort(lower[:, 0])]
+        x = np.linspace(upper[0, 0], upper[-1, 0], columns)
+        yu = np.interp(x, upper[:, 0], upper[:, 1])
+        yl = np.interp(x, lower[:, 0], lower[:, 1])
+        depth = 0.065 * W
+        Y = (yu[None, :] + np.linspace(0, 1, rows)[:, None] * depth).astype(np.float32)
+        X = np.broadcast_to(x[None, :], Y.shape).astype(np.float32)
+        strip = cv2.remap(self.image, X, Y, cv2.INTER_LINEAR).astype(np.float32)
+        alpha = np.clip((yl[None, :] - Y - 1.0) / 1.5, 0, 1).astype(np.float32)
+        return dict(rgb=strip, alpha=alpha, depth=depth, width=upper[-1, 0] - upper[0, 0])
 
     def _ring_landmark_y_below(self, p, mouth_y):
         return (p[self._ring_landmark, 1] > mouth_y).astype(np.float64)
@@ -471,11 +494,26 @@ class FaceRenderer:
         t_lo = (yl - ys) / np.maximum(lo_h, 1)
         shade_lo = (0.45 + 0.4 * across ** 0.7) * (0.75 + 0.25 * np.clip(t_lo * 3, 0, 1)) \
             * seam_shade
-        # soft bottom edge of the upper teeth
-        edge = np.clip((yu + up_h - ys) / 1.5, 0, 1)
-        up_a = (in_up * edge)[..., None]
-        out = out * (1 - up_a) + teeth * shade_up[..., None] * up_a
         out = np.where(in_lo[..., None], teeth * shade_lo[..., None], out)
+        strip = self._teeth_strip
+        if strip is None:
+            # painted upper teeth with a soft bottom edge
+            edge = np.clip((yu + up_h - ys) / 1.5, 0, 1)
+            up_a = (in_up * edge)[..., None]
+            out = out * (1 - up_a) + teeth * shade_up[..., None] * up_a
+        else:
+            # the photo's own upper teeth, laid along the current upper lip
+            rows, cols = strip["alpha"].shape
+            scale = (right - left) / max(strip["width"], 1.0)
+            v = (ys - yu) / (strip["depth"] * scale)
+            u = np.broadcast_to((xs[None, :] - left) / max(right - left, 1.0), v.shape)
+            mx = (u * (cols - 1)).astype(np.float32)
+            my = (v * (rows - 1)).astype(np.float32)
+            rgb = cv2.remap(strip["rgb"], mx, my, cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_CONSTANT)
+            a = cv2.remap(strip["alpha"], mx, my, cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT)[..., None]
+            out = out * (1 - a) + rgb * a
         region = frame[y0:y1, x0:x1].astype(np.float32)
         region = region * (1 - alpha) + out.astype(np.float32) * alpha
         frame[y0:y1, x0:x1] = np.clip(region + 0.5, 0, 255).astype(np.uint8)
