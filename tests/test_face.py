@@ -393,3 +393,17 @@ def test_cli_render_av_file_stacked_then_track(tmp_path):
     assert tracked.num_people == 1
     assert abs(tracked.num_frames - round(49 / 25 * FRAMES_PER_SECOND)) <= 1
     assert np.allclose(np.linalg.norm(tracked.head_pose[0][:, :4], axis=1), 1, atol=1e-5)
+
+
+def test_non_square_photo_any_size(faces):
+    """A landscape photo renders at --size: the largest square around the face is used."""
+    image = faces["grace"][0]
+    wide = cv2.copyMakeBorder(image[40:440], 0, 0, 100, 60, cv2.BORDER_REFLECT)  # 400 x 672
+    points = lm.detect_image(wide, "wide.png")
+    renderer = FaceRenderer(wide, points, RenderConfig(size=256))
+    frame = renderer.render(coeffs(), IDENTITY)
+    assert frame.shape == (256, 256, 3)
+    assert np.abs(frame.astype(int) - renderer.image.astype(int)).mean() < 1.5
+    # the face is inside the crop, centred-ish
+    p = renderer.model.neutral
+    assert 0.25 * 256 < p[:, 0].mean() < 0.75 * 256 and 0.2 * 256 < p[:, 1].mean() < 0.8 * 256
