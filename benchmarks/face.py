@@ -155,7 +155,8 @@ def main() -> None:
     lines = [
         "# Face renderer and tracker",
         "",
-        f"Command: `{cmd}` (commit {_commit()}), {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+        f"Command: `{cmd}` (commit {_commit()}), "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; "
         f"load average before/after the speed runs {load_before[0]:.2f} / {load_after[0]:.2f} "
         "(other engineers' jobs share these cores).",

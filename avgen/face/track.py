@@ -23,7 +23,6 @@ the 86.13 fps model clock.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 
 import cv2
@@ -124,8 +123,8 @@ _BLINKS = (("eye_blink_left", lm.LEFT_EYE), ("eye_blink_right", lm.RIGHT_EYE))
 
 def eye_brightness(frame: np.ndarray, points: np.ndarray) -> np.ndarray:
     """Per eye (left, right): luminance of the darkest tenth of an almond between the eye
-    corners over the median of the skin ring around it. An open eye (iris, pupil, lashes) is darker than skin; a
-    closed lid is skin. Only the corners are taken from the landmarks -- MediaPipe tracks
+    corners over the median of the skin ring around it. An open eye (iris, pupil, lashes)
+    is darker than skin; a closed lid is skin. Only the corners are taken from the landmarks -- MediaPipe tracks
     them well even where it keeps closed lids apart (behind glasses, say) -- and the ratio
     does not care about exposure."""
     gray = frame.mean(axis=2) if frame.ndim == 3 else frame
