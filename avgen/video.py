@@ -144,8 +144,8 @@ def read_video(path: str | Path):
     try:
         meta = reader.__next__()
     except (RuntimeError, OSError, StopIteration) as exc:
-        raise InputError(f"not a readable video ({str(exc).splitlines()[0] if str(exc) else 'ffmpeg failed'})",
-                         source) from None
+        reason = str(exc).splitlines()[0] if str(exc) else "ffmpeg failed"
+        raise InputError(f"not a readable video ({reason})", source) from None
     fps = float(meta.get("fps") or 0)
     width, height = meta["size"]
     if not fps > 0:

@@ -82,6 +82,18 @@ def contact_sheet(path: Path, tile: int = 256) -> None:
             tiles.append(crop)
         half_n = len(tiles) // 2
         rows += [np.hstack(tiles[:half_n]), np.hstack(tiles[half_n:])]
+        # whole frames, to see that background, hair and shoulders stay put
+        full = []
+        for label, values, yaw, pitch in (KEY_FRAMES[0], KEY_FRAMES[1], KEY_FRAMES[6],
+                                          KEY_FRAMES[9], KEY_FRAMES[10], KEY_FRAMES[11]):
+            pose = np.concatenate([euler_to_quaternion(yaw, pitch), [0, 0, 0]])
+            frame = cv2.resize(renderer.render(_coeffs(values), pose), (tile, tile),
+                               interpolation=cv2.INTER_AREA)
+            cv2.rectangle(frame, (0, 0), (tile, 22), (0, 0, 0), -1)
+            cv2.putText(frame, "full: " + label, (5, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
+                        (255, 255, 255), 1, cv2.LINE_AA)
+            full.append(frame)
+        rows.append(np.hstack(full))
     sheet = np.vstack(rows)
     cv2.imwrite(str(path), sheet[:, :, ::-1])
 
@@ -143,7 +155,8 @@ def main() -> None:
     lines = [
         "# Face renderer and tracker",
         "",
-        f"Command: `{cmd}` (commit {_commit()}), {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+        f"Command: `{cmd}` (commit {_commit()}), "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; "
         f"load average before/after the speed runs {load_before[0]:.2f} / {load_after[0]:.2f} "
         "(other engineers' jobs share these cores).",
@@ -179,8 +192,9 @@ def main() -> None:
         lines.append(f"| {key}{mark} | " + " | ".join(cells) + " |")
     lines += ["", "Round-trip timings: " + "; ".join(
         f"{name}: render {t[1]:.1f} s, track {t[2]:.1f} s" for name, t in trips.items()), "",
-        "Contact sheet: `benchmarks/results/face_contact_sheet.png` (two rows per face, "
-        "face crops of the key frames of the scripted sequence).", ""]
+        "Contact sheet: `benchmarks/results/face_contact_sheet.png` (per face: two rows of "
+        "face crops of the key frames of the scripted sequence, then a row of whole frames).",
+        ""]
     (RESULTS / "face.md").write_text("\n".join(lines))
     print("\n".join(lines))
 

@@ -345,3 +345,65 @@ def test_render_track_round_trip_grace(tmp_path):
     r = round_trip("grace", 12.0, tmp_path)
     low = {k: round(r[k], 3) for k in REQUIRED if not r[k] > 0.8}
     assert not low, f"round-trip correlation below 0.8: {low}"
+
+
+@pytest.mark.parametrize("command", [["render"], ["track"]])
+def test_face_commands_have_help(command):
+    result = subprocess.run([sys.executable, "-m", "avgen", *command, "--help"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0 and "Usage: avgen" in result.stdout
+
+
+def test_cli_render_av_file_stacked_then_track(tmp_path):
+    """An avgen.av/1 file renders (names matched, mel ignored), --layout stacked stacks,
+    and `avgen track` on a one-face render writes an avgen.motion/1 file on the model
+    clock."""
+    from avgen import formats
+    from avgen.video import read_video
+
+    motion = scripted_motion(1.0, people=2)
+    T = motion.num_frames
+    arrays = {"num_frames": np.array(T), "num_people": np.array(2),
+              "names": formats.string_array(["EILEEN", "GRACE"]),
+              "expression_names": formats.string_array(EXPRESSION_NAMES)}
+    for i in range(2):
+        arrays[f"p{i}/mel"] = np.zeros((T, 80), np.float32)
+        arrays[f"p{i}/head_pose"] = motion.head_pose[i]
+        arrays[f"p{i}/expression"] = motion.expression[i]
+    formats.save(tmp_path / "d.av.npz", formats.AV, arrays)
+    out = tmp_path / "d.mp4"
+    result = subprocess.run(
+        [sys.executable, "-m", "avgen", "render", str(tmp_path / "d.av.npz"), "--ref",
+         str(EXAMPLES / "eileen.png"), "--ref", str(EXAMPLES / "grace.png"), "--size", "96",
+         "--layout", "stacked", "--fps", "20", "-o", str(out)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    fps, frames, _ = read_video(out)
+    first = next(frames)
+    assert fps == 20 and first.shape == (192, 96, 3)
+
+    save_motion(tmp_path / "one.npz", scripted_motion(2.0, people=1))
+    subprocess.run([sys.executable, "-m", "avgen", "render", str(tmp_path / "one.npz"),
+                    "--ref", str(EXAMPLES / "eileen.png"), "-o", str(tmp_path / "one.mp4")],
+                   check=True, capture_output=True)
+    result = subprocess.run([sys.executable, "-m", "avgen", "track", str(tmp_path / "one.mp4"),
+                             "-o", str(tmp_path / "tracked.npz")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    tracked = load_motion(tmp_path / "tracked.npz")
+    assert str(np.load(tmp_path / "tracked.npz")["format"]) == "avgen.motion/1"
+    assert tracked.num_people == 1
+    assert abs(tracked.num_frames - round(49 / 25 * FRAMES_PER_SECOND)) <= 1
+    assert np.allclose(np.linalg.norm(tracked.head_pose[0][:, :4], axis=1), 1, atol=1e-5)
+
+
+def test_non_square_photo_any_size(faces):
+    """A landscape photo renders at --size: the largest square around the face is used."""
+    image = faces["grace"][0]
+    wide = cv2.copyMakeBorder(image[40:440], 0, 0, 100, 60, cv2.BORDER_REFLECT)  # 400 x 672
+    points = lm.detect_image(wide, "wide.png")
+    renderer = FaceRenderer(wide, points, RenderConfig(size=256))
+    frame = renderer.render(coeffs(), IDENTITY)
+    assert frame.shape == (256, 256, 3)
+    assert np.abs(frame.astype(int) - renderer.image.astype(int)).mean() < 1.5
+    # the face is inside the crop, centred-ish
+    p = renderer.model.neutral
+    assert 0.25 * 256 < p[:, 0].mean() < 0.75 * 256 and 0.2 * 256 < p[:, 1].mean() < 0.8 * 256

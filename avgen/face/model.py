@@ -34,9 +34,13 @@ class ModelConfig:
     corner_smile: tuple = (0.075, -0.06)  # mouth corner (out, up) at smile = 1
     brow_raise: float = 0.04
     brow_lower: float = 0.035
+    lip_press: float = 0.55         # lips_close thins each lip by this share
     lip_raise: float = 0.035
     lip_depress: float = 0.04
     blink_upper_share: float = 0.88  # of the lid gap covered by the upper lid in a blink
+    lash_line: float = 0.12         # closed lid: fold to lid distance, eye widths
+    fold_follow: float = 0.5        # the ring above the fold follows this much of it
+    blink_radius: float = 0.45      # skin around the lid follows within this many eye widths
     gaze_x: float = 0.2             # iris travel in eye widths at gaze_x = 1
     gaze_y: float = 0.1
     pivot_depth: float = 0.6        # head pivot behind the face surface, face widths
@@ -146,17 +150,24 @@ class FaceModel:
         jaw[:, 2] = theta * (p[:, 1] - hinge_y) * below * 0.5
         B["jaw_open"] = jaw
 
-        # lips_close: the lips meet (closing whatever gap the reference has) and press
-        # (thin a little); with jaw_open the coupling term pulls the lower lip back up.
+        # lips_close: the lips meet (closing whatever gap the reference has) and press:
+        # they roll in (the red of the lips thins by `lip_press`), the corners tighten and
+        # the chin below bulges up a little -- the visible "m/b/p". With jaw_open the
+        # coupling term pulls the lower lip back up.
         close_ctrl = {}
+        press = cfg.lip_press
         for a, b, oa, ob in zip(up_in, lo_in, up_out, lo_out):
             if a in corners:
                 continue
             gap = max(p[b, 1] - p[a, 1], 0.0)
             close_ctrl[a] = np.array([0, 0.5 * gap + 0.004 * W, 0])
             close_ctrl[b] = np.array([0, -0.5 * gap, 0])
-            close_ctrl[oa] = np.array([0, 0.4 * gap + 0.4 * (p[a, 1] - p[oa, 1]), 0.015 * W])
-            close_ctrl[ob] = np.array([0, -0.4 * gap - 0.4 * (p[ob, 1] - p[b, 1]), 0.015 * W])
+            close_ctrl[oa] = np.array([0, 0.4 * gap + press * (p[a, 1] - p[oa, 1]), 0.015 * W])
+            close_ctrl[ob] = np.array([0, -0.4 * gap - press * (p[ob, 1] - p[b, 1]), 0.015 * W])
+        for i in (61, 291, 78, 308):
+            close_ctrl[i] = np.array([-0.08 * (p[i, 0] - mouth_c[0]), 0.0, 0.0])
+        for i in (18, 200, 83, 313, 201, 421):  # under the lower lip: the chin pushes up
+            close_ctrl[i] = np.array([0.0, -0.02 * W, -0.01 * W])
         B["lips_close"] = _spread(p, close_ctrl, 0.05 * W)
         coupling_ctrl = {i: -0.9 * jaw[i] for i in lower_lip}
         for i in upper_lip:
@@ -242,7 +253,7 @@ class FaceModel:
         B["brow_down"] = _spread(p, ctrl, 0.1 * W, locked=lids)
 
         # blinks: the upper lid comes down to meet the lower lid, which rises a little;
-        # the iris centre (the only eyeball vertex the renderer warps) is squeezed between.
+        # the iris points (warp vertices too, so gaze can move the iris) are squeezed between.
         def eye_motion(eye, upper_share, lower_share):
             ctrl = {}
             gaps = []
@@ -253,10 +264,11 @@ class FaceModel:
                 ctrl[b] = -gap * lower_share * np.array([1, 1, 0])
             top = np.mean([p[a, 1] for a in eye["upper"][2:5]])
             bottom = np.mean([p[b, 1] for b in eye["lower"][2:5]])
-            t = float(np.clip((bottom - p[eye["iris"], 1]) / max(bottom - top, 1e-6), 0, 1))
-            ctrl[eye["iris"]] = np.array(
-                [0, t * upper_share * (bottom - top) - (1 - t) * lower_share * (bottom - top),
-                 0])
+            # the iris points are squeezed between the lids by their height in the eye
+            for i in (eye["iris"],) + eye["iris_ring"]:
+                t = float(np.clip((bottom - p[i, 1]) / max(bottom - top, 1e-6), 0, 1))
+                ctrl[i] = np.array([0, t * upper_share * (bottom - top)
+                                    - (1 - t) * lower_share * (bottom - top), 0])
             return ctrl
 
         # The lid margin (lashes, often dark) travels with the lid; the skin under the brow
@@ -267,15 +279,20 @@ class FaceModel:
             share = cfg.blink_upper_share
             ctrl = eye_motion(eye, share, 1 - share)
             ew = np.linalg.norm(p[eye["outer"], :2] - p[eye["inner"], :2])
-            B[name] = _spread(p, ctrl, 0.45 * ew, locked=brows | {eye["outer"], eye["inner"]})
-            B[name][list(eye["iris_ring"])] = ctrl[eye["iris"]]
+            # The lid fold comes down too, to a lash line's width above the closed lid: the
+            # mesh's upper-lid points often sit below the real lid edge (on the iris), and
+            # the dark sliver above them must be covered, not stretched over the eye.
+            for a, f1, f2 in zip(eye["upper"], eye["upper1"], eye["upper2"]):
+                closed_y = p[a, 1] + ctrl[a][1]
+                drop = max(closed_y - cfg.lash_line * ew - p[f1, 1], 0.0)
+                ctrl[f1] = np.array([ctrl[a][0], drop, 0.0])
+                ctrl[f2] = np.array([0.5 * ctrl[a][0], cfg.fold_follow * drop, 0.0])
+            B[name] = _spread(p, ctrl, cfg.blink_radius * ew,
+                              locked=brows | {eye["outer"], eye["inner"]})
         ctrl = {}
         for eye in (lm.LEFT_EYE, lm.RIGHT_EYE):
             ctrl.update(eye_motion(eye, 0.12, 0.3))
-        sq = _spread(p, ctrl, 0.06 * W)
-        for eye in (lm.LEFT_EYE, lm.RIGHT_EYE):
-            sq[list(eye["iris_ring"])] = ctrl[eye["iris"]]
-        B["eye_squint"] = sq
+        B["eye_squint"] = _spread(p, ctrl, 0.06 * W)
 
         # gaze: the irises slide inside the eyes (x: towards image right, y: up).
         for name, axis, amount in (("gaze_x", 0, cfg.gaze_x), ("gaze_y", 1, -cfg.gaze_y)):

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from avgen import formats
-from avgen.constants import EXPRESSION_NAMES, FRAMES_PER_SECOND
+from avgen.constants import EXPRESSION_NAMES
 from avgen.errors import FormatError, InputError
 
 
@@ -99,5 +99,3 @@ def save_motion(path: str | Path, motion: Motion) -> None:
         arrays[f"p{i}/expression"] = motion.expression[i].astype(np.float32)
     formats.save(path, formats.MOTION, arrays)
 
-
-MODEL_FPS = FRAMES_PER_SECOND

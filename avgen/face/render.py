@@ -7,8 +7,11 @@ border stays put, so the background and shoulders are steady and only a band aro
 head stretches. The deformed triangles are drawn far-to-near into a triangle-id image at
 a coarse grid (so the nose hides the far cheek on a head turn instead of tearing), each
 grid pixel gets the affine map of its triangle back into the photo, and the map is
-upsampled and applied with one `cv2.remap`. The open mouth is painted over with a dark
-cavity and upper/lower teeth; blinks are the upper-lid skin stretched over the eye.
+upsampled and applied with one `cv2.remap`. Triangles seen from behind (their winding
+flipped) are culled. The open mouth is painted over with a cavity, teeth and tongue;
+blinks bring the lid and its fold down over the eye; each iris is cut out of the photo
+once (the eyeball behind it inpainted) and pasted where the gaze puts it, clipped to the
+current lids.
 """
 
 from __future__ import annotations
@@ -22,9 +25,10 @@ import numpy as np
 from avgen.face import landmarks as lm
 from avgen.face.model import FaceModel, ModelConfig
 
-# Landmarks that are warp vertices: the 468 mesh points and the two iris centres (the
-# iris rings are left out so a blink can close over the eyeball without folding).
-WARP_LANDMARKS = np.array(list(range(468)) + [468, 473])
+# Landmarks that are warp vertices: the 468 mesh points. The irises are not warped: each
+# is cut out of the photo once and pasted where the gaze puts it, inside the lids.
+WARP_LANDMARKS = np.arange(468)
+_EYES = (lm.LEFT_EYE, lm.RIGHT_EYE)
 
 
 @dataclass(frozen=True)
@@ -174,7 +178,34 @@ class FaceRenderer:
         self._gx, self._gy = np.meshgrid(g, g)
         self._ids = np.zeros((self._grid_n, self._grid_n), dtype=np.int32)
         self._teeth_rgb = self._teeth_colour()
+        self._setup_irises()
         self._ref_gap = self._mouth_gap(p)
+        self._teeth_strip = self._cut_teeth_strip()
+        lips = [0.5 * (p[a, :2] + p[b, :2]) for a, b in ((0, 13), (17, 14), (37, 82), (84, 87))]
+        lip_rgb = np.mean([self.image[int(y), int(x)] for x, y in lips], axis=0)
+        self._lip_rgb = np.asarray(lip_rgb, dtype=np.float32)
+
+    def _cut_teeth_strip(self, columns: int = 96, rows: int = 32):
+        """The photo's own upper teeth, if its mouth is open: a strip hanging from the
+        upper inner lip, unrolled to (rows, columns) so it can be laid under the upper lip
+        of any later mouth shape (real teeth instead of painted ones, and no change of
+        look as the mouth opens past the photo's own opening)."""
+        W = self.model.width
+        if self._ref_gap <= 0.02 * W:
+            return None
+        p = self.model.neutral
+        upper = _chaikin(p[list(lm.LIPS_INNER_UPPER), :2])
+        lower = _chaikin(p[list(lm.LIPS_INNER_LOWER), :2])
+        upper, lower = upper[np.argsort(upper[:, 0])], lower[np.argsort(lower[:, 0])]
+        x = np.linspace(upper[0, 0], upper[-1, 0], columns)
+        yu = np.interp(x, upper[:, 0], upper[:, 1])
+        yl = np.interp(x, lower[:, 0], lower[:, 1])
+        depth = 0.065 * W
+        Y = (yu[None, :] + np.linspace(0, 1, rows)[:, None] * depth).astype(np.float32)
+        X = np.broadcast_to(x[None, :], Y.shape).astype(np.float32)
+        strip = cv2.remap(self.image, X, Y, cv2.INTER_LINEAR).astype(np.float32)
+        alpha = np.clip((yl[None, :] - Y - 1.0) / 1.5, 0, 1).astype(np.float32)
+        return dict(rgb=strip, alpha=alpha, depth=depth, width=upper[-1, 0] - upper[0, 0])
 
     def _ring_landmark_y_below(self, p, mouth_y):
         return (p[self._ring_landmark, 1] > mouth_y).astype(np.float64)
@@ -283,18 +314,122 @@ class FaceRenderer:
         mx, my = self.warp_map(verts)
         # fixed-point maps: remap runs about a third faster and the conversion is cheap
         m1, m2 = cv2.convertMaps(mx, my, cv2.CV_16SC2)
-        frame = cv2.remap(self.image, m1, m2, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        frame = cv2.remap(self._eyeballs, m1, m2, cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REPLICATE)
+        self._paint_irises(frame, expression, head_pose, posed)
         self._paint_mouth(frame, posed)
         return frame
+
+    # -- eyes -------------------------------------------------------------------------
+    @staticmethod
+    def _eye_outline(points: np.ndarray, eye: dict) -> np.ndarray:
+        return np.concatenate([points[[eye["outer"]], :2], points[list(eye["upper"]), :2],
+                               points[[eye["inner"]], :2], points[list(eye["lower"])[::-1], :2]])
+
+    def _setup_irises(self) -> None:
+        """Cut each visible iris out of the photo (a disc clipped to the eye opening) and
+        fill its place with the white of the eye, so a moved iris leaves no ghost."""
+        p = self.model.neutral
+        h, w = self.image.shape[:2]
+        hole = np.zeros((h, w), np.uint8)
+        self._irises = []
+        for eye in _EYES:
+            centre = p[eye["iris"], :2]
+            radius = float(np.linalg.norm(p[list(eye["iris_ring"]), :2] - centre, axis=1).mean())
+            half = int(np.ceil(radius)) + 3
+            x0, y0 = int(round(centre[0])) - half, int(round(centre[1])) - half
+            if radius < 1.5 or x0 < 0 or y0 < 0 or x0 + 2 * half >= w or y0 + 2 * half >= h:
+                self._irises.append(None)
+                continue
+            opening = np.zeros((h, w), np.uint8)
+            cv2.fillPoly(opening, [np.round(self._eye_outline(p, eye) * 4).astype(np.int32)],
+                         255, lineType=cv2.LINE_AA, shift=2)
+            disc = np.zeros((h, w), np.uint8)
+            cv2.circle(disc, (int(round(centre[0] * 4)), int(round(centre[1] * 4))),
+                       int(round(radius * 4)), 255, -1, lineType=cv2.LINE_AA, shift=2)
+            alpha = (disc.astype(np.float32) / 255) * (opening.astype(np.float32) / 255)
+            sl = (slice(y0, y0 + 2 * half), slice(x0, x0 + 2 * half))
+            self._irises.append(dict(
+                patch=self.image[sl].astype(np.float32), alpha=alpha[sl].copy(),
+                offset=np.array([x0, y0], np.float64) - centre, eye=eye))
+            hole |= ((disc > 0) & (opening > 0)).astype(np.uint8)
+        hole = cv2.dilate(hole, np.ones((3, 3), np.uint8))
+        self._eyeballs = (cv2.inpaint(self.image, hole, 3, cv2.INPAINT_TELEA) if hole.any()
+                          else self.image)
+        gaze = [self.model.names.index(n) for n in ("gaze_x", "gaze_y")]
+        self._gaze_idx = gaze
+
+    def _paint_irises(self, frame: np.ndarray, expression: np.ndarray, head_pose: np.ndarray,
+                      posed: np.ndarray) -> None:
+        """Paste each iris where gaze and head pose put its centre, inside the current
+        eye opening (so lids cover it as they close)."""
+        m = self.model
+        c = np.clip(np.asarray(expression, dtype=np.float64), m.lower, m.upper)
+        h, w = frame.shape[:2]
+        for iris in self._irises:
+            if iris is None:
+                continue
+            eye = iris["eye"]
+            centre = m.neutral[eye["iris"]] + sum(c[k] * m.basis[k, eye["iris"]]
+                                                 for k in self._gaze_idx)
+            # the iris rides on the head but not on the lids
+            centre = m.pose(centre[None], head_pose)[0, :2]
+            outline = self._eye_outline(posed, eye)
+            lo = np.floor(outline.min(0)).astype(int) - 2
+            hi = np.ceil(outline.max(0)).astype(int) + 3
+            lo = np.maximum(lo, 0)
+            hi = np.minimum(hi, [w, h])
+            if (hi - lo).min() < 2:
+                continue
+            size = (int(hi[0] - lo[0]), int(hi[1] - lo[1]))
+            shift = centre + iris["offset"] - lo
+            M = np.float32([[1, 0, shift[0]], [0, 1, shift[1]]])
+            patch = cv2.warpAffine(iris["patch"], M, size, flags=cv2.INTER_LINEAR,
+                                   borderMode=cv2.BORDER_CONSTANT)
+            alpha = cv2.warpAffine(iris["alpha"], M, size, flags=cv2.INTER_LINEAR,
+                                   borderMode=cv2.BORDER_CONSTANT)
+            opening = np.zeros((size[1], size[0]), np.uint8)
+            cv2.fillPoly(opening, [np.round((outline - lo) * 4).astype(np.int32)], 255,
+                         lineType=cv2.LINE_AA, shift=2)
+            a = (alpha * (opening.astype(np.float32) / 255))[..., None]
+            region = frame[lo[1]:hi[1], lo[0]:hi[0]].astype(np.float32)
+            frame[lo[1]:hi[1], lo[0]:hi[0]] = np.clip(region * (1 - a) + patch * a + 0.5, 0,
+                                                      255).astype(np.uint8)
 
     # -- mouth interior ---------------------------------------------------------------
     def _paint_mouth(self, frame: np.ndarray, posed: np.ndarray) -> None:
         upper = posed[list(lm.LIPS_INNER_UPPER), :2]
         lower = posed[list(lm.LIPS_INNER_LOWER), :2]
         gap = float((lower[1:-1, 1] - upper[1:-1, 1]).max())
+        W = self.model.width
+        # fades in as the lips meet (no pop from one frame to the next)
+        lip_paint = float(np.clip((0.03 * W - gap) / (0.015 * W), 0.0, 1.0))
+        if self._ref_gap > 0.02 * W and lip_paint > 0:
+            # Lips closed over a photo whose mouth was open: where they meet, the warp
+            # would show the sliver of teeth between the mesh's inner-lip points and the
+            # real lip edge. Paint lip over that band and the line where the lips meet.
+            up, lo = _chaikin(upper), _chaikin(lower)
+            band = np.concatenate([up - [0, 0.006 * W], (lo + [0, 0.018 * W])[::-1]])
+            x0, y0 = np.floor(band.min(0)).astype(int) - 3
+            x1, y1 = np.ceil(band.max(0)).astype(int) + 4
+            x0, y0 = max(x0, 0), max(y0, 0)
+            x1, y1 = min(x1, frame.shape[1]), min(y1, frame.shape[0])
+            if x1 - x0 > 2 and y1 - y0 > 2:
+                region = frame[y0:y1, x0:x1].astype(np.float32)
+                mask = np.zeros(region.shape[:2], np.float32)
+                cv2.fillPoly(mask, [np.round((band - [x0, y0]) * 4).astype(np.int32)], 1.0,
+                             lineType=cv2.LINE_AA, shift=2)
+                mask = cv2.GaussianBlur(mask, (3, 3), 0)[..., None] * lip_paint
+                paint = np.empty_like(region)
+                paint[:] = self._lip_rgb
+                seam = np.round((_chaikin(0.5 * (upper + lower)) - [x0, y0]) * 4).astype(np.int32)
+                cv2.polylines(paint, [seam], False, tuple(float(v) for v in 0.6 * self._lip_rgb),
+                              thickness=max(1, int(round(0.01 * W))), lineType=cv2.LINE_AA,
+                              shift=2)
+                region = region * (1 - mask) + paint * mask
+                frame[y0:y1, x0:x1] = np.clip(region + 0.5, 0, 255).astype(np.uint8)
         if gap < 0.75:
             return  # closed: nothing of the inside shows
-        W = self.model.width
         # A photo that shows its own teeth keeps them (warped) up to its own opening; the
         # painted interior takes over as the mouth opens wider than in the photo.
         strength = 1.0
@@ -359,11 +494,26 @@ class FaceRenderer:
         t_lo = (yl - ys) / np.maximum(lo_h, 1)
         shade_lo = (0.45 + 0.4 * across ** 0.7) * (0.75 + 0.25 * np.clip(t_lo * 3, 0, 1)) \
             * seam_shade
-        # soft bottom edge of the upper teeth
-        edge = np.clip((yu + up_h - ys) / 1.5, 0, 1)
-        up_a = (in_up * edge)[..., None]
-        out = out * (1 - up_a) + teeth * shade_up[..., None] * up_a
         out = np.where(in_lo[..., None], teeth * shade_lo[..., None], out)
+        strip = self._teeth_strip
+        if strip is None:
+            # painted upper teeth with a soft bottom edge
+            edge = np.clip((yu + up_h - ys) / 1.5, 0, 1)
+            up_a = (in_up * edge)[..., None]
+            out = out * (1 - up_a) + teeth * shade_up[..., None] * up_a
+        else:
+            # the photo's own upper teeth, laid along the current upper lip
+            rows, cols = strip["alpha"].shape
+            scale = (right - left) / max(strip["width"], 1.0)
+            v = (ys - yu) / (strip["depth"] * scale)
+            u = np.broadcast_to((xs[None, :] - left) / max(right - left, 1.0), v.shape)
+            mx = (u * (cols - 1)).astype(np.float32)
+            my = (v * (rows - 1)).astype(np.float32)
+            rgb = cv2.remap(strip["rgb"], mx, my, cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_CONSTANT)
+            a = cv2.remap(strip["alpha"], mx, my, cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT)[..., None]
+            out = out * (1 - a) + rgb * a
         region = frame[y0:y1, x0:x1].astype(np.float32)
         region = region * (1 - alpha) + out.astype(np.float32) * alpha
         frame[y0:y1, x0:x1] = np.clip(region + 0.5, 0, 255).astype(np.uint8)

@@ -23,9 +23,9 @@ the 86.13 fps model clock.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from avgen.constants import EXPRESSION_NAMES, FRAMES_PER_SECOND
@@ -42,6 +42,9 @@ class TrackConfig:
     ridge: float = 2e-3              # pull towards 0 (x10 for the rarer coefficients), per
                                      # unit of each coefficient's squared landmark motion
     secondary_prior: float = 10.0    # ridge multiplier for the rarer coefficients
+    blink_cues: tuple = ("lids", "brightness")
+    cue_power: float = 1.0           # blink cues are weighted by signal-to-noise ** this
+    shift_prior: float = 0.5         # per pixel^2 of head shift (see fit_pose)
     iterations: int = 4              # Gauss-Newton steps per frame
     min_found: float = 0.5           # fraction of frames that must show a face
 
@@ -111,9 +114,51 @@ class ObservedBasis:
     # Per eye (left, right), the upper-lid drop `lid_drop` measures at each of `LEVELS`
     # of that eye's blink: blinks are read from this curve, not from the linear fit.
     blink_curve: np.ndarray | None = None
+    # Likewise for `eye_brightness` (2, L).
+    brightness_curve: np.ndarray | None = None
 
 
 _BLINKS = (("eye_blink_left", lm.LEFT_EYE), ("eye_blink_right", lm.RIGHT_EYE))
+
+
+def eye_brightness(frame: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Per eye (left, right): luminance of the darkest tenth of an almond between the eye
+    corners over the median of the skin ring around it. An open eye (iris, pupil, lashes)
+    is darker than skin; a closed lid is skin. Only the corners are taken from the landmarks -- MediaPipe tracks
+    them well even where it keeps closed lids apart (behind glasses, say) -- and the ratio
+    does not care about exposure."""
+    gray = frame.mean(axis=2) if frame.ndim == 3 else frame
+    h, w = gray.shape
+    out = np.full(2, np.nan)
+    for e, (_, eye) in enumerate(_BLINKS):
+        a, b = points[eye["outer"], :2], points[eye["inner"], :2]
+        d = float(np.linalg.norm(b - a))
+        if d < 4:
+            continue
+        centre = 0.5 * (a + b)
+        angle = float(np.degrees(np.arctan2(b[1] - a[1], b[0] - a[0])))
+        half = int(np.ceil(1.25 * d)) + 2
+        x0, y0 = int(centre[0]) - half, int(centre[1]) - half
+        if x0 < 0 or y0 < 0 or x0 + 2 * half > w or y0 + 2 * half > h:
+            continue
+        patch = gray[y0:y0 + 2 * half, x0:x0 + 2 * half]
+        c = (int(round((centre[0] - x0) * 4)), int(round((centre[1] - y0) * 4)))
+
+        def ellipse(rx, ry):
+            mask = np.zeros(patch.shape, np.uint8)
+            cv2.ellipse(mask, c, (int(rx * d * 4), int(ry * d * 4)), angle, 0, 360, 1, -1,
+                        lineType=cv2.LINE_8, shift=2)
+            return mask > 0
+
+        # sizes in eye widths, chosen on the example faces' renders (a wide ring steadies
+        # the reference against glasses rims and brows moving through it)
+        inside = ellipse(0.45, 0.2)
+        ring = ellipse(1.2, 0.9) & ~ellipse(0.7, 0.45)
+        if inside.sum() >= 10 and ring.sum() >= 4:
+            # darkest tenth inside (pupil and iris while the eye is open) over the median
+            # of the ring (robust to glints and glasses rims)
+            out[e] = np.percentile(patch[inside], 10) / max(float(np.median(patch[ring])), 1.0)
+    return out
 
 
 def lid_drop(canonical: np.ndarray, eye: dict) -> float:
@@ -150,7 +195,8 @@ def calibrate(value: np.ndarray, response: np.ndarray, lower: np.ndarray) -> np.
     return np.clip(out, lower, 1.0)
 
 
-def observe_basis(renderer, mesh: "lm.FaceMesh") -> ObservedBasis:
+def observe_basis(renderer, mesh: "lm.FaceMesh", repeats: int = 1,
+                  blink_mesh: "lm.FaceMesh | None" = None) -> ObservedBasis:
     """Measure each coefficient's landmark motion on renders of the renderer's face."""
     E = len(EXPRESSION_NAMES)
     identity = np.array([1.0, 0, 0, 0, 0, 0, 0])
@@ -158,12 +204,22 @@ def observe_basis(renderer, mesh: "lm.FaceMesh") -> ObservedBasis:
     rigid = list(lm.RIGID)
     base = None
 
-    def seen(c):
-        points = mesh.detect(renderer.render(c, identity), "<calibration render>")
+    last = {}
+
+    def seen(c, mesh=mesh, repeats=repeats):
+        frame = renderer.render(c, identity)
+        last["frame"] = frame
+        # In tracking mode MediaPipe crops each frame around the last frame's face, which
+        # shifts its landmarks a little against detection from scratch; showing each
+        # calibration render a few times lets that crop settle as it does in a video.
+        for _ in range(repeats - 1):
+            mesh.detect(frame, "<calibration render>")
+        points = mesh.detect(frame, "<calibration render>")
         if points is None:
             raise InputError("MediaPipe lost the face on a calibration render; use a "
                              "clearer, more frontal reference", "<reference>")
         points = points.astype(np.float64)
+        last["points"] = points
         if base is None:
             return points
         # the same rigid alignment the tracker applies to video frames
@@ -199,12 +255,17 @@ def observe_basis(renderer, mesh: "lm.FaceMesh") -> ObservedBasis:
             response[k, j] = abs(fitter.fit(seen(c), 1.0, np.eye(3), np.zeros(3),
                                             np.zeros(E))[k])
     blink_curve = np.zeros((2, len(LEVELS)))
+    brightness_curve = np.zeros((2, len(LEVELS)))
     for e, (name, eye) in enumerate(_BLINKS):
         for j, level in enumerate(LEVELS):
             c = np.zeros(E)
             c[EXPRESSION_NAMES.index(name)] = level
-            blink_curve[e, j] = lid_drop(seen(c), eye)
-    return ObservedBasis(base, basis, coupling, response, blink_curve)
+            # Blink levels are measured from scratch on each render (blink_mesh): in
+            # tracking mode MediaPipe smooths over frames, and consecutive levels of one
+            # eye would drag on each other.
+            blink_curve[e, j] = lid_drop(seen(c, blink_mesh or mesh, 1), eye)
+            brightness_curve[e, j] = eye_brightness(last["frame"], last["points"])[e]
+    return ObservedBasis(base, basis, coupling, response, blink_curve, brightness_curve)
 
 
 def _rotvec_matrix(v: np.ndarray) -> np.ndarray:
@@ -216,34 +277,46 @@ def _rotvec_matrix(v: np.ndarray) -> np.ndarray:
     return np.eye(3) + np.sin(theta) * K + (1 - np.cos(theta)) * K @ K
 
 
-def fit_pose(model_points: np.ndarray, image_xy: np.ndarray, iterations: int = 6):
-    """(s, R, b) with b[2] = 0 so that the orthographic projection of s R X + b matches the
-    observed (N, 2) points: the renderer's own camera, so only x and y are trusted (the
-    depth MediaPipe guesses is the noisiest axis). Starts from a 3D Umeyama fit with the
-    observed depth and refines by Gauss-Newton over rotation, scale and shift."""
-    start_3d = np.column_stack([image_xy, np.zeros(len(image_xy))])
-    s, R, b = similarity(model_points, start_3d) if model_points.shape[1] == 3 else (1, np.eye(3), np.zeros(3))
-    params = np.zeros(6)  # rotation vector (relative to R), log scale, shift x, y
+def fit_pose(model_points: np.ndarray, image_xy: np.ndarray, pivot: np.ndarray | None = None,
+             shift_prior: float = 0.0, iterations: int = 6):
+    """(s, R, b) such that the orthographic projection of s R X + b matches the observed
+    (N, 2) points: the renderer's own camera, so only x and y are trusted (the depth
+    MediaPipe guesses is the noisiest axis). Starts from a 3D Umeyama fit with the
+    observed depth and refines by Gauss-Newton over rotation, scale and shift.
 
-    def project(p):
-        Rp = R @ _rotvec_matrix(p[:3])
-        return (s * np.exp(p[3]) * model_points @ Rp.T)[:, :2] + b[:2] + p[4:6]
+    With a `pivot`, the shift is that of the pivot, and `shift_prior` (per pixel^2) pulls
+    it towards zero: rotation about a pivot behind the face looks much like a shift, and
+    heads in conversation turn far more than they move, so the tie goes to rotation."""
+    start_3d = np.column_stack([image_xy, np.zeros(len(image_xy))])
+    s0, R0, b0 = similarity(model_points, start_3d)
+    P = np.zeros(3) if pivot is None else np.asarray(pivot, dtype=np.float64)
+    t0 = (s0 * R0 @ P + b0 - P)[:2]
+    params = np.concatenate([np.zeros(4), t0])  # rotation vector (relative to R0), log scale, t
+    centred = model_points - P
+    weight = np.sqrt(shift_prior)
+
+    def residual(p):
+        Rp = R0 @ _rotvec_matrix(p[:3])
+        pred = (s0 * np.exp(p[3]) * centred @ Rp.T)[:, :2] + P[:2] + p[4:6]
+        return np.concatenate([(pred - image_xy).reshape(-1), weight * p[4:6]])
 
     for _ in range(iterations):
-        r0 = (project(params) - image_xy).reshape(-1)
+        r0 = residual(params)
         J = np.empty((len(r0), 6))
         for i in range(6):
             step = np.zeros(6)
             step[i] = 1e-4 if i < 4 else 1e-2
-            J[:, i] = ((project(params + step) - image_xy).reshape(-1) - r0) / step[i]
+            J[:, i] = (residual(params + step) - r0) / step[i]
         delta = np.linalg.lstsq(J, -r0, rcond=None)[0]
         params = params + delta
         if np.abs(delta[:4]).max() < 1e-6:
             break
-    R = R @ _rotvec_matrix(params[:3])
-    s = s * float(np.exp(params[3]))
-    shift = np.array([b[0] + params[4], b[1] + params[5], 0.0])
-    return s, R, shift
+    R = R0 @ _rotvec_matrix(params[:3])
+    s = s0 * float(np.exp(params[3]))
+    t = np.array([params[4], params[5], 0.0])
+    b = P + t - s * R @ P
+    b[2] = 0.0
+    return s, R, b
 
 
 class ExpressionFitter:
@@ -327,14 +400,15 @@ def gaussian_smooth(values: np.ndarray, sigma: float) -> np.ndarray:
     return out
 
 
-def detect_video(path: str, progress: bool = True) -> tuple[float, np.ndarray, np.ndarray]:
-    """(fps, landmarks (T, 478, 3) in pixels, found (T,) bool) of every frame."""
+def detect_video(path: str, progress: bool = True):
+    """(fps, landmarks (T, 478, 3) in pixels, found (T,) bool, eye brightness (T, 2)) of
+    every frame."""
     from tqdm import tqdm
 
     from avgen.video import read_video
 
     fps, frames, estimate = read_video(path)
-    points, found = [], []
+    points, found, bright = [], [], []
     with lm.quiet_native_logs() as stderr, lm.FaceMesh(video=True) as mesh:
         for k, frame in enumerate(tqdm(frames, total=estimate or None, desc="track",
                                        unit="frame", disable=not progress, file=stderr,
@@ -342,9 +416,10 @@ def detect_video(path: str, progress: bool = True) -> tuple[float, np.ndarray, n
             p = mesh.detect(frame, path, where=f"frame {k}: ")
             found.append(p is not None)
             points.append(p if p is not None else np.zeros((lm.NUM_LANDMARKS, 3), np.float32))
+            bright.append(eye_brightness(frame, p) if p is not None else np.full(2, np.nan))
     if not points:
         raise InputError("the video has no frames", path)
-    return fps, np.stack(points).astype(np.float64), np.array(found)
+    return fps, np.stack(points).astype(np.float64), np.array(found), np.array(bright)
 
 
 def _fill_missing(points: np.ndarray, found: np.ndarray) -> np.ndarray:
@@ -389,12 +464,27 @@ def _ref_in_video(ref_points: np.ndarray, points: np.ndarray) -> np.ndarray:
     return out
 
 
+def _through_curve(values: np.ndarray, curve: np.ndarray) -> np.ndarray:
+    """Blink levels for measurements, through a calibration curve (L,) measured at
+    `LEVELS` (made increasing; a flat curve gives NaN: that cue sees nothing)."""
+    curve = np.asarray(curve, dtype=np.float64)
+    if curve[-1] < curve[0]:
+        curve, values = -curve, -values
+    if not curve[-1] - curve[0] > 1e-3:
+        return np.full(len(values), np.nan)
+    curve = np.maximum.accumulate(curve) + np.arange(len(curve)) * 1e-6
+    return np.interp(values, curve, LEVELS)
+
+
 def track_landmarks(points: np.ndarray, fps: float, observed: ObservedBasis,
-                    config: TrackConfig = TrackConfig()) -> Motion:
+                    config: TrackConfig = TrackConfig(),
+                    brightness: np.ndarray | None = None) -> Motion:
     """Motion on the model clock from landmarks (T, 478, 3) at `fps`, in the pixel frame of
     the observed basis (the renderer's square crop of the neutral face)."""
     neutral = observed.neutral
     model = FaceModel(neutral)  # for the pivot and face width the renderer uses
+    # the renderer turns heads with the model's smoothed landmark depth: fit with it too
+    shape3d = model.neutral
     fitter = ExpressionFitter(neutral, observed.basis, observed.coupling, model.width, config)
     rigid = list(lm.RIGID)
     rigid_w = np.ones(len(rigid))
@@ -403,9 +493,10 @@ def track_landmarks(points: np.ndarray, fps: float, observed: ObservedBasis,
     trans = np.zeros((T, 3))
     expr = np.zeros((T, len(EXPRESSION_NAMES)))
     c = np.zeros(len(EXPRESSION_NAMES))
-    blinks = np.full((T, 2), np.nan)
+    drops = np.zeros((T, 2))
     for t in range(T):
-        s, R, b = fit_pose(neutral[rigid], points[t, rigid, :2])
+        s, R, b = fit_pose(shape3d[rigid], points[t, rigid, :2], model.pivot,
+                           config.shift_prior)
         # posed = s R x + b = s [R (x - P) + P] + (b + s R P - s P); the model has s = 1
         # (its translation in depth does not change the picture), so the shift is the rest
         shift = b + s * R @ model.pivot - model.pivot
@@ -414,12 +505,9 @@ def track_landmarks(points: np.ndarray, fps: float, observed: ObservedBasis,
         trans[t, 2] = 0.0
         c = fitter.fit(points[t], s, R, b, c)
         expr[t] = c
-        if observed.blink_curve is not None:
-            canonical = ((points[t] - b) @ R) / s
-            for e, (name, eye) in enumerate(_BLINKS):
-                curve = np.maximum.accumulate(observed.blink_curve[e])
-                curve = curve + np.arange(len(curve)) * 1e-6
-                blinks[t, e] = np.interp(lid_drop(canonical, eye), curve, LEVELS)
+        canonical = ((points[t] - b) @ R) / s
+        for e, (name, eye) in enumerate(_BLINKS):
+            drops[t, e] = lid_drop(canonical, eye)
     from avgen.video import continuous_quaternions, interpolate, resample_head_pose
 
     quats = continuous_quaternions(quats)
@@ -428,9 +516,39 @@ def track_landmarks(points: np.ndarray, fps: float, observed: ObservedBasis,
     pose[:, :4] /= np.linalg.norm(pose[:, :4], axis=1, keepdims=True)
     if observed.response is not None:
         expr = calibrate(expr, observed.response, fitter.lower)
+    # Blinks from two cues, each through its own calibration curve: where the lids are
+    # drawn and how bright the inside of the eye outline is; averaged with weights
+    # proportional to each cue's signal to noise in this video (its open-to-closed swing
+    # over its frame-to-frame jitter), so a cue the face defeats -- lids behind glasses,
+    # an eye too bright to darken -- counts less. (Squared weights, inverse variance,
+    # trusted the better cue too much on one of the two example faces.)
     for e, (name, _) in enumerate(_BLINKS):
-        if not np.isnan(blinks[:, e]).any():
-            expr[:, EXPRESSION_NAMES.index(name)] = blinks[:, e]
+        cues = []  # (blink estimate (T,), weight)
+        raw = []
+        if observed.blink_curve is not None and "lids" in config.blink_cues:
+            raw.append((drops[:, e], observed.blink_curve[e]))
+        if (brightness is not None and observed.brightness_curve is not None
+                and "brightness" in config.blink_cues):
+            raw.append((brightness[:, e], observed.brightness_curve[e]))
+        for values, curve in raw:
+            # The open-eye level is taken from this video (eyes are open most of the time),
+            # the swing to closed from the calibration renders: head pose, light and
+            # glasses shift a cue's baseline far more than they change its swing.
+            curve = curve + (np.nanmedian(values) - curve[0])
+            estimate = _through_curve(values, curve)
+            if np.isfinite(estimate).mean() < 0.5:
+                continue
+            # signal to noise: the cue's swing from open to closed over its jitter here
+            jitter = np.nanmedian(np.abs(np.diff(values))) + 1e-6
+            snr = abs(curve[-1] - curve[0]) / jitter
+            cues.append((estimate, snr ** config.cue_power))
+        if cues:
+            stack = np.stack([c for c, _ in cues])
+            w = np.where(np.isfinite(stack), np.array([w for _, w in cues])[:, None], 0.0)
+            est = (np.nan_to_num(stack) * w).sum(0) / np.maximum(w.sum(0), 1e-12)
+            est[w.sum(0) == 0] = np.nan
+            k = EXPRESSION_NAMES.index(name)
+            expr[:, k] = np.where(np.isfinite(est), est, expr[:, k])
     expr = np.clip(gaussian_smooth(expr, config.smooth_expression), fitter.lower, fitter.upper)
     count = max(1, int(np.floor(T / fps * FRAMES_PER_SECOND + 1e-6)))
     positions = np.minimum(np.arange(count) * (fps / FRAMES_PER_SECOND), T - 1)
@@ -453,7 +571,7 @@ def track_video(path: str, ref: str | None = None, config: TrackConfig = TrackCo
     """Head pose + expression (one person) of a video of one face, on the model clock."""
     from avgen.face.render import FaceRenderer, RenderConfig, crop_frame
 
-    fps, points, found = detect_video(path, progress)
+    fps, points, found, brightness = detect_video(path, progress)
     if found.mean() < config.min_found:
         raise InputError(f"a face was found in only {found.sum()} of {len(found)} frames; "
                          "use a video where one face is visible throughout", path)
@@ -479,6 +597,7 @@ def track_video(path: str, ref: str | None = None, config: TrackConfig = TrackCo
     points[..., 0] -= x0
     points[..., 1] -= y0
     points *= crop_scale
-    with lm.quiet_native_logs(), lm.FaceMesh(video=False) as mesh:
-        observed = observe_basis(renderer, mesh)
-    return track_landmarks(points, fps, observed, config)
+    with lm.quiet_native_logs(), lm.FaceMesh(video=True) as mesh, \
+            lm.FaceMesh(video=False) as still:
+        observed = observe_basis(renderer, mesh, repeats=3, blink_mesh=still)
+    return track_landmarks(points, fps, observed, config, brightness)
