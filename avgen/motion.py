@@ -47,6 +47,37 @@ def quaternion_to_matrix(q: np.ndarray) -> np.ndarray:
     ], -2)
 
 
+def matrix_to_quaternion(R: np.ndarray) -> np.ndarray:
+    """(w, x, y, z) with w >= 0 for one rotation matrix (3, 3)."""
+    m = np.asarray(R, dtype=np.float64)
+    trace = np.trace(m)
+    if trace > 0:
+        s = 2.0 * np.sqrt(trace + 1.0)
+        q = [0.25 * s, (m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s]
+    else:
+        i = int(np.argmax(np.diag(m)))
+        j, k = (i + 1) % 3, (i + 2) % 3
+        s = 2.0 * np.sqrt(max(1.0 + m[i, i] - m[j, j] - m[k, k], 1e-12))
+        q = [0.0] * 4
+        q[0] = (m[k, j] - m[j, k]) / s
+        q[1 + i] = 0.25 * s
+        q[1 + j] = (m[j, i] + m[i, j]) / s
+        q[1 + k] = (m[k, i] + m[i, k]) / s
+    q = np.array(q)
+    q /= np.linalg.norm(q)
+    return q if q[0] >= 0 else -q
+
+
+def quaternion_from_degrees(yaw, pitch, roll=0.0) -> np.ndarray:
+    """euler_to_quaternion with angles in degrees (scalars give a (4,) quaternion)."""
+    return euler_to_quaternion(*np.radians(np.asarray([yaw, pitch, roll], np.float64)))
+
+
+def degrees_from_quaternion(q: np.ndarray) -> np.ndarray:
+    """(..., 4) -> (..., 3) yaw, pitch, roll in degrees."""
+    return np.degrees(np.stack(quaternion_to_euler(np.asarray(q, np.float64)), axis=-1))
+
+
 def neutral_head_pose(num_frames: int) -> np.ndarray:
     """(T, 7): identity rotation, no translation."""
     pose = np.zeros((num_frames, 7), np.float32)

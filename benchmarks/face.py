@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from avgen.constants import EXPRESSION_NAMES  # noqa: E402
 from avgen.face import landmarks as lm  # noqa: E402
-from avgen.face.model import euler_to_quaternion, quaternion_to_euler  # noqa: E402
+from avgen.motion import degrees_from_quaternion, quaternion_from_degrees  # noqa: E402
 from avgen.face.motion import save_motion  # noqa: E402
 from avgen.face.render import FaceRenderer, VideoConfig, render_video  # noqa: E402
 from avgen.face.sequence import scripted_motion  # noqa: E402
@@ -71,7 +71,7 @@ def contact_sheet(path: Path, tile: int = 256) -> None:
         cx, cy, half = int(p[:, 0].mean()), int(p[:, 1].mean()), int(0.95 * W)
         tiles = []
         for label, values, yaw, pitch in KEY_FRAMES:
-            pose = np.concatenate([euler_to_quaternion(yaw, pitch), [0, 0, 0]])
+            pose = np.concatenate([quaternion_from_degrees(yaw, pitch), [0, 0, 0]])
             frame = renderer.render(_coeffs(values), pose)
             y0, x0 = max(cy - half, 0), max(cx - half, 0)
             crop = cv2.resize(frame[y0:y0 + 2 * half, x0:x0 + 2 * half], (tile, tile),
@@ -86,7 +86,7 @@ def contact_sheet(path: Path, tile: int = 256) -> None:
         full = []
         for label, values, yaw, pitch in (KEY_FRAMES[0], KEY_FRAMES[1], KEY_FRAMES[6],
                                           KEY_FRAMES[9], KEY_FRAMES[10], KEY_FRAMES[11]):
-            pose = np.concatenate([euler_to_quaternion(yaw, pitch), [0, 0, 0]])
+            pose = np.concatenate([quaternion_from_degrees(yaw, pitch), [0, 0, 0]])
             frame = cv2.resize(renderer.render(_coeffs(values), pose), (tile, tile),
                                interpolation=cv2.INTER_AREA)
             cv2.rectangle(frame, (0, 0), (tile, 22), (0, 0, 0), -1)
@@ -115,8 +115,8 @@ def round_trip(name: str, seconds: float, work: Path) -> tuple[dict, float, floa
     for k, coef in enumerate(EXPRESSION_NAMES):
         ok = a[:, k].std() > 0 and b[:, k].std() > 0
         out[coef] = float(np.corrcoef(a[:, k], b[:, k])[0, 1]) if ok else float("nan")
-    ea = quaternion_to_euler(truth.head_pose[0][:n, :4])
-    eb = quaternion_to_euler(tracked.head_pose[0][:n, :4])
+    ea = degrees_from_quaternion(truth.head_pose[0][:n, :4])
+    eb = degrees_from_quaternion(tracked.head_pose[0][:n, :4])
     for k, axis in enumerate(("head_yaw", "head_pitch", "head_roll")):
         out[axis] = float(np.corrcoef(ea[:, k], eb[:, k])[0, 1])
     return out, t1 - t0, t2 - t1

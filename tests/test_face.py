@@ -12,8 +12,9 @@ import pytest
 from avgen.constants import EXPRESSION_NAMES, FRAMES_PER_SECOND
 from avgen.errors import InputError
 from avgen.face import landmarks as lm
-from avgen.face.model import (FaceModel, euler_to_quaternion, matrix_to_quaternion,
-                              quaternion_to_euler, quaternion_to_matrix)
+from avgen.face.model import FaceModel
+from avgen.motion import (degrees_from_quaternion, matrix_to_quaternion,
+                          quaternion_from_degrees, quaternion_to_matrix)
 from avgen.face.motion import Motion, load_motion, save_motion
 from avgen.face.render import FaceRenderer, RenderConfig
 from avgen.face.sequence import scripted_motion
@@ -77,8 +78,8 @@ def test_unreadable_image_names_the_file(tmp_path):
 # -- model --------------------------------------------------------------------------------
 def test_quaternion_helpers_round_trip():
     for yaw, pitch, roll in ((20, 0, 0), (0, -15, 0), (10, 5, 3), (-20, 10, -5)):
-        q = euler_to_quaternion(yaw, pitch, roll)
-        assert np.allclose(quaternion_to_euler(q), [yaw, pitch, roll], atol=1e-6)
+        q = quaternion_from_degrees(yaw, pitch, roll)
+        assert np.allclose(degrees_from_quaternion(q), [yaw, pitch, roll], atol=1e-6)
         R = quaternion_to_matrix(q)
         assert np.allclose(R @ R.T, np.eye(3), atol=1e-9)
         assert np.allclose(quaternion_to_matrix(matrix_to_quaternion(R)), R, atol=1e-9)
@@ -115,10 +116,10 @@ def test_each_expression_moves_its_own_landmarks(faces):
 
 def test_head_pose_turns_with_landmark_depth(faces):
     model = FaceModel(faces["eileen"][1])
-    turned = model.posed(coeffs(), np.concatenate([euler_to_quaternion(20, 0), [0, 0, 0]]))
+    turned = model.posed(coeffs(), np.concatenate([quaternion_from_degrees(20, 0), [0, 0, 0]]))
     # the nose tip (in front) moves towards image-left more than the cheek outline
     assert turned[1, 0] - model.neutral[1, 0] < -0.1 * model.width
-    nod = model.posed(coeffs(), np.concatenate([euler_to_quaternion(0, 15), [0, 0, 0]]))
+    nod = model.posed(coeffs(), np.concatenate([quaternion_from_degrees(0, 15), [0, 0, 0]]))
     assert nod[1, 1] > model.neutral[1, 1]
     shifted = model.posed(coeffs(), np.array([1, 0, 0, 0, 0.1, 0, 0]))
     assert np.allclose(shifted[:, 0] - model.neutral[:, 0], 0.1 * model.width)
@@ -135,7 +136,7 @@ def test_neutral_render_reproduces_the_photo(renderers):
 
 def test_render_is_deterministic(renderers):
     c, pose = coeffs(jaw_open=0.6, smile_left=0.5), np.concatenate(
-        [euler_to_quaternion(12, -5, 2), [0.02, 0, 0]])
+        [quaternion_from_degrees(12, -5, 2), [0.02, 0, 0]])
     r = renderers["grace"]
     assert np.array_equal(r.render(c, pose), r.render(c, pose))
 
@@ -155,7 +156,7 @@ def test_open_mouth_is_dark_inside_with_teeth(renderers):
 
 def test_background_and_shoulders_stay_still(renderers):
     for name, renderer in renderers.items():
-        pose = np.concatenate([euler_to_quaternion(20, 10), [0.03, 0.02, 0]])
+        pose = np.concatenate([quaternion_from_degrees(20, 10), [0.03, 0.02, 0]])
         frame = renderer.render(coeffs(jaw_open=1, eye_blink_left=1), pose).astype(int)
         ref = renderer.image.astype(int)
         border = np.ones((512, 512), bool)
@@ -172,7 +173,7 @@ def test_no_tearing_at_wide_jaw_and_head_turn(renderers):
     and the cheek hides the far jaw line: legitimate jumps at the silhouette.)"""
     for name, renderer in renderers.items():
         for yaw in (-20, 20):
-            pose = np.concatenate([euler_to_quaternion(yaw, 5), [0, 0, 0]])
+            pose = np.concatenate([quaternion_from_degrees(yaw, 5), [0, 0, 0]])
             c = coeffs(jaw_open=1)
             verts, posed = renderer.vertices(c, pose)
             mx, my = renderer.warp_map(verts)
@@ -212,11 +213,11 @@ def test_resampling_to_video_fps():
 
     positions = resample_times(862, FRAMES_PER_SECOND, 25)
     assert len(positions) == 250  # 10.0 s at 25 fps
-    q = np.stack([euler_to_quaternion(a, 0) for a in np.linspace(0, 30, 862)])
+    q = np.stack([quaternion_from_degrees(a, 0) for a in np.linspace(0, 30, 862)])
     q[1::2] *= -1  # same rotations, flipped signs: must not interpolate through zero
     pose = resample_head_pose(np.concatenate([q, np.zeros((862, 3))], 1), positions)
     assert np.allclose(np.linalg.norm(pose[:, :4], axis=1), 1)
-    yaw = quaternion_to_euler(pose[:, :4])[:, 0]
+    yaw = degrees_from_quaternion(pose[:, :4])[:, 0]
     assert np.all(np.diff(yaw) > 0) and abs(yaw[-1] - 30 * 249 * (86.1328125 / 25) / 861) < 0.5
 
 
@@ -323,8 +324,8 @@ def correlations(truth: Motion, tracked: Motion) -> dict[str, float]:
     for k, name in enumerate(EXPRESSION_NAMES):
         ok = a[:, k].std() > 0 and b[:, k].std() > 0
         out[name] = float(np.corrcoef(a[:, k], b[:, k])[0, 1]) if ok else float("nan")
-    ea = quaternion_to_euler(truth.head_pose[0][:n, :4])
-    eb = quaternion_to_euler(tracked.head_pose[0][:n, :4])
+    ea = degrees_from_quaternion(truth.head_pose[0][:n, :4])
+    eb = degrees_from_quaternion(tracked.head_pose[0][:n, :4])
     for k, name in enumerate(("head_yaw", "head_pitch", "head_roll")):
         out[name] = float(np.corrcoef(ea[:, k], eb[:, k])[0, 1])
     return out

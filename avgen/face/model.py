@@ -24,6 +24,7 @@ import numpy as np
 
 from avgen.constants import EXPRESSION_NAMES, SIGNED_EXPRESSIONS
 from avgen.face import landmarks as lm
+from avgen.motion import quaternion_to_matrix
 
 
 @dataclass(frozen=True)
@@ -326,68 +327,3 @@ class FaceModel:
 
 
 # -- rotations ---------------------------------------------------------------------------
-def quaternion_to_matrix(q: np.ndarray) -> np.ndarray:
-    w, x, y, z = np.asarray(q, dtype=np.float64) / max(np.linalg.norm(q), 1e-12)
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-        [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-        [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]])
-
-
-def matrix_to_quaternion(R: np.ndarray) -> np.ndarray:
-    """(w, x, y, z) with w >= 0 for a rotation matrix (3, 3)."""
-    m = np.asarray(R, dtype=np.float64)
-    trace = np.trace(m)
-    if trace > 0:
-        s = 2.0 * np.sqrt(trace + 1.0)
-        q = [0.25 * s, (m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s]
-    else:
-        i = int(np.argmax(np.diag(m)))
-        j, k = (i + 1) % 3, (i + 2) % 3
-        s = 2.0 * np.sqrt(max(1.0 + m[i, i] - m[j, j] - m[k, k], 1e-12))
-        q = [0.0] * 4
-        q[0] = (m[k, j] - m[j, k]) / s
-        q[1 + i] = 0.25 * s
-        q[1 + j] = (m[j, i] + m[i, j]) / s
-        q[1 + k] = (m[k, i] + m[i, k]) / s
-    q = np.array(q)
-    q /= np.linalg.norm(q)
-    return q if q[0] >= 0 else -q
-
-
-def euler_to_quaternion(yaw: float, pitch: float, roll: float = 0.0) -> np.ndarray:
-    """Quaternion for yaw (about y, degrees), then pitch (about x), then roll (about z)."""
-    def axis(a, deg):
-        h = np.radians(deg) / 2
-        q = np.zeros(4)
-        q[0] = np.cos(h)
-        q[1 + a] = np.sin(h)
-        return q
-    return quaternion_multiply(quaternion_multiply(axis(1, yaw), axis(0, pitch)), axis(2, roll))
-
-
-def quaternion_multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    w1, x1, y1, z1 = a
-    w2, x2, y2, z2 = b
-    return np.array([w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2,
-                     w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2,
-                     w1 * y2 - x1 * z2 + y1 * w2 + z1 * x2,
-                     w1 * z2 + x1 * y2 - y1 * x2 + z1 * w2])
-
-
-def quaternion_to_euler(q: np.ndarray) -> np.ndarray:
-    """(yaw, pitch, roll) in degrees for quaternions (..., 4), inverse of
-    `euler_to_quaternion` (R = Ry(yaw) Rx(pitch) Rz(roll))."""
-    q = np.asarray(q, dtype=np.float64)
-    q = q / np.linalg.norm(q, axis=-1, keepdims=True)
-    w, x, y, z = np.moveaxis(q, -1, 0)
-    # R = Ry Rx Rz: R[1,2] = -sin(pitch)
-    r12 = 2 * (y * z - w * x)
-    pitch = np.degrees(np.arcsin(np.clip(-r12, -1, 1)))
-    r02 = 2 * (x * z + w * y)
-    r22 = 1 - 2 * (x * x + y * y)
-    yaw = np.degrees(np.arctan2(r02, r22))
-    r10 = 2 * (x * y + w * z)
-    r11 = 1 - 2 * (x * x + z * z)
-    roll = np.degrees(np.arctan2(r10, r11))
-    return np.stack([yaw, pitch, roll], axis=-1)

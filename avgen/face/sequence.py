@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from avgen.constants import EXPRESSION_NAMES, FRAMES_PER_SECOND
-from avgen.face.model import euler_to_quaternion
+from avgen.motion import quaternion_from_degrees
 from avgen.face.motion import Motion
 
 # (name, coefficients) of the visemes the sequence cycles through.
@@ -80,7 +80,7 @@ def scripted_motion(seconds: float = 12.0, fps: float = FRAMES_PER_SECOND,
                 * np.sin(2 * np.pi * (s - 0.70) / 0.10))
         drift = 2.5 * np.sin(2 * np.pi * s * 2)
         roll = 2.0 * np.sin(2 * np.pi * s * 1.5)
-        quats = np.stack([euler_to_quaternion(y, p, r) for y, p, r in
+        quats = np.stack([quaternion_from_degrees(y, p, r) for y, p, r in
                           zip(turn + drift, nod + 0.5 * drift, roll)])
         trans = np.stack([0.02 * np.sin(2 * np.pi * s * 1.3), 0.015 * np.sin(2 * np.pi * s),
                           np.zeros(count)], axis=1)
