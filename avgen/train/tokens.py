@@ -379,7 +379,7 @@ def train(items: list[Item], out_dir: str | Path, config: TrainConfig = TrainCon
         optimizer.step()
         step += 1
         for key, value in parts.items():
-            running[key] = running.get(key, 0.0) + float(value)
+            running[key] = running.get(key, 0.0) + float(value.detach())
         if progress:
             progress(1)
         record = None
