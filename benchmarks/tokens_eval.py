@@ -32,11 +32,13 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from avgen.model.text_to_tokens import phrases_to_entries  # noqa: E402
+from avgen.align import gaussian_log_likelihood, monotonic_alignment_search  # noqa: E402
+from avgen.model.text_to_tokens import collate_entries, phrases_to_entries  # noqa: E402
 from avgen.symbols import SILENCE_ID, phones_to_ids  # noqa: E402
 from avgen.text import to_phrases  # noqa: E402
 from avgen.tokens import EspeakDurations, LearnedDurations, _Cursor  # noqa: E402
-from avgen.train.corpus import CorpusConfig, is_heldout, load_utterances  # noqa: E402
+from avgen.train.corpus import (CorpusConfig, is_heldout, load_features,  # noqa: E402
+                                 load_utterances)
 
 
 def entry_frames(phrases, timing) -> np.ndarray:
@@ -75,7 +77,12 @@ def main() -> None:
     torch.set_num_threads(1)
 
     config = CorpusConfig()
-    heldout = [u for u in load_utterances(args.corpus) if is_heldout(u.index, config)]
+    utterances = load_utterances(args.corpus)
+    position = {u.index: k for k, u in enumerate(utterances)}
+    heldout = [u for u in utterances if is_heldout(u.index, config)]
+    mel = offsets = None
+    if (args.corpus / "features").is_dir():
+        mel, _, offsets = load_features(args.corpus)
     if args.limit:
         heldout = heldout[:args.limit]
     learned = LearnedDurations(args.checkpoint)
@@ -84,6 +91,7 @@ def main() -> None:
     stats = {name: {"phone": [], "pause": [], "length": [], "e2e": [0, 0]}
              for name in sources}
     decoder_acc = {"direct": [0, 0], "flow": [0, 0]}
+    mas_err = {"phone": [], "pause": []}
     seconds = {name: 0.0 for name in sources}
     skipped = 0
     for u in heldout:
@@ -117,6 +125,20 @@ def main() -> None:
             right, total = frame_accuracy(tokens, true_frames)
             s["e2e"][0] += right
             s["e2e"][1] += total
+        if mel is not None:
+            # the path for data without durations: MAS of the model's mel prior against
+            # the teacher audio's log-mel, scored against the exact durations
+            start = offsets[position[u.index]] + (u.durations[0] if lead else 0)
+            frames_mel = mel[start:start + int(true.sum())].astype(np.float64)
+            with torch.no_grad():
+                batch = collate_entries([entries])
+                h, _ = learned.model.encode(batch)
+                mu = learned.model.mel_prior(h).double().numpy()
+            aligned = monotonic_alignment_search(
+                gaussian_log_likelihood(mu, frames_mel[None])[0])
+            err = np.abs(aligned - true)
+            mas_err["phone"].append(err[~is_pause])
+            mas_err["pause"].append(err[is_pause])
         for head in decoder_acc:
             logp = learned.model.decode(entries, true.astype(np.int64), decoder=head)
             decoder_acc[head][0] += int((logp.argmax(1) == true_frames).sum())
@@ -164,6 +186,17 @@ def main() -> None:
         "| --- | --- |",
         *(f"| {head} | {100 * r / t:.2f} % |" for head, (r, t) in decoder_acc.items()),
         "",
+        *([] if not mas_err["phone"] else [
+            "Monotonic Alignment Search (the path for recordings without durations): the "
+            "trained model's mel prior aligned to the teacher audio's log-mel, against the "
+            "exact durations:",
+            "",
+            "| | phone MAE (frames) | phone median AE | pause MAE (frames) |",
+            "| --- | --- | --- | --- |",
+            f"| MAS | {np.concatenate(mas_err['phone']).mean():.2f} "
+            f"| {np.median(np.concatenate(mas_err['phone'])):.2f} "
+            f"| {np.concatenate(mas_err['pause']).mean():.2f} |",
+            ""]),
         "Targets (issue 6): utterance length error <= 5 %, phone duration MAE <= 2 frames, "
         "both better than espeak. Time per utterance: durations (+ decoding for learned), "
         "1 CPU thread on a shared machine.",
