@@ -94,7 +94,9 @@ def main() -> None:
     mas_err = {"phone": [], "pause": []}
     seconds = {name: 0.0 for name in sources}
     skipped = 0
-    for u in heldout:
+    from tqdm import tqdm
+
+    for u in tqdm(heldout, desc="held-out", unit="utt", file=sys.stderr):
         phrases = to_phrases(u.text)
         entries = phrases_to_entries(phrases)
         lead = int(u.symbol_ids[0] == SILENCE_ID)
