@@ -267,6 +267,9 @@ def train_tokens(
     align: bool = typer.Option(False, help="Use Monotonic Alignment Search durations even "
                                "where the data has exact ones."),
     threads: int = typer.Option(1, min=1, help="torch CPU threads."),
+    init: Optional[Path] = typer.Option(None, help="Start a new run from this checkpoint "
+                                        "(e.g. the shipped one: 'avgen weights path "
+                                        "text-to-tokens') to fine-tune on recordings."),
 ) -> None:
     """Train the text-to-tokens model (phoneme encoder, duration predictor, token decoder).
 
@@ -292,7 +295,7 @@ def train_tokens(
                                  threads=threads)
     with tqdm(total=steps, desc="train tokens", unit="step", file=sys.stderr) as bar:
         path = trainer.train(items, output, config, progress=bar.update, log=bar.write,
-                             data_note=f"{data} ({len(items)} utterances)")
+                             data_note=f"{data} ({len(items)} utterances)", init=init)
     typer.echo(str(path))
 
 

@@ -169,6 +169,12 @@ def test_recordings_without_durations_train_through_mas(tiny_corpus, tmp_path):
         assert (d[b, :len(item.entries)] >= 1).all()
     path = train(items, tmp_path / "run", _train_config(steps=2), TINY)
     assert load_checkpoint(path).config == TINY
+    # fine-tuning starts from a checkpoint's weights and config (here: a wider decoder)
+    wider = TextToTokensConfig(**{**TINY.__dict__, "decoder_dim": 24})
+    start = tmp_path / "start.safetensors"
+    save_checkpoint(TextToTokens(wider), start)
+    tuned = train(items, tmp_path / "tuned", _train_config(steps=1), init=start)
+    assert load_checkpoint(tuned).config == wider
     (folder / "take0.txt").unlink()
     from avgen.errors import InputError
 

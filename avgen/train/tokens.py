@@ -324,8 +324,11 @@ def _atomic_torch_save(obj, path: Path) -> None:
 
 def train(items: list[Item], out_dir: str | Path, config: TrainConfig = TrainConfig(),
           model_config: TextToTokensConfig = TextToTokensConfig(), progress=None,
-          log: Callable[[str], None] | None = None, data_note: str = "") -> Path:
-    """Train (or resume) on `items`; never on held-out ones. Returns the checkpoint path."""
+          log: Callable[[str], None] | None = None, data_note: str = "",
+          init: str | Path | None = None) -> Path:
+    """Train (or resume) on `items`; never on held-out ones. Returns the checkpoint path.
+    `init`: a checkpoint whose weights (and model config) a fresh run starts from, e.g.
+    the shipped model fine-tuned on recordings through MAS."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(config.threads)
@@ -338,7 +341,15 @@ def train(items: list[Item], out_dir: str | Path, config: TrainConfig = TrainCon
             raise InputError("some utterances have neither durations nor audio features; "
                              "build the corpus features first", str(out))
     torch.manual_seed(config.seed)
+    start_weights = None
+    if init is not None:
+        from avgen.model.text_to_tokens import load_checkpoint
+
+        start = load_checkpoint(init)
+        model_config, start_weights = start.config, start.state_dict()
     model = TextToTokens(model_config)
+    if start_weights is not None:
+        model.load_state_dict(start_weights)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate,
                                   weight_decay=0.01)
     step = 0
