@@ -67,6 +67,7 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
 
 
 class DurationChoice(str, enum.Enum):
+    learned = "learned"
     espeak = "espeak"
 
 
@@ -80,8 +81,15 @@ def tokens(
         help="Tokens file to write (avgen.tokens/1 .npz); '-' writes stdout. "
              "Default: SCRIPT's name with .tokens.npz in the current folder."),
     durations: DurationChoice = typer.Option(
-        DurationChoice.espeak, help="Where phoneme durations come from. 'espeak': "
-        "libespeak-ng's own phoneme timing (the baseline until the learned predictor ships)."),
+        DurationChoice.learned, help="Where phoneme durations and tokens come from. "
+        "'learned': the trained text-to-tokens model (soft token posteriors from its "
+        "decoder); 'espeak': libespeak-ng's own phoneme timing and a punctuation pause "
+        "table, with one-hot tokens (the baseline)."),
+    checkpoint: Optional[Path] = typer.Option(
+        None, help="Text-to-tokens checkpoint (.safetensors from 'avgen train tokens') "
+        "instead of the shipped weights; only with --durations learned."),
+    seed: int = typer.Option(0, help="Seed for the token decoder's sampling noise (the "
+                             "flow decoder; the direct head is deterministic anyway)."),
     rate: float = typer.Option(1.0, min=0.25, max=4.0,
                                help="Speaking rate; 1.2 is 20% faster."),
     gap: float = typer.Option(0.35, min=0.0, max=10.0, help="Silence between turns, seconds."),
@@ -93,12 +101,18 @@ def tokens(
     clock. Errors in the script name file and line; exit code 2, nothing written.
     """
     from avgen.script import read_script
-    from avgen.tokens import EspeakDurations, TimelineConfig, build_timeline, save_timeline
+    from avgen.tokens import (EspeakDurations, LearnedDurations, TimelineConfig,
+                              build_timeline, save_timeline)
 
+    if checkpoint is not None and durations != DurationChoice.learned:
+        raise InputError("--checkpoint goes with --durations learned")
     dialogue = read_script(script)
     if output is None:
         output = "-" if script == "-" else Path(script).name.split(".")[0] + ".tokens.npz"
-    source = {DurationChoice.espeak: EspeakDurations}[durations]()
+    if durations == DurationChoice.learned:
+        source = LearnedDurations(checkpoint, seed=seed)
+    else:
+        source = EspeakDurations()
     timeline = build_timeline(dialogue, source, TimelineConfig(rate=rate, turn_gap=gap))
     save_timeline(output, timeline)
     _print_timeline_summary(timeline, output)
@@ -555,6 +569,51 @@ def train_vocoder(
         # unlike other commands, training has saved its state: say so
         err.print(f"interrupted; checkpoint saved in {out}; run the same command to resume")
         raise typer.Exit(130) from None
+
+
+@train_app.command("tokens")
+@_user_errors
+def train_tokens(
+    data: Path = typer.Argument(..., help="A teacher corpus folder (exact durations) or a folder "
+                                "of NAME.wav (22050 Hz) + NAME.txt recordings (aligned by MAS)."),
+    output: Path = typer.Option(..., "-o", "--output", help="Run folder: state.pt, "
+                                "text_to_tokens.safetensors, train.log; an existing run resumes."),
+    steps: int = typer.Option(4000, min=1, help="Optimiser steps in all (a resumed run "
+                              "continues to this many)."),
+    batch_size: int = typer.Option(32, min=1, help="Utterances per step."),
+    seed: int = typer.Option(0, help="Seed for initialisation and batches."),
+    align: bool = typer.Option(False, help="Use Monotonic Alignment Search durations even "
+                               "where the data has exact ones."),
+    threads: int = typer.Option(1, min=1, help="torch CPU threads."),
+    init: Optional[Path] = typer.Option(None, help="Start a new run from this checkpoint "
+                                        "(e.g. the shipped one: 'avgen weights path "
+                                        "text-to-tokens') to fine-tune on recordings."),
+) -> None:
+    """Train the text-to-tokens model (phoneme encoder, duration predictor, token decoder).
+
+    Held-out utterances are never trained on; their figures go to train.log. Resumable and
+    deterministic for a seed. The result loads with `avgen tokens --checkpoint`.
+    """
+    from tqdm import tqdm
+
+    from avgen.train import tokens as trainer
+
+    output.mkdir(parents=True, exist_ok=True)
+    if (data / "utterances").is_dir():
+        with tqdm(desc="phonemise", unit="utt", file=sys.stderr) as bar:
+            items, skipped = trainer.corpus_items(data, output / "entries.npz",
+                                                  progress=bar.update)
+        if skipped:
+            err.print(f"{skipped} utterances skipped: the text frontend no longer gives "
+                      "their symbols")
+    else:
+        with tqdm(desc="recordings", unit="utt", file=sys.stderr) as bar:
+            items = trainer.recording_items(data, progress=bar.update)
+    config = trainer.TrainConfig(steps=steps, batch_size=batch_size, seed=seed, align=align,
+                                 threads=threads)
+    with tqdm(total=steps, desc="train tokens", unit="step", file=sys.stderr) as bar:
+        path = trainer.train(items, output, config, progress=bar.update, log=bar.write,
+                             data_note=f"{data} ({len(items)} utterances)", init=init)
     typer.echo(str(path))
 
 

@@ -110,7 +110,7 @@ def synth(script: str, refs: list[str], output: str, checkpoint: str | None = No
     from avgen.audio.vocoder import load_vocoder, vocode
     from avgen.face.render import RenderConfig, VideoConfig, load_renderers, render_video
     from avgen.script import read_script
-    from avgen.tokens import EspeakDurations, TimelineConfig, build_timeline
+    from avgen.tokens import LearnedDurations, TimelineConfig, build_timeline
 
     if len(refs) != NUM_PEOPLE:
         raise InputError(f"--ref takes one photo per person (2), got {len(refs)}")
@@ -121,7 +121,7 @@ def synth(script: str, refs: list[str], output: str, checkpoint: str | None = No
     model, normalizer = load_av_model(checkpoint, config.generate.device)
     vocoder = load_vocoder(config.vocoder, device=config.generate.device)
     log("tokens")
-    timeline = build_timeline(dialogue, durations or EspeakDurations(),
+    timeline = build_timeline(dialogue, durations or LearnedDurations(seed=config.generate.seed),
                               TimelineConfig(turn_gap=config.turn_gap, rate=config.rate))
     log("joint model")
     av = generate(timeline, model, normalizer, config.generate)

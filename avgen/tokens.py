@@ -5,22 +5,30 @@ with gaps, each turn a run of phonemes (silence for pauses and laughs) with fram
 durations, plus the cues. From the timeline each person gets per-frame token ids and
 `token_logits (T, V)`; the person who is not speaking has silence.
 
-Durations come from a `DurationSource`. `EspeakDurations` (the baseline,
-`--durations espeak`) reads libespeak-ng's own phoneme timing events; the learned
-duration predictor plugs in through the same protocol.
+Durations come from a `DurationSource`, which times a whole stretch of speech (the
+phrases of one `Speech` segment) at once, so a phrase's timing can depend on its
+neighbours. `LearnedDurations` (the default, `--durations learned`) is the trained
+text-to-tokens model (`avgen.model.text_to_tokens`): it predicts phone and pause lengths
+and its token decoder writes the per-frame `token_logits` (soft posteriors) of the
+frames it times. `EspeakDurations` (the baseline, `--durations espeak`) reads
+libespeak-ng's own phoneme timing events and punctuation pause table; its
+`token_logits` are label-smoothed one-hot tokens.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import math
 from dataclasses import dataclass, field
-from typing import Protocol
+from pathlib import Path
+from typing import Protocol, Sequence
 
 import numpy as np
 
 from avgen import formats
 from avgen.constants import FRAMES_PER_SECOND, NUM_PEOPLE
-from avgen.errors import FormatError, InputError
+from avgen.errors import AvgenError, FormatError, InputError
 from avgen.script import Cue, Dialogue, Pause, Speech
 from avgen.symbols import NUM_SYMBOLS, SILENCE_ID, SYMBOLS, SYMBOLS_VERSION, phones_to_ids
 from avgen.text import Phrase, to_phrases
@@ -28,15 +36,34 @@ from avgen.text import Phrase, to_phrases
 LISTENER_NAME = "(listener)"
 
 
+@dataclass(frozen=True)
+class SegmentTiming:
+    """Timing of the phrases of one stretch of speech, in frames at rate 1: for each
+    phrase the length of each phone, (len(phones),) float > 0, and of the silence after
+    it (0 after the last phrase; the timeline owns the silence between turns)."""
+
+    phone_frames: tuple[np.ndarray, ...]
+    pause_frames: tuple[float, ...]
+
+
 class DurationSource(Protocol):
     name: str
 
-    def durations(self, phrase: Phrase) -> np.ndarray:
-        """Duration of each of `phrase.phones` in frames (float, > 0), shape (len(phones),)."""
+    def segment(self, phrases: Sequence[Phrase]) -> SegmentTiming:
+        """Timing of `phrases` (one stretch of speech, in order)."""
+
+
+class TokenDecoder(Protocol):
+    """A duration source that can also write soft tokens for the frames it timed."""
+
+    def decode(self, phrases: Sequence[Phrase], entry_frames: np.ndarray) -> np.ndarray:
+        """Log-probabilities (sum(entry_frames), V) given the whole frames the timeline
+        gave each entry: each phone symbol, then each pause (as placed, rate applied)."""
 
 
 class EspeakDurations:
-    """Phone durations from espeak-ng's own synthesis of the phrase (the baseline)."""
+    """Phone durations from espeak-ng's own synthesis of the phrase, pauses from the
+    punctuation table `avgen.text.PAUSES` (the baseline)."""
 
     name = "espeak"
     # A phone espeak did not emit (rare phonemizer/espeak disagreement) gets this long.
@@ -73,6 +100,55 @@ class EspeakDurations:
                 total = espeak_frames[b0:b1].sum()
                 out[a0:a1] = total / (a1 - a0) if total > 0 else self.fallback_frames
         return np.maximum(out, 1.0)
+
+    def segment(self, phrases: Sequence[Phrase]) -> SegmentTiming:
+        return SegmentTiming(tuple(self.durations(p) for p in phrases),
+                             tuple(p.pause_after * FRAMES_PER_SECOND for p in phrases))
+
+
+DEFAULT_WEIGHTS = "text-to-tokens"
+
+
+class LearnedDurations:
+    """The trained text-to-tokens model: durations from its duration predictor, soft
+    per-frame tokens from its token decoder. `checkpoint` defaults to the shipped
+    weights (`avgen weights path text-to-tokens`); `seed` drives the flow decoder's noise."""
+
+    name = "learned"
+
+    def __init__(self, checkpoint: str | Path | None = None, seed: int = 0) -> None:
+        from avgen.model.text_to_tokens import load_checkpoint
+        from avgen.weights import Weights
+
+        path = Path(checkpoint) if checkpoint is not None else Weights().path(DEFAULT_WEIGHTS)
+        self.model = load_checkpoint(path)
+        self.checkpoint = path
+        self.seed = seed
+
+    def _entries(self, phrases: Sequence[Phrase]):
+        from avgen.model.text_to_tokens import phrases_to_entries
+
+        return phrases_to_entries(phrases)
+
+    def segment(self, phrases: Sequence[Phrase]) -> SegmentTiming:
+        entries = self._entries(phrases)
+        frames = self.model.predict_durations(entries)
+        is_phone = entries.phone_of >= 0
+        # a phone the symbol table split (`ææ`) gets the sum of its pieces back
+        per_phone = np.bincount(entries.phone_of[is_phone], weights=frames[is_phone],
+                                minlength=sum(len(p.phones) for p in phrases))
+        bounds = np.cumsum([0, *(len(p.phones) for p in phrases)])
+        pauses = np.zeros(len(phrases))
+        pauses[entries.phrase_of[~is_phone]] = frames[~is_phone]
+        return SegmentTiming(tuple(per_phone[a:b] for a, b in zip(bounds, bounds[1:])),
+                             tuple(float(x) for x in pauses))
+
+    def decode(self, phrases: Sequence[Phrase], entry_frames: np.ndarray) -> np.ndarray:
+        entries = self._entries(phrases)
+        if len(entry_frames) != len(entries):
+            raise AvgenError(f"timeline placed {len(entry_frames)} entries, the model "
+                             f"has {len(entries)} for {phrases[0].text!r}")
+        return self.model.decode(entries, entry_frames, seed=self.seed)
 
 
 @dataclass(frozen=True)
@@ -119,6 +195,9 @@ class Timeline:
     phoneme_durations: np.ndarray
     cues: tuple[TimedCue, ...]
     durations_source: str
+    # (T, V) log-probabilities per person when a token decoder wrote them (or a file
+    # held them); None: label-smoothed one-hot tokens of the hard timeline.
+    logits: tuple[np.ndarray, ...] | None = None
 
     def turn_phonemes(self, index: int) -> list[str]:
         turn = self.turns[index]
@@ -139,7 +218,10 @@ class Timeline:
 
     def token_logits(self, person: int, smoothing: float = 0.01) -> np.ndarray:
         """(T, V) log-probabilities of label-smoothed one-hot tokens: the baseline's hard
-        timing written in the soft-posterior interface the models consume."""
+        timing written in the soft-posterior interface the models consume; the decoder's
+        posteriors where a token decoder wrote them."""
+        if self.logits is not None:
+            return self.logits[person]
         ids = self.token_ids(person)
         probs = np.full((self.num_frames, NUM_SYMBOLS), smoothing / NUM_SYMBOLS, np.float32)
         probs[np.arange(self.num_frames), ids] += 1.0 - smoothing
@@ -190,10 +272,12 @@ class Timeline:
         cues = tuple(TimedCue(str(k), int(p), int(s0), int(d), int(t)) for k, p, s0, d, t in zip(
             a["cues/kind"], a["cues/person"], a["cues/start_frame"], a["cues/duration"],
             a["cues/turn"]))
+        logits = tuple(a[f"p{i}/token_logits"].astype(np.float32) for i in range(NUM_PEOPLE))
         return cls(tuple(str(n) for n in a["names"]), int(a["num_frames"]), turns,
                    a["phonemes/symbol_id"].astype(np.int64),
                    a["phonemes/start_frame"].astype(np.int64),
-                   a["phonemes/duration"].astype(np.int64), cues, str(a["durations_source"]))
+                   a["phonemes/duration"].astype(np.int64), cues, str(a["durations_source"]),
+                   logits)
 
 
 class _Cursor:
@@ -208,11 +292,14 @@ class _Cursor:
 
     @property
     def frame(self) -> int:
-        return int(round(self.time))
+        # half up, not Python's half-to-even: after a phone stretched to one frame,
+        # time sits at end - 0.5 and must round to `end`, or the next phone overlaps it
+        return math.floor(self.time + 0.5)
 
-    def add(self, symbol: int, frames: float) -> None:
+    def add(self, symbol: int, frames: float) -> tuple[int, int]:
+        """Place `symbol` for `frames`; returns its whole-frame span (start, end)."""
         start = self.frame
-        end = max(int(round(self.time + frames)), start + 1)
+        end = max(math.floor(self.time + frames + 0.5), start + 1)
         self.time = max(self.time + frames, end - 0.5)
         if self.ids and symbol == SILENCE_ID and self.ids[-1] == SILENCE_ID:
             self.durations[-1] += end - start  # one run of silence, not many
@@ -220,6 +307,7 @@ class _Cursor:
             self.ids.append(symbol)
             self.starts.append(start)
             self.durations.append(end - start)
+        return start, end
 
 
 def build_timeline(dialogue: Dialogue, durations: DurationSource,
@@ -232,6 +320,8 @@ def build_timeline(dialogue: Dialogue, durations: DurationSource,
     cursor = _Cursor(int(round(config.lead_in * fps)))
     turns: list[TimedTurn] = []
     cues: list[TimedCue] = []
+    decoder = getattr(durations, "decode", None)
+    decoded: list[tuple[int, int, np.ndarray]] = []  # (person, start frame, (n, V))
     for index, turn in enumerate(dialogue.turns):
         if index:
             cursor.time = turns[-1].end_frame + config.turn_gap * fps
@@ -240,15 +330,21 @@ def build_timeline(dialogue: Dialogue, durations: DurationSource,
         turn_end = turn_start
         for segment in turn.segments:
             if isinstance(segment, Speech):
-                for phrase in to_phrases(segment.text, dialogue.source, turn.line):
-                    frames = durations.durations(phrase) / config.rate
-                    for phone, length in zip(phrase.phones, frames):
+                phrases = to_phrases(segment.text, dialogue.source, turn.line)
+                timing = durations.segment(phrases)
+                spans: list[tuple[int, int]] = []
+                for phrase, phone_frames, pause in zip(phrases, timing.phone_frames,
+                                                       timing.pause_frames):
+                    for phone, length in zip(phrase.phones, phone_frames / config.rate):
                         # a phone the table splits (`ææ`) shares its duration
                         ids = phones_to_ids([phone], dialogue.source, turn.line)
                         for sid in ids:
-                            cursor.add(sid, float(length) / len(ids))
-                    if phrase.pause_after:
-                        cursor.add(SILENCE_ID, phrase.pause_after * fps / config.rate)
+                            spans.append(cursor.add(sid, float(length) / len(ids)))
+                    if pause > 0:
+                        spans.append(cursor.add(SILENCE_ID, pause / config.rate))
+                if decoder is not None and spans:
+                    logits = decoder(phrases, np.array([b - a for a, b in spans], np.int64))
+                    decoded.append((turn.person, spans[0][0], logits))
             elif isinstance(segment, Pause):
                 start = cursor.frame
                 cursor.add(SILENCE_ID, segment.seconds * fps)
@@ -264,9 +360,16 @@ def build_timeline(dialogue: Dialogue, durations: DurationSource,
         turns.append(TimedTurn(turn.person, turn.line, turn.text, turn_start, turn_end,
                                first_phoneme, len(cursor.ids) - first_phoneme))
     num_frames = turns[-1].end_frame + int(round(config.tail * fps))
-    return Timeline(names, num_frames, tuple(turns), np.array(cursor.ids, np.int64),
-                    np.array(cursor.starts, np.int64), np.array(cursor.durations, np.int64),
-                    tuple(cues), durations.name)
+    timeline = Timeline(names, num_frames, tuple(turns), np.array(cursor.ids, np.int64),
+                        np.array(cursor.starts, np.int64),
+                        np.array(cursor.durations, np.int64), tuple(cues), durations.name)
+    if decoder is None:
+        return timeline
+    # Silence (between turns, pauses, laughs, the listener) keeps the smoothed one-hot.
+    logits = [timeline.token_logits(person) for person in range(NUM_PEOPLE)]
+    for person, start, block in decoded:
+        logits[person][start:start + len(block)] = block
+    return dataclasses.replace(timeline, logits=tuple(logits))
 
 
 def save_timeline(path, timeline: Timeline) -> None:
