@@ -49,6 +49,15 @@ def test_training_is_deterministic_and_resume_equals_an_uninterrupted_run(tmp_pa
     assert all(np.isfinite(r["loss"]) for r in log if r["event"] == "train")
 
 
+def test_a_bare_checkpoint_continues_from_its_step(tmp_path):
+    data = make_folder(tmp_path / "data")
+    train(data, tmp_path / "run", config(2), TINY, progress=False, threads=1)
+    (tmp_path / "run" / "state.pt").unlink()
+    path = train(data, tmp_path / "run", config(3), TINY, progress=False, threads=1)
+    assert checkpoint_metadata(path)["step"] == 3
+    assert "resume-without-optimizer-state" in (tmp_path / "run" / "train.log").read_text()
+
+
 def test_loss_goes_down(tmp_path):
     data = make_folder(tmp_path / "data")
     cfg = TrainConfig(steps=16, batch_size=4, segment_frames=16, warmup=2, lr=5e-3,

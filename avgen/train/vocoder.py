@@ -7,7 +7,9 @@ and the small windows of the multi-resolution loss are what constrain phase.
 
 Training is resumable: `out_dir/vocoder.safetensors` holds the model (+ its config and
 training summary in the metadata), `out_dir/state.pt` the optimizer, step and data
-order. Running the same command again continues from the last checkpoint. Crops are
+order. Running the same command again continues from the last checkpoint. A folder with
+only vocoder.safetensors (such as a copy of the shipped avgen-vocos-22k) continues from
+those weights and their step with a fresh optimizer. Crops are
 drawn from a generator seeded by (seed, step), so a resumed run draws the same batches
 an uninterrupted one would.
 """
@@ -189,6 +191,14 @@ def train(folders: str | Path | list, out_dir: str | Path, config: TrainConfig =
         state = torch.load(state_path, map_location="cpu", weights_only=True)
         model = load_checkpoint(out_dir / CHECKPOINT).train()
         step = int(state["step"])
+    elif (out_dir / CHECKPOINT).is_file():
+        # weights without optimizer state (e.g. the shipped checkpoint copied into a run
+        # folder): continue from its step with fresh Adam moments
+        from avgen.audio.vocos import checkpoint_metadata
+
+        model = load_checkpoint(out_dir / CHECKPOINT).train()
+        step = int(checkpoint_metadata(out_dir / CHECKPOINT).get("step", 0))
+        _log(out_dir, {"event": "resume-without-optimizer-state", "step": step})
     else:
         torch.manual_seed(config.seed)
         model = Vocos(model_config).train()
