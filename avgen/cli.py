@@ -569,6 +569,7 @@ def train_vocoder(
         # unlike other commands, training has saved its state: say so
         err.print(f"interrupted; checkpoint saved in {out}; run the same command to resume")
         raise typer.Exit(130) from None
+    typer.echo(str(path))
 
 
 @train_app.command("tokens")

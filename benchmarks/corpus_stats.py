@@ -65,7 +65,7 @@ def main() -> None:
     parser.add_argument("-o", type=Path, default=Path(__file__).parent / "results" / "corpus.md")
     args = parser.parse_args()
     utterances = corpus.load_utterances(args.root)
-    lines = [f"# Teacher corpus statistics\n", f"`python {' '.join(sys.argv)}`\n",
+    lines = ["# Teacher corpus statistics\n", f"`python {' '.join(sys.argv)}`\n",
              "## Speech\n", "| voice | utterances | hours | median utterance s |",
              "| --- | --- | --- | --- |"]
     for voice in sorted({u.voice for u in utterances}):
@@ -86,7 +86,7 @@ def main() -> None:
                   f"{SYMBOLS[i]} {c}" for i, c in sorted(counts.items(), key=lambda x: x[1])[:8]),
               f"- symbols never used ({len(never)}): {' '.join(never)}"]
     if args.wer:
-        lines += ["", f"## Teacher intelligibility (Whisper tiny.en, held-out)\n",
+        lines += ["", "## Teacher intelligibility (Whisper tiny.en, held-out)\n",
                   "| voice | utterances | WER |", "| --- | --- | --- |"]
         for voice, (wer, n) in wer_by_voice(args.root, utterances, args.wer).items():
             lines.append(f"| {voice} | {n} | {wer:.3f} |")

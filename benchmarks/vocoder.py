@@ -32,7 +32,7 @@ from avgen.audio.io import read_audio
 from avgen.audio.mel import log_mel
 from avgen.audio.vocoder import load_vocoder, vocode
 from avgen.constants import HOP_LENGTH, SAMPLE_RATE
-from avgen.metrics.asr import WhisperTinyEn, normalize_text, word_error_rate
+from avgen.metrics.asr import WhisperTinyEn, word_error_rate
 from avgen.metrics.audio import mcd_waves
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -200,7 +200,7 @@ def main(argv=None) -> None:
         lines.append(f"| {name} | {wer_all:.3f} | " + " | ".join(f"{w:.3f}" for w in per_voice)
                      + f" | {mcd[0]} | {mcd[1]} | {speed} |")
     if bigvgan_xrt is not None:
-        lines.append(f"| bigvgan (random weights, speed only) | - | " + " | ".join(
+        lines.append("| bigvgan (random weights, speed only) | - | " + " | ".join(
             "-" for _ in voices) + f" | - | - | - | {bigvgan_xrt:.2f} (2 s) |")
     lines += ["", f"One-minute load average of the machine when the speed runs ended: {load:.1f} "
               "(other processes shared the 2 cores; speed figures are lower bounds).",

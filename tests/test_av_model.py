@@ -158,12 +158,18 @@ def test_model_fits_a_batch(tiny_corpus):
 
 
 def test_bad_checkpoint_is_a_clear_error(tmp_path):
-    from avgen.errors import AvgenError
+    from avgen.errors import WeightsError
     from avgen.train.av import load_checkpoint
 
     bad = tmp_path / "x.safetensors"
     bad.write_bytes(b"garbage")
-    with pytest.raises(AvgenError, match="x.safetensors: not a readable safetensors"):
+    with pytest.raises(WeightsError, match="x.safetensors: not a readable safetensors"):
         load_checkpoint(bad)
-    with pytest.raises(AvgenError, match="no such checkpoint"):
+    with pytest.raises(WeightsError, match="joint audio-visual checkpoint not found"):
         load_checkpoint(tmp_path / "missing.safetensors")
+    from avgen.model.text_to_tokens import ARCHITECTURE  # a real file of another model
+    from avgen.weights import Weights
+
+    with pytest.raises(WeightsError, match=r"not an avgen.av-flow/1 checkpoint"):
+        load_checkpoint(Weights().path("text-to-tokens"))
+    assert ARCHITECTURE != "avgen.av-flow/1"

@@ -12,7 +12,7 @@ from avgen.model.text_to_tokens import (BREAK, PUNCTUATION, WORD_WHOLE, TextToTo
 from avgen.script import parse_script
 from avgen.symbols import NUM_SYMBOLS, SILENCE_ID, phones_to_ids
 from avgen.text import to_phrases
-from avgen.tokens import LearnedDurations, TimelineConfig, build_timeline
+from avgen.tokens import LearnedDurations, build_timeline
 
 TINY = TextToTokensConfig(embed_dim=16, conv_layers=1, attn_layers=1, attn_heads=2, ff_dim=32,
                           duration_layers=1, decoder_dim=16, decoder_layers=1, dropout=0.0)

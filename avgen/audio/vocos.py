@@ -174,21 +174,10 @@ def save_checkpoint(model: Vocos, path: str | Path, extra: dict | None = None) -
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Vocos:
     """Rebuild a Vocos from a file written by `save_checkpoint`; WeightsError on anything else."""
-    from safetensors import SafetensorError, safe_open
-    from safetensors.torch import load_file
+    from avgen import checkpoint
 
     path = Path(path)
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-        state = load_file(str(path), device=str(device))
-    except FileNotFoundError:
-        raise WeightsError(f"{path}: vocoder checkpoint not found") from None
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise WeightsError(f"{path}: not a readable safetensors file ({exc})") from None
-    if metadata.get("architecture") != ARCHITECTURE:
-        raise WeightsError(f"{path}: not an {ARCHITECTURE} checkpoint "
-                           f"(architecture {metadata.get('architecture')!r})")
+    state, metadata = checkpoint.read(path, ARCHITECTURE, "vocoder", device)
     try:
         config = VocosConfig.from_dict(json.loads(metadata["config"]))
         model = Vocos(config)
@@ -201,8 +190,6 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Voc
 
 def checkpoint_metadata(path: str | Path) -> dict:
     """Metadata of a checkpoint (config, training step, data summary...), JSON-decoded."""
-    from safetensors import safe_open
+    from avgen import checkpoint
 
-    with safe_open(str(path), framework="pt") as handle:
-        raw = handle.metadata() or {}
-    return {k: (json.loads(v) if k != "architecture" else v) for k, v in raw.items()}
+    return checkpoint.metadata(path)

@@ -488,7 +488,6 @@ def track_landmarks(points: np.ndarray, fps: float, observed: ObservedBasis,
     shape3d = model.neutral
     fitter = ExpressionFitter(neutral, observed.basis, observed.coupling, model.width, config)
     rigid = list(lm.RIGID)
-    rigid_w = np.ones(len(rigid))
     T = len(points)
     quats = np.zeros((T, 4))
     trans = np.zeros((T, 3))

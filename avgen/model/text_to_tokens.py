@@ -396,21 +396,10 @@ def load_checkpoint(path: str | Path, decoder: str | None = None) -> TextToToken
     `decoder` overrides the head the checkpoint names."""
     from dataclasses import replace
 
-    from safetensors import SafetensorError, safe_open
-    from safetensors.torch import load_file
+    from avgen import checkpoint
 
     path = Path(path)
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-        state = load_file(str(path))
-    except FileNotFoundError:
-        raise WeightsError(f"{path}: text-to-tokens checkpoint not found") from None
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise WeightsError(f"{path}: not a readable safetensors file ({exc})") from None
-    if metadata.get("architecture") != ARCHITECTURE:
-        raise WeightsError(f"{path}: not an {ARCHITECTURE} checkpoint "
-                           f"(architecture {metadata.get('architecture')!r})")
+    state, metadata = checkpoint.read(path, ARCHITECTURE, "text-to-tokens")
     try:
         config = TextToTokensConfig.from_dict(json.loads(metadata["config"]))
         if decoder is not None:
@@ -427,8 +416,6 @@ def load_checkpoint(path: str | Path, decoder: str | None = None) -> TextToToken
 
 
 def checkpoint_metadata(path: str | Path) -> dict:
-    from safetensors import safe_open
+    from avgen import checkpoint
 
-    with safe_open(str(path), framework="pt") as handle:
-        raw = handle.metadata() or {}
-    return {k: (json.loads(v) if k != "architecture" else v) for k, v in raw.items()}
+    return checkpoint.metadata(path)

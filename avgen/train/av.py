@@ -16,11 +16,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from avgen.errors import AvgenError
+from avgen.errors import WeightsError
 from avgen.model.av_flow import AVFlow, AVFlowConfig
 from avgen.train.av_data import DialogueWindows, Normalizer
 
 CHECKPOINT = "av-latest.safetensors"
+ARCHITECTURE = "avgen.av-flow/1"
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ def save_checkpoint(path: Path, model: AVFlow, normalizer: Normalizer, step: int
 
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     tensors.update(normalizer.to_tensors())
-    metadata = {"format": "avgen.av-flow/1", "config": json.dumps(model.config.to_dict()),
+    metadata = {"architecture": ARCHITECTURE, "config": json.dumps(model.config.to_dict()),
                 "train": json.dumps(asdict(train)), "step": str(step)}
     atomic_write_bytes(path, save(tensors, metadata=metadata))
 
@@ -55,26 +56,20 @@ def save_checkpoint(path: Path, model: AVFlow, normalizer: Normalizer, step: int
 def load_checkpoint(path: str | Path, device: str = "cpu"
                     ) -> tuple[AVFlow, Normalizer, int, dict]:
     """(model, normaliser, step, train config dict) from a checkpoint; clear errors."""
-    from safetensors import safe_open
+    from avgen import checkpoint
 
-    path = Path(path)
-    if not path.is_file():
-        raise AvgenError(f"{path}: no such checkpoint")
+    tensors, metadata = checkpoint.read(path, ARCHITECTURE, "joint audio-visual", device)
     try:
-        with safe_open(str(path), framework="pt", device=device) as f:
-            metadata = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as exc:  # noqa: BLE001 - safetensors raises several types
-        raise AvgenError(f"{path}: not a readable safetensors checkpoint ({exc})") from None
-    if metadata.get("format") != "avgen.av-flow/1":
-        raise AvgenError(f"{path}: not an avgen.av-flow/1 checkpoint")
-    config = json.loads(metadata["config"])
-    config["voices"] = tuple(config["voices"])
-    model = AVFlow(AVFlowConfig(**config)).to(device)
-    model.load_state_dict({k[len("model."):]: v for k, v in tensors.items()
-                           if k.startswith("model.")})
-    return model, Normalizer.from_tensors(tensors), int(metadata["step"]), json.loads(
-        metadata["train"])
+        config = json.loads(metadata["config"])
+        config["voices"] = tuple(config["voices"])
+        model = AVFlow(AVFlowConfig(**config)).to(device)
+        model.load_state_dict({k[len("model."):]: v for k, v in tensors.items()
+                               if k.startswith("model.")})
+        return model, Normalizer.from_tensors(tensors), int(metadata["step"]), json.loads(
+            metadata["train"])
+    except (KeyError, ValueError, TypeError, RuntimeError) as exc:
+        raise WeightsError(f"{path}: joint audio-visual checkpoint does not match its config "
+                           f"({exc})") from None
 
 
 def _lr(step: int, config: TrainConfig) -> float:

@@ -224,7 +224,6 @@ def animate(me: Track, partner: Track, person: int, num_frames: int, seed: int,
     n = num_frames
     rng = np.random.default_rng(seed)
     speaking = me.speaking(n)
-    partner_speaking = partner.speaking(n)
     energy = me.energy / (np.percentile(me.energy[speaking], 95) + 1e-6 if speaking.any()
                           else 1.0)
     expr = np.zeros((n, len(EXPRESSION_NAMES)), np.float64)
