@@ -50,6 +50,13 @@ def generate(timeline: Timeline, model, normalizer, config: GenerateConfig = Gen
 
     Returns `avgen.av/1` arrays. Deterministic for `config.seed` on one device.
     """
+    tokens = np.stack([timeline.token_logits(p) for p in range(NUM_PEOPLE)])
+    return generate_from_tokens(tokens, timeline.names, model, normalizer, config)
+
+
+def generate_from_tokens(tokens: np.ndarray, names, model, normalizer,
+                         config: GenerateConfig = GenerateConfig()) -> dict[str, np.ndarray]:
+    """`generate` for per-person token log-probabilities (2, T, V) from any source."""
     from avgen.train.av_data import motion_from_features
 
     if config.steps < 1:
@@ -60,15 +67,15 @@ def generate(timeline: Timeline, model, normalizer, config: GenerateConfig = Gen
         raise InputError(f"voices must be two of {', '.join(model.config.voices)}; got "
                          f"{', '.join(voices)}")
     device = config.device
-    tokens = torch.from_numpy(np.stack([timeline.token_logits(p) for p in range(NUM_PEOPLE)]))
     voice_ids = torch.tensor([model.config.voices.index(v) for v in voices])
     generator = torch.Generator(device=device).manual_seed(config.seed)
-    mel, motion = model.sample_dyad(tokens.to(device), voice_ids.to(device), config.steps,
-                                    generator)
+    mel, motion = model.sample_dyad(torch.from_numpy(np.asarray(tokens, np.float32)).to(device),
+                                    voice_ids.to(device), config.steps, generator)
     mel = mel.cpu().numpy() * normalizer.mel_std + normalizer.mel_mean
     motion = motion.cpu().numpy() * normalizer.motion_std + normalizer.motion_mean
-    arrays = {"num_people": np.array(NUM_PEOPLE), "num_frames": np.array(timeline.num_frames),
-              "names": formats.string_array(timeline.names),
+    num_frames = tokens.shape[1]
+    arrays = {"num_people": np.array(NUM_PEOPLE), "num_frames": np.array(num_frames),
+              "names": formats.string_array(names),
               "expression_names": formats.string_array(EXPRESSION_NAMES)}
     for person in range(NUM_PEOPLE):
         pose, expression = motion_from_features(motion[person])
