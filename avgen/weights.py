@@ -68,9 +68,8 @@ def load_registry(path: str | Path = REGISTRY_PATH) -> dict[str, WeightsEntry]:
         if missing:
             raise WeightsError(f"{path}: entry [weights.{name}] lacks {', '.join(missing)}")
         sha = str(table["sha256"]).lower()
-        if sha == UNPINNED and str(table["source"]) != "builtin":
-            pass
-        elif len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+        unpinned_ok = sha == UNPINNED and str(table["source"]) != "builtin"
+        if not unpinned_ok and (len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha)):
             raise WeightsError(f"{path}: entry [weights.{name}] sha256 is not 64 hex digits")
         entries[name] = WeightsEntry(name, str(table["component"]), str(table["file"]), sha,
                                      int(table["size"]), str(table["licence"]),
