@@ -222,10 +222,7 @@ class Timeline:
         posteriors where a token decoder wrote them."""
         if self.logits is not None:
             return self.logits[person]
-        ids = self.token_ids(person)
-        probs = np.full((self.num_frames, NUM_SYMBOLS), smoothing / NUM_SYMBOLS, np.float32)
-        probs[np.arange(self.num_frames), ids] += 1.0 - smoothing
-        return np.log(probs)
+        return one_hot_log_probs(self.token_ids(person), smoothing)
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         s = formats.string_array
@@ -278,6 +275,13 @@ class Timeline:
                    a["phonemes/start_frame"].astype(np.int64),
                    a["phonemes/duration"].astype(np.int64), cues, str(a["durations_source"]),
                    logits)
+
+
+def one_hot_log_probs(ids: np.ndarray, smoothing: float = 0.01) -> np.ndarray:
+    """(T,) symbol ids -> (T, V) log-probabilities of label-smoothed one-hot tokens."""
+    probs = np.full((len(ids), NUM_SYMBOLS), smoothing / NUM_SYMBOLS, np.float32)
+    probs[np.arange(len(ids)), ids] += 1.0 - smoothing
+    return np.log(probs)
 
 
 class _Cursor:

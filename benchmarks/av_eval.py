@@ -33,7 +33,8 @@ def main() -> None:
     from avgen.pipeline import GenerateConfig, generate_from_tokens
     from avgen.train import corpus
     from avgen.train.av import load_checkpoint
-    from avgen.train.av_data import DialogueWindows, token_log_probs
+    from avgen.tokens import one_hot_log_probs
+    from avgen.train.av_data import DialogueWindows
 
     parser = argparse.ArgumentParser()
     parser.add_argument("corpus", type=Path)
@@ -55,7 +56,7 @@ def main() -> None:
         for k, (dialogue, _) in enumerate(data.dialogues[:args.dialogues]):
             n = dialogue.num_frames
             ids = [data.person_arrays(dialogue, p, 0, n)[1] for p in range(2)]
-            tokens = np.stack([token_log_probs(i) for i in ids])
+            tokens = np.stack([one_hot_log_probs(i) for i in ids])
             generated = generate_from_tokens(
                 tokens, dialogue.voices, model, normalizer,
                 GenerateConfig(steps=args.steps, seed=args.seed, voices=dialogue.voices))

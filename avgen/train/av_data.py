@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from avgen.audio.mel import LOG_SILENCE
 from avgen.constants import EXPRESSION_NAMES, N_MELS
 from avgen.model.av_flow import MOTION_DIM
 from avgen.motion import euler_to_quaternion, quaternion_to_euler
-from avgen.symbols import NUM_SYMBOLS, SILENCE_ID
+from avgen.symbols import SILENCE_ID
+from avgen.tokens import one_hot_log_probs
 
-LOG_SILENCE = float(np.log(1e-5))
-TOKEN_SMOOTHING = 0.01  # as avgen.tokens writes one-hot timelines
 
 
 def motion_features(head_pose: np.ndarray, expression: np.ndarray) -> np.ndarray:
@@ -44,13 +44,6 @@ def motion_from_features(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         low = -1.0 if name in SIGNED_EXPRESSIONS else 0.0
         expression[:, k] = np.clip(expression[:, k], low, 1.0)
     return pose, expression.astype(np.float32)
-
-
-def token_log_probs(ids: np.ndarray) -> np.ndarray:
-    """(T,) symbol ids -> (T, V) label-smoothed log-probabilities."""
-    probs = np.full((len(ids), NUM_SYMBOLS), TOKEN_SMOOTHING / NUM_SYMBOLS, np.float32)
-    probs[np.arange(len(ids)), ids] += 1.0 - TOKEN_SMOOTHING
-    return np.log(probs)
 
 
 @dataclass(frozen=True)
@@ -124,8 +117,8 @@ class DialogueWindows:
         partner_motion[:real] = motion[f"p{1 - person}"][start:start + real]
         mask = np.zeros(length, bool)
         mask[:real] = True
-        return {"mel": mel, "motion": own_motion, "tokens": token_log_probs(ids),
-                "partner_tokens": token_log_probs(partner_ids), "partner_motion": partner_motion,
+        return {"mel": mel, "motion": own_motion, "tokens": one_hot_log_probs(ids),
+                "partner_tokens": one_hot_log_probs(partner_ids), "partner_motion": partner_motion,
                 "voice": np.array(self.voices.index(dialogue.voices[person])), "mask": mask}
 
     def batch(self, rng: np.random.Generator, size: int, length: int,
