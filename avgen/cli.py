@@ -390,6 +390,8 @@ def train_av(
     frames: int = typer.Option(300, min=16, help="Window length in frames (86.13 per second)."),
     d_model: int = typer.Option(256, min=16), blocks: int = typer.Option(4, min=1),
     heads: int = typer.Option(4, min=1),
+    ff_kernel: int = typer.Option(3, min=1, help="Frames seen by the feed-forward's first "
+                                  "layer (1: plain MLP)."),
     highway: bool = typer.Option(True, help="--no-highway trains the separate-streams ablation."),
     seed: int = typer.Option(0), threads: int = typer.Option(0, help="torch threads (0: default)."),
     device: Optional[str] = typer.Option(None, help="cpu or cuda (default: cuda if available)."),
@@ -401,13 +403,15 @@ def train_av(
     from avgen.model.av_flow import AVFlowConfig
     from avgen.train.av import TrainConfig, train
 
-    model_config = AVFlowConfig(d_model=d_model, n_blocks=blocks, n_heads=heads, highway=highway)
+    model_config = AVFlowConfig(d_model=d_model, n_blocks=blocks, n_heads=heads,
+                                ff_kernel=ff_kernel, highway=highway)
     config = TrainConfig(steps=steps, batch_size=batch_size, frames=frames, seed=seed,
                          threads=threads)
     with tqdm(total=steps, desc="train av", unit="step", file=sys.stderr) as bar:
         def progress(n, loss):
             bar.update(n)
-            bar.set_postfix(loss=f"{loss:.3f}")
+            if loss is not None:
+                bar.set_postfix(loss=f"{loss:.3f}")
         path = train(corpus_root, run_dir, model_config, config, device, progress,
                      log=lambda m: err.print(m))
     err.print(f"checkpoint: {path}")

@@ -1,5 +1,7 @@
 """Joint audio-visual flow model: shapes, windowed attention, highways, training, checkpoints."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -62,7 +64,8 @@ def test_generation_streams_with_limited_lookahead():
     x["tokens"] = x["tokens"].clone()
     x["tokens"][:, 40:] = torch.log_softmax(torch.randn(1, 20, TINY.num_symbols), -1)
     changed, _ = model(**x)
-    lookahead = TINY.window_future * TINY.n_blocks
+    lookahead = TINY.lookahead
+    assert lookahead == (TINY.window_future + TINY.ff_kernel // 2) * TINY.n_blocks
     diff = (changed - base).abs().amax(-1)[0]
     assert diff[:40 - lookahead].max() == 0  # frames far before the change are untouched
     assert diff[40 - lookahead:].max() > 0
@@ -123,13 +126,15 @@ def test_training_reduces_loss_resumes_and_checkpoints(tiny_corpus, tmp_path):
     # resuming to 40 steps continues from 30, not from scratch
     more = []
     train(root, tmp_path / "run", TINY, TrainConfig(**{**config.__dict__, "steps": 40}),
-          device="cpu", progress=lambda n, loss: more.append(loss), log=lambda m: None)
-    assert len(more) == 10 and load_checkpoint(path)[2] == 40
+          device="cpu", progress=lambda n, loss: more.append((n, loss)), log=lambda m: None)
+    assert more[0] == (30, None)  # the progress bar starts where the run stands
+    assert len(more) == 11 and load_checkpoint(path)[2] == 40
     lines = (tmp_path / "run" / "train.log").read_text().splitlines()
     assert len(lines) == 8
 
 
-def test_model_fits_a_batch(tiny_corpus):
+@pytest.mark.parametrize("ff_kernel", [1, 3])
+def test_model_fits_a_batch(tiny_corpus, ff_kernel):
     """With the flow time and noise held fixed, a few dozen steps must fit a batch: the
     gradient reaches every stream."""
     from avgen.train.av_data import DialogueWindows
@@ -139,7 +144,7 @@ def test_model_fits_a_batch(tiny_corpus):
     rng = np.random.default_rng(0)
     batch = data.batch(rng, 4, 48, data.normalizer(rng, 20, 48))
     torch.manual_seed(0)
-    model = AVFlow(TINY)
+    model = AVFlow(replace(TINY, ff_kernel=ff_kernel))
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
 
     def loss():
@@ -148,7 +153,7 @@ def test_model_fits_a_batch(tiny_corpus):
                           batch["mask"], torch.Generator().manual_seed(0))
 
     first = loss()[1]
-    for _ in range(120):
+    for _ in range(250):
         optimizer.zero_grad()
         loss()[0].backward()
         optimizer.step()

@@ -36,6 +36,7 @@ class AVFlowConfig:
     n_blocks: int = 4
     n_heads: int = 4
     ff_mult: int = 3
+    ff_kernel: int = 3  # first feed-forward layer is a conv over this many frames (1: linear)
     window_past: int = 7
     window_future: int = 2
     num_symbols: int = NUM_SYMBOLS
@@ -47,6 +48,11 @@ class AVFlowConfig:
     lambda_head: float = 1.0
     lambda_face: float = 1.0
     highway: bool = True  # False: the ablation with separate streams
+
+    @property
+    def lookahead(self) -> int:
+        """Frames of future input one output frame depends on (what streaming must wait for)."""
+        return (self.window_future + self.ff_kernel // 2) * self.n_blocks
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -106,6 +112,30 @@ class TimestepEmbedding(nn.Module):
         return self.mlp(torch.cat([angles.cos(), angles.sin()], dim=-1))
 
 
+class FeedForward(nn.Module):
+    """Position-wise MLP whose first layer sees `kernel` neighbouring frames (FastSpeech's
+    conv feed-forward): mel frames are strongly correlated with their neighbours, and the
+    windowed attention alone learns that slowly. kernel 1 is DiT's plain MLP. Each block
+    adds kernel // 2 frames of lookahead to the attention's `window_future`."""
+
+    def __init__(self, d: int, hidden: int, kernel: int) -> None:
+        super().__init__()
+        self.kernel = kernel
+        if kernel == 1:
+            self.inner = nn.Linear(d, hidden)
+        else:
+            self.inner = nn.Conv1d(d, hidden, kernel, padding=kernel // 2)
+        self.outer = nn.Linear(hidden, d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, d) -> (B, T, d)."""
+        if self.kernel == 1:
+            hidden = self.inner(x)
+        else:
+            hidden = self.inner(x.transpose(1, 2)).transpose(1, 2)
+        return self.outer(nn.functional.gelu(hidden, approximate="tanh"))
+
+
 class Block(nn.Module):
     """DiT block with adaLN-zero: windowed self-attention with RoPE, then an MLP."""
 
@@ -118,8 +148,7 @@ class Block(nn.Module):
         self.qkv = nn.Linear(d, 3 * d)
         self.proj = nn.Linear(d, d)
         self.norm2 = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
-        self.mlp = nn.Sequential(nn.Linear(d, config.ff_mult * d), nn.GELU(approximate="tanh"),
-                                 nn.Linear(config.ff_mult * d, d))
+        self.mlp = FeedForward(d, config.ff_mult * d, config.ff_kernel)
         self.modulation = nn.Linear(d, 6 * d)
         nn.init.zeros_(self.modulation.weight)
         nn.init.zeros_(self.modulation.bias)

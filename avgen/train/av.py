@@ -29,11 +29,12 @@ class TrainConfig:
     steps: int = 20000
     batch_size: int = 8
     frames: int = 300  # ~3.5 s windows
-    learning_rate: float = 2e-4
-    warmup_steps: int = 500
+    learning_rate: float = 3e-4
+    warmup_steps: int = 300
     grad_clip: float = 1.0
     partner_motion_dropout: float = 0.3  # model must also work before the partner is known
     partner_motion_noise: float = 0.5  # at sampling time the partner estimate is noisy
+    speech_bias: float = 0.6  # share of windows cut around the person's own turn
     checkpoint_every: int = 500
     log_every: int = 25
     seed: int = 0
@@ -62,9 +63,14 @@ def load_checkpoint(path: str | Path, device: str = "cpu"
     try:
         config = json.loads(metadata["config"])
         config["voices"] = tuple(config["voices"])
+        legacy = "ff_kernel" not in config  # saved before the conv feed-forward existed
+        config.setdefault("ff_kernel", 1)
         model = AVFlow(AVFlowConfig(**config)).to(device)
-        model.load_state_dict({k[len("model."):]: v for k, v in tensors.items()
-                               if k.startswith("model.")})
+        state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+        if legacy:  # blocks' MLPs were nn.Sequential (mlp.0 / mlp.2) then
+            state = {k.replace(".mlp.0.", ".mlp.inner.").replace(".mlp.2.", ".mlp.outer.")
+                     if "_blocks." in k else k: v for k, v in state.items()}
+        model.load_state_dict(state)
         return model, Normalizer.from_tensors(tensors), int(metadata["step"]), json.loads(
             metadata["train"])
     except (KeyError, ValueError, TypeError, RuntimeError) as exc:
@@ -111,11 +117,13 @@ def train(corpus_root: str | Path, run_dir: str | Path, model_config: AVFlowConf
         if state.get("step") == step:
             optimizer.load_state_dict(state["optimizer"])
     generator = torch.Generator(device=device).manual_seed(config.seed * 7919 + step)
+    if progress and step:
+        progress(step, None)  # a resumed run's bar starts where the run stands
     log_file = (run_dir / "train.log").open("a")
     started = time.time()
     while step < config.steps:
         batch = {k: v.to(device) for k, v in data.batch(rng, config.batch_size, config.frames,
-                                                         normalizer).items()}
+                                                         normalizer, config.speech_bias).items()}
         partner = batch["partner_motion"]
         noise = torch.rand(partner.shape[0], 1, 1, device=device, generator=generator)
         partner = partner + noise * config.partner_motion_noise * torch.randn(

@@ -104,10 +104,22 @@ class DialogueWindows:
             ids[a - start:b - start] = frame_ids[a - turn_start:b - turn_start]
         return mel, ids
 
-    def example(self, rng: np.random.Generator, length: int) -> dict[str, np.ndarray]:
+    def example(self, rng: np.random.Generator, length: int, speech_bias: float = 0.0
+                ) -> dict[str, np.ndarray]:
+        """One person over one window. With probability `speech_bias` the window is cut
+        around one of the person's own turns: a uniform window holds that person's speech
+        only about half the time, and speech is what is slow to learn."""
         dialogue, motion = self.dialogues[int(rng.integers(len(self.dialogues)))]
         person = int(rng.integers(2))
         start = int(rng.integers(0, max(dialogue.num_frames - length, 0) + 1))
+        if speech_bias > 0 and rng.random() < speech_bias:
+            turn = int(rng.integers(len(dialogue.persons)))
+            person = dialogue.persons[turn]
+            turn_frames = self.utterances[dialogue.utterances[turn]].num_frames
+            low = dialogue.starts[turn] - length // 4
+            high = max(dialogue.starts[turn] + turn_frames - 3 * length // 4, low + 1)
+            start = int(np.clip(rng.integers(low, high), 0,
+                                max(dialogue.num_frames - length, 0)))
         real = min(length, dialogue.num_frames - start)
         mel, ids = self.person_arrays(dialogue, person, start, length)
         _, partner_ids = self.person_arrays(dialogue, 1 - person, start, length)
@@ -122,8 +134,8 @@ class DialogueWindows:
                 "voice": np.array(self.voices.index(dialogue.voices[person])), "mask": mask}
 
     def batch(self, rng: np.random.Generator, size: int, length: int,
-              normalizer: Normalizer) -> dict[str, torch.Tensor]:
-        examples = [self.example(rng, length) for _ in range(size)]
+              normalizer: Normalizer, speech_bias: float = 0.0) -> dict[str, torch.Tensor]:
+        examples = [self.example(rng, length, speech_bias) for _ in range(size)]
         out = {k: torch.from_numpy(np.stack([e[k] for e in examples])) for k in examples[0]}
         out["mel"] = (out["mel"] - torch.from_numpy(normalizer.mel_mean)) / torch.from_numpy(
             normalizer.mel_std)
