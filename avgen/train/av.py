@@ -63,6 +63,8 @@ def load_checkpoint(path: str | Path, device: str = "cpu"
     try:
         config = json.loads(metadata["config"])
         config["voices"] = tuple(config["voices"])
+        if "highway" in config:  # saved before the fusion variants existed
+            config["fusion"] = "highway" if config.pop("highway") else "separate"
         legacy = "ff_kernel" not in config  # saved before the conv feed-forward existed
         config.setdefault("ff_kernel", 1)
         model = AVFlow(AVFlowConfig(**config)).to(device)
@@ -174,6 +176,3 @@ def train(corpus_root: str | Path, run_dir: str | Path, model_config: AVFlowConf
     return checkpoint
 
 
-def ablation_config(config: AVFlowConfig) -> AVFlowConfig:
-    """The 'separate streams' ablation of issue 8: same model without highways."""
-    return replace(config, highway=False)
