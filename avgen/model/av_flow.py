@@ -33,6 +33,7 @@ from avgen.symbols import NUM_SYMBOLS
 
 MOTION_DIM = 6 + len(EXPRESSION_NAMES)  # yaw, pitch, roll, tx, ty, tz, expressions
 FUSIONS = ("highway", "separate", "shared", "cascaded")
+DENSE_ATTENTION_FRAMES = 512  # up to this length attention is computed densely with a mask
 
 
 @dataclass(frozen=True)
@@ -180,7 +181,12 @@ class Block(nn.Module):
         b, t, d = x.shape
         q, k, v = self.qkv(x).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
         q, k = rope(q, positions), rope(k, positions)
-        attended = local_attention(q, k, v, self.past, self.future)
+        if t <= DENSE_ATTENTION_FRAMES:
+            # training windows: a masked dense kernel beats gathering windows
+            mask = window_mask(t, self.past, self.future, device=q.device)
+            attended = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        else:
+            attended = local_attention(q, k, v, self.past, self.future)
         h = h + gate1 * self.proj(attended.transpose(1, 2).reshape(b, t, d))
         x = self.norm2(h) * (1 + scale2) + shift2
         return h + gate2 * self.mlp(x)
