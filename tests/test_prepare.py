@@ -405,3 +405,19 @@ def test_ctc_model_folder_errors(tmp_path, tiny_ctc):
                             capture_output=True, text=True)
     assert result.returncode == 2 and result.stderr.count("\n") == 1
     assert "nope: the --ctc-model folder does not exist" in result.stderr
+
+
+def test_worker_errors_reach_the_caller(tmp_path, monologues):
+    """With --jobs, an item's error comes back as the same one-line InputError."""
+    from avgen.prepare import prepare
+
+    solo, _, _ = monologues
+    (tmp_path / "solo.mp4").symlink_to(solo / "solo.mp4")
+    (tmp_path / "solo.txt").symlink_to(solo / "solo.txt")
+    (tmp_path / "bad.wav").write_bytes(b"not audio")
+    for name in ("x", "y"):
+        write_item(tmp_path, '[[person]]\nname = "a"\nvideo = "solo.mp4"\naudio = "bad.wav"\n'
+                   'transcript = "solo.txt"\n', f"{name}.toml")
+    with pytest.raises(InputError, match=r"\.toml: person 'a': .*bad\.wav: cannot read audio"):
+        prepare(tmp_path, tmp_path / "out", jobs=2, progress=False)
+    assert not list((tmp_path / "out" / "items").glob("*.npz"))

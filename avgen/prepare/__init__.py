@@ -268,11 +268,16 @@ def prepare(input_dir: str | Path, out_dir: str | Path, config: PrepareConfig = 
             with ProcessPoolExecutor(min(jobs, len(todo)), mp_context=context,
                                      initializer=_worker_init) as pool:
                 pending = {pool.submit(_work, (item, out_dir, config)) for item in todo}
-                while pending:
-                    done, pending = wait(pending, return_when=FIRST_EXCEPTION)
-                    for future in done:
-                        future.result()  # raises the item's error, if any
-                        bar.update(1)
+                try:
+                    while pending:
+                        done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                        for future in done:
+                            future.result()  # raises the item's error, if any
+                            bar.update(1)
+                except BaseException:
+                    # stop at the first error: items not started yet are not started
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    raise
     finally:
         bar.close()
     return write_config(out_dir, items, config, len(todo))

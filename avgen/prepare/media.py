@@ -130,8 +130,8 @@ def voice_activity(energy: list[np.ndarray], config: VadConfig = VadConfig()
 
 
 def resample_fft(wave: np.ndarray, rate: int, new_rate: int) -> np.ndarray:
-    """Band-limited resampling of a short waveform (L,) by FFT (for model inputs; the
-    edges are periodic, so callers keep context around what they use)."""
+    """Band-limited resampling of a waveform (L,) by one FFT (for model inputs; the FFT
+    treats the signal as periodic, so the first and last few ms may ring)."""
     if rate == new_rate:
         return np.asarray(wave, np.float32)
     count = int(round(len(wave) * new_rate / rate))
