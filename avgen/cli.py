@@ -396,9 +396,14 @@ def train_av(
                                "(default), or the ablations separate, shared, cascaded."),
     seed: int = typer.Option(0), threads: int = typer.Option(0, help="torch threads (0: default)."),
     device: Optional[str] = typer.Option(None, help="cpu or cuda (default: cuda if available)."),
+    init: Optional[Path] = typer.Option(None, "--init", help="Start a new run from this "
+                                        "checkpoint's weights and normaliser (fine-tuning, "
+                                        "e.g. on 'avgen prepare' shards); its model config "
+                                        "wins. Voices it lacks start as copies of its first."),
 ) -> None:
-    """Train (or resume) the joint audio-visual flow model on a teacher corpus. Checkpoints
-    every 500 steps to RUN/av-latest.safetensors; progress in RUN/train.log."""
+    """Train (or resume) the joint audio-visual flow model on a teacher corpus or on an
+    'avgen prepare' folder. Checkpoints every 500 steps to RUN/av-latest.safetensors;
+    progress in RUN/train.log."""
     from tqdm import tqdm
 
     from avgen.model.av_flow import FUSIONS, AVFlowConfig
@@ -415,8 +420,10 @@ def train_av(
             bar.update(n)
             if loss is not None:
                 bar.set_postfix(loss=f"{loss:.3f}")
+        if init is not None and not init.is_file():
+            raise InputError("no such checkpoint", str(init))
         path = train(corpus_root, run_dir, model_config, config, device, progress,
-                     log=lambda m: err.print(m))
+                     log=lambda m: err.print(m), init=init)
     err.print(f"checkpoint: {path}")
 
 
@@ -634,6 +641,66 @@ def train_tokens(
         path = trainer.train(items, output, config, progress=bar.update, log=bar.write,
                              data_note=f"{data} ({len(items)} utterances)", init=init)
     typer.echo(str(path))
+
+
+@app.command("prepare")
+@_user_errors
+def prepare_(
+    input_dir: Path = typer.Argument(..., help="Folder of item manifests (*.toml, searched "
+                                     "recursively) and their media."),
+    output: Path = typer.Option(..., "-o", "--output", help="Shards folder to write (an "
+                                "existing one is resumed: unchanged items are kept)."),
+    ctc_model: Optional[Path] = typer.Option(None, "--ctc-model", help="Local wav2vec2-style "
+                                             "CTC model folder (save_pretrained layout with "
+                                             "vocab.json) for people without a transcript; "
+                                             "needs the 'prepare' extra. Never downloads."),
+    aligner: Optional[Path] = typer.Option(None, "--aligner", help="Text-to-tokens checkpoint "
+                                           "whose mel prior aligns transcripts (default: the "
+                                           "shipped one)."),
+    tolerance: float = typer.Option(0.5, min=0.0, help="Seconds the audio and video of an "
+                                    "item may disagree in length (the longer is cut)."),
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Items prepared at once "
+                             "(processes)."),
+) -> None:
+    """Turn your own conversation recordings into training shards for
+    'avgen train av SHARDS -o RUN [--init CHECKPOINT]'.
+
+    Each item is one TOML manifest; paths are relative to it. One or two [[person]]
+    tables:
+
+    ```
+    heldout = false            # optional: a validation item
+    [[person]]
+    name = "alice"             # required
+    voice = "alice"            # optional voice name (default: name)
+    video = "talk.mp4"         # required: shows the face
+    view = "left"              # full (default) | left | right | top | bottom
+    audio = "talk.wav"         # optional (default: the video's audio track)
+    channel = 0                # optional channel of audio (default: mix)
+    transcript = "alice.txt"   # optional: her words, one turn per line
+    [[person]]
+    name = "bob"
+    video = "talk.mp4"
+    view = "right"
+    audio = "talk.wav"
+    channel = 1
+    ```
+
+    Layouts: a video + audio file per person; one side-by-side video + a stereo file
+    (views and channels, as above); or one [[person]] (a monologue). Audio at any rate is
+    resampled to 22050 Hz. Per person: log-mel, head pose + expressions tracked from the
+    video on the 86.13 fps clock, energy voice activity (own channel), and tokens from the
+    transcript (aligned by MAS) or else from --ctc-model. Errors name the manifest, person
+    and file.
+    """
+    from avgen.prepare import PrepareConfig, prepare
+
+    config = PrepareConfig(tolerance=tolerance,
+                           ctc_model=str(ctc_model) if ctc_model is not None else None,
+                           aligner=str(aligner) if aligner is not None else None)
+    result = prepare(input_dir, output, config, jobs=jobs)
+    err.print(f"{output}: {result.prepared} items prepared, {result.kept} kept; "
+              f"{result.frames / 86.1328125 / 60:.1f} min; voices {', '.join(result.voices)}")
 
 
 def main() -> None:

@@ -401,14 +401,28 @@ def gaussian_smooth(values: np.ndarray, sigma: float) -> np.ndarray:
     return out
 
 
-def detect_video(path: str, progress: bool = True):
+def crop_region(frame: np.ndarray, region: tuple[float, float, float, float] | None
+                ) -> np.ndarray:
+    """The part (x0, y0, x1, y1), in fractions of width and height, of a frame (H, W, 3);
+    the whole frame for None. Lets one face of a side-by-side video be tracked alone."""
+    if region is None:
+        return frame
+    h, w = frame.shape[:2]
+    x0, y0, x1, y1 = region
+    return np.ascontiguousarray(frame[int(round(y0 * h)):int(round(y1 * h)),
+                                      int(round(x0 * w)):int(round(x1 * w))])
+
+
+def detect_video(path: str, progress: bool = True,
+                 region: tuple[float, float, float, float] | None = None):
     """(fps, landmarks (T, 478, 3) in pixels, found (T,) bool, eye brightness (T, 2)) of
-    every frame."""
+    every frame (of its `region`, see `crop_region`)."""
     from tqdm import tqdm
 
     from avgen.video import read_video
 
     fps, frames, estimate = read_video(path)
+    frames = (crop_region(frame, region) for frame in frames)
     points, found, bright = [], [], []
     with lm.quiet_native_logs() as stderr, lm.FaceMesh(video=True) as mesh:
         for k, frame in enumerate(tqdm(frames, total=estimate or None, desc="track",
@@ -556,22 +570,24 @@ def track_landmarks(points: np.ndarray, fps: float, observed: ObservedBasis,
                   (np.clip(interpolate(expr, positions), fitter.lower, fitter.upper),))
 
 
-def _frame_at(path: str, index: int) -> np.ndarray:
+def _frame_at(path: str, index: int, region=None) -> np.ndarray:
     from avgen.video import read_video
 
     _, frames, _ = read_video(path)
     for k, frame in enumerate(frames):
         if k == index:
-            return frame.copy()
+            return crop_region(frame, region).copy()
     raise InputError(f"frame {index} could not be read again", path)
 
 
 def track_video(path: str, ref: str | None = None, config: TrackConfig = TrackConfig(),
-                progress: bool = True) -> Motion:
-    """Head pose + expression (one person) of a video of one face, on the model clock."""
+                progress: bool = True,
+                region: tuple[float, float, float, float] | None = None) -> Motion:
+    """Head pose + expression (one person) of a video of one face, on the model clock;
+    `region` (x0, y0, x1, y1 in fractions) tracks only that part of each frame."""
     from avgen.face.render import FaceRenderer, RenderConfig, crop_frame
 
-    fps, points, found, brightness = detect_video(path, progress)
+    fps, points, found, brightness = detect_video(path, progress, region)
     if found.mean() < config.min_found:
         raise InputError(f"a face was found in only {found.sum()} of {len(found)} frames; "
                          "use a video where one face is visible throughout", path)
@@ -590,7 +606,7 @@ def track_video(path: str, ref: str | None = None, config: TrackConfig = TrackCo
     else:
         neutral = _neutral_from_video(points, np.ones(len(lm.RIGID)))
         nearest = int(np.argmin(np.abs(points - neutral).sum((1, 2))))
-        image, ref_points = _frame_at(path, nearest), points[nearest]
+        image, ref_points = _frame_at(path, nearest, region), points[nearest]
     renderer = FaceRenderer(image, ref_points, RenderConfig(size=512))
     x0, y0, crop_scale = crop_frame(image.shape, ref_points, 512)
     points = points.copy()

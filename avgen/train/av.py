@@ -18,7 +18,8 @@ import torch
 
 from avgen.errors import WeightsError
 from avgen.model.av_flow import AVFlow, AVFlowConfig
-from avgen.train.av_data import DialogueWindows, Normalizer
+from avgen.train.av_data import Normalizer
+from avgen.train.prepared import open_windows
 
 CHECKPOINT = "av-latest.safetensors"
 ARCHITECTURE = "avgen.av-flow/1"
@@ -106,8 +107,10 @@ def _lr(step: int, config: TrainConfig) -> float:
 
 def train(corpus_root: str | Path, run_dir: str | Path, model_config: AVFlowConfig = AVFlowConfig(),
           config: TrainConfig = TrainConfig(), device: str | None = None, progress=None,
-          log=print) -> Path:
-    """Train (or resume) a model; returns the checkpoint path."""
+          log=print, init: str | Path | None = None) -> Path:
+    """Train (or resume) a model; returns the checkpoint path. `corpus_root` is a teacher
+    corpus or an `avgen prepare` folder. `init`: a new run starts from this checkpoint's
+    weights and normaliser (fine-tuning; `model_config` is then the checkpoint's)."""
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -121,11 +124,18 @@ def train(corpus_root: str | Path, run_dir: str | Path, model_config: AVFlowConf
         if model.config != model_config:
             log(f"resuming with the checkpoint's model config: {model.config}")
         rng = np.random.default_rng([config.seed, step])  # fresh but reproducible stream
-        data = DialogueWindows(corpus_root, model.config.voices)
+        data = open_windows(corpus_root, model.config.voices)
+    elif init is not None:
+        from avgen.train.prepared import start_from
+
+        corpus_voices = json.loads((Path(corpus_root) / "config.json").read_text())["voices"]
+        model, normalizer = start_from(init, tuple(corpus_voices), device, log)
+        data = open_windows(corpus_root, model.config.voices)
+        step = 0
     else:
         corpus_voices = json.loads((Path(corpus_root) / "config.json").read_text())["voices"]
         model_config = replace(model_config, voices=tuple(corpus_voices))  # one per voice
-        data = DialogueWindows(corpus_root, model_config.voices)
+        data = open_windows(corpus_root, model_config.voices)
         model = AVFlow(model_config).to(device)
         normalizer = data.normalizer(rng)
         step = 0
