@@ -18,7 +18,9 @@ import torch
 
 from avgen.errors import WeightsError
 from avgen.model.av_flow import AVFlow, AVFlowConfig
+from avgen.train import distributed
 from avgen.train.av_data import DialogueWindows, Normalizer
+from avgen.train.distributed import Ranks
 
 CHECKPOINT = "av-latest.safetensors"
 ARCHITECTURE = "avgen.av-flow/1"
@@ -86,9 +88,27 @@ def _lr(step: int, config: TrainConfig) -> float:
 
 def train(corpus_root: str | Path, run_dir: str | Path, model_config: AVFlowConfig = AVFlowConfig(),
           config: TrainConfig = TrainConfig(), device: str | None = None, progress=None,
-          log=print) -> Path:
-    """Train (or resume) a model; returns the checkpoint path."""
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+          log=print, ranks: Ranks | None = None) -> Path:
+    """Train (or resume) a model; returns the checkpoint path.
+
+    Under torchrun (or with `ranks`), trains data-parallel: `config.batch_size` is the
+    global batch, split evenly over the ranks, with the same result as one process (see
+    avgen.train.distributed); only rank 0 writes the checkpoint and log, and calls
+    `progress` and `log`."""
+    ranks = ranks or Ranks.from_env()
+    share = ranks.share(config.batch_size)
+    device = ranks.device(device)
+    started_group = distributed.start(ranks, device)
+    try:
+        return _train(corpus_root, run_dir, model_config, config, device,
+                      progress if ranks.main else None, log if ranks.main else (lambda m: None),
+                      ranks, share)
+    finally:
+        distributed.stop(started_group)
+
+
+def _train(corpus_root, run_dir, model_config: AVFlowConfig, config: TrainConfig, device: str,
+           progress, log, ranks: Ranks, share: slice) -> Path:
     if config.threads:
         torch.set_num_threads(config.threads)
     run_dir = Path(run_dir)
@@ -119,9 +139,12 @@ def train(corpus_root: str | Path, run_dir: str | Path, model_config: AVFlowConf
     generator = torch.Generator(device=device).manual_seed(config.seed * 7919 + step)
     if progress and step:
         progress(step, None)  # a resumed run's bar starts where the run stands
-    log_file = (run_dir / "train.log").open("a")
+    log_file = (run_dir / "train.log").open("a") if ranks.main else None
+    loss_function = distributed.loss_function(model, ranks, device)
     started = time.time()
     while step < config.steps:
+        # the whole global batch and all its noise on every rank, then this rank's slice:
+        # the same streams as one process, so the ranks together train on what it would
         batch = {k: v.to(device) for k, v in data.batch(rng, config.batch_size, config.frames,
                                                          normalizer, config.speech_bias).items()}
         partner = batch["partner_motion"]
@@ -131,28 +154,36 @@ def train(corpus_root: str | Path, run_dir: str | Path, model_config: AVFlowConf
         keep = torch.rand(partner.shape[0], 1, 1, device=device,
                           generator=generator) >= config.partner_motion_dropout
         partner = partner * keep
+        noise = model.flow_noise(config.batch_size, config.frames, device, generator)
+        # mean over the global batch's real frames: the ranks' gradients average to it
+        frames = batch["mask"].float().sum().clamp(min=1.0) / ranks.world_size
         for group in optimizer.param_groups:
             group["lr"] = _lr(step, config)
-        loss, parts = model.loss(batch["mel"], batch["motion"], batch["tokens"],
-                                 batch["partner_tokens"], partner, batch["voice"],
-                                 batch["mask"], generator)
+        loss, parts = loss_function(batch["mel"][share], batch["motion"][share],
+                                    batch["tokens"][share], batch["partner_tokens"][share],
+                                    partner[share], batch["voice"][share], batch["mask"][share],
+                                    noise=tuple(x[share] for x in noise), frames=frames)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         optimizer.step()
         step += 1
+        value, *values = distributed.mean_over_ranks([loss.item(), *parts.values()], ranks, device)
+        parts = dict(zip(parts, values))
         if progress:
-            progress(1, loss=loss.item())
-        if step % config.log_every == 0 or step == config.steps:
-            record = {"step": step, "loss": round(loss.item(), 4),
+            progress(1, loss=value)
+        if log_file and (step % config.log_every == 0 or step == config.steps):
+            record = {"step": step, "loss": round(value, 4),
                       **{k: round(v, 4) for k, v in parts.items()},
                       "lr": _lr(step, config), "seconds": round(time.time() - started, 1)}
             log_file.write(json.dumps(record) + "\n")
             log_file.flush()
-        if step % config.checkpoint_every == 0 or step == config.steps:
+        if ranks.main and (step % config.checkpoint_every == 0 or step == config.steps):
             save_checkpoint(checkpoint, model, normalizer, step, config)
             torch.save({"step": step, "optimizer": optimizer.state_dict()}, moments)
-    log_file.close()
+    if log_file:
+        log_file.close()
+    distributed.barrier(ranks)  # every rank returns once the checkpoint is there
     return checkpoint
 
 
