@@ -497,8 +497,11 @@ def synth(
 @app.command()
 @_user_errors
 def generate(
-    tokens_file: str = typer.Argument(..., help="Tokens file from 'avgen tokens' "
-                                      "(avgen.tokens/1); '-' reads stdin."),
+    inputs: list[str] = typer.Argument(..., help="Tokens file from 'avgen tokens' "
+                                       "(avgen.tokens/1); '-' reads stdin."),
+    ref: Optional[list[str]] = typer.Option(None, "--ref", help="The two face photos, first "
+                                            "speaker first: each face speaks with its own "
+                                            "voice (the one 'avgen synth' gives it)."),
     output: str = typer.Option(..., "-o", "--output", help="avgen.av/1 file to write (mel and "
                                "motion for both people); '-' writes stdout."),
     checkpoint: Optional[str] = typer.Option(None, help="Joint model checkpoint (default: the "
@@ -516,10 +519,18 @@ def generate(
     from avgen.pipeline import GenerateConfig, generate as run_generate, load_av_model
     from avgen.tokens import load_timeline
 
-    timeline = load_timeline(tokens_file)
+    tokens_file, extra = inputs[0], inputs[1:]  # `--ref a.png b.png` leaves b.png positional
+    refs = list(ref or []) + extra
+    if refs and len(refs) != 2:
+        raise InputError(f"--ref takes one photo per person (2), got {len(refs)}")
     if voice is not None and len(voice) != 2:
         raise InputError(f"--voice takes one voice per person (2), got {len(voice)}")
+    timeline = load_timeline(tokens_file)
     model, normalizer = load_av_model(checkpoint, device)
+    if voice is None and refs:
+        from avgen.speaker import voices_for_faces
+
+        voice = list(voices_for_faces(refs, model.config.voices))
     arrays = run_generate(timeline, model, normalizer,
                           GenerateConfig(steps=steps, seed=seed,
                                          voices=tuple(voice) if voice else None, device=device))

@@ -23,8 +23,9 @@ AV_WEIGHTS = "av-flow"
 class GenerateConfig:
     steps: int = 8
     seed: int = 0
-    voices: tuple[str, ...] | None = None  # per person; default: the model's first two
+    voices: tuple[str, ...] | None = None  # per person; default: by face, or the first two
     device: str = "cpu"
+    chunk_frames: int = 2048  # frames generated at a time (~24 s): bounds working memory
 
 
 def load_av_model(checkpoint: str | None = None, device: str = "cpu"):
@@ -44,23 +45,27 @@ def load_av_model(checkpoint: str | None = None, device: str = "cpu"):
     return model.eval(), normalizer
 
 
-def generate(timeline: Timeline, model, normalizer, config: GenerateConfig = GenerateConfig()
-             ) -> dict[str, np.ndarray]:
+def generate(timeline: Timeline, model, normalizer, config: GenerateConfig = GenerateConfig(),
+             progress=None) -> dict[str, np.ndarray]:
     """Mel and motion for both people over the whole timeline (T frames at 86.13 fps).
 
     Returns `avgen.av/1` arrays. Deterministic for `config.seed` on one device.
     """
     tokens = np.stack([timeline.token_logits(p) for p in range(NUM_PEOPLE)])
-    return generate_from_tokens(tokens, timeline.names, model, normalizer, config)
+    return generate_from_tokens(tokens, timeline.names, model, normalizer, config, progress)
 
 
 def generate_from_tokens(tokens: np.ndarray, names, model, normalizer,
-                         config: GenerateConfig = GenerateConfig()) -> dict[str, np.ndarray]:
-    """`generate` for per-person token log-probabilities (2, T, V) from any source."""
+                         config: GenerateConfig = GenerateConfig(), progress=None
+                         ) -> dict[str, np.ndarray]:
+    """`generate` for per-person token log-probabilities (2, T, V) from any source.
+    `progress(frames)` is called as chunks finish."""
     from avgen.train.av_data import motion_from_features
 
     if config.steps < 1:
         raise InputError(f"--steps must be >= 1, got {config.steps}")
+    if config.chunk_frames < 1:
+        raise InputError(f"chunk_frames must be >= 1, got {config.chunk_frames}")
     voices = config.voices or model.config.voices[:NUM_PEOPLE]
     unknown = [v for v in voices if v not in model.config.voices]
     if unknown or len(voices) != NUM_PEOPLE:
@@ -70,7 +75,8 @@ def generate_from_tokens(tokens: np.ndarray, names, model, normalizer,
     voice_ids = torch.tensor([model.config.voices.index(v) for v in voices])
     generator = torch.Generator(device=device).manual_seed(config.seed)
     mel, motion = model.sample_dyad(torch.from_numpy(np.asarray(tokens, np.float32)).to(device),
-                                    voice_ids.to(device), config.steps, generator)
+                                    voice_ids.to(device), config.steps, generator,
+                                    chunk=config.chunk_frames, progress=progress)
     mel = mel.cpu().numpy() * normalizer.mel_std + normalizer.mel_mean
     motion = motion.cpu().numpy() * normalizer.motion_std + normalizer.motion_mean
     num_frames = tokens.shape[1]
@@ -179,6 +185,11 @@ class Synthesizer:
         dialogue = script if isinstance(script, Dialogue) else read_script(script)
         renderers = self.renderers.get(list(refs))  # no face -> error now
         model, normalizer, vocoder, learned = self.load()._models
+        if settings.voices is None:  # each face keeps its voice across dialogues
+            from avgen.speaker import voices_for_faces
+
+            settings = replace(settings, voices=voices_for_faces(refs, model.config.voices))
+            log(f"voices: {', '.join(settings.voices)}")
         durations = self._durations or learned.with_seed(settings.seed)
         log("tokens")
         timeline = build_timeline(dialogue, durations,

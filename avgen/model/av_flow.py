@@ -266,23 +266,58 @@ class AVFlow(nn.Module):
         parts = {"mel": l_mel.item(), "head": l_head.item(), "face": l_face.item()}
         return total, parts
 
+    def receptive_field(self, steps: int) -> tuple[int, int]:
+        """(frames back, frames ahead) that `steps` Euler steps of sampling reach: each
+        model evaluation sees n_blocks x (window + conv) frames either way, and every step
+        feeds the next one."""
+        c = self.config
+        back = c.n_blocks * (c.window_past + c.ff_kernel // 2)
+        return steps * back, steps * c.lookahead
+
     @torch.no_grad()
     def sample_dyad(self, tokens: torch.Tensor, voices: torch.Tensor, steps: int = 8,
-                    generator: torch.Generator | None = None
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Generate both people together: tokens (2, T, V), voices (2,) ->
-        normalised mel (2, T, 80) and motion (2, T, M). Person i's partner is 1 - i;
-        the partner motion condition is the partner's current clean-motion estimate."""
+                    generator: torch.Generator | None = None, chunk: int | None = None,
+                    progress=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Generate both people together: tokens (2, T, V), voices (2,) ids ->
+        normalised mel (2, T, 80) and motion (2, T, M). Person i's partner is
+        1 - i; the partner motion condition is the partner's current clean-motion estimate.
+
+        With `chunk`, the dialogue is generated `chunk` frames at a time, each with the
+        context its receptive field needs (`receptive_field`), so working memory is bounded
+        by the chunk, not the dialogue, and the result equals whole-dialogue sampling
+        (RoPE attention depends only on relative positions). `progress(frames)` is called
+        after each chunk."""
         c = self.config
         _, length, _ = tokens.shape
         device = tokens.device
+        # all noise is drawn up front (output-sized), so chunking does not change it
         mel = torch.randn((2, length, c.mel_dim), device=device, generator=generator)
         motion = torch.randn((2, length, c.motion_dim), device=device, generator=generator)
+        if chunk is None or chunk >= length:
+            mel, motion = self._euler(mel, motion, tokens, voices, steps)
+            if progress:
+                progress(length)
+            return mel, motion
+        back, ahead = self.receptive_field(steps)
+        mel_out, motion_out = torch.empty_like(mel), torch.empty_like(motion)
+        for a in range(0, length, chunk):
+            b = min(a + chunk, length)
+            lo, hi = max(0, a - back), min(length, b + ahead)
+            mel_w, motion_w = self._euler(mel[:, lo:hi], motion[:, lo:hi], tokens[:, lo:hi],
+                                          voices, steps)
+            mel_out[:, a:b], motion_out[:, a:b] = mel_w[:, a - lo:b - lo], motion_w[:, a - lo:b - lo]
+            if progress:
+                progress(b - a)
+        return mel_out, motion_out
+
+    def _euler(self, mel: torch.Tensor, motion: torch.Tensor, tokens: torch.Tensor,
+               voices: torch.Tensor, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Euler integration from noise (t=0) to data (t=1) for a dyad, (2, T, C) each."""
         partner_tokens = tokens.flip(0)
         estimate = torch.zeros_like(motion)
         dt = 1.0 / steps
         for k in range(steps):
-            t = torch.full((2,), k * dt, device=device)
+            t = torch.full((2,), k * dt, device=mel.device)
             v_mel, v_motion = self(mel, motion, t, tokens, partner_tokens, estimate.flip(0),
                                    voices)
             # clean-sample estimate x1 = x_t + (1 - t) v (exact for straight OT paths)
