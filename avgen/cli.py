@@ -386,7 +386,8 @@ def train_av(
     run_dir: Path = typer.Option(..., "-o", "--output", help="Run folder: checkpoint, log; an "
                                  "existing run is resumed."),
     steps: int = typer.Option(20000, min=1, help="Total optimizer steps."),
-    batch_size: int = typer.Option(8, min=1),
+    batch_size: int = typer.Option(8, min=1, help="Global batch: under torchrun it is split "
+                                   "evenly over the processes (a multiple of their number)."),
     frames: int = typer.Option(300, min=16, help="Window length in frames (86.13 per second)."),
     d_model: int = typer.Option(256, min=16), blocks: int = typer.Option(4, min=1),
     heads: int = typer.Option(4, min=1),
@@ -397,24 +398,30 @@ def train_av(
     device: Optional[str] = typer.Option(None, help="cpu or cuda (default: cuda if available)."),
 ) -> None:
     """Train (or resume) the joint audio-visual flow model on a teacher corpus. Checkpoints
-    every 500 steps to RUN/av-latest.safetensors; progress in RUN/train.log."""
+    every 500 steps to RUN/av-latest.safetensors; progress in RUN/train.log.
+
+    Data-parallel: `torchrun --nproc_per_node=N -m avgen train av CORPUS -o RUN` (gloo on
+    CPU, nccl on GPU); the result equals one process with the same --batch-size."""
     from tqdm import tqdm
 
     from avgen.model.av_flow import AVFlowConfig
     from avgen.train.av import TrainConfig, train
+    from avgen.train.distributed import Ranks
 
     model_config = AVFlowConfig(d_model=d_model, n_blocks=blocks, n_heads=heads,
                                 ff_kernel=ff_kernel, highway=highway)
     config = TrainConfig(steps=steps, batch_size=batch_size, frames=frames, seed=seed,
                          threads=threads)
-    with tqdm(total=steps, desc="train av", unit="step", file=sys.stderr) as bar:
+    with tqdm(total=steps, desc="train av", unit="step", file=sys.stderr,
+              disable=not Ranks.from_env().main) as bar:  # one bar, rank 0's
         def progress(n, loss):
             bar.update(n)
             if loss is not None:
                 bar.set_postfix(loss=f"{loss:.3f}")
         path = train(corpus_root, run_dir, model_config, config, device, progress,
                      log=lambda m: err.print(m))
-    err.print(f"checkpoint: {path}")
+    if Ranks.from_env().main:
+        err.print(f"checkpoint: {path}")
 
 
 @app.command()
