@@ -34,6 +34,7 @@ from pathlib import Path
 
 from avgen.constants import NUM_PEOPLE
 from avgen.errors import AvgenError, InputError
+from avgen.script import Dialogue
 
 KEYS = ("script", "text", "turns", "refs", "output", "seed", "steps", "voices")
 _OUTPUT_NAME = re.compile(r"^[\w][\w.+-]*\.mp4$")
@@ -72,7 +73,7 @@ class Job:
 
     line: int
     output: str
-    script: object
+    script: str | Dialogue
     refs: tuple[str, ...]
     seed: int | None = None
     steps: int | None = None

@@ -199,7 +199,8 @@ class Synthesizer:
         log("vocoder")
         audio = mix([vocode(vocoder, av[f"p{p}/mel"]) for p in range(NUM_PEOPLE)])
         with tempfile.TemporaryDirectory(prefix="avgen-synth-") as work:
-            av_path, wav_path = str(Path(work) / "dialogue.av.npz"), str(Path(work) / "dialogue.wav")
+            av_path = str(Path(work) / "dialogue.av.npz")
+            wav_path = str(Path(work) / "dialogue.wav")
             formats.save(av_path, formats.AV, av)
             soundfile.write(wav_path, audio, 22050)
             log("render")

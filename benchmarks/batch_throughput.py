@@ -125,7 +125,8 @@ def main() -> None:
     text = [
         "# Batch throughput: one worker vs two shards", "",
         f"Made by `{command.strip()}` on {platform.node() or 'this machine'} "
-        f"({os.cpu_count()} CPUs visible, {args.cores} used; {platform.processor() or platform.machine()}).",
+        f"({os.cpu_count()} CPUs visible, {args.cores} used; "
+        f"{platform.processor() or platform.machine()}).",
         "",
         f"{args.jobs} jobs of {args.turns} example lines each (seeds 0..{args.jobs - 1}), the two "
         f"example portraits; joint model: {model}; {args.steps} Euler steps, vocoder "

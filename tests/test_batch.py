@@ -257,3 +257,11 @@ def test_renderer_cache_reuses_until_the_photo_changes(tmp_path):
     assert len(cache._cache) == 1  # bounded
     with pytest.raises(InputError, match="missing.png: no such file"):
         cache.get([str(tmp_path / "missing.png")])
+
+
+def test_learned_durations_reseeded_share_the_model():
+    from avgen.tokens import LearnedDurations
+
+    base = LearnedDurations(seed=1)
+    other = base.with_seed(7)
+    assert other.model is base.model and (base.seed, other.seed) == (1, 7)
