@@ -205,3 +205,26 @@ def test_bad_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(WeightsError, match=r"not an avgen.av-flow/1 checkpoint"):
         load_checkpoint(Weights().path("text-to-tokens"))
     assert ARCHITECTURE != "avgen.av-flow/1"
+
+
+def test_half_precision_export_loads_and_generates_alike(tmp_path):
+    from avgen.train.av import TrainConfig, export_half, load_checkpoint, save_checkpoint
+    from avgen.train.av_data import Normalizer
+
+    model = randomise(AVFlow(TINY)).eval()
+    normalizer = Normalizer(np.full(80, -6.0, np.float32), np.full(80, 2.0, np.float32),
+                            np.zeros(MOTION_DIM, np.float32), np.ones(MOTION_DIM, np.float32))
+    full = tmp_path / "full.safetensors"
+    save_checkpoint(full, model, normalizer, 7, TrainConfig())
+    half = export_half(full, tmp_path / "half.safetensors")
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    loaded, loaded_normalizer, step, _ = load_checkpoint(half)
+    assert step == 7 and loaded.config == TINY
+    assert next(loaded.parameters()).dtype == torch.float32
+    assert loaded_normalizer.mel_mean.dtype == np.float32
+    tokens = inputs()["tokens"]
+
+    def sample(m):
+        return m.sample_dyad(tokens, torch.tensor([0, 1]), 4, torch.Generator().manual_seed(0))[0]
+
+    assert (sample(loaded.eval()) - sample(model)).abs().max() < 0.05

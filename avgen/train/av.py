@@ -80,6 +80,24 @@ def load_checkpoint(path: str | Path, device: str = "cpu"
                            f"({exc})") from None
 
 
+def export_half(checkpoint: str | Path, output: str | Path) -> Path:
+    """Write a shippable copy of a checkpoint: model weights in float16 (half the size;
+    they are cast back to float32 on load), normaliser and metadata unchanged."""
+    from safetensors import safe_open
+    from safetensors.torch import save
+
+    from avgen.formats import atomic_write_bytes
+
+    load_checkpoint(checkpoint)  # a clear error now for anything that is not one
+    with safe_open(str(checkpoint), framework="pt") as handle:
+        metadata = handle.metadata()
+        tensors = {k: handle.get_tensor(k) for k in handle.keys()}
+    tensors = {k: v.half() if k.startswith("model.") and v.is_floating_point() else v
+               for k, v in tensors.items()}
+    atomic_write_bytes(output, save(tensors, metadata=metadata))
+    return Path(output)
+
+
 def _lr(step: int, config: TrainConfig) -> float:
     warm = min(1.0, (step + 1) / max(config.warmup_steps, 1))
     progress = min(step / max(config.steps, 1), 1.0)
