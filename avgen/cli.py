@@ -393,7 +393,8 @@ def train_av(
     heads: int = typer.Option(4, min=1),
     ff_kernel: int = typer.Option(3, min=1, help="Frames seen by the feed-forward's first "
                                   "layer (1: plain MLP)."),
-    highway: bool = typer.Option(True, help="--no-highway trains the separate-streams ablation."),
+    fusion: str = typer.Option("highway", help="How audio and motion streams meet: highway "
+                               "(default), or the ablations separate, shared, cascaded."),
     seed: int = typer.Option(0), threads: int = typer.Option(0, help="torch threads (0: default)."),
     device: Optional[str] = typer.Option(None, help="cpu or cuda (default: cuda if available)."),
 ) -> None:
@@ -404,12 +405,14 @@ def train_av(
     CPU, nccl on GPU); the result equals one process with the same --batch-size."""
     from tqdm import tqdm
 
-    from avgen.model.av_flow import AVFlowConfig
+    from avgen.model.av_flow import FUSIONS, AVFlowConfig
     from avgen.train.av import TrainConfig, train
     from avgen.train.distributed import Ranks
 
+    if fusion not in FUSIONS:
+        raise InputError(f"--fusion must be one of {', '.join(FUSIONS)}, got {fusion!r}")
     model_config = AVFlowConfig(d_model=d_model, n_blocks=blocks, n_heads=heads,
-                                ff_kernel=ff_kernel, highway=highway)
+                                ff_kernel=ff_kernel, fusion=fusion)
     config = TrainConfig(steps=steps, batch_size=batch_size, frames=frames, seed=seed,
                          threads=threads)
     with tqdm(total=steps, desc="train av", unit="step", file=sys.stderr,

@@ -9,7 +9,7 @@ duration model). Reported: WER of the generated speech per turn (Whisper tiny.en
 vocoded with the shipped vocoder) next to the teacher audio's WER on the same turns;
 lip-closure F1 and FDe against the teacher motion; BC_h / BC_e with their chance level;
 listener checks (speech energy while listening, nods and smiles per listening minute).
-Run it for the highway model and the --no-highway ablation to compare BC.
+Run it for the highway model and the `--fusion separate` ablation to compare BC.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def main() -> None:
     lines = ["# Joint model on held-out teacher dialogues\n",
              f"`python benchmarks/av_eval.py {args.corpus} --checkpoint {args.checkpoint} "
              f"--dialogues {args.dialogues} --steps {args.steps}`; checkpoint step {step}, "
-             f"highway {model.config.highway}, {len(refs)} turns in {len(reports)} dialogues\n",
+             f"fusion {model.config.fusion}, {len(refs)} turns in {len(reports)} dialogues\n",
              "| metric | generated | teacher |", "| --- | --- | --- |",
              f"| WER (Whisper tiny.en, per turn) | {word_error_rate(refs, hyps):.3f} | "
              f"{word_error_rate(refs, teacher_hyps):.3f} |",

@@ -71,15 +71,34 @@ def test_generation_streams_with_limited_lookahead():
     assert diff[40 - lookahead:].max() > 0
 
 
-def test_highways_carry_information_between_streams():
+@pytest.mark.parametrize("fusion,motion_reaches_audio",
+                         [("highway", True), ("shared", True), ("separate", False),
+                          ("cascaded", False)])
+def test_how_streams_meet(fusion, motion_reaches_audio):
     torch.manual_seed(0)
     x = inputs()
-    for highway, expect_change in ((True, True), (False, False)):
-        model = randomise(AVFlow(AVFlowConfig(**{**TINY.__dict__, "highway": highway}))).eval()
-        base, _ = model(**x)
-        other = dict(x, motion_t=x["motion_t"] + 1.0)  # only the visual stream's input
-        changed, _ = model(**other)
-        assert bool((changed - base).abs().max() > 1e-6) == expect_change
+    model = randomise(AVFlow(replace(TINY, fusion=fusion))).eval()
+    if fusion == "cascaded":
+        x["mel_condition"] = torch.randn(2, 40, 80)
+    base_mel, base_motion = model(**x)
+    other = dict(x, motion_t=x["motion_t"] + 1.0)  # only the visual stream's input
+    changed_mel, _ = model(**other)
+    assert bool((changed_mel - base_mel).abs().max() > 1e-6) == motion_reaches_audio
+    if fusion == "shared":
+        assert model.visual_blocks is model.audio_blocks
+    if fusion == "cascaded":  # motion follows the finished mel; the mel alone can run
+        _, moved = model(**dict(x, mel_condition=x["mel_condition"] + 1.0))
+        assert (moved - base_motion).abs().max() > 1e-6
+        alone, none = model(**{k: v for k, v in x.items() if k != "mel_condition"},
+                            only="audio")
+        assert none is None and torch.allclose(alone, base_mel, atol=1e-6)
+        with pytest.raises(ValueError, match="mel_condition"):
+            model(**{k: v for k, v in x.items() if k != "mel_condition"})
+    if fusion == "highway":
+        with pytest.raises(ValueError, match="cannot run alone"):
+            model(**x, only="audio")
+    with pytest.raises(ValueError, match="fusion must be one of"):
+        AVFlowConfig(fusion="sideways")
 
 
 def test_sampling_is_deterministic_and_shaped():
@@ -94,11 +113,12 @@ def test_sampling_is_deterministic_and_shaped():
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
 
 
-def test_chunked_sampling_equals_whole_dialogue_sampling():
+@pytest.mark.parametrize("fusion", ["highway", "cascaded"])
+def test_chunked_sampling_equals_whole_dialogue_sampling(fusion):
     """Long dialogues are generated chunk by chunk with bounded memory; with the
     receptive field as context, the result is the whole-dialogue result."""
     torch.manual_seed(0)
-    model = randomise(AVFlow(TINY)).eval()
+    model = randomise(AVFlow(replace(TINY, fusion=fusion))).eval()
     tokens = inputs(length=230)["tokens"]
     voices, steps = torch.tensor([0, 1]), 3
 
@@ -160,8 +180,9 @@ def test_training_reduces_loss_resumes_and_checkpoints(tiny_corpus, tmp_path):
     assert len(lines) == 8
 
 
-@pytest.mark.parametrize("ff_kernel", [1, 3])
-def test_model_fits_a_batch(tiny_corpus, ff_kernel):
+@pytest.mark.parametrize("ff_kernel,fusion", [(1, "highway"), (3, "highway"), (3, "separate"),
+                                              (3, "shared"), (3, "cascaded")])
+def test_model_fits_a_batch(tiny_corpus, ff_kernel, fusion):
     """With the flow time and noise held fixed, a few dozen steps must fit a batch: the
     gradient reaches every stream."""
     from avgen.train.av_data import DialogueWindows
@@ -171,7 +192,7 @@ def test_model_fits_a_batch(tiny_corpus, ff_kernel):
     rng = np.random.default_rng(0)
     batch = data.batch(rng, 4, 48, data.normalizer(rng, 20, 48))
     torch.manual_seed(0)
-    model = AVFlow(replace(TINY, ff_kernel=ff_kernel))
+    model = AVFlow(replace(TINY, ff_kernel=ff_kernel, fusion=fusion))
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
 
     def loss():

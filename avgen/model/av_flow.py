@@ -11,6 +11,10 @@ is limited to a window (default 7 frames back, 2 ahead, 10 in all), so generatio
 stream; positions use RoPE. Trained with OT conditional flow matching and L1; sampled
 with Euler steps (8 by default).
 
+`AVFlowConfig.fusion` selects the ablations of AV-Flow's Table 1: `separate` (no
+highways), `shared` (weight-tied streams with highways) and `cascaded` (the mel is
+generated first on its own, then the motion conditioned on it).
+
 Both people of a dialogue are generated together as a batch of two: each is the other's
 partner, and the partner motion a person is conditioned on is the partner's current
 estimate of its clean motion, refined at every Euler step.
@@ -28,6 +32,7 @@ from avgen.constants import EXPRESSION_NAMES, N_MELS
 from avgen.symbols import NUM_SYMBOLS
 
 MOTION_DIM = 6 + len(EXPRESSION_NAMES)  # yaw, pitch, roll, tx, ty, tz, expressions
+FUSIONS = ("highway", "separate", "shared", "cascaded")
 
 
 @dataclass(frozen=True)
@@ -47,7 +52,20 @@ class AVFlowConfig:
     lambda_mel: float = 1.0
     lambda_head: float = 1.0
     lambda_face: float = 1.0
-    highway: bool = True  # False: the ablation with separate streams
+    # how the two streams meet (the ablations of AV-Flow's Table 1):
+    #   highway   linear highways after every block (ours)
+    #   separate  no connection: two independent DiTs
+    #   shared    highways, and both streams run the same (weight-tied) blocks
+    #   cascaded  audio first, on its own; then motion, conditioned on the finished mel
+    fusion: str = "highway"
+
+    def __post_init__(self) -> None:
+        if self.fusion not in FUSIONS:
+            raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}, got {self.fusion!r}")
+
+    @property
+    def highways(self) -> bool:
+        return self.fusion in ("highway", "shared")
 
     @property
     def lookahead(self) -> int:
@@ -196,35 +214,67 @@ class AVFlow(nn.Module):
         c, d = config, config.d_model
         cond_dim = 2 * c.num_symbols + c.motion_dim  # own + partner tokens, partner motion
         self.audio_in = nn.Linear(c.mel_dim + cond_dim, d)
-        self.visual_in = nn.Linear(c.motion_dim + cond_dim, d)
+        # cascaded: the visual stream also reads the finished (clean) mel
+        self.visual_in = nn.Linear(c.motion_dim + cond_dim
+                                   + (c.mel_dim if c.fusion == "cascaded" else 0), d)
         self.time = TimestepEmbedding(d)
         self.voice = nn.Embedding(len(c.voices), d)
         self.audio_blocks = nn.ModuleList(Block(c) for _ in range(c.n_blocks))
-        self.visual_blocks = nn.ModuleList(Block(c) for _ in range(c.n_blocks))
-        self.highway_va = nn.ModuleList(nn.Linear(d, d, bias=False) for _ in range(c.n_blocks))
-        self.highway_av = nn.ModuleList(nn.Linear(d, d, bias=False) for _ in range(c.n_blocks))
-        for layer in (*self.highway_va, *self.highway_av):
-            nn.init.zeros_(layer.weight)  # streams start independent
+        if c.fusion == "shared":
+            self.visual_blocks = self.audio_blocks
+            self.visual_tag = nn.Parameter(torch.zeros(d))  # tells the tied blocks the stream
+        else:
+            self.visual_blocks = nn.ModuleList(Block(c) for _ in range(c.n_blocks))
+        if c.highways:
+            self.highway_va = nn.ModuleList(nn.Linear(d, d, bias=False)
+                                            for _ in range(c.n_blocks))
+            self.highway_av = nn.ModuleList(nn.Linear(d, d, bias=False)
+                                            for _ in range(c.n_blocks))
+            for layer in (*self.highway_va, *self.highway_av):
+                nn.init.zeros_(layer.weight)  # streams start independent
         self.audio_out = FinalLayer(d, c.mel_dim)
         self.visual_out = FinalLayer(d, c.motion_dim)
 
     def forward(self, mel_t: torch.Tensor, motion_t: torch.Tensor, t: torch.Tensor,
                 tokens: torch.Tensor, partner_tokens: torch.Tensor,
-                partner_motion: torch.Tensor, voice: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Velocities (B, T, 80) and (B, T, M) at flow time t (B,)."""
+                partner_motion: torch.Tensor, voice: torch.Tensor,
+                mel_condition: torch.Tensor | None = None, only: str | None = None
+                ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Velocities (B, T, 80) and (B, T, M) at flow time t (B,).
+
+        `mel_condition` (B, T, 80) is the clean mel the cascaded model's visual stream
+        reads. `only` ("audio" or "visual") computes one stream where the streams do not
+        exchange (separate, cascaded); the other velocity is None."""
+        c = self.config
+        if only is not None and c.highways:
+            raise ValueError(f"streams of a {c.fusion!r} model cannot run alone")
+        if c.fusion == "cascaded" and only != "audio" and mel_condition is None:
+            raise ValueError("the cascaded model's visual stream needs mel_condition")
         context = torch.cat([tokens, partner_tokens, partner_motion], dim=-1)
-        h_a = self.audio_in(torch.cat([mel_t, context], dim=-1))
-        h_v = self.visual_in(torch.cat([motion_t, context], dim=-1))
+        audio_context = context
+        if c.fusion == "cascaded":  # stage one runs before any motion exists
+            audio_context = torch.cat([tokens, partner_tokens, torch.zeros_like(partner_motion)],
+                                      dim=-1)
         time = self.time(t)
         cond_a, cond_v = time + self.voice(voice), time
+        if c.fusion == "shared":
+            cond_v = cond_v + self.visual_tag
+        h_a = h_v = None
+        if only != "visual":
+            h_a = self.audio_in(torch.cat([mel_t, audio_context], dim=-1))
+        if only != "audio":
+            extra = [mel_condition] if c.fusion == "cascaded" else []
+            h_v = self.visual_in(torch.cat([motion_t, context, *extra], dim=-1))
         positions = torch.arange(mel_t.shape[1], device=mel_t.device)
-        for k in range(self.config.n_blocks):
-            h_a = self.audio_blocks[k](h_a, cond_a, positions)
-            h_v = self.visual_blocks[k](h_v, cond_v, positions)
-            if self.config.highway:
+        for k in range(c.n_blocks):
+            if h_a is not None:
+                h_a = self.audio_blocks[k](h_a, cond_a, positions)
+            if h_v is not None:
+                h_v = self.visual_blocks[k](h_v, cond_v, positions)
+            if c.highways:
                 h_a, h_v = h_a + self.highway_va[k](h_v), h_v + self.highway_av[k](h_a)
-        return self.audio_out(h_a, cond_a), self.visual_out(h_v, cond_v)
+        return (None if h_a is None else self.audio_out(h_a, cond_a),
+                None if h_v is None else self.visual_out(h_v, cond_v))
 
     def flow_noise(self, batch: int, length: int, device, generator=None
                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -255,7 +305,9 @@ class AVFlow(nn.Module):
         motion_t = (1 - (1 - c.sigma_min) * tt) * noise_motion + tt * motion
         target_mel = mel - (1 - c.sigma_min) * noise_mel
         target_motion = motion - (1 - c.sigma_min) * noise_motion
-        v_mel, v_motion = self(mel_t, motion_t, t, tokens, partner_tokens, partner_motion, voice)
+        # the cascaded visual stream learns on the teacher's mel (what stage one aims at)
+        v_mel, v_motion = self(mel_t, motion_t, t, tokens, partner_tokens, partner_motion, voice,
+                               mel_condition=mel if c.fusion == "cascaded" else None)
         weight = mask[..., None].float()
         frames = weight.sum().clamp(min=1.0) if frames is None else frames
         l_mel = ((v_mel - target_mel).abs() * weight).sum() / (frames * c.mel_dim)
@@ -272,7 +324,8 @@ class AVFlow(nn.Module):
         feeds the next one."""
         c = self.config
         back = c.n_blocks * (c.window_past + c.ff_kernel // 2)
-        return steps * back, steps * c.lookahead
+        stages = 2 if c.fusion == "cascaded" else 1  # motion waits for the finished mel
+        return stages * steps * back, stages * steps * c.lookahead
 
     @torch.no_grad()
     def sample_dyad(self, tokens: torch.Tensor, voices: torch.Tensor, steps: int = 8,
@@ -314,15 +367,25 @@ class AVFlow(nn.Module):
                voices: torch.Tensor, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Euler integration from noise (t=0) to data (t=1) for a dyad, (2, T, C) each."""
         partner_tokens = tokens.flip(0)
-        estimate = torch.zeros_like(motion)
         dt = 1.0 / steps
+        if self.config.fusion == "cascaded":  # all of the audio, then all of the motion
+            for k in range(steps):
+                t = torch.full((2,), k * dt, device=mel.device)
+                v_mel, _ = self(mel, motion, t, tokens, partner_tokens, torch.zeros_like(motion),
+                                voices, only="audio")
+                mel = mel + dt * v_mel
+        estimate = torch.zeros_like(motion)
         for k in range(steps):
             t = torch.full((2,), k * dt, device=mel.device)
-            v_mel, v_motion = self(mel, motion, t, tokens, partner_tokens, estimate.flip(0),
-                                   voices)
+            if self.config.fusion == "cascaded":
+                _, v_motion = self(mel, motion, t, tokens, partner_tokens, estimate.flip(0),
+                                   voices, mel_condition=mel, only="visual")
+            else:
+                v_mel, v_motion = self(mel, motion, t, tokens, partner_tokens,
+                                       estimate.flip(0), voices)
+                mel = mel + dt * v_mel
             # clean-sample estimate x1 = x_t + (1 - t) v (exact for straight OT paths)
             estimate = motion + (1 - k * dt) * v_motion
-            mel = mel + dt * v_mel
             motion = motion + dt * v_motion
         return mel, motion
 

@@ -65,6 +65,8 @@ def load_checkpoint(path: str | Path, device: str = "cpu"
     try:
         config = json.loads(metadata["config"])
         config["voices"] = tuple(config["voices"])
+        if "highway" in config:  # saved before the fusion variants existed
+            config["fusion"] = "highway" if config.pop("highway") else "separate"
         legacy = "ff_kernel" not in config  # saved before the conv feed-forward existed
         config.setdefault("ff_kernel", 1)
         model = AVFlow(AVFlowConfig(**config)).to(device)
@@ -205,6 +207,3 @@ def _train(corpus_root, run_dir, model_config: AVFlowConfig, config: TrainConfig
     return checkpoint
 
 
-def ablation_config(config: AVFlowConfig) -> AVFlowConfig:
-    """The 'separate streams' ablation of issue 8: same model without highways."""
-    return replace(config, highway=False)
