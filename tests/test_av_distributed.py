@@ -83,27 +83,26 @@ def test_ranks_split_the_batch_evenly(monkeypatch):
         Ranks.from_env()
 
 
-def test_two_ranks_with_unused_parameters(tiny_corpus, tmp_path):
-    """The no-highway ablation leaves its highways without gradients: DDP must not wait
-    for them, and the result is still one process's."""
-    from dataclasses import replace
 
-    import avgen.train.av
+@pytest.mark.parametrize("fusion", ["separate", "cascaded"])
+def test_two_ranks_for_the_other_fusions(tiny_corpus, tmp_path, fusion):
+    """Separate streams and the cascaded model (mel as the motion's condition) train
+    data-parallel like one process too."""
+    from dataclasses import replace
 
     root, _ = tiny_corpus
     config = TrainConfig(**{**CONFIG.__dict__, "steps": 2})
-    ablation = replace(TINY, highway=False)
-    single = train(root, tmp_path / "single", ablation, config, device="cpu", log=lambda m: None)
-    torch.multiprocessing.spawn(_rank_ablation, args=(2, str(tmp_path / "rv"), str(root),
-                                                      str(tmp_path / "ddp"), config),
+    model_config = replace(TINY, fusion=fusion)
+    single = train(root, tmp_path / "single", model_config, config, device="cpu",
+                   log=lambda m: None)
+    torch.multiprocessing.spawn(_rank_with, args=(2, str(tmp_path / "rv"), str(root),
+                                                  str(tmp_path / "ddp"), config, model_config),
                                 nprocs=2, join=True)
     one, two = _weights(single)[1], _weights(tmp_path / "ddp" / single.name)[1]
     assert max((one[k] - two[k]).abs().max().item() for k in one) < 1e-5
-    assert avgen.train.av.load_checkpoint(single)[0].config.highway is False
+    assert load_checkpoint(single)[0].config.fusion == fusion
 
 
-def _rank_ablation(rank, world, rendezvous, corpus, run, config):
-    from dataclasses import replace
-
-    train(corpus, run, replace(TINY, highway=False), config, device="cpu", log=lambda m: None,
+def _rank_with(rank, world, rendezvous, corpus, run, config, model_config):
+    train(corpus, run, model_config, config, device="cpu", log=lambda m: None,
           ranks=Ranks(rank, world, rank, f"file://{rendezvous}"))

@@ -111,9 +111,7 @@ def loss_function(model: torch.nn.Module, ranks: Ranks, device: str):
     from torch.nn.parallel import DistributedDataParallel
 
     ids = [torch.device(device).index] if device.startswith("cuda") else None
-    # unused parameters (the no-highway ablation keeps its zero highways) must not stall
-    # the gradient all-reduce; they get no gradient, as in one process
-    return DistributedDataParallel(_Loss(model), device_ids=ids, find_unused_parameters=True)
+    return DistributedDataParallel(_Loss(model), device_ids=ids)
 
 
 def mean_over_ranks(values: list[float], ranks: Ranks, device: str) -> list[float]:
