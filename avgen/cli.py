@@ -386,7 +386,8 @@ def train_av(
     run_dir: Path = typer.Option(..., "-o", "--output", help="Run folder: checkpoint, log; an "
                                  "existing run is resumed."),
     steps: int = typer.Option(20000, min=1, help="Total optimizer steps."),
-    batch_size: int = typer.Option(8, min=1),
+    batch_size: int = typer.Option(8, min=1, help="Global batch: under torchrun it is split "
+                                   "evenly over the processes (a multiple of their number)."),
     frames: int = typer.Option(300, min=16, help="Window length in frames (86.13 per second)."),
     d_model: int = typer.Option(256, min=16), blocks: int = typer.Option(4, min=1),
     heads: int = typer.Option(4, min=1),
@@ -396,6 +397,8 @@ def train_av(
                                "(default), or the ablations separate, shared, cascaded."),
     seed: int = typer.Option(0), threads: int = typer.Option(0, help="torch threads (0: default)."),
     device: Optional[str] = typer.Option(None, help="cpu or cuda (default: cuda if available)."),
+    precision: str = typer.Option("auto", help="auto (bfloat16 autocast where the hardware "
+                                  "has it: GPUs, CPUs with AMX/AVX-512 bf16), bf16 or fp32."),
     init: Optional[Path] = typer.Option(None, "--init", help="Start a new run from this "
                                         "checkpoint's weights and normaliser (fine-tuning, "
                                         "e.g. on 'avgen prepare' shards); its model config "
@@ -403,19 +406,32 @@ def train_av(
 ) -> None:
     """Train (or resume) the joint audio-visual flow model on a teacher corpus or on an
     'avgen prepare' folder. Checkpoints every 500 steps to RUN/av-latest.safetensors;
-    progress in RUN/train.log."""
+    progress in RUN/train.log.
+
+    Data-parallel: `torchrun --nproc_per_node=N -m avgen train av CORPUS -o RUN` (gloo on
+    CPU, nccl on GPU); the result equals one process with the same --batch-size."""
     from tqdm import tqdm
 
     from avgen.model.av_flow import FUSIONS, AVFlowConfig
     from avgen.train.av import TrainConfig, train
+    from avgen.train.distributed import Ranks
 
     if fusion not in FUSIONS:
         raise InputError(f"--fusion must be one of {', '.join(FUSIONS)}, got {fusion!r}")
     model_config = AVFlowConfig(d_model=d_model, n_blocks=blocks, n_heads=heads,
                                 ff_kernel=ff_kernel, fusion=fusion)
+    if precision not in ("auto", "bf16", "fp32"):
+        raise InputError(f"--precision must be auto, bf16 or fp32, got {precision!r}")
+    import torch
+
+    from avgen.train.av import bf16_is_fast
+
+    bf16 = precision == "bf16" or (precision == "auto" and bf16_is_fast(
+        device or ("cuda" if torch.cuda.is_available() else "cpu")))
     config = TrainConfig(steps=steps, batch_size=batch_size, frames=frames, seed=seed,
-                         threads=threads)
-    with tqdm(total=steps, desc="train av", unit="step", file=sys.stderr) as bar:
+                         threads=threads, bf16=bf16)
+    with tqdm(total=steps, desc="train av", unit="step", file=sys.stderr,
+              disable=not Ranks.from_env().main) as bar:  # one bar, rank 0's
         def progress(n, loss):
             bar.update(n)
             if loss is not None:
@@ -424,16 +440,28 @@ def train_av(
             raise InputError("no such checkpoint", str(init))
         path = train(corpus_root, run_dir, model_config, config, device, progress,
                      log=lambda m: err.print(m), init=init)
-    err.print(f"checkpoint: {path}")
+    if Ranks.from_env().main:
+        err.print(f"checkpoint: {path}")
 
 
 @app.command()
 @_user_errors
 def synth(
-    inputs: list[str] = typer.Argument(..., help="Dialogue script ('NAME: words' per line)."),
-    ref: list[str] = typer.Option(..., "--ref", help="Two face photos, first speaker first: "
-                                  "--ref a.png b.png (or --ref a.png --ref b.png)."),
-    output: str = typer.Option(..., "-o", "--output", help="MP4 to write."),
+    inputs: Optional[list[str]] = typer.Argument(None, help="Dialogue script ('NAME: words' "
+                                                 "per line); not with --batch."),
+    ref: Optional[list[str]] = typer.Option(None, "--ref", help="Two face photos, first speaker "
+                                            "first: --ref a.png b.png (or --ref a.png --ref "
+                                            "b.png); not with --batch."),
+    output: str = typer.Option(..., "-o", "--output", help="MP4 to write; with --batch, the "
+                               "folder for every job's MP4 and the results file."),
+    batch: Optional[Path] = typer.Option(None, "--batch", help="Jobs file (JSON Lines, one job "
+                                         "per line; see above): synthesise every job with the "
+                                         "models loaded once."),
+    shard: str = typer.Option("0/1", "--shard", help="With --batch: run only shard K of N "
+                              "(0-based, 0 <= K < N): the lines L with (L - 1) mod N == K."),
+    results: Optional[Path] = typer.Option(None, "--results", help="With --batch: results JSON "
+                                           "Lines to append to (default OUTDIR/results.jsonl, "
+                                           "or results.shard-K-of-N.jsonl with --shard)."),
     checkpoint: Optional[str] = typer.Option(None, help="Joint model checkpoint (default: the "
                                              "registered 'av-flow' weights)."),
     voice: Optional[list[str]] = typer.Option(None, help="Voice per person, twice."),
@@ -446,11 +474,19 @@ def synth(
     device: str = typer.Option("cpu", help="torch device."),
 ) -> None:
     """The whole chain: a dialogue script and two face photos in, one MP4 out, in which
-    both people speak their lines and the listener reacts."""
-    from avgen.pipeline import GenerateConfig, SynthConfig, synth as run_synth
+    both people speak their lines and the listener reacts.
 
-    script, extra = inputs[0], inputs[1:]  # `--ref a.png b.png` leaves b.png positional
-    refs = list(ref) + extra
+    **Batch:** `avgen synth --batch jobs.jsonl -o outdir/ [--shard K/N]`. One JSON object
+    per line: exactly one of `"script": "file.txt"`, `"text": "A: Hi\\nB: Hello"` or
+    `"turns": [["A", "Hi"], ["B", "Hello"]]`; `"refs": ["a.png", "b.png"]`; optional
+    `"output": "name.mp4"` (default job-LLLLL.mp4, L = line number), `"seed"`, `"steps"`,
+    `"voices": ["heart", "heart-low"]` (unset: the options above). Relative paths are
+    relative to the jobs file. Jobs whose MP4 is already complete are skipped (re-run to
+    resume); a bad line or failing job is recorded and the rest still run. Each job appends
+    {line, output, status: ok|skipped|error, seconds, error} to the results file. Exit code
+    1 if any job failed (after all ran)."""
+    from avgen.pipeline import GenerateConfig, SynthConfig, Synthesizer, synth as run_synth
+
     if voice is not None and len(voice) != 2:
         raise InputError(f"--voice takes one voice per person (2), got {len(voice)}")
     if layout not in ("side-by-side", "stacked"):
@@ -458,6 +494,27 @@ def synth(
     config = SynthConfig(generate=GenerateConfig(steps=steps, seed=seed, device=device,
                                                  voices=tuple(voice) if voice else None),
                          vocoder=vocoder, fps=fps, size=size, layout=layout)
+    if batch is not None:
+        from avgen.batch import Shard, run_batch
+
+        if inputs or ref:
+            raise InputError("--batch takes scripts and photos from the jobs file; give no "
+                             "script or --ref")
+        part = Shard.parse(shard)
+        if Path(output).exists() and not Path(output).is_dir():
+            raise InputError("with --batch, -o names a folder", output)
+        summary = run_batch(batch, output, Synthesizer(checkpoint, config), part, results)
+        err.print(f"{summary.jobs} jobs (shard {part}): {summary.ok} ok, {summary.skipped} "
+                  f"skipped, {summary.errors} failed; results in {summary.results}")
+        if summary.errors:
+            raise typer.Exit(1)
+        return
+    if shard != "0/1" or results is not None:
+        raise InputError("--shard and --results go with --batch")
+    if not inputs:
+        raise InputError("give a dialogue script (or --batch jobs.jsonl)")
+    script, extra = inputs[0], inputs[1:]  # `--ref a.png b.png` leaves b.png positional
+    refs = list(ref or []) + extra
     count = run_synth(script, refs, output, checkpoint, config,
                       log=lambda stage: err.print(f"[dim]{stage}…[/]", markup=True))
     err.print(f"{output}: {count} frames at {fps:g} fps ({count / fps:.2f} s)")

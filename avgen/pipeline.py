@@ -114,45 +114,97 @@ def synth(script: str, refs: list[str], output: str, checkpoint: str | None = No
     """The whole chain: script -> tokens -> joint model -> vocoder -> renderer -> MP4.
 
     Inputs are all checked (script, faces, weights) before any long work; the MP4 is
-    written atomically. Returns the number of video frames."""
-    import tempfile
-    from pathlib import Path
+    written atomically. Returns the number of video frames. For many dialogues, keep one
+    `Synthesizer` instead: it loads the models once."""
+    return Synthesizer(checkpoint, config, durations).synth(script, refs, output, log=log)
 
-    import soundfile
 
-    from avgen.audio.vocoder import load_vocoder, vocode
-    from avgen.face.render import RenderConfig, VideoConfig, load_renderers, render_video
-    from avgen.script import read_script
-    from avgen.tokens import LearnedDurations, TimelineConfig, build_timeline
+class Synthesizer:
+    """The chain with its models loaded once, for many dialogues (`avgen synth --batch`).
 
-    if len(refs) != NUM_PEOPLE:
-        raise InputError(f"--ref takes one photo per person (2), got {len(refs)}")
-    if not Path(output).parent.is_dir():
-        raise InputError("output folder does not exist", str(Path(output).parent))
-    dialogue = read_script(script)
-    load_renderers(list(refs), RenderConfig(size=config.size))  # no face -> error now
-    model, normalizer = load_av_model(checkpoint, config.generate.device)
-    if config.generate.voices is None:
+    The joint model, vocoder and text-to-tokens model load on the first `synth` (or on
+    `load()`) and stay; face renderers are cached per photo (path, size, mtime), so a batch
+    that reuses two photos finds their landmarks once. One job's settings (seed, steps,
+    voices) are per call; the rest (`config`: vocoder, fps, size, layout, device) is fixed.
+    `durations`: a duration source for every job (default: the learned model, reseeded
+    per job with the job's seed, as `synth` does)."""
+
+    def __init__(self, checkpoint: str | None = None, config: SynthConfig = SynthConfig(),
+                 durations=None) -> None:
+        from avgen.face.render import RenderConfig, RendererCache
+
+        self.checkpoint = checkpoint
+        self.config = config
+        self.renderers = RendererCache(RenderConfig(size=config.size))
+        self._durations = durations
+        self._models = None  # (joint model, normaliser, vocoder, learned durations | None)
+
+    def load(self) -> Synthesizer:
+        """Load the models now (otherwise the first `synth` does); returns self."""
+        if self._models is None:
+            from avgen.audio import vocoder as vocoders
+            from avgen.tokens import LearnedDurations
+
+            device = self.config.generate.device
+            model, normalizer = load_av_model(self.checkpoint, device)
+            vocoder = vocoders.load_vocoder(self.config.vocoder, device=device)
+            learned = None if self._durations is not None else LearnedDurations(
+                seed=self.config.generate.seed)
+            self._models = (model, normalizer, vocoder, learned)
+        return self
+
+    def synth(self, script, refs: list[str], output: str, *, seed: int | None = None,
+              steps: int | None = None, voices: tuple[str, ...] | None = None,
+              log=lambda message: None, progress: bool = True) -> int:
+        """One dialogue to one MP4 (written atomically); returns the number of video frames.
+
+        `script`: a script file path or a parsed `avgen.script.Dialogue`. `seed`, `steps`,
+        `voices` override the config's for this call. Inputs (script, faces, settings) are
+        checked before the models run; `progress` shows the render bar."""
+        import tempfile
         from dataclasses import replace
+        from pathlib import Path
 
-        from avgen.speaker import voices_for_faces
+        import soundfile
 
-        voices = voices_for_faces(refs, model.config.voices)
-        config = replace(config, generate=replace(config.generate, voices=voices))
-        log(f"voices: {', '.join(voices)}")
-    vocoder = load_vocoder(config.vocoder, device=config.generate.device)
-    log("tokens")
-    timeline = build_timeline(dialogue, durations or LearnedDurations(seed=config.generate.seed),
-                              TimelineConfig(turn_gap=config.turn_gap, rate=config.rate))
-    log("joint model")
-    av = generate(timeline, model, normalizer, config.generate)
-    log("vocoder")
-    audio = mix([vocode(vocoder, av[f"p{p}/mel"]) for p in range(NUM_PEOPLE)])
-    with tempfile.TemporaryDirectory(prefix="avgen-synth-") as work:
-        av_path, wav_path = str(Path(work) / "dialogue.av.npz"), str(Path(work) / "dialogue.wav")
-        formats.save(av_path, formats.AV, av)
-        soundfile.write(wav_path, audio, 22050)
-        log("render")
-        return render_video(av_path, list(refs), output, audio=wav_path,
-                            config=VideoConfig(fps=config.fps, size=config.size,
-                                               layout=config.layout))
+        from avgen.audio.vocoder import vocode
+        from avgen.face.render import VideoConfig, render_video
+        from avgen.script import Dialogue, read_script
+        from avgen.tokens import TimelineConfig, build_timeline
+
+        config = self.config
+        overrides = {k: v for k, v in (("seed", seed), ("steps", steps), ("voices", voices))
+                     if v is not None}
+        settings = replace(config.generate, **overrides)
+        if len(refs) != NUM_PEOPLE:
+            raise InputError(f"--ref takes one photo per person (2), got {len(refs)}")
+        if not Path(output).parent.is_dir():
+            raise InputError("output folder does not exist", str(Path(output).parent))
+        if settings.steps < 1:
+            raise InputError(f"--steps must be >= 1, got {settings.steps}")
+        dialogue = script if isinstance(script, Dialogue) else read_script(script)
+        renderers = self.renderers.get(list(refs))  # no face -> error now
+        model, normalizer, vocoder, learned = self.load()._models
+        if settings.voices is None:  # each face keeps its voice across dialogues
+            from avgen.speaker import voices_for_faces
+
+            settings = replace(settings, voices=voices_for_faces(refs, model.config.voices))
+            log(f"voices: {', '.join(settings.voices)}")
+        durations = self._durations or learned.with_seed(settings.seed)
+        log("tokens")
+        timeline = build_timeline(dialogue, durations,
+                                  TimelineConfig(turn_gap=config.turn_gap, rate=config.rate))
+        log("joint model")
+        av = generate(timeline, model, normalizer, settings)
+        log("vocoder")
+        audio = mix([vocode(vocoder, av[f"p{p}/mel"]) for p in range(NUM_PEOPLE)])
+        with tempfile.TemporaryDirectory(prefix="avgen-synth-") as work:
+            av_path = str(Path(work) / "dialogue.av.npz")
+            wav_path = str(Path(work) / "dialogue.wav")
+            formats.save(av_path, formats.AV, av)
+            soundfile.write(wav_path, audio, 22050)
+            log("render")
+            return render_video(av_path, list(refs), output, audio=wav_path,
+                                config=VideoConfig(fps=config.fps, size=config.size,
+                                                   layout=config.layout),
+                                progress=progress, renderers=renderers)

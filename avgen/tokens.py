@@ -125,6 +125,14 @@ class LearnedDurations:
         self.checkpoint = path
         self.seed = seed
 
+    def with_seed(self, seed: int) -> LearnedDurations:
+        """The same loaded model with another decoder seed (a batch loads it once)."""
+        import copy
+
+        other = copy.copy(self)  # shares the model: it is only read
+        other.seed = seed
+        return other
+
     def _entries(self, phrases: Sequence[Phrase]):
         from avgen.model.text_to_tokens import phrases_to_entries
 

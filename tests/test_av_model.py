@@ -249,3 +249,29 @@ def test_half_precision_export_loads_and_generates_alike(tmp_path):
         return m.sample_dyad(tokens, torch.tensor([0, 1]), 4, torch.Generator().manual_seed(0))[0]
 
     assert (sample(loaded.eval()) - sample(model)).abs().max() < 0.05
+
+
+def test_shared_fusion_checkpoint_round_trip(tmp_path):
+    """Weight-tied blocks are stored once and tied again on load."""
+    from avgen.train.av import TrainConfig, load_checkpoint, save_checkpoint
+    from avgen.train.av_data import Normalizer
+
+    model = randomise(AVFlow(replace(TINY, fusion="shared"))).eval()
+    normalizer = Normalizer(np.zeros(80, np.float32), np.ones(80, np.float32),
+                            np.zeros(MOTION_DIM, np.float32), np.ones(MOTION_DIM, np.float32))
+    save_checkpoint(tmp_path / "s.safetensors", model, normalizer, 3, TrainConfig())
+    loaded = load_checkpoint(tmp_path / "s.safetensors")[0].eval()
+    assert loaded.visual_blocks is loaded.audio_blocks
+    x = inputs()
+    for a, b in zip(model(**x), loaded(**x)):
+        assert torch.equal(a, b)
+
+
+def test_bf16_training_runs(tiny_corpus, tmp_path):
+    from avgen.train.av import TrainConfig, train
+
+    losses = []
+    train(tiny_corpus[0], tmp_path / "run", TINY,
+          TrainConfig(steps=4, batch_size=2, frames=48, warmup_steps=1, bf16=True),
+          device="cpu", progress=lambda n, loss: losses.append(loss), log=lambda m: None)
+    assert len(losses) == 4 and np.isfinite(losses).all()

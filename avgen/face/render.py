@@ -538,11 +538,48 @@ def load_renderers(refs: list[str], config: RenderConfig) -> list[FaceRenderer]:
     return renderers
 
 
+class RendererCache:
+    """Renderers by reference photo, for many videos from the same photos (a batch).
+
+    Setting a renderer up (face mesh on the photo, triangulation, iris cut-outs) costs far
+    more than one frame. Keyed on the resolved path with its size and mtime, so an edited
+    photo is seen afresh; a renderer keeps no per-video state, so reuse is exact."""
+
+    def __init__(self, config: RenderConfig = RenderConfig(), capacity: int = 16) -> None:
+        from collections import OrderedDict
+
+        self.config = config
+        self.capacity = capacity  # a renderer holds a few MB of images and maps
+        self._cache: OrderedDict = OrderedDict()
+
+    def get(self, refs: list[str]) -> list[FaceRenderer]:
+        """One renderer per photo (errors name the photo, as `load_renderers`)."""
+        from pathlib import Path
+
+        from avgen.errors import InputError
+
+        out = []
+        for ref in refs:
+            path = Path(ref)
+            if not path.is_file():
+                raise InputError("no such file", str(ref))
+            stat = path.stat()
+            key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+            if key not in self._cache:
+                self._cache[key] = load_renderers([ref], self.config)[0]
+                while len(self._cache) > self.capacity:
+                    self._cache.popitem(last=False)
+            self._cache.move_to_end(key)
+            out.append(self._cache[key])
+        return out
+
+
 def render_video(motion_path: str, refs: list[str], output: str, audio: str | None = None,
                  config: VideoConfig = VideoConfig(), frames_dir: str | None = None,
-                 progress: bool = True) -> int:
+                 progress: bool = True, renderers: list[FaceRenderer] | None = None) -> int:
     """Render an `avgen.av/1` or `avgen.motion/1` file with one reference photo per person
-    into an MP4 (H.264 yuv420p, AAC if `audio`). Returns the number of video frames."""
+    into an MP4 (H.264 yuv420p, AAC if `audio`). Returns the number of video frames.
+    `renderers`: already set up for `refs` at `config.size` (e.g. from a RendererCache)."""
     from pathlib import Path
 
     from tqdm import tqdm
@@ -571,7 +608,8 @@ def render_video(motion_path: str, refs: list[str], output: str, audio: str | No
     if frames_dir is not None:
         frames_path = Path(frames_dir)
         frames_path.mkdir(parents=True, exist_ok=True)
-    renderers = load_renderers(refs, RenderConfig(size=config.size))
+    if renderers is None:
+        renderers = load_renderers(refs, RenderConfig(size=config.size))
     positions = resample_times(motion.num_frames, FRAMES_PER_SECOND, config.fps)
     poses = [resample_head_pose(p, positions) for p in motion.head_pose]
     exprs = [interpolate(e, positions) for e in motion.expression]

@@ -152,7 +152,7 @@ class FeedForward(nn.Module):
             hidden = self.inner(x)
         else:
             hidden = self.inner(x.transpose(1, 2)).transpose(1, 2)
-        return self.outer(nn.functional.gelu(hidden, approximate="tanh"))
+        return self.outer(nn.functional.silu(hidden))  # SiLU: GELU's backward cost 20 %
 
 
 class Block(nn.Module):
@@ -282,17 +282,30 @@ class AVFlow(nn.Module):
         return (None if h_a is None else self.audio_out(h_a, cond_a),
                 None if h_v is None else self.visual_out(h_v, cond_v))
 
+    def flow_noise(self, batch: int, length: int, device, generator=None
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Flow times (B,) and noise for mel (B, T, 80) and motion (B, T, M), drawn in the
+        order `loss` draws them: data-parallel ranks draw the whole batch and take a slice."""
+        c = self.config
+        t = torch.rand(batch, device=device, generator=generator)
+        noise_mel = torch.randn((batch, length, c.mel_dim), device=device, generator=generator)
+        noise_motion = torch.randn((batch, length, c.motion_dim), device=device,
+                                   generator=generator)
+        return t, noise_mel, noise_motion
+
     def loss(self, mel: torch.Tensor, motion: torch.Tensor, tokens: torch.Tensor,
              partner_tokens: torch.Tensor, partner_motion: torch.Tensor, voice: torch.Tensor,
-             mask: torch.Tensor, generator: torch.Generator | None = None
+             mask: torch.Tensor, generator: torch.Generator | None = None,
+             noise: tuple[torch.Tensor, ...] | None = None, frames: torch.Tensor | None = None
              ) -> tuple[torch.Tensor, dict[str, float]]:
         """OT conditional flow matching with L1 per stream; mask (B, T) marks real frames.
-        Head dims are the first 6 of motion, face dims the rest."""
+        Head dims are the first 6 of motion, face dims the rest. `noise`: (t, noise_mel,
+        noise_motion) from `flow_noise` instead of drawing them; `frames`: the real-frame
+        count to average over (data parallel: the global count / world size, so averaged
+        gradients equal the whole batch's)."""
         c = self.config
-        b = mel.shape[0]
-        t = torch.rand(b, device=mel.device, generator=generator)
-        noise_mel = torch.randn(mel.shape, device=mel.device, generator=generator)
-        noise_motion = torch.randn(motion.shape, device=mel.device, generator=generator)
+        t, noise_mel, noise_motion = noise if noise is not None else self.flow_noise(
+            mel.shape[0], mel.shape[1], mel.device, generator)
         tt = t[:, None, None]
         mel_t = (1 - (1 - c.sigma_min) * tt) * noise_mel + tt * mel
         motion_t = (1 - (1 - c.sigma_min) * tt) * noise_motion + tt * motion
@@ -302,7 +315,7 @@ class AVFlow(nn.Module):
         v_mel, v_motion = self(mel_t, motion_t, t, tokens, partner_tokens, partner_motion, voice,
                                mel_condition=mel if c.fusion == "cascaded" else None)
         weight = mask[..., None].float()
-        frames = weight.sum().clamp(min=1.0)
+        frames = weight.sum().clamp(min=1.0) if frames is None else frames
         l_mel = ((v_mel - target_mel).abs() * weight).sum() / (frames * c.mel_dim)
         err_motion = (v_motion - target_motion).abs() * weight
         l_head = err_motion[..., :6].sum() / (frames * 6)
