@@ -26,6 +26,7 @@ class GenerateConfig:
     voices: tuple[str, ...] | None = None  # per person; default: by face, or the first two
     device: str = "cpu"
     chunk_frames: int = 2048  # frames generated at a time (~24 s): bounds working memory
+    temperature: float = 1.0  # scale of the mel's starting noise (see AVFlow.sample_dyad)
 
 
 def load_av_model(checkpoint: str | None = None, device: str = "cpu"):
@@ -76,7 +77,8 @@ def generate_from_tokens(tokens: np.ndarray, names, model, normalizer,
     generator = torch.Generator(device=device).manual_seed(config.seed)
     mel, motion = model.sample_dyad(torch.from_numpy(np.asarray(tokens, np.float32)).to(device),
                                     voice_ids.to(device), config.steps, generator,
-                                    chunk=config.chunk_frames, progress=progress)
+                                    chunk=config.chunk_frames, progress=progress,
+                                    temperature=config.temperature)
     mel = mel.cpu().numpy() * normalizer.mel_std + normalizer.mel_mean
     motion = motion.cpu().numpy() * normalizer.motion_std + normalizer.motion_mean
     num_frames = tokens.shape[1]

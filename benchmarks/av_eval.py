@@ -1,15 +1,18 @@
-"""Issue 7's figures for a joint-model checkpoint on held-out teacher dialogues
--> benchmarks/results/av_eval.md.
+"""Joint-model checkpoints on held-out teacher dialogues, in AV-Flow's Table 1 layout
+-> benchmarks/results/av_eval.md (issues 7 and 8).
 
     pip install -e '.[eval]'
-    python benchmarks/av_eval.py CORPUS --checkpoint RUN/av-latest.safetensors [--dialogues 6]
+    python benchmarks/av_eval.py CORPUS --checkpoint ours=RUN/av-latest.safetensors \
+        [--checkpoint separate=ABLATION/av-latest.safetensors ...] [--dialogues 3] [--samples 2]
 
-The model gets the teacher's exact tokens (so this measures the joint model, not the
-duration model). Reported: WER of the generated speech per turn (Whisper tiny.en, speech
-vocoded with the shipped vocoder) next to the teacher audio's WER on the same turns;
-lip-closure F1 and FDe against the teacher motion; BC_h / BC_e with their chance level;
-listener checks (speech energy while listening, nods and smiles per listening minute).
-Run it for the highway model and the `--fusion separate` ablation to compare BC.
+Every model gets the teacher's exact tokens (so this measures the joint model, not the
+duration model) and the same seeds. Per model: WER of the generated speech per turn
+(Whisper tiny.en, speech vocoded with the shipped vocoder), MCD per turn against the
+teacher's mel (13 MFCC, DTW), lip-closure F1 and FDe against the teacher motion, Div_h /
+Div_e (std across `--samples` seeds), BC_h / BC_e with their chance level (random beats
+at the same rate), and the listener checks (speech energy while listening, nods and
+smiles per listening minute). The teacher row is the teacher itself where that means
+something.
 """
 
 from __future__ import annotations
@@ -25,88 +28,130 @@ import soundfile
 REPO = Path(__file__).resolve().parents[1]
 
 
-def main() -> None:
+def evaluate_checkpoint(corpus_root: Path, checkpoint: str, dialogues: int, steps: int,
+                        samples: int, asr, teacher_cache: dict, temperature: float = 1.0
+                        ) -> dict:
+    """Figures of one checkpoint (see the module docstring); teacher transcripts are
+    cached across checkpoints in `teacher_cache`."""
     from avgen import formats
     from avgen.audio.vocoder import load_vocoder, vocode
-    from avgen.metrics.asr import WhisperTinyEn, word_error_rate
+    from avgen.metrics.asr import word_error_rate
+    from avgen.metrics.audio import mel_cepstral_distortion
     from avgen.metrics.evaluate import evaluate
     from avgen.pipeline import GenerateConfig, generate_from_tokens
+    from avgen.tokens import one_hot_log_probs
     from avgen.train import corpus
     from avgen.train.av import load_checkpoint
-    from avgen.tokens import one_hot_log_probs
     from avgen.train.av_data import DialogueWindows
 
-    parser = argparse.ArgumentParser()
-    parser.add_argument("corpus", type=Path)
-    parser.add_argument("--checkpoint", required=True)
-    parser.add_argument("--dialogues", type=int, default=6)
-    parser.add_argument("--steps", type=int, default=8)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("-o", type=Path, default=REPO / "benchmarks" / "results" / "av_eval.md")
-    args = parser.parse_args()
-
-    model, normalizer, step, _ = load_checkpoint(args.checkpoint)
+    model, normalizer, step, _ = load_checkpoint(checkpoint)
     model.eval()
-    data = DialogueWindows(args.corpus, model.config.voices, heldout=True)
-    teacher_motions = {d.index: m for d, m in corpus.load_dialogues(args.corpus) if d.heldout}
+    data = DialogueWindows(corpus_root, model.config.voices, heldout=True)
+    teacher_motions = {d.index: m for d, m in corpus.load_dialogues(corpus_root) if d.heldout}
     vocoder = load_vocoder("vocos")
-    asr = WhisperTinyEn()
-    refs, hyps, teacher_hyps, reports = [], [], [], []
+    refs, hyps, teacher_hyps, mcds, reports = [], [], [], [], []
     with tempfile.TemporaryDirectory() as work:
-        for k, (dialogue, _) in enumerate(data.dialogues[:args.dialogues]):
+        for k, (dialogue, _) in enumerate(data.dialogues[:dialogues]):
             n = dialogue.num_frames
             ids = [data.person_arrays(dialogue, p, 0, n)[1] for p in range(2)]
             tokens = np.stack([one_hot_log_probs(i) for i in ids])
-            generated = generate_from_tokens(
-                tokens, dialogue.voices, model, normalizer,
-                GenerateConfig(steps=args.steps, seed=args.seed, voices=dialogue.voices))
-            teacher, _ = corpus.dialogue_av(args.corpus, dialogue,
+            paths = []
+            for seed in range(samples):
+                generated = generate_from_tokens(
+                    tokens, dialogue.voices, model, normalizer,
+                    GenerateConfig(steps=steps, seed=seed, voices=dialogue.voices,
+                                   temperature=temperature))
+                paths.append(f"{work}/gen{k}-{seed}.av.npz")
+                formats.save(paths[-1], formats.AV, generated)
+                if seed == 0:
+                    first = generated
+            teacher, _ = corpus.dialogue_av(corpus_root, dialogue,
                                             teacher_motions[dialogue.index], data.utterances)
-            formats.save(f"{work}/gen{k}.av.npz", formats.AV, generated)
             formats.save(f"{work}/ref{k}.av.npz", formats.AV, teacher)
-            reports.append(evaluate([f"{work}/gen{k}.av.npz"], f"{work}/ref{k}.av.npz"))
-            waves = [vocode(vocoder, generated[f"p{p}/mel"]) for p in range(2)]
+            reports.append(evaluate(paths, f"{work}/ref{k}.av.npz"))
+            waves = [vocode(vocoder, first[f"p{p}/mel"]) for p in range(2)]
             for person, index, start in zip(dialogue.persons, dialogue.utterances,
                                             dialogue.starts):
                 u = data.utterances[index]
-                segment = waves[person][start * 256:(start + u.num_frames) * 256]
-                teacher_audio, _ = soundfile.read(u.audio_path(args.corpus), dtype="float32")
+                end = start + u.num_frames
+                segment = waves[person][start * 256:end * 256]
                 refs.append(u.text)
                 hyps.append(asr.transcribe(segment))
-                teacher_hyps.append(asr.transcribe(teacher_audio))
-            print(f"dialogue {dialogue.index} done", file=sys.stderr)
+                mcds.append(mel_cepstral_distortion(teacher[f"p{person}/mel"][start:end],
+                                                    first[f"p{person}/mel"][start:end]))
+                if index not in teacher_cache:
+                    audio, _ = soundfile.read(u.audio_path(corpus_root), dtype="float32")
+                    teacher_cache[index] = asr.transcribe(audio)
+                teacher_hyps.append(teacher_cache[index])
+            print(f"{checkpoint}: dialogue {dialogue.index} done", file=sys.stderr)
 
-    def overall(key):
-        values = [r["metrics"][key]["overall"] for r in reports]
+    def overall(key, field="overall"):
+        values = [r["metrics"][key].get(field) for r in reports]
         values = [v for v in values if v is not None]
         return float(np.mean(values)) if values else float("nan")
 
-    def reference(key):
-        values = [r["metrics"][key].get("reference") for r in reports]
-        values = [v for v in values if v is not None]
-        return float(np.mean(values)) if values else float("nan")
+    keys = ("lip_f1", "fde", "div_h", "div_e", "bc_h", "bc_e", "bc_chance", "listener_energy",
+            "listener_nods_per_minute", "listener_smile_fraction")
+    return {"step": step, "fusion": model.config.fusion, "turns": len(refs),
+            "wer": word_error_rate(refs, hyps), "teacher_wer": word_error_rate(refs, teacher_hyps),
+            "mcd": float(np.median(mcds)),
+            **{k: overall(k) for k in keys},
+            **{f"teacher_{k}": overall(k, "reference") for k in keys}}
 
-    lines = ["# Joint model on held-out teacher dialogues\n",
-             f"`python benchmarks/av_eval.py {args.corpus} --checkpoint {args.checkpoint} "
-             f"--dialogues {args.dialogues} --steps {args.steps}`; checkpoint step {step}, "
-             f"fusion {model.config.fusion}, {len(refs)} turns in {len(reports)} dialogues\n",
-             "| metric | generated | teacher |", "| --- | --- | --- |",
-             f"| WER (Whisper tiny.en, per turn) | {word_error_rate(refs, hyps):.3f} | "
-             f"{word_error_rate(refs, teacher_hyps):.3f} |",
-             f"| lip-closure F1 vs teacher | {overall('lip_f1'):.3f} | 1 |",
-             f"| FDe vs teacher | {overall('fde'):.3f} | 0 |" if "fde" in reports[0]["metrics"]
-             else "",
-             f"| BC_h | {overall('bc_h'):.3f} | {reference('bc_h'):.3f} |",
-             f"| BC_e | {overall('bc_e'):.3f} | {reference('bc_e'):.3f} |",
-             f"| BC of random beats (chance) | {overall('bc_chance'):.3f} | "
-             f"{reference('bc_chance'):.3f} |",
-             f"| speech energy while listening (nats) | {overall('listener_energy'):.3f} | "
-             f"{reference('listener_energy'):.3f} |",
-             f"| nods per listening minute | {overall('listener_nods_per_minute'):.1f} | "
-             f"{reference('listener_nods_per_minute'):.1f} |",
-             f"| fraction of listening smiling | {overall('listener_smile_fraction'):.3f} | "
-             f"{reference('listener_smile_fraction'):.3f} |"]
-    lines = [line for line in lines if line]
+
+def main() -> None:
+    from avgen.metrics.asr import WhisperTinyEn
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("corpus", type=Path)
+    parser.add_argument("--checkpoint", action="append", required=True,
+                        help="LABEL=PATH (or PATH); repeat to compare models")
+    parser.add_argument("--dialogues", type=int, default=3)
+    parser.add_argument("--samples", type=int, default=2, help="seeds per dialogue (Div)")
+    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("-o", type=Path, default=REPO / "benchmarks" / "results" / "av_eval.md")
+    args = parser.parse_args()
+
+    asr, cache = WhisperTinyEn(), {}
+    results = {}
+    for spec in args.checkpoint:
+        label, _, path = spec.rpartition("=")
+        results[label or Path(path).parent.name] = (path, evaluate_checkpoint(
+            args.corpus, path, args.dialogues, args.steps, args.samples, asr, cache,
+            args.temperature))
+    any_result = next(iter(results.values()))[1]
+    command = ("python benchmarks/av_eval.py " + str(args.corpus) + " "
+               + " ".join(f"--checkpoint {c}" for c in args.checkpoint)
+               + f" --dialogues {args.dialogues} --samples {args.samples} --steps {args.steps}"
+               + f" --temperature {args.temperature}")
+    lines = ["# Joint model on held-out teacher dialogues (AV-Flow Table 1 layout)\n",
+             f"`{command}`\n",
+             f"{any_result['turns']} turns in {args.dialogues} held-out dialogues, teacher "
+             f"tokens, {args.steps} Euler steps, mel temperature {args.temperature}, "
+             f"{args.samples} seeds for Div. BC is the "
+             "fraction of audio onsets with a motion beat nearby; 'chance' is the same for "
+             "random beats at the motion's beat rate.\n",
+             "| model | fusion | step | WER | MCD (dB) | lip F1 | FDe | Div_h | Div_e | BC_h | "
+             "BC_e | BC chance |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for label, (_, r) in results.items():
+        lines.append(f"| {label} | {r['fusion']} | {r['step']} | {r['wer']:.3f} | "
+                     f"{r['mcd']:.2f} | {r['lip_f1']:.3f} | {r['fde']:.3f} | {r['div_h']:.4f} | "
+                     f"{r['div_e']:.4f} | {r['bc_h']:.3f} | {r['bc_e']:.3f} | "
+                     f"{r['bc_chance']:.3f} |")
+    t = any_result
+    lines.append(f"| teacher | | | {t['teacher_wer']:.3f} | 0 | 1 | 0 | | | {t['teacher_bc_h']:.3f} "
+                 f"| {t['teacher_bc_e']:.3f} | {t['teacher_bc_chance']:.3f} |")
+    lines += ["", "Listener (frames where the person does not speak):", "",
+              "| model | speech energy (nats) | nods per minute | fraction smiling |",
+              "| --- | --- | --- | --- |"]
+    for label, (_, r) in results.items():
+        lines.append(f"| {label} | {r['listener_energy']:.3f} | "
+                     f"{r['listener_nods_per_minute']:.1f} | {r['listener_smile_fraction']:.3f} |")
+    lines.append(f"| teacher | {t['teacher_listener_energy']:.3f} | "
+                 f"{t['teacher_listener_nods_per_minute']:.1f} | "
+                 f"{t['teacher_listener_smile_fraction']:.3f} |")
     args.o.parent.mkdir(parents=True, exist_ok=True)
     args.o.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -275,3 +275,19 @@ def test_bf16_training_runs(tiny_corpus, tmp_path):
           TrainConfig(steps=4, batch_size=2, frames=48, warmup_steps=1, bf16=True),
           device="cpu", progress=lambda n, loss: losses.append(loss), log=lambda m: None)
     assert len(losses) == 4 and np.isfinite(losses).all()
+
+
+def test_temperature_scales_only_the_mel_noise():
+    torch.manual_seed(0)
+    # cascaded: the mel sees nothing of the motion, so only its own noise can move it
+    model = randomise(AVFlow(replace(TINY, fusion="cascaded"))).eval()
+    tokens = inputs()["tokens"]
+
+    def sample(seed, temperature):
+        return model.sample_dyad(tokens, torch.tensor([0, 1]), 3,
+                                 torch.Generator().manual_seed(seed), temperature=temperature)
+
+    (mel_a, motion_a), (mel_b, motion_b) = sample(1, 0.0), sample(2, 0.0)
+    assert torch.equal(mel_a, mel_b)  # no mel noise: the mel no longer depends on the seed
+    assert not torch.equal(motion_a, motion_b)  # the motion keeps its variety
+    assert not torch.equal(sample(1, 1.0)[0], mel_a)

@@ -336,7 +336,8 @@ class AVFlow(nn.Module):
     @torch.no_grad()
     def sample_dyad(self, tokens: torch.Tensor, voices: torch.Tensor, steps: int = 8,
                     generator: torch.Generator | None = None, chunk: int | None = None,
-                    progress=None) -> tuple[torch.Tensor, torch.Tensor]:
+                    progress=None, temperature: float = 1.0
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Generate both people together: tokens (2, T, V), voices (2,) ids ->
         normalised mel (2, T, 80) and motion (2, T, M). Person i's partner is
         1 - i; the partner motion condition is the partner's current clean-motion estimate.
@@ -345,12 +346,15 @@ class AVFlow(nn.Module):
         context its receptive field needs (`receptive_field`), so working memory is bounded
         by the chunk, not the dialogue, and the result equals whole-dialogue sampling
         (RoPE attention depends only on relative positions). `progress(frames)` is called
-        after each chunk."""
+        after each chunk. `temperature` scales the mel's starting noise (Matcha-TTS's
+        sampling temperature: below 1 trades variety for cleaner speech); motion keeps
+        its full noise, so its variety is untouched."""
         c = self.config
         _, length, _ = tokens.shape
         device = tokens.device
         # all noise is drawn up front (output-sized), so chunking does not change it
-        mel = torch.randn((2, length, c.mel_dim), device=device, generator=generator)
+        mel = temperature * torch.randn((2, length, c.mel_dim), device=device,
+                                        generator=generator)
         motion = torch.randn((2, length, c.motion_dim), device=device, generator=generator)
         if chunk is None or chunk >= length:
             mel, motion = self._euler(mel, motion, tokens, voices, steps)
