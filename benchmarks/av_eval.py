@@ -111,15 +111,27 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("-o", type=Path, default=REPO / "benchmarks" / "results" / "av_eval.md")
+    parser.add_argument("--json", type=Path, help="keep each checkpoint's figures here and "
+                        "reuse them on a later run with the same settings")
     args = parser.parse_args()
 
+    import hashlib
+    import json
+
     asr, cache = WhisperTinyEn(), {}
+    kept = json.loads(args.json.read_text()) if args.json and args.json.exists() else {}
     results = {}
     for spec in args.checkpoint:
         label, _, path = spec.rpartition("=")
-        results[label or Path(path).parent.name] = (path, evaluate_checkpoint(
-            args.corpus, path, args.dialogues, args.steps, args.samples, asr, cache,
-            args.temperature))
+        key = hashlib.sha256(f"{Path(path).resolve()}{Path(path).stat().st_size}"
+                             f"{Path(path).stat().st_mtime_ns}{args.dialogues}{args.samples}"
+                             f"{args.steps}{args.temperature}".encode()).hexdigest()
+        if key not in kept:
+            kept[key] = evaluate_checkpoint(args.corpus, path, args.dialogues, args.steps,
+                                            args.samples, asr, cache, args.temperature)
+            if args.json:
+                args.json.write_text(json.dumps(kept, indent=1))
+        results[label or Path(path).parent.name] = (path, kept[key])
     any_result = next(iter(results.values()))[1]
     command = ("python benchmarks/av_eval.py " + str(args.corpus) + " "
                + " ".join(f"--checkpoint {c}" for c in args.checkpoint)

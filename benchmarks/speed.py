@@ -4,9 +4,11 @@ about 10, 20 and 60 s -> benchmarks/results/speed.md.
 
     python benchmarks/speed.py [--lengths 10 20 60] [--threads 2]
 
-The joint model runs with random weights of the default size (speed does not depend on
-the weights; no trained joint model ships yet). Each length runs in its own process so
-peak memory (max RSS) is per length.
+The joint model is the registered default ('av-flow'), or random weights of the
+default size where none is registered (speed does not depend on the weights). Each
+length runs in its own process so peak memory (max RSS) is per length. The last rows
+time the user's command, `avgen synth script.txt --ref a.png b.png -o out.mp4`, as a
+whole (process start, model loading and everything else included).
 """
 
 from __future__ import annotations
@@ -53,10 +55,17 @@ def run_one(seconds: float, threads: int) -> dict:
                               LearnedDurations())
     times["tokens"] = time.perf_counter() - start
     duration = timeline.num_frames / FRAMES_PER_SECOND
-    torch.manual_seed(0)
-    model = AVFlow().eval()
-    normalizer = Normalizer(np.full(80, -6.0, np.float32), np.full(80, 2.0, np.float32),
-                            np.zeros(MOTION_DIM, np.float32), np.full(MOTION_DIM, 0.1, np.float32))
+    from avgen.pipeline import AV_WEIGHTS, load_av_model
+    from avgen.weights import Weights
+
+    if AV_WEIGHTS in Weights().entries:
+        model, normalizer = load_av_model()
+    else:
+        torch.manual_seed(0)
+        model = AVFlow().eval()
+        normalizer = Normalizer(np.full(80, -6.0, np.float32), np.full(80, 2.0, np.float32),
+                                np.zeros(MOTION_DIM, np.float32),
+                                np.full(MOTION_DIM, 0.1, np.float32))
     start = time.perf_counter()
     av = generate(timeline, model, normalizer, GenerateConfig(steps=8))
     times["joint model (8 Euler steps)"] = time.perf_counter() - start
@@ -79,6 +88,21 @@ def run_one(seconds: float, threads: int) -> dict:
             "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
+def time_cli(seconds: float, threads: int) -> float:
+    """Wall seconds of the whole `avgen synth` command for a script of about `seconds`."""
+    import os
+
+    with tempfile.TemporaryDirectory() as work:
+        script = Path(work) / "s.txt"
+        script.write_text(script_of_length(seconds))
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "avgen", "synth", str(script), "--ref",
+                        str(REPO / "examples" / "eileen.png"), str(REPO / "examples" / "grace.png"),
+                        "-o", f"{work}/d.mp4"], check=True, capture_output=True,
+                       env={**os.environ, "OMP_NUM_THREADS": str(threads)})
+        return time.perf_counter() - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--lengths", type=float, nargs="+", default=[10, 20, 60])
@@ -94,6 +118,7 @@ def main() -> None:
         done = subprocess.run([sys.executable, __file__, "--one", str(length), "--threads",
                                str(args.threads)], capture_output=True, text=True, check=True)
         results.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        results[-1]["cli"] = time_cli(length, args.threads)
     stages = list(results[0]["times"])
     lines = ["# Speed per stage (real-time factor = compute s / dialogue s)\n",
              f"`python benchmarks/speed.py --lengths {' '.join(f'{x:g}' for x in args.lengths)} "
@@ -106,6 +131,13 @@ def main() -> None:
             f"{r['times'][stage] / r['seconds']:.3f}" for r in results) + " |")
     lines.append("| **end to end** | " + " | ".join(
         f"**{sum(r['times'].values()) / r['seconds']:.3f}**" for r in results) + " |")
+    lines.append("| joint model, one Euler step | " + " | ".join(
+        f"{r['times']['joint model (8 Euler steps)'] / 8 / r['seconds']:.3f}" for r in results)
+        + " |")
+    lines.append("| `avgen synth` command, wall s (all included) | " + " | ".join(
+        f"{r['cli']:.1f}" for r in results) + " |")
+    lines.append("| `avgen synth` command, real-time factor | " + " | ".join(
+        f"**{r['cli'] / r['seconds']:.3f}**" for r in results) + " |")
     lines.append("| peak memory (max RSS, MB) | " + " | ".join(
         f"{r['max_rss_mb']:.0f}" for r in results) + " |")
     args.o.parent.mkdir(parents=True, exist_ok=True)
