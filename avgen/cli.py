@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from avgen import __version__
+from avgen.constants import DEFAULT_TEMPERATURE
 from avgen.errors import AvgenError, InputError
 
 app = typer.Typer(
@@ -466,6 +467,9 @@ def synth(
                                              "registered 'av-flow' weights)."),
     voice: Optional[list[str]] = typer.Option(None, help="Voice per person, twice."),
     steps: int = typer.Option(8, min=1, max=256, help="Euler steps of the flow sampler."),
+    temperature: float = typer.Option(DEFAULT_TEMPERATURE, min=0.0, max=2.0,
+                                      help="Scale of the speech's starting noise: lower is "
+                                      "cleaner and less varied."),
     seed: int = typer.Option(0, help="Noise seed; the same seed gives the same video."),
     vocoder: str = typer.Option("vocos", help="vocos (default), griffinlim or bigvgan."),
     fps: float = typer.Option(25.0, help="Video frame rate."),
@@ -492,7 +496,8 @@ def synth(
     if layout not in ("side-by-side", "stacked"):
         raise InputError(f"--layout must be side-by-side or stacked, got {layout!r}")
     config = SynthConfig(generate=GenerateConfig(steps=steps, seed=seed, device=device,
-                                                 voices=tuple(voice) if voice else None),
+                                                 voices=tuple(voice) if voice else None,
+                                                 temperature=temperature),
                          vocoder=vocoder, fps=fps, size=size, layout=layout)
     if batch is not None:
         from avgen.batch import Shard, run_batch
@@ -536,6 +541,9 @@ def generate(
     voice: Optional[list[str]] = typer.Option(None, help="Voice per person, twice: "
                                               "--voice heart --voice heart-low."),
     steps: int = typer.Option(8, min=1, max=256, help="Euler steps of the flow sampler."),
+    temperature: float = typer.Option(DEFAULT_TEMPERATURE, min=0.0, max=2.0,
+                                      help="Scale of the speech's starting noise: lower is "
+                                      "cleaner and less varied."),
     seed: int = typer.Option(0, help="Noise seed; the same seed gives the same output."),
     device: str = typer.Option("cpu", help="torch device, e.g. cpu or cuda."),
 ) -> None:
@@ -560,7 +568,8 @@ def generate(
         voice = list(voices_for_faces(refs, model.config.voices))
     arrays = run_generate(timeline, model, normalizer,
                           GenerateConfig(steps=steps, seed=seed,
-                                         voices=tuple(voice) if voice else None, device=device))
+                                         voices=tuple(voice) if voice else None, device=device,
+                                         temperature=temperature))
     formats.save(output, formats.AV, arrays)
     err.print(f"{output}: {timeline.num_frames} frames for {', '.join(timeline.names)}")
 

@@ -46,3 +46,7 @@ NUM_PEOPLE = 2
 def seconds_to_frames(seconds: float) -> int:
     """Nearest whole frame on the model clock."""
     return int(round(seconds * FRAMES_PER_SECOND))
+
+# Sampling temperature of the joint model's speech (scale of the mel's starting noise),
+# chosen by measured WER (benchmarks/results/av_eval.md).
+DEFAULT_TEMPERATURE = 1.0

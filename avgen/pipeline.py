@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from avgen import formats
-from avgen.constants import EXPRESSION_NAMES, NUM_PEOPLE
+from avgen.constants import DEFAULT_TEMPERATURE, EXPRESSION_NAMES, NUM_PEOPLE
 from avgen.errors import InputError
 from avgen.tokens import Timeline
 
@@ -26,7 +26,7 @@ class GenerateConfig:
     voices: tuple[str, ...] | None = None  # per person; default: by face, or the first two
     device: str = "cpu"
     chunk_frames: int = 2048  # frames generated at a time (~24 s): bounds working memory
-    temperature: float = 1.0  # scale of the mel's starting noise (see AVFlow.sample_dyad)
+    temperature: float = DEFAULT_TEMPERATURE  # mel's starting noise (AVFlow.sample_dyad)
 
 
 def load_av_model(checkpoint: str | None = None, device: str = "cpu"):
