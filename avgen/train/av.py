@@ -231,7 +231,9 @@ def _train(corpus_root, run_dir, model_config: AVFlowConfig, config: TrainConfig
             log_file.flush()
         if ranks.main and (step % config.checkpoint_every == 0 or step == config.steps):
             save_checkpoint(checkpoint, model, normalizer, step, config)
-            torch.save({"step": step, "optimizer": optimizer.state_dict()}, moments)
+            partial = moments.with_name(moments.name + ".partial")
+            torch.save({"step": step, "optimizer": optimizer.state_dict()}, partial)
+            partial.replace(moments)  # an interrupted save never leaves a torn file
     if log_file:
         log_file.close()
     distributed.barrier(ranks)  # every rank returns once the checkpoint is there
