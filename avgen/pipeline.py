@@ -53,14 +53,45 @@ def generate(timeline: Timeline, model, normalizer, config: GenerateConfig = Gen
     Returns `avgen.av/1` arrays. Deterministic for `config.seed` on one device.
     """
     tokens = np.stack([timeline.token_logits(p) for p in range(NUM_PEOPLE)])
-    return generate_from_tokens(tokens, timeline.names, model, normalizer, config, progress)
+    cues = [(c.person, c.kind, c.start_frame, c.duration) for c in timeline.cues]
+    return generate_from_tokens(tokens, timeline.names, model, normalizer, config, progress,
+                                cues)
+
+
+def act_cues(motion: np.ndarray, cues, seed: int = 0) -> np.ndarray:
+    """The script's (nods)/(smiles)/(laughs) acted out on generated motion features
+    (2, T, M) (see `avgen.train.av_data.motion_features`), as the motion teacher acts them
+    out in the training dialogues: the joint model's inputs carry no cues, so they are
+    added after generation. `cues`: (person, kind, start_frame, frames)."""
+    from avgen.train.motion_teacher import E, act_cues as act
+
+    motion = motion.copy()
+    rng = np.random.default_rng(seed)
+    smiles = (6 + E["smile_left"], 6 + E["smile_right"])
+    for person in range(NUM_PEOPLE):
+        mine = [(k, s, d) for p, k, s, d in cues if p == person]
+        theirs = [(k, s, d) for p, k, s, d in cues if p != person]
+        if not mine and not theirs:
+            continue
+        features = motion[person]
+        pitch = features[:, 1].astype(np.float64)
+        smile = features[:, list(smiles)].mean(1).astype(np.float64)
+        jaw = features[:, 6 + E["jaw_open"]].astype(np.float64)
+        before = smile.copy()
+        act(pitch, smile, jaw, mine, theirs, rng)
+        features[:, 1] = pitch
+        features[:, 6 + E["jaw_open"]] = jaw
+        for index in smiles:
+            features[:, index] += smile - before
+        features[:, 6 + E["eye_squint"]] += 0.45 * (smile - before)
+    return motion
 
 
 def generate_from_tokens(tokens: np.ndarray, names, model, normalizer,
-                         config: GenerateConfig = GenerateConfig(), progress=None
+                         config: GenerateConfig = GenerateConfig(), progress=None, cues=()
                          ) -> dict[str, np.ndarray]:
     """`generate` for per-person token log-probabilities (2, T, V) from any source.
-    `progress(frames)` is called as chunks finish."""
+    `progress(frames)` is called as chunks finish; `cues` as in `act_cues`."""
     from avgen.train.av_data import motion_from_features
 
     if config.steps < 1:
@@ -81,6 +112,8 @@ def generate_from_tokens(tokens: np.ndarray, names, model, normalizer,
                                     temperature=config.temperature)
     mel = mel.cpu().numpy() * normalizer.mel_std + normalizer.mel_mean
     motion = motion.cpu().numpy() * normalizer.motion_std + normalizer.motion_mean
+    if cues:
+        motion = act_cues(motion, cues, config.seed)
     num_frames = tokens.shape[1]
     arrays = {"num_people": np.array(NUM_PEOPLE), "num_frames": np.array(num_frames),
               "names": formats.string_array(names),

@@ -105,3 +105,36 @@ def test_synth_checks_inputs_before_work(tmp_path, write_script):
                                  str(tmp_path / "x.mp4")])
     assert result.exit_code == 2 and "bad.txt:1: unknown cue" in result.output
     assert not (tmp_path / "x.mp4").exists()
+
+
+def test_script_cues_are_acted_out_on_generated_motion():
+    from avgen.model.av_flow import MOTION_DIM
+    from avgen.pipeline import act_cues
+    from avgen.train.motion_teacher import E
+
+    motion = np.zeros((2, 400, MOTION_DIM), np.float32)
+    assert np.array_equal(act_cues(motion, []), motion)
+    acted = act_cues(motion, [(0, "nods", 50, 60), (0, "smiles", 200, 100), (1, "pause", 0, 9)])
+    pitch, smile = acted[:, :, 1], acted[:, :, 6 + E["smile_left"]]
+    assert pitch[0, 50:110].max() > np.radians(4) and np.abs(pitch[0, :45]).max() == 0
+    assert smile[0, 200:300].max() > 0.8 and smile[0, :200].max() == 0
+    assert smile[1, 230:330].max() > 0.3  # the partner smiles back
+    assert np.abs(pitch[1]).max() == 0  # nobody else nods
+    assert np.array_equal(motion, np.zeros_like(motion))  # input untouched
+
+
+def test_generate_acts_the_timeline_cues(tiny_model, timeline):
+    model, normalizer = tiny_model
+    from avgen.pipeline import GenerateConfig, generate, generate_from_tokens
+
+    tokens = np.stack([timeline.token_logits(p) for p in range(2)])
+    plain = generate_from_tokens(tokens, timeline.names, model, normalizer, GenerateConfig())
+    acted = generate(timeline, model, normalizer, GenerateConfig())
+    smiler = [c for c in timeline.cues if c.kind == "smiles"][0]
+    span = slice(smiler.start_frame, smiler.start_frame + smiler.duration)
+    from avgen.constants import EXPRESSION_NAMES
+
+    k = EXPRESSION_NAMES.index("smile_left")
+    assert (acted[f"p{smiler.person}/expression"][span, k]
+            > plain[f"p{smiler.person}/expression"][span, k] + 0.3).any()
+    assert np.array_equal(acted["p0/mel"], plain["p0/mel"])

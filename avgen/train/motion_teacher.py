@@ -218,6 +218,32 @@ def _visemes(track: Track, n: int, energy: np.ndarray, cfg: TeacherConfig) -> di
     return curves
 
 
+def act_cues(pitch: np.ndarray, smile: np.ndarray, jaw_open: np.ndarray, cues, partner_cues,
+             rng: np.random.Generator) -> None:
+    """Act out script cues in place on (T,) curves: `cues` and `partner_cues` are
+    (kind, start_frame, frames) of this person and of the partner. Nods nod, smiles smile,
+    laughs smile with a bobbing jaw and head; the partner's smiles and laughs are smiled
+    back. Used by the motion teacher and, on generated motion, by `avgen synth`."""
+    for kind, start, dur in cues:
+        if kind == "nods":
+            for k in range(2):
+                _add(pitch, start + k * int(0.35 * FPS), _bump(int(0.35 * FPS), 10, 18),
+                     np.radians(6.0), mode="add")
+        elif kind == "smiles":
+            _add(smile, start, _bump(max(dur, int(0.8 * FPS)), 10, 25), 0.85)
+        elif kind == "laughs":
+            _add(smile, start, _bump(max(dur, int(0.8 * FPS)), 6, 25), 0.95)
+            t = np.arange(dur)
+            bob = 0.5 - 0.5 * np.cos(2 * np.pi * 4.5 * t / FPS)
+            _add(jaw_open, start, bob, 0.35)
+            _add(pitch, start, bob, np.radians(2.0), mode="add")
+            _add(pitch, start, _bump(dur, 8, 20), np.radians(-3.0), mode="add")  # head back
+    for kind, start, dur in partner_cues:
+        if kind in ("smiles", "laughs"):
+            _add(smile, start + int(0.3 * FPS), _bump(max(dur, int(1.0 * FPS)), 15, 30),
+                 rng.uniform(0.4, 0.7))
+
+
 def animate(me: Track, partner: Track, person: int, num_frames: int, seed: int,
             cfg: TeacherConfig = TeacherConfig()) -> tuple[np.ndarray, np.ndarray]:
     """Head pose (T, 7) and expression (T, E) for `person` (0 sits left, 1 right)."""
@@ -283,27 +309,7 @@ def animate(me: Track, partner: Track, person: int, num_frames: int, seed: int,
             _add(smile, start, _bump(int(rng.uniform(1.0, 2.0) * FPS), 12, 30),
                  rng.uniform(0.35, 0.7))
 
-    # Script cues.
-    for kind, start, dur in me.cues:
-        if kind == "nods":
-            for k in range(2):
-                _add(pitch, start + k * int(0.35 * FPS), _bump(int(0.35 * FPS), 10, 18),
-                     np.radians(6.0), mode="add")
-        elif kind == "smiles":
-            _add(smile, start, _bump(max(dur, int(0.8 * FPS)), 10, 25), 0.85)
-        elif kind == "laughs":
-            _add(smile, start, _bump(max(dur, int(0.8 * FPS)), 6, 25), 0.95)
-            t = np.arange(dur)
-            bob = 0.5 - 0.5 * np.cos(2 * np.pi * 4.5 * t / FPS)
-            _add(expr[:, E["jaw_open"]], start, bob, 0.35)
-            _add(pitch, start, bob, np.radians(2.0), mode="add")
-            _add(pitch, start, _bump(dur, 8, 20), np.radians(-3.0), mode="add")  # head back
-
-    # Mirror the partner's cue smiles and laughs.
-    for kind, start, dur in partner.cues:
-        if kind in ("smiles", "laughs"):
-            _add(smile, start + int(0.3 * FPS), _bump(max(dur, int(1.0 * FPS)), 15, 30),
-                 rng.uniform(0.4, 0.7))
+    act_cues(pitch, smile, expr[:, E["jaw_open"]], me.cues, partner.cues, rng)
 
     # Blinks: Poisson, plus likely ones just after own phrase ends.
     blink = np.zeros(n)
