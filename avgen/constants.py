@@ -49,4 +49,4 @@ def seconds_to_frames(seconds: float) -> int:
 
 # Sampling temperature of the joint model's speech (scale of the mel's starting noise),
 # chosen by measured WER (benchmarks/results/av_eval.md).
-DEFAULT_TEMPERATURE = 1.0
+DEFAULT_TEMPERATURE = 0.333

@@ -29,8 +29,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def evaluate_checkpoint(corpus_root: Path, checkpoint: str, dialogues: int, steps: int,
-                        samples: int, asr, teacher_cache: dict, temperature: float = 1.0
-                        ) -> dict:
+                        samples: int, asr, teacher_cache: dict, temperature: float = 1.0,
+                        start: int = 0) -> dict:
     """Figures of one checkpoint (see the module docstring); teacher transcripts are
     cached across checkpoints in `teacher_cache`."""
     from avgen import formats
@@ -51,7 +51,7 @@ def evaluate_checkpoint(corpus_root: Path, checkpoint: str, dialogues: int, step
     vocoder = load_vocoder("vocos")
     refs, hyps, teacher_hyps, mcds, reports = [], [], [], [], []
     with tempfile.TemporaryDirectory() as work:
-        for k, (dialogue, _) in enumerate(data.dialogues[:dialogues]):
+        for k, (dialogue, _) in enumerate(data.dialogues[start:start + dialogues]):
             n = dialogue.num_frames
             ids = [data.person_arrays(dialogue, p, 0, n)[1] for p in range(2)]
             tokens = np.stack([one_hot_log_probs(i) for i in ids])
@@ -107,6 +107,9 @@ def main() -> None:
     parser.add_argument("--checkpoint", action="append", required=True,
                         help="LABEL=PATH (or PATH); repeat to compare models")
     parser.add_argument("--dialogues", type=int, default=3)
+    parser.add_argument("--start", type=int, default=0,
+                        help="skip this many held-out dialogues (e.g. those used to choose "
+                        "the temperature)")
     parser.add_argument("--samples", type=int, default=2, help="seeds per dialogue (Div)")
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--temperature", type=float, default=1.0)
@@ -125,10 +128,11 @@ def main() -> None:
         label, _, path = spec.rpartition("=")
         key = hashlib.sha256(f"{Path(path).resolve()}{Path(path).stat().st_size}"
                              f"{Path(path).stat().st_mtime_ns}{args.dialogues}{args.samples}"
-                             f"{args.steps}{args.temperature}".encode()).hexdigest()
+                             f"{args.steps}{args.temperature}{args.start}".encode()).hexdigest()
         if key not in kept:
             kept[key] = evaluate_checkpoint(args.corpus, path, args.dialogues, args.steps,
-                                            args.samples, asr, cache, args.temperature)
+                                            args.samples, asr, cache, args.temperature,
+                                            args.start)
             if args.json:
                 args.json.write_text(json.dumps(kept, indent=1))
         results[label or Path(path).parent.name] = (path, kept[key])
@@ -136,10 +140,11 @@ def main() -> None:
     command = ("python benchmarks/av_eval.py " + str(args.corpus) + " "
                + " ".join(f"--checkpoint {c}" for c in args.checkpoint)
                + f" --dialogues {args.dialogues} --samples {args.samples} --steps {args.steps}"
-               + f" --temperature {args.temperature}")
+               + f" --temperature {args.temperature} --start {args.start}")
     lines = ["# Joint model on held-out teacher dialogues (AV-Flow Table 1 layout)\n",
              f"`{command}`\n",
-             f"{any_result['turns']} turns in {args.dialogues} held-out dialogues, teacher "
+             f"{any_result['turns']} turns in held-out dialogues {args.start} to "
+             f"{args.start + args.dialogues - 1}, teacher "
              f"tokens, {args.steps} Euler steps, mel temperature {args.temperature}, "
              f"{args.samples} seeds for Div. BC is the "
              "fraction of audio onsets with a motion beat nearby; 'chance' is the same for "
