@@ -106,7 +106,10 @@ def generate_from_tokens(tokens: np.ndarray, names, model, normalizer,
     device = config.device
     voice_ids = torch.tensor([model.config.voices.index(v) for v in voices])
     generator = torch.Generator(device=device).manual_seed(config.seed)
-    mel, motion = model.sample_dyad(torch.from_numpy(np.asarray(tokens, np.float32)).to(device),
+    from avgen.tokens import floor_log_probs
+
+    tokens = np.stack([floor_log_probs(t) for t in tokens])
+    mel, motion = model.sample_dyad(torch.from_numpy(tokens).to(device),
                                     voice_ids.to(device), config.steps, generator,
                                     chunk=config.chunk_frames, progress=progress,
                                     temperature=config.temperature)

@@ -292,6 +292,18 @@ def one_hot_log_probs(ids: np.ndarray, smoothing: float = 0.01) -> np.ndarray:
     return np.log(probs)
 
 
+def floor_log_probs(log_probs: np.ndarray, smoothing: float = 0.01) -> np.ndarray:
+    """(T, V) token log-probabilities from any source, floored the way the joint model's
+    training tokens are (`one_hot_log_probs`: no symbol below smoothing / V) and
+    renormalised. Idempotent on `one_hot_log_probs` output. A decoder's confident
+    posteriors put -35 where training put -9.6, which the model has never seen."""
+    x = np.asarray(log_probs, np.float64)
+    probs = np.exp(x - x.max(1, keepdims=True))
+    probs /= probs.sum(1, keepdims=True)
+    probs = np.maximum(probs, smoothing / x.shape[1])
+    return np.log(probs / probs.sum(1, keepdims=True)).astype(np.float32)
+
+
 class _Cursor:
     """Places phonemes on whole frames while keeping fractional time, so rounding never
     accumulates drift; every phoneme gets at least one frame."""

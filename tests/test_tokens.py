@@ -136,3 +136,20 @@ def test_phrase_timing_does_not_depend_on_what_came_before():
     first = timer.timings("Yes")
     timer.timings("A much longer sentence with many vowels, to move any internal state.")
     assert timer.timings("Yes") == first
+
+
+def test_floor_log_probs_matches_training_tokens():
+    from avgen.symbols import NUM_SYMBOLS
+    from avgen.tokens import floor_log_probs, one_hot_log_probs
+
+    ids = np.array([0, 5, 5, 17])
+    smoothed = one_hot_log_probs(ids)
+    assert np.allclose(floor_log_probs(smoothed), smoothed, atol=1e-6)  # idempotent
+    confident = np.full((4, NUM_SYMBOLS), -35.0, np.float32)
+    confident[np.arange(4), ids] = 0.0
+    floored = floor_log_probs(confident)
+    assert np.allclose(floored, smoothed, atol=0.02)  # a decoder's certainty -> training form
+    soft = np.log(np.full((1, NUM_SYMBOLS), 1.0 / NUM_SYMBOLS))
+    assert np.allclose(floor_log_probs(soft), soft, atol=1e-6)
+    assert np.allclose(np.exp(floor_log_probs(np.random.default_rng(0).normal(
+        size=(3, NUM_SYMBOLS)) * 10)).sum(1), 1.0, atol=1e-5)
