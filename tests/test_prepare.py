@@ -421,3 +421,36 @@ def test_worker_errors_reach_the_caller(tmp_path, monologues):
     with pytest.raises(InputError, match=r"\.toml: person 'a': .*bad\.wav: cannot read audio"):
         prepare(tmp_path, tmp_path / "out", jobs=2, progress=False)
     assert not list((tmp_path / "out" / "items").glob("*.npz"))
+
+
+def test_layout_a_one_video_and_one_audio_file_per_person(tmp_path, tiny_ctc):
+    """Layout (a): each person filmed alone, each with their own microphone file (22.05
+    and 16 kHz mono): shapes, who speaks when, and the recovered motion."""
+    from avgen.face.sequence import scripted_motion
+    from avgen.prepare import PrepareConfig, prepare
+
+    folder = tmp_path / "rec"
+    folder.mkdir()
+    truths = [scripted_motion(SECONDS, people=1, seed=s) for s in (1, 2)]
+    for k, (name, face, rate, f0) in enumerate((("alice", "eileen.png", 22050, 190.0),
+                                                ("bob", "grace.png", 16000, 115.0))):
+        render(truths[k], [face], folder / f"{name}.mp4")
+        soundfile.write(folder / f"{name}.wav", voiced(SECONDS, rate, f0, *TURNS[k]), rate)
+    (folder / "pair.toml").write_text(
+        '[[person]]\nname = "alice"\nvideo = "alice.mp4"\naudio = "alice.wav"\n\n'
+        '[[person]]\nname = "bob"\nvideo = "bob.mp4"\naudio = "bob.wav"\n')
+    out = tmp_path / "shards"
+    prepare(folder, out, PrepareConfig(ctc_model=str(tiny_ctc)), progress=False)
+    s = shard(out, "pair")
+    n = int(s["num_frames"])
+    assert abs(n - SECONDS * FRAMES_PER_SECOND) <= 2
+    t = np.arange(n) / FRAMES_PER_SECOND
+    jaw = EXPRESSION_NAMES.index("jaw_open")
+    for k, (start, end) in TURNS.items():
+        assert s[f"p{k}/mel"].shape == (n, 80) and s[f"p{k}/token_logits"].shape[0] == n
+        speech = s[f"p{k}/speech"]
+        assert speech[(t > start + 0.1) & (t < end - 0.1)].mean() > 0.95
+        assert speech[(t < start - 0.1) | (t > end + 0.1)].mean() < 0.02
+        m = min(n, truths[k].num_frames)
+        r = np.corrcoef(truths[k].expression[0][:m, jaw], s[f"p{k}/expression"][:m, jaw])[0, 1]
+        assert r > 0.8, f"person {k}: jaw_open r={r:.3f}"
