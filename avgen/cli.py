@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from avgen import __version__
-from avgen.constants import DEFAULT_TEMPERATURE
+from avgen.constants import DEFAULT_TEMPERATURE, FRAMES_PER_SECOND
 from avgen.errors import AvgenError, InputError
 
 app = typer.Typer(
@@ -120,8 +120,6 @@ def tokens(
 
 
 def _print_timeline_summary(timeline, output: str) -> None:
-    from avgen.constants import FRAMES_PER_SECOND
-
     table = Table(title=f"{output}: {timeline.num_frames} frames, "
                         f"{timeline.num_frames / FRAMES_PER_SECOND:.2f} s", title_justify="left")
     for column in ("line", "speaker", "start s", "end s", "phonemes", "text"):
@@ -330,7 +328,7 @@ def track(
     motion = track_video(video, ref=ref)
     save_motion(output, motion)
     err.print(f"{output}: {motion.num_frames} frames "
-              f"({motion.num_frames / 86.1328125:.2f} s) of head pose + expression")
+              f"({motion.num_frames / FRAMES_PER_SECOND:.2f} s) of head pose + expression")
 
 
 @app.command("eval")
@@ -765,8 +763,9 @@ def prepare_(
                            ctc_model=str(ctc_model) if ctc_model is not None else None,
                            aligner=str(aligner) if aligner is not None else None)
     result = prepare(input_dir, output, config, jobs=jobs)
+    minutes = result.frames / FRAMES_PER_SECOND / 60
     err.print(f"{output}: {result.prepared} items prepared, {result.kept} kept; "
-              f"{result.frames / 86.1328125 / 60:.1f} min; voices {', '.join(result.voices)}")
+              f"{minutes:.1f} min; voices {', '.join(result.voices)}")
 
 
 def main() -> None:

@@ -5,9 +5,9 @@ voices come in pairs. Our teacher corpus has no such pairs (a few synthetic voic
 public-domain portraits), so a learned mapping would only memorise an arbitrary pairing.
 What the product needs from the mapper is kept: a face gets the same voice in every
 dialogue, and the two people of a dialogue get distinct voices whenever the model has two
-(when both faces would get the same voice, the second speaker moves to the next one). The voice is chosen by a digest of the decoded image
-pixels (not the file bytes, so re-saving the same picture losslessly keeps its voice);
-`--voice` overrides it.
+(when both faces would get the same voice, the second speaker moves to the next one).
+The voice is chosen by a digest of the decoded image pixels (not the file bytes, so
+re-saving the same picture losslessly keeps its voice); `--voice` overrides it.
 """
 
 from __future__ import annotations
@@ -29,9 +29,10 @@ def face_digest(path: str | Path) -> int:
 def voices_for_faces(refs: list[str | Path], voices: tuple[str, ...]) -> tuple[str, ...]:
     """One voice of `voices` per face, consistent per face; distinct within the dialogue
     when possible (the second face moves to the next voice on a clash)."""
-    chosen = [voices[face_digest(ref) % len(voices)] for ref in refs]
+    digests = [face_digest(ref) for ref in refs]
+    chosen = [voices[digest % len(voices)] for digest in digests]
     if len(refs) == 2 and chosen[0] == chosen[1] and len(voices) > 1:
-        if face_digest(refs[0]) == face_digest(refs[1]):
+        if digests[0] == digests[1]:
             return tuple(chosen)  # the same face twice: one person, one voice
         chosen[1] = voices[(voices.index(chosen[1]) + 1) % len(voices)]
     return tuple(chosen)

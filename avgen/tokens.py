@@ -34,6 +34,9 @@ from avgen.symbols import NUM_SYMBOLS, SILENCE_ID, SYMBOLS, SYMBOLS_VERSION, pho
 from avgen.text import Phrase, to_phrases
 
 LISTENER_NAME = "(listener)"
+# label smoothing of one-hot tokens: the form the joint model is trained on, which every
+# token source (decoder, CTC) is brought to
+TOKEN_SMOOTHING = 0.01
 
 
 @dataclass(frozen=True)
@@ -224,7 +227,7 @@ class Timeline:
                 ids[start:start + dur] = sid
         return ids
 
-    def token_logits(self, person: int, smoothing: float = 0.01) -> np.ndarray:
+    def token_logits(self, person: int, smoothing: float = TOKEN_SMOOTHING) -> np.ndarray:
         """(T, V) log-probabilities of label-smoothed one-hot tokens: the baseline's hard
         timing written in the soft-posterior interface the models consume; the decoder's
         posteriors where a token decoder wrote them."""
@@ -285,14 +288,14 @@ class Timeline:
                    logits)
 
 
-def one_hot_log_probs(ids: np.ndarray, smoothing: float = 0.01) -> np.ndarray:
+def one_hot_log_probs(ids: np.ndarray, smoothing: float = TOKEN_SMOOTHING) -> np.ndarray:
     """(T,) symbol ids -> (T, V) log-probabilities of label-smoothed one-hot tokens."""
     probs = np.full((len(ids), NUM_SYMBOLS), smoothing / NUM_SYMBOLS, np.float32)
     probs[np.arange(len(ids)), ids] += 1.0 - smoothing
     return np.log(probs)
 
 
-def floor_log_probs(log_probs: np.ndarray, smoothing: float = 0.01) -> np.ndarray:
+def floor_log_probs(log_probs: np.ndarray, smoothing: float = TOKEN_SMOOTHING) -> np.ndarray:
     """(T, V) token log-probabilities from any source, floored the way the joint model's
     training tokens are (`one_hot_log_probs`: no symbol below smoothing / V) and
     renormalised. Idempotent on `one_hot_log_probs` output. A decoder's confident

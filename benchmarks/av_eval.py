@@ -118,7 +118,6 @@ def main() -> None:
                         "reuse them on a later run with the same settings")
     args = parser.parse_args()
 
-    import hashlib
     import json
 
     asr, cache = WhisperTinyEn(), {}
@@ -126,9 +125,10 @@ def main() -> None:
     results = {}
     for spec in args.checkpoint:
         label, _, path = spec.rpartition("=")
-        key = hashlib.sha256(f"{Path(path).resolve()}{Path(path).stat().st_size}"
-                             f"{Path(path).stat().st_mtime_ns}{args.dialogues}{args.samples}"
-                             f"{args.steps}{args.temperature}{args.start}".encode()).hexdigest()
+        stat = Path(path).stat()
+        key = json.dumps([str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns,
+                          args.dialogues, args.samples, args.steps, args.temperature,
+                          args.start])
         if key not in kept:
             kept[key] = evaluate_checkpoint(args.corpus, path, args.dialogues, args.steps,
                                             args.samples, asr, cache, args.temperature,

@@ -256,21 +256,20 @@ class AVFlow(nn.Module):
             raise ValueError(f"streams of a {c.fusion!r} model cannot run alone")
         if c.fusion == "cascaded" and only != "audio" and mel_condition is None:
             raise ValueError("the cascaded model's visual stream needs mel_condition")
-        context = torch.cat([tokens, partner_tokens, partner_motion], dim=-1)
-        audio_context = context
-        if c.fusion == "cascaded":  # stage one runs before any motion exists
-            audio_context = torch.cat([tokens, partner_tokens, torch.zeros_like(partner_motion)],
-                                      dim=-1)
+        # the cascaded model's stage one runs before any motion exists
+        audio_partner = (torch.zeros_like(partner_motion) if c.fusion == "cascaded"
+                         else partner_motion)
         time = self.time(t)
         cond_a, cond_v = time + self.voice(voice), time
         if c.fusion == "shared":
             cond_v = cond_v + self.visual_tag
         h_a = h_v = None
         if only != "visual":
-            h_a = self.audio_in(torch.cat([mel_t, audio_context], dim=-1))
+            h_a = self.audio_in(torch.cat([mel_t, tokens, partner_tokens, audio_partner], -1))
         if only != "audio":
             extra = [mel_condition] if c.fusion == "cascaded" else []
-            h_v = self.visual_in(torch.cat([motion_t, context, *extra], dim=-1))
+            h_v = self.visual_in(torch.cat([motion_t, tokens, partner_tokens, partner_motion,
+                                            *extra], dim=-1))
         positions = torch.arange(mel_t.shape[1], device=mel_t.device)
         for k in range(c.n_blocks):
             if h_a is not None:
@@ -368,7 +367,8 @@ class AVFlow(nn.Module):
             lo, hi = max(0, a - back), min(length, b + ahead)
             mel_w, motion_w = self._euler(mel[:, lo:hi], motion[:, lo:hi], tokens[:, lo:hi],
                                           voices, steps)
-            mel_out[:, a:b], motion_out[:, a:b] = mel_w[:, a - lo:b - lo], motion_w[:, a - lo:b - lo]
+            keep = slice(a - lo, b - lo)
+            mel_out[:, a:b], motion_out[:, a:b] = mel_w[:, keep], motion_w[:, keep]
             if progress:
                 progress(b - a)
         return mel_out, motion_out

@@ -36,6 +36,7 @@ import numpy as np
 from avgen.constants import FRAMES_PER_SECOND, SAMPLE_RATE
 from avgen.errors import InputError
 from avgen.symbols import NUM_SYMBOLS, SILENCE_ID, SYMBOLS, split_phone, symbol_id
+from avgen.tokens import TOKEN_SMOOTHING
 
 LETTER_PHONES = {
     "a": "æ", "b": "b", "c": "k", "d": "d", "e": "ɛ", "f": "f", "g": "ɡ", "h": "h", "i": "ɪ",
@@ -52,7 +53,7 @@ WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.ind
 class CtcConfig:
     chunk_seconds: float = 20.0    # audio is run in chunks (attention is quadratic) ...
     context_seconds: float = 1.0   # ... each seeing this much more on both sides
-    smoothing: float = 0.01        # label smoothing, as one_hot_log_probs
+    smoothing: float = TOKEN_SMOOTHING  # label smoothing, as one_hot_log_probs
 
 
 def check_model_dir(path: str | Path) -> Path:

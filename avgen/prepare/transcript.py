@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from avgen.audio.mel import LOG_SILENCE
+from avgen.constants import FRAMES_PER_SECOND
 from avgen.errors import InputError
 from avgen.symbols import SILENCE_ID
 
@@ -77,8 +78,8 @@ def align_transcript(model, lines: list[tuple[int, str]], mel: np.ndarray,
     ids, mu = entry_priors(model, lines, source)
     T, N = len(mel), len(ids)
     if T < N:
-        raise InputError(f"{T / 86.13:.1f} s of audio cannot hold the {N} phonemes of the "
-                         "transcript; is it the right file?", source)
+        raise InputError(f"{T / FRAMES_PER_SECOND:.1f} s of audio cannot hold the {N} "
+                         "phonemes of the transcript; is it the right file?", source)
     if float(T) * N > config.max_cells:
         raise InputError(f"too long to align in one piece ({T} frames x {N} phonemes); split "
                          "the item into shorter recordings (a few minutes each)", source)
