@@ -384,7 +384,11 @@ def train_av(
     corpus_root: Path = typer.Argument(..., help="Teacher corpus folder ('avgen train corpus')."),
     run_dir: Path = typer.Option(..., "-o", "--output", help="Run folder: checkpoint, log; an "
                                  "existing run is resumed."),
-    steps: int = typer.Option(20000, min=1, help="Total optimizer steps."),
+    steps: int = typer.Option(20000, min=1, help="Total optimizer steps (the learning-rate "
+                              "schedule's length)."),
+    stop_at: int = typer.Option(0, min=0, help="Stop at this step with a checkpoint (0: at "
+                                "--steps); run again with the same --steps to go on. "
+                                "Equal-budget ablations, runs spread over sessions."),
     batch_size: int = typer.Option(8, min=1, help="Global batch: under torchrun it is split "
                                    "evenly over the processes (a multiple of their number)."),
     frames: int = typer.Option(300, min=16, help="Window length in frames (86.13 per second)."),
@@ -428,9 +432,9 @@ def train_av(
     bf16 = precision == "bf16" or (precision == "auto" and bf16_is_fast(
         device or ("cuda" if torch.cuda.is_available() else "cpu")))
     config = TrainConfig(steps=steps, batch_size=batch_size, frames=frames, seed=seed,
-                         threads=threads, bf16=bf16)
-    with tqdm(total=steps, desc="train av", unit="step", file=sys.stderr,
-              disable=not Ranks.from_env().main) as bar:  # one bar, rank 0's
+                         threads=threads, bf16=bf16, stop_at=stop_at)
+    with tqdm(total=min(stop_at, steps) if stop_at else steps, desc="train av", unit="step",
+              file=sys.stderr, disable=not Ranks.from_env().main) as bar:  # one bar, rank 0's
         def progress(n, loss):
             bar.update(n)
             if loss is not None:

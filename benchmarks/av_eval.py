@@ -99,9 +99,84 @@ def evaluate_checkpoint(corpus_root: Path, checkpoint: str, dialogues: int, step
             **{f"teacher_{k}": overall(k, "reference") for k in keys}}
 
 
-def main() -> None:
+def evaluate_all(corpus: Path, checkpoints: list[str], dialogues: int = 3, samples: int = 2,
+                 steps: int = 8, temperature: float = 1.0, start: int = 0,
+                 cache: Path | None = None) -> dict:
+    """{label: figures} for `checkpoints` given as LABEL=PATH (or PATH: the label is its
+    folder's name). With `cache`, figures already measured with the same settings for the
+    same file (path, size, modification time) are reused, and new ones added."""
+    import json
+
     from avgen.metrics.asr import WhisperTinyEn
 
+    asr, teacher_cache = None, {}
+    kept = json.loads(cache.read_text()) if cache and cache.exists() else {}
+    results = {}
+    for spec in checkpoints:
+        label, _, path = spec.rpartition("=")
+        stat = Path(path).stat()
+        key = json.dumps([str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns,
+                          dialogues, samples, steps, temperature, start])
+        if key not in kept:
+            asr = asr or WhisperTinyEn()
+            kept[key] = evaluate_checkpoint(corpus, path, dialogues, steps, samples, asr,
+                                            teacher_cache, temperature, start)
+            if cache:
+                cache.write_text(json.dumps(kept, indent=1))
+        results[label or Path(path).parent.name] = kept[key]
+    return results
+
+
+def table_lines(results: dict, dialogues: int, samples: int, steps: int, temperature: float,
+                start: int) -> list[str]:
+    """Markdown: the Table 1 layout (one row per result, then the teacher) and the
+    listener table."""
+    any_result = next(iter(results.values()))
+    lines = [f"{any_result['turns']} turns in held-out dialogues {start} to "
+             f"{start + dialogues - 1}, teacher "
+             f"tokens, {steps} Euler steps, mel temperature {temperature}, "
+             f"{samples} seeds for Div. BC is the "
+             "fraction of audio onsets with a motion beat nearby; 'chance' is the same for "
+             "random beats at the motion's beat rate.\n",
+             "| model | fusion | step | WER | MCD (dB) | lip F1 | FDe | Div_h | Div_e | BC_h | "
+             "BC_e | BC chance |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for label, r in results.items():
+        lines.append(f"| {label} | {r['fusion']} | {r['step']} | {r['wer']:.3f} | "
+                     f"{r['mcd']:.2f} | {r['lip_f1']:.3f} | {r['fde']:.3f} | {r['div_h']:.4f} | "
+                     f"{r['div_e']:.4f} | {r['bc_h']:.3f} | {r['bc_e']:.3f} | "
+                     f"{r['bc_chance']:.3f} |")
+    t = any_result
+    lines.append(f"| teacher | | | {t['teacher_wer']:.3f} | 0 | 1 | 0 | | | {t['teacher_bc_h']:.3f} "
+                 f"| {t['teacher_bc_e']:.3f} | {t['teacher_bc_chance']:.3f} |")
+    lines += ["", "Listener (frames where the person does not speak):", "",
+              "| model | speech energy (nats) | nods per minute | fraction smiling |",
+              "| --- | --- | --- | --- |"]
+    for label, r in results.items():
+        lines.append(f"| {label} | {r['listener_energy']:.3f} | "
+                     f"{r['listener_nods_per_minute']:.1f} | {r['listener_smile_fraction']:.3f} |")
+    lines.append(f"| teacher | {t['teacher_listener_energy']:.3f} | "
+                 f"{t['teacher_listener_nods_per_minute']:.1f} | "
+                 f"{t['teacher_listener_smile_fraction']:.3f} |")
+    return lines
+
+
+def write_keeping_notes(path: Path, lines: list[str]) -> None:
+    """Write `lines` to `path` atomically; what an earlier version had below a NOTES line
+    (hand-written reading of the figures) is kept."""
+    text = "\n".join(lines) + "\n"
+    if path.exists() and NOTES in path.read_text():
+        text += "\n" + NOTES + path.read_text().split(NOTES, 1)[1]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text)
+    partial.replace(path)
+
+
+NOTES = "<!-- notes: kept when the figures above are regenerated -->"
+
+
+def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("corpus", type=Path)
     parser.add_argument("--checkpoint", action="append", required=True,
@@ -117,60 +192,16 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="keep each checkpoint's figures here and "
                         "reuse them on a later run with the same settings")
     args = parser.parse_args()
-
-    import json
-
-    asr, cache = WhisperTinyEn(), {}
-    kept = json.loads(args.json.read_text()) if args.json and args.json.exists() else {}
-    results = {}
-    for spec in args.checkpoint:
-        label, _, path = spec.rpartition("=")
-        stat = Path(path).stat()
-        key = json.dumps([str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns,
-                          args.dialogues, args.samples, args.steps, args.temperature,
-                          args.start])
-        if key not in kept:
-            kept[key] = evaluate_checkpoint(args.corpus, path, args.dialogues, args.steps,
-                                            args.samples, asr, cache, args.temperature,
-                                            args.start)
-            if args.json:
-                args.json.write_text(json.dumps(kept, indent=1))
-        results[label or Path(path).parent.name] = (path, kept[key])
-    any_result = next(iter(results.values()))[1]
+    settings = dict(dialogues=args.dialogues, samples=args.samples, steps=args.steps,
+                    temperature=args.temperature, start=args.start)
+    results = evaluate_all(args.corpus, args.checkpoint, cache=args.json, **settings)
     command = ("python benchmarks/av_eval.py " + str(args.corpus) + " "
                + " ".join(f"--checkpoint {c}" for c in args.checkpoint)
                + f" --dialogues {args.dialogues} --samples {args.samples} --steps {args.steps}"
                + f" --temperature {args.temperature} --start {args.start}")
     lines = ["# Joint model on held-out teacher dialogues (AV-Flow Table 1 layout)\n",
-             f"`{command}`\n",
-             f"{any_result['turns']} turns in held-out dialogues {args.start} to "
-             f"{args.start + args.dialogues - 1}, teacher "
-             f"tokens, {args.steps} Euler steps, mel temperature {args.temperature}, "
-             f"{args.samples} seeds for Div. BC is the "
-             "fraction of audio onsets with a motion beat nearby; 'chance' is the same for "
-             "random beats at the motion's beat rate.\n",
-             "| model | fusion | step | WER | MCD (dB) | lip F1 | FDe | Div_h | Div_e | BC_h | "
-             "BC_e | BC chance |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for label, (_, r) in results.items():
-        lines.append(f"| {label} | {r['fusion']} | {r['step']} | {r['wer']:.3f} | "
-                     f"{r['mcd']:.2f} | {r['lip_f1']:.3f} | {r['fde']:.3f} | {r['div_h']:.4f} | "
-                     f"{r['div_e']:.4f} | {r['bc_h']:.3f} | {r['bc_e']:.3f} | "
-                     f"{r['bc_chance']:.3f} |")
-    t = any_result
-    lines.append(f"| teacher | | | {t['teacher_wer']:.3f} | 0 | 1 | 0 | | | {t['teacher_bc_h']:.3f} "
-                 f"| {t['teacher_bc_e']:.3f} | {t['teacher_bc_chance']:.3f} |")
-    lines += ["", "Listener (frames where the person does not speak):", "",
-              "| model | speech energy (nats) | nods per minute | fraction smiling |",
-              "| --- | --- | --- | --- |"]
-    for label, (_, r) in results.items():
-        lines.append(f"| {label} | {r['listener_energy']:.3f} | "
-                     f"{r['listener_nods_per_minute']:.1f} | {r['listener_smile_fraction']:.3f} |")
-    lines.append(f"| teacher | {t['teacher_listener_energy']:.3f} | "
-                 f"{t['teacher_listener_nods_per_minute']:.1f} | "
-                 f"{t['teacher_listener_smile_fraction']:.3f} |")
-    args.o.parent.mkdir(parents=True, exist_ok=True)
-    args.o.write_text("\n".join(lines) + "\n")
+             f"`{command}`\n", *table_lines(results, **settings)]
+    write_keeping_notes(args.o, lines)
     print("\n".join(lines))
 
 

@@ -180,6 +180,30 @@ def test_training_reduces_loss_resumes_and_checkpoints(tiny_corpus, tmp_path):
     assert len(lines) == 8
 
 
+
+def test_stop_at_keeps_the_schedule_and_goes_on_later(tiny_corpus, tmp_path):
+    import json
+
+    from avgen.train.av import TrainConfig, _lr, load_checkpoint, train
+
+    root, _ = tiny_corpus
+    config = TrainConfig(steps=20, batch_size=2, frames=48, warmup_steps=2, log_every=1,
+                         checkpoint_every=100, stop_at=6)
+    run = tmp_path / "run"
+    path = train(root, run, TINY, config, device="cpu", log=lambda m: None)
+    assert load_checkpoint(path)[2] == 6  # checkpointed although 6 is no checkpoint step
+    log = [json.loads(line) for line in (run / "train.log").read_text().splitlines()]
+    assert [r["step"] for r in log] == list(range(1, 7))
+    assert log[-1]["lr"] == _lr(6, config) > _lr(19, config)  # mid-schedule, not its end
+    more = []
+    train(root, run, TINY, replace(config, stop_at=9), device="cpu",
+          progress=lambda n, loss: more.append(n), log=lambda m: None)
+    assert more == [6, 1, 1, 1] and load_checkpoint(path)[2] == 9
+    again = []  # a run already at its stop trains nothing
+    train(root, run, TINY, replace(config, stop_at=9), device="cpu",
+          progress=lambda n, loss: again.append(n), log=lambda m: None)
+    assert again == [9] and load_checkpoint(path)[2] == 9
+
 @pytest.mark.parametrize("ff_kernel,fusion", [(1, "highway"), (3, "highway"), (3, "separate"),
                                               (3, "shared"), (3, "cascaded")])
 def test_model_fits_a_batch(tiny_corpus, ff_kernel, fusion):

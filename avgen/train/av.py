@@ -40,6 +40,9 @@ class TrainConfig:
     speech_bias: float = 0.6  # share of windows cut around the person's own turn
     checkpoint_every: int = 500
     log_every: int = 25
+    # stop (with a checkpoint) at this step of the `steps` schedule; a later run with the
+    # same `steps` goes on from there: equal-budget ablations, runs spread over sessions
+    stop_at: int = 0  # 0: train to `steps`
     seed: int = 0
     threads: int = 0  # 0: torch's default
     bf16: bool = False  # bfloat16 autocast: ~2.5x faster on CPUs with AMX, and on GPUs
@@ -191,7 +194,8 @@ def _train(corpus_root, run_dir, model_config: AVFlowConfig, config: TrainConfig
     log_file = (run_dir / "train.log").open("a") if ranks.main else None
     loss_function = distributed.loss_function(model, ranks, device)
     started = time.time()
-    while step < config.steps:
+    end = min(config.stop_at, config.steps) if config.stop_at else config.steps
+    while step < end:
         # the whole global batch and all its noise on every rank, then this rank's slice:
         # the same streams as one process, so the ranks together train on what it would
         batch = {k: v.to(device) for k, v in data.batch(rng, config.batch_size, config.frames,
@@ -223,13 +227,13 @@ def _train(corpus_root, run_dir, model_config: AVFlowConfig, config: TrainConfig
         parts = dict(zip(parts, values))
         if progress:
             progress(1, loss=value)
-        if log_file and (step % config.log_every == 0 or step == config.steps):
+        if log_file and (step % config.log_every == 0 or step == end):
             record = {"step": step, "loss": round(value, 4),
                       **{k: round(v, 4) for k, v in parts.items()},
                       "lr": _lr(step, config), "seconds": round(time.time() - started, 1)}
             log_file.write(json.dumps(record) + "\n")
             log_file.flush()
-        if ranks.main and (step % config.checkpoint_every == 0 or step == config.steps):
+        if ranks.main and (step % config.checkpoint_every == 0 or step == end):
             save_checkpoint(checkpoint, model, normalizer, step, config)
             partial = moments.with_name(moments.name + ".partial")
             torch.save({"step": step, "optimizer": optimizer.state_dict()}, partial)
