@@ -574,6 +574,31 @@ class RendererCache:
         return out
 
 
+class VideoFrames:
+    """The video's frames (H, W, 3) uint8 at `config.fps`, all people composed by
+    `config.layout`, rendered one at a time as they are iterated; len() is their number.
+    `motion`: a loaded motion (avgen.face.motion.load_motion)."""
+
+    def __init__(self, motion, renderers: list[FaceRenderer], config: VideoConfig) -> None:
+        from avgen.constants import FRAMES_PER_SECOND
+        from avgen.video import interpolate, resample_head_pose, resample_times
+
+        positions = resample_times(motion.num_frames, FRAMES_PER_SECOND, config.fps)
+        self.poses = [resample_head_pose(p, positions) for p in motion.head_pose]
+        self.expressions = [interpolate(e, positions) for e in motion.expression]
+        self.renderers, self.layout, self.count = renderers, config.layout, len(positions)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self):
+        from avgen.video import compose
+
+        for k in range(self.count):
+            yield compose([r.render(self.expressions[i][k], self.poses[i][k])
+                           for i, r in enumerate(self.renderers)], self.layout)
+
+
 def render_video(motion_path: str, refs: list[str], output: str, audio: str | None = None,
                  config: VideoConfig = VideoConfig(), frames_dir: str | None = None,
                  progress: bool = True, renderers: list[FaceRenderer] | None = None) -> int:
@@ -584,10 +609,9 @@ def render_video(motion_path: str, refs: list[str], output: str, audio: str | No
 
     from tqdm import tqdm
 
-    from avgen.constants import FRAMES_PER_SECOND
     from avgen.errors import InputError
     from avgen.face.motion import load_motion
-    from avgen.video import Mp4Writer, compose, interpolate, resample_head_pose, resample_times
+    from avgen.video import Mp4Writer
 
     if config.size % 2 or config.size < 64:
         raise InputError(f"{config.size} is not allowed; use an even size of at least 64",
@@ -610,20 +634,15 @@ def render_video(motion_path: str, refs: list[str], output: str, audio: str | No
         frames_path.mkdir(parents=True, exist_ok=True)
     if renderers is None:
         renderers = load_renderers(refs, RenderConfig(size=config.size))
-    positions = resample_times(motion.num_frames, FRAMES_PER_SECOND, config.fps)
-    poses = [resample_head_pose(p, positions) for p in motion.head_pose]
-    exprs = [interpolate(e, positions) for e in motion.expression]
-    size = config.size
-    n = len(renderers)
-    width = size * (n if config.layout == "side-by-side" else 1)
-    height = size * (n if config.layout == "stacked" else 1)
+    frames = VideoFrames(motion, renderers, config)
+    width = config.size * (len(renderers) if config.layout == "side-by-side" else 1)
+    height = config.size * (len(renderers) if config.layout == "stacked" else 1)
     with Mp4Writer(output, width, height, config.fps, audio=audio, crf=config.crf,
                    preset=config.preset) as writer:
-        for k in tqdm(range(len(positions)), desc="render", unit="frame", disable=not progress,
-                      file=sys.stderr, dynamic_ncols=True):
-            faces = [r.render(exprs[i][k], poses[i][k]) for i, r in enumerate(renderers)]
-            frame = compose(faces, config.layout)
+        for k, frame in enumerate(tqdm(frames, total=len(frames), desc="render", unit="frame",
+                                       disable=not progress, file=sys.stderr,
+                                       dynamic_ncols=True)):
             writer.write(frame)
             if frames_path is not None:
                 cv2.imwrite(str(frames_path / f"frame_{k:05d}.png"), frame[:, :, ::-1])
-    return len(positions)
+    return len(frames)
