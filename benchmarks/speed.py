@@ -127,6 +127,7 @@ def main() -> None:
     if args.one is not None:
         print(json.dumps(run_one(args.one, args.threads)))
         return
+    load_before = open("/proc/loadavg").read().split()[0]  # other work would skew the times
     results = []
     for length in args.lengths:
         done = subprocess.run([sys.executable, __file__, "--one", str(length), "--threads",
@@ -136,8 +137,7 @@ def main() -> None:
     stages = list(results[0]["times"])
     lines = ["# Speed per stage (real-time factor = compute s / dialogue s)\n",
              f"`python benchmarks/speed.py --lengths {' '.join(f'{x:g}' for x in args.lengths)} "
-             f"--threads {args.threads}`; load average at start: "
-             f"{open('/proc/loadavg').read().split()[0]}\n",
+             f"--threads {args.threads}`; load average (1 min) before it started: {load_before}\n",
              "| stage | " + " | ".join(f"{r['seconds']:.1f} s" for r in results) + " |",
              "| --- | " + " | ".join("---" for _ in results) + " |"]
     for stage in stages:
