@@ -433,7 +433,7 @@ def train_av(
         device or ("cuda" if torch.cuda.is_available() else "cpu")))
     config = TrainConfig(steps=steps, batch_size=batch_size, frames=frames, seed=seed,
                          threads=threads, bf16=bf16, stop_at=stop_at)
-    with tqdm(total=min(stop_at, steps) if stop_at else steps, desc="train av", unit="step",
+    with tqdm(total=config.last_step, desc="train av", unit="step",
               file=sys.stderr, disable=not Ranks.from_env().main) as bar:  # one bar, rank 0's
         def progress(n, loss):
             bar.update(n)

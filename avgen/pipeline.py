@@ -14,7 +14,7 @@ import torch
 from avgen import formats
 from avgen.constants import DEFAULT_TEMPERATURE, EXPRESSION_NAMES, NUM_PEOPLE
 from avgen.errors import InputError
-from avgen.tokens import Timeline
+from avgen.tokens import Timeline, floor_log_probs
 
 AV_WEIGHTS = "av-flow"
 
@@ -63,27 +63,28 @@ def act_cues(motion: np.ndarray, cues, seed: int = 0) -> np.ndarray:
     (2, T, M) (see `avgen.train.av_data.motion_features`), as the motion teacher acts them
     out in the training dialogues: the joint model's inputs carry no cues, so they are
     added after generation. `cues`: (person, kind, start_frame, frames)."""
+    from avgen.train.av_data import EXPRESSION_FEATURES as X, PITCH_FEATURE
     from avgen.train.motion_teacher import E, act_cues as act
 
     motion = motion.copy()
     rng = np.random.default_rng(seed)
-    smiles = (6 + E["smile_left"], 6 + E["smile_right"])
+    smiles = (X + E["smile_left"], X + E["smile_right"])
     for person in range(NUM_PEOPLE):
         mine = [(k, s, d) for p, k, s, d in cues if p == person]
         theirs = [(k, s, d) for p, k, s, d in cues if p != person]
         if not mine and not theirs:
             continue
         features = motion[person]
-        pitch = features[:, 1].astype(np.float64)
+        pitch = features[:, PITCH_FEATURE].astype(np.float64)
         smile = features[:, list(smiles)].mean(1).astype(np.float64)
-        jaw = features[:, 6 + E["jaw_open"]].astype(np.float64)
+        jaw = features[:, X + E["jaw_open"]].astype(np.float64)
         before = smile.copy()
         act(pitch, smile, jaw, mine, theirs, rng)
-        features[:, 1] = pitch
-        features[:, 6 + E["jaw_open"]] = jaw
+        features[:, PITCH_FEATURE] = pitch
+        features[:, X + E["jaw_open"]] = jaw
         for index in smiles:
             features[:, index] += smile - before
-        features[:, 6 + E["eye_squint"]] += 0.45 * (smile - before)
+        features[:, X + E["eye_squint"]] += 0.45 * (smile - before)
     return motion
 
 
@@ -106,8 +107,6 @@ def generate_from_tokens(tokens: np.ndarray, names, model, normalizer,
     device = config.device
     voice_ids = torch.tensor([model.config.voices.index(v) for v in voices])
     generator = torch.Generator(device=device).manual_seed(config.seed)
-    from avgen.tokens import floor_log_probs
-
     tokens = np.stack([floor_log_probs(t) for t in tokens])
     mel, motion = model.sample_dyad(torch.from_numpy(tokens).to(device),
                                     voice_ids.to(device), config.steps, generator,

@@ -22,6 +22,10 @@ from avgen.symbols import SILENCE_ID
 from avgen.tokens import one_hot_log_probs
 
 
+# layout of a motion feature vector (see motion_features)
+PITCH_FEATURE = 1
+EXPRESSION_FEATURES = 6  # index of the first expression
+
 
 def motion_features(head_pose: np.ndarray, expression: np.ndarray) -> np.ndarray:
     """(T, 7) quaternion+translation and (T, E) -> (T, 6 + E): yaw, pitch, roll (rad),
@@ -39,7 +43,7 @@ def motion_from_features(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     pose = np.zeros((len(features), 7), np.float32)
     pose[:, :4] = euler_to_quaternion(features[:, 0], features[:, 1], features[:, 2])
     pose[:, 4:] = features[:, 3:6]
-    expression = features[:, 6:].copy()
+    expression = features[:, EXPRESSION_FEATURES:].copy()
     for k, name in enumerate(EXPRESSION_NAMES):
         low = -1.0 if name in SIGNED_EXPRESSIONS else 0.0
         expression[:, k] = np.clip(expression[:, k], low, 1.0)
