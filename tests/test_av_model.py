@@ -272,6 +272,7 @@ def test_training_reduces_loss_resumes_and_checkpoints(tiny_corpus, tmp_path):
     path = train(root, tmp_path / "run", TINY, config, device="cpu",
                  progress=lambda n, loss: losses.append(loss), log=lambda m: None)
     assert len(losses) == 30 and np.isfinite(losses).all()
+    assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5]), losses  # it learns
     model, normalizer, step, _ = load_checkpoint(path)
     assert torch.count_nonzero(model.audio_out.linear.weight) > 0  # it did learn something
     assert step == 30 and model.config == TINY

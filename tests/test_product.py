@@ -140,13 +140,6 @@ def shipped(tmp_path_factory):
     return runs
 
 
-@pytest.fixture(scope="session")
-def whisper():
-    from avgen.metrics.asr import WhisperTinyEn
-
-    return WhisperTinyEn()  # the eval extra; README's test command installs it
-
-
 @pytest.mark.parametrize("kind", ["cli", "api"])
 def test_the_words_are_heard(shipped, whisper, kind):
     from avgen.metrics.asr import word_error_rate
