@@ -262,7 +262,10 @@ def test_motion_features_round_trip():
     assert back_expression[:, signed].min() >= -1
 
 
-def test_training_reduces_loss_resumes_and_checkpoints(tiny_corpus, tmp_path):
+def test_training_resumes_and_checkpoints(tiny_corpus, tmp_path):
+    """30 steps are too few for the noisy flow-matching loss to show learning (measured:
+    3.48 -> 3.37 mean over the first and last 10 steps); test_model_fits_a_batch checks
+    that the model learns, on a fixed batch."""
     from avgen.train.av import TrainConfig, load_checkpoint, train
 
     root, _ = tiny_corpus
@@ -272,7 +275,6 @@ def test_training_reduces_loss_resumes_and_checkpoints(tiny_corpus, tmp_path):
     path = train(root, tmp_path / "run", TINY, config, device="cpu",
                  progress=lambda n, loss: losses.append(loss), log=lambda m: None)
     assert len(losses) == 30 and np.isfinite(losses).all()
-    assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5]), losses  # it learns
     model, normalizer, step, _ = load_checkpoint(path)
     assert torch.count_nonzero(model.audio_out.linear.weight) > 0  # it did learn something
     assert step == 30 and model.config == TINY
