@@ -76,3 +76,27 @@ def test_read_script_errors(tmp_path):
 def test_read_script_accepts_bom(write_script):
     path = write_script("\ufeffA: hi\n")
     assert read_script(path).names == ("A",)
+
+
+@pytest.mark.parametrize("text", ["A: hello [S2] hi there\n", "[S1] hi [S2] there\n"])
+def test_speaker_tag_inside_a_line_is_an_error(text):
+    with pytest.raises(InputError, match=r"s.txt:1: speaker tag '\[S2\]' inside a line"):
+        parse_script(text, "s.txt")
+
+
+def test_problems_list_collects_every_bad_line():
+    problems = []
+    dialogue = parse_script("A: hi\nB: (sings)\nC: no\nA: fine\nwhat\n", "s.txt", problems)
+    assert [p.line for p in problems] == [2, 3, 5]
+    assert [t.line for t in dialogue.turns] == [1, 4]
+    assert dialogue.names == ("A",)  # a bad line adds no speaker
+
+
+@pytest.mark.parametrize("data, kind", [
+    (b"\x89PNG\r\n\x1a\n" + bytes(20), "a PNG image"), (b"\xff\xd8\xff\xe0" + bytes(20), "a JPEG"),
+])
+def test_photo_given_as_script_is_named(tmp_path, data, kind):
+    path = tmp_path / "grace.png"
+    path.write_bytes(data)
+    with pytest.raises(InputError, match=f"grace.png: is {kind}.*not a dialogue script"):
+        read_script(path)
