@@ -86,10 +86,12 @@ def test_speaker_tag_inside_a_line_is_an_error(text):
 
 def test_problems_list_collects_every_bad_line():
     problems = []
-    dialogue = parse_script("A: hi\nB: (sings)\nC: no\nA: fine\nwhat\n", "s.txt", problems)
-    assert [p.line for p in problems] == [2, 3, 5]
-    assert [t.line for t in dialogue.turns] == [1, 4]
-    assert dialogue.names == ("A",)  # a bad line adds no speaker
+    dialogue = parse_script("A: hi\nB: (sings)\nC: ok\nD: no\nwhat\nA: fine\n", "s.txt",
+                            problems)
+    assert [p.line for p in problems] == [2, 4, 5]
+    assert "third speaker 'D'" in str(problems[1])
+    assert [t.line for t in dialogue.turns] == [1, 3, 6]
+    assert dialogue.names == ("A", "C")  # a bad line adds no speaker
 
 
 @pytest.mark.parametrize("data, kind", [
