@@ -523,7 +523,7 @@ def synth(
     script, extra = inputs[0], inputs[1:]  # `--ref a.png b.png` leaves b.png positional
     refs = list(ref or []) + extra
     count = run_synth(script, refs, output, checkpoint, config,
-                      log=lambda stage: err.print(f"[dim]{stage}…[/]", markup=True))
+                      log=lambda stage: err.print(f"[dim]{stage}…[/]", markup=True)).frames
     err.print(f"{output}: {count} frames at {fps:g} fps ({count / fps:.2f} s)")
 
 

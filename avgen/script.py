@@ -155,7 +155,7 @@ def parse_script(text: str, source: str = "<script>",
 def _parse_line(raw: str, source: str, number: int, names: list[str], keys: list[str]
                 ) -> Turn | None:
     """One script line -> Turn (None for blank and comment lines); a new speaker is added
-    to `names`/`keys` only when the whole line is good."""
+    to `names`/`keys`."""
     content = _strip_comment(raw.lstrip("\ufeff"))
     if not content:
         return None
@@ -176,12 +176,12 @@ def _parse_line(raw: str, source: str, number: int, names: list[str], keys: list
     if key not in keys and len(keys) == NUM_PEOPLE:
         raise InputError(f"third speaker {name!r}: a dialogue has at most two people "
                          f"({names[0]}, {names[1]})", source, number)
+    if key not in keys:  # a speaker is numbered by the first line naming them, good or bad
+        keys.append(key)
+        names.append(name)
     segments = _segments(words.strip(), source, number)
     if not segments:
         raise InputError(f"line for {name} has no text", source, number)
-    if key not in keys:
-        keys.append(key)
-        names.append(name)
     return Turn(keys.index(key), number, words.strip(), segments)
 
 

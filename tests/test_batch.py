@@ -131,13 +131,17 @@ class FakeSynthesizer:
         self.loads += 1
         return self
 
-    def synth(self, script, refs, output, seed=None, steps=None, voices=None, progress=True):
+    def synth(self, script, refs, output, seed=None, steps=None, voices=None, rate=None,
+              gap=None, progress=True):
+        from types import SimpleNamespace
+
         self.calls.append(output)
+        self.settings = (rate, gap)
         if len(self.calls) in self.fail_on:
             raise RuntimeError("boom")
         with open(output, "wb") as f:
             f.write(b"not really an mp4")
-        return 1
+        return SimpleNamespace(frames=1)
 
 
 def test_sharded_runs_cover_the_batch_and_a_crash_is_one_error(tmp_path):
@@ -265,3 +269,19 @@ def test_learned_durations_reseeded_share_the_model():
     base = LearnedDurations(seed=1)
     other = base.with_seed(7)
     assert other.model is base.model and (base.seed, other.seed) == (1, 7)
+
+
+def test_rate_and_gap_job_keys_reach_the_synthesizer(tmp_path):
+    lines = [{"text": "A: Hi", "refs": REFS, "rate": 1.25, "gap": 0},
+             {"text": "A: Hi", "refs": REFS, "rate": 9},
+             {"text": "A: Hi", "refs": REFS, "gap": "long"},
+             {"text": "A: Hi", "refs": REFS, "gap": -1}]
+    path = write_jobs(tmp_path, lines)
+    jobs = read_jobs(path)
+    assert (jobs[0].rate, jobs[0].gap) == (1.25, 0.0)
+    assert "speaking rate 9 is out of range; use 0.25 to 4" in jobs[1].error
+    assert "'gap' must be a number" in jobs[2].error
+    assert "gap -1 s between turns is out of range" in jobs[3].error
+    fake = FakeSynthesizer()
+    run_batch(path, tmp_path / "out", fake, Shard(), progress=False)
+    assert fake.settings == (1.25, 0.0)

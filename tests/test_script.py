@@ -88,10 +88,10 @@ def test_problems_list_collects_every_bad_line():
     problems = []
     dialogue = parse_script("A: hi\nB: (sings)\nC: ok\nD: no\nwhat\nA: fine\n", "s.txt",
                             problems)
-    assert [p.line for p in problems] == [2, 4, 5]
-    assert "third speaker 'D'" in str(problems[1])
-    assert [t.line for t in dialogue.turns] == [1, 3, 6]
-    assert dialogue.names == ("A", "C")  # a bad line adds no speaker
+    assert [p.line for p in problems] == [2, 3, 4, 5]
+    assert "third speaker 'C'" in str(problems[1])  # B's bad line still numbers B
+    assert [t.line for t in dialogue.turns] == [1, 6]
+    assert dialogue.names == ("A", "B")
 
 
 @pytest.mark.parametrize("data, kind", [
