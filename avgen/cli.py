@@ -20,7 +20,7 @@ app = typer.Typer(
     help="avgen: a written two-person dialogue + two face photos -> one talking MP4.\n\n"
          "Each stage is its own command and file arguments take '-' for stdin/stdout, "
          "so stages compose in shell pipelines.",
-    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    no_args_is_help=True, add_completion=True, pretty_exceptions_enable=False,
     rich_markup_mode="markdown",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -61,10 +61,58 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".heic")
+
+
+def _is_image(path: str) -> bool:
+    """By suffix, or by content for an existing file without one (a photo named 'face')."""
+    if path == "-":
+        return False
+    if Path(path).suffix.lower() in IMAGE_SUFFIXES:
+        return True
+    from avgen.script import binary_kind
+
+    try:
+        with open(path, "rb") as handle:
+            kind = binary_kind(handle.read(16))
+    except OSError:
+        return False
+    return bool(kind) and "image" in kind
+
+
+def split_refs(inputs: list[str] | None, ref: list[str] | None, what: str,
+               people: int | None = 2) -> tuple[list[str], list[str]]:
+    """(main inputs, photos) from a command's positional arguments and its --ref values.
+
+    Click gives --ref one value per flag, so in `--ref a.png b.png FILE` (or `FILE --ref
+    a.png b.png`) the second photo arrives as a positional argument, wherever it stands.
+    Photos among the positionals (by suffix, or image content) join --ref, in order; more
+    than `people` photos, or a photo without any --ref, means a photo stands where `what`
+    belongs: a one-line error."""
+    inputs, refs = list(inputs or []), list(ref or [])
+    photos = [a for a in inputs if _is_image(a)]
+    main = [a for a in inputs if a not in photos]
+    if photos and not refs:
+        raise InputError(f"is an image, not {what}; give the photos with --ref: "
+                         "--ref a.png b.png", photos[0])
+    refs += photos
+    if people is not None and len(refs) > people:
+        raise InputError(f"{len(refs)} photos for {people} people ({', '.join(refs)}): "
+                         f"--ref takes one photo per person, and a photo is not {what}")
+    return main, refs
+
+
 @app.callback()
 def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                        help="Print the version and exit.")) -> None:
     pass
+
+
+def _timing_defaults():
+    """TimelineConfig, whose defaults and ranges --rate and --gap show (no torch import)."""
+    from avgen.tokens import TimelineConfig
+
+    return TimelineConfig
 
 
 class DurationChoice(str, enum.Enum):
@@ -91,9 +139,13 @@ def tokens(
         "instead of the shipped weights; only with --durations learned."),
     seed: int = typer.Option(0, help="Seed for the token decoder's sampling noise (the "
                              "flow decoder; the direct head is deterministic anyway)."),
-    rate: float = typer.Option(1.0, min=0.25, max=4.0,
-                               help="Speaking rate; 1.2 is 20% faster."),
-    gap: float = typer.Option(0.35, min=0.0, max=10.0, help="Silence between turns, seconds."),
+    rate: float = typer.Option(_timing_defaults().rate, help="Speaking rate: 1.2 is 20%% "
+                               "faster, 0.8 slower (%g to %g)." % _timing_defaults().RATE_RANGE),
+    gap: float = typer.Option(_timing_defaults().turn_gap, help="Seconds of silence between "
+                              "turns (%g to %g)." % _timing_defaults().GAP_RANGE),
+    json_path: Optional[str] = typer.Option(
+        None, "--json", help="Also write word and phoneme timings (seconds, per turn) as "
+                             "JSON to this file ('-': stdout)."),
 ) -> None:
     """Turn a dialogue script into a timeline and per-frame phoneme tokens.
 
@@ -107,6 +159,9 @@ def tokens(
 
     if checkpoint is not None and durations != DurationChoice.learned:
         raise InputError("--checkpoint goes with --durations learned")
+    timing = TimelineConfig(rate=rate, turn_gap=gap)
+    if json_path not in (None, "-") and not Path(json_path).parent.is_dir():
+        raise InputError("output folder does not exist", str(Path(json_path).parent))
     dialogue = read_script(script)
     if output is None:
         output = "-" if script == "-" else Path(script).name.split(".")[0] + ".tokens.npz"
@@ -114,8 +169,18 @@ def tokens(
         source = LearnedDurations(checkpoint, seed=seed)
     else:
         source = EspeakDurations()
-    timeline = build_timeline(dialogue, source, TimelineConfig(rate=rate, turn_gap=gap))
+    if json_path == "-" and output == "-":
+        raise InputError("--json - and -o - would both write stdout; send one to a file")
+    timeline = build_timeline(dialogue, source, timing)
     save_timeline(output, timeline)
+    if json_path is not None:
+        import json
+
+        from avgen.formats import atomic_write_bytes
+        from avgen.tokens import timings
+
+        text = json.dumps(timings(timeline), indent=1, ensure_ascii=False)
+        atomic_write_bytes(json_path, (text + "\n").encode("utf-8"))
     _print_timeline_summary(timeline, output)
 
 
@@ -147,6 +212,47 @@ def phonemize(text: str = typer.Argument(..., help="English text to normalise an
         typer.echo(" ".join(phrase.phones) + pause)
 
 
+@app.command()
+@_user_errors
+def check(
+    script: Optional[str] = typer.Argument(None, help="Dialogue script to check; '-' reads "
+                                           "stdin."),
+    text: Optional[str] = typer.Option(None, "--text", help="Check this script text instead "
+                                       "of a file (\\n between turns)."),
+    json_report: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Check a script without loading any model: every problem of every line (not only
+    the first), and what each line will say after normalisation. Exit code 2 if there
+    is any problem."""
+    import json
+
+    from avgen.check import check_script
+    from avgen.script import read_script_text
+
+    if (script is None) == (text is None):
+        raise InputError("give a script file ('-' for stdin) or --text")
+    if text is not None:
+        source, content = "--text", text.replace("\\n", "\n")
+    else:
+        content, source = read_script_text(script)
+    report = check_script(content, source)
+    if json_report:
+        typer.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=1))
+    else:
+        for line in report.lines:
+            mark = "  " if line.error is None else "! "
+            typer.echo(f"{mark}{line.line:>4} {line.speaker}: {line.spoken}")
+        for problem in report.problems:
+            err.print(f"[bold red]error:[/] {problem}", markup=True, highlight=False)
+        people = ", ".join(report.names) or "nobody"
+        summary = (f"{source}: {len(report.lines)} lines for {people}; "
+                   + (f"{len(report.problems)} problem{'s' * (len(report.problems) != 1)}"
+                      if report.problems else "no problems"))
+        err.print(summary, markup=False)
+    if not report.ok:
+        raise typer.Exit(2)
+
+
 def _registry():
     from avgen.weights import Weights
 
@@ -155,11 +261,29 @@ def _registry():
 
 @weights_app.command("list")
 @_user_errors
-def weights_list() -> None:
-    """List registered weights: component, size, licence, source, and whether present."""
+def weights_list(json_report: bool = typer.Option(False, "--json", help="Print the entries "
+                                                  "as a JSON list (one object each).")
+                 ) -> None:
+    """List registered weights: component, size, licence, source, and whether present.
+    Piped (not a terminal), one tab-separated line per entry, names never cut."""
+    import json
+
     registry = _registry()
+    rows = [{"name": name, "component": entry.component, "size": entry.size,
+             "licence": entry.licence, "source": entry.source,
+             "status": registry.status(name)}
+            for name, entry in sorted(registry.entries.items())]
+    if json_report:
+        typer.echo(json.dumps(rows, indent=1))
+        return
     if not registry.entries:
         err.print(f"no weights registered yet in {registry.registry_path}")
+        return
+    if not sys.stdout.isatty():
+        columns = ("name", "component", "size", "licence", "source", "status")
+        typer.echo("\t".join(columns))
+        for row in rows:
+            typer.echo("\t".join(str(row[c]) for c in columns))
         return
     table = Table()
     for column in ("name", "component", "size MB", "licence", "source", "status"):
@@ -296,14 +420,11 @@ def render(
 
     if output == "-":
         raise InputError("an MP4 cannot be streamed to stdout; give a file name", "-o")
-    # `--ref a.png b.png`: click gives --ref one value, so b.png arrives as a positional
-    # argument next to the motion file; the motion file is the .npz (or '-').
-    motions = [a for a in inputs if a == "-" or a.lower().endswith(".npz")]
+    motions, refs = split_refs(inputs, ref, "a motion file", people=None)
     if len(motions) != 1:
         raise InputError(f"expected one motion file (.npz or '-'), got {len(motions)}: "
-                         f"{' '.join(inputs)}", "render")
+                         f"{' '.join(motions)}", "render")
     motion = motions[0]
-    refs = list(ref) + [a for a in inputs if a is not motion]
     count = render_video(motion, refs, output, audio=audio,
                          config=VideoConfig(fps=fps, size=size, layout=layout.value),
                          frames_dir=frames)
@@ -447,16 +568,66 @@ def train_av(
         err.print(f"checkpoint: {path}")
 
 
+def _script_from(inputs: list[str], text: Optional[str]):
+    """The dialogue of `synth`: one script file ('-' for stdin) or --text."""
+    from avgen.script import parse_script, read_script
+
+    if text is not None:
+        if inputs:
+            raise InputError(f"give a script file or --text, not both (got {inputs[0]})")
+        # a shell passes "A: hi\\nB: hello" with a backslash-n: that is a line break too
+        return parse_script(text.replace("\\n", "\n"), "--text")
+    if len(inputs) != 1:
+        raise InputError("give one dialogue script (a file, '-' for stdin, or --text), got "
+                         + (f"{len(inputs)}: {' '.join(inputs)}" if inputs else "none"))
+    return read_script(inputs[0])
+
+
+def _report_line(result, wall: float) -> dict:
+    return {"output": result.output, "video_seconds": round(result.seconds, 3),
+            "wall_seconds": round(wall, 3),
+            "real_time_factor": round(wall / result.seconds, 3) if result.seconds else None,
+            "frames": result.frames, "voices": list(result.voices), "files": result.files}
+
+
 @app.command()
 @_user_errors
 def synth(
     inputs: Optional[list[str]] = typer.Argument(None, help="Dialogue script ('NAME: words' "
-                                                 "per line); not with --batch."),
+                                                 "per line; '-' reads stdin); not with "
+                                                 "--text or --batch."),
     ref: Optional[list[str]] = typer.Option(None, "--ref", help="Two face photos, first speaker "
                                             "first: --ref a.png b.png (or --ref a.png --ref "
-                                            "b.png); not with --batch."),
+                                            "b.png), before or after the script; not with "
+                                            "--batch."),
     output: str = typer.Option(..., "-o", "--output", help="MP4 to write; with --batch, the "
                                "folder for every job's MP4 and the results file."),
+    text: Optional[str] = typer.Option(None, "--text", help="The script inline instead of a "
+                                       "file: --text \"A: Hi.\\nB: Hello.\" (\\n or a "
+                                       "real line break between turns)."),
+    rate: float = typer.Option(_timing_defaults().rate, help="Speaking rate: 1.2 is 20%% "
+                               "faster, 0.8 slower (%g to %g)." % _timing_defaults().RATE_RANGE),
+    gap: float = typer.Option(_timing_defaults().turn_gap, help="Seconds of silence between "
+                              "turns (%g to %g)." % _timing_defaults().GAP_RANGE),
+    head_scale: float = typer.Option(1.0, "--head-scale", help="Scale of head motion: 0.5 "
+                                     "halves nods and turns, 0 keeps the head still (0 to 3)."),
+    expression_scale: float = typer.Option(1.0, "--expression-scale", help="Scale of mouth, "
+                                           "brow and smile movement; blinks stay whole "
+                                           "(0 to 3)."),
+    still: bool = typer.Option(False, "--still", help="No head motion: the head keeps the "
+                               "photo's pose while the face talks and reacts."),
+    keep: Optional[str] = typer.Option(None, "--keep", help="Also keep the side outputs in "
+                                       "this folder (created): the tokens, the av file, the "
+                                       "mixed WAV and one WAV per person, named after the "
+                                       "MP4."),
+    subtitles: Optional[str] = typer.Option(None, "--subtitles", help="Also write subtitles, "
+                                            "one cue per turn: out.srt or out.vtt."),
+    json_report: bool = typer.Option(False, "--json", help="Print the final report as one "
+                                     "JSON object on stdout."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress on stderr; errors "
+                               "and the final report only."),
+    verbose: bool = typer.Option(False, "-v", "--verbose", help="Also say which voices "
+                                 "were chosen and how long each stage took."),
     batch: Optional[Path] = typer.Option(None, "--batch", help="Jobs file (JSON Lines, one job "
                                          "per line; see above): synthesise every job with the "
                                          "models loaded once."),
@@ -482,35 +653,52 @@ def synth(
     """The whole chain: a dialogue script and two face photos in, one MP4 out, in which
     both people speak their lines and the listener reacts.
 
+    At the end one line goes to stdout: the MP4, the video's length, the wall time and the
+    real-time factor (wall time / video length; below 1 is faster than real time).
+    Progress goes to stderr: bars on a terminal, a few plain lines in a log.
+
     **Batch:** `avgen synth --batch jobs.jsonl -o outdir/ [--shard K/N]`. One JSON object
     per line: exactly one of `"script": "file.txt"`, `"text": "A: Hi\\nB: Hello"` or
     `"turns": [["A", "Hi"], ["B", "Hello"]]`; `"refs": ["a.png", "b.png"]`; optional
     `"output": "name.mp4"` (default job-LLLLL.mp4, L = line number), `"seed"`, `"steps"`,
-    `"voices": ["heart", "heart-low"]` (unset: the options above). Relative paths are
-    relative to the jobs file. Jobs whose MP4 is already complete are skipped (re-run to
-    resume); a bad line or failing job is recorded and the rest still run. Each job appends
-    {line, output, status: ok|skipped|error, seconds, error} to the results file. Exit code
-    1 if any job failed (after all ran)."""
-    from avgen.pipeline import GenerateConfig, SynthConfig, Synthesizer, synth as run_synth
+    `"voices": ["heart", "heart-low"]`, `"rate"`, `"gap"` (unset: the options above).
+    Relative paths are relative to the jobs file. Jobs whose MP4 is already complete are
+    skipped (re-run to resume); a bad line or failing job is recorded and the rest still
+    run. Each job appends {line, output, status: ok|skipped|error, seconds, error} to the
+    results file. Exit code 1 if any job failed (after all ran)."""
+    import json
+    import time
 
+    from avgen import progress as reporters
+    from avgen.pipeline import GenerateConfig, MotionStyle, SynthConfig, Synthesizer
+
+    started = time.perf_counter()
+    if quiet and verbose:
+        raise InputError("--quiet and --verbose contradict each other")
     if voice is not None and len(voice) != 2:
         raise InputError(f"--voice takes one voice per person (2), got {len(voice)}")
     if layout not in ("side-by-side", "stacked"):
         raise InputError(f"--layout must be side-by-side or stacked, got {layout!r}")
+    style = MotionStyle(head_scale=head_scale, expression_scale=expression_scale, still=still)
     config = SynthConfig(generate=GenerateConfig(steps=steps, seed=seed, device=device,
                                                  voices=tuple(voice) if voice else None,
-                                                 temperature=temperature),
-                         vocoder=vocoder, fps=fps, size=size, layout=layout)
+                                                 temperature=temperature, style=style),
+                         vocoder=vocoder, fps=fps, size=size, layout=layout, rate=rate,
+                         turn_gap=gap)
+    progress = reporters.for_stream(sys.stderr, quiet=quiet, verbose=verbose)
     if batch is not None:
         from avgen.batch import Shard, run_batch
 
-        if inputs or ref:
+        if inputs or ref or text is not None:
             raise InputError("--batch takes scripts and photos from the jobs file; give no "
-                             "script or --ref")
+                             "script, --text or --ref")
+        if keep is not None or subtitles is not None:
+            raise InputError("--keep and --subtitles are for one dialogue, not --batch")
         part = Shard.parse(shard)
         if Path(output).exists() and not Path(output).is_dir():
             raise InputError("with --batch, -o names a folder", output)
-        summary = run_batch(batch, output, Synthesizer(checkpoint, config), part, results)
+        summary = run_batch(batch, output, Synthesizer(checkpoint, config), part, results,
+                            progress=not quiet)
         err.print(f"{summary.jobs} jobs (shard {part}): {summary.ok} ok, {summary.skipped} "
                   f"skipped, {summary.errors} failed; results in {summary.results}")
         if summary.errors:
@@ -518,13 +706,19 @@ def synth(
         return
     if shard != "0/1" or results is not None:
         raise InputError("--shard and --results go with --batch")
-    if not inputs:
-        raise InputError("give a dialogue script (or --batch jobs.jsonl)")
-    script, extra = inputs[0], inputs[1:]  # `--ref a.png b.png` leaves b.png positional
-    refs = list(ref or []) + extra
-    count = run_synth(script, refs, output, checkpoint, config,
-                      log=lambda stage: err.print(f"[dim]{stage}…[/]", markup=True)).frames
-    err.print(f"{output}: {count} frames at {fps:g} fps ({count / fps:.2f} s)")
+    if output == "-":
+        raise InputError("an MP4 cannot be streamed to stdout; give a file name", "-o")
+    scripts, refs = split_refs(inputs, ref, "a dialogue script")
+    dialogue = _script_from(scripts, text)
+    result = Synthesizer(checkpoint, config).synth(dialogue, refs, output, keep=keep,
+                                                   subtitles=subtitles, progress=progress)
+    report = _report_line(result, time.perf_counter() - started)
+    if json_report:
+        typer.echo(json.dumps(report, ensure_ascii=False))
+    else:
+        typer.echo(f"{report['output']}: {report['video_seconds']:.2f} s of video in "
+                   f"{report['wall_seconds']:.1f} s, real-time factor "
+                   f"{report['real_time_factor']:.2f}")
 
 
 # -- joint model: generate (issue 7) -------------------------------------------------------
@@ -556,8 +750,10 @@ def generate(
     from avgen.pipeline import GenerateConfig, generate as run_generate, load_av_model
     from avgen.tokens import load_timeline
 
-    tokens_file, extra = inputs[0], inputs[1:]  # `--ref a.png b.png` leaves b.png positional
-    refs = list(ref or []) + extra
+    files, refs = split_refs(inputs, ref, "a tokens file")
+    if len(files) != 1:
+        raise InputError(f"expected one tokens file, got {len(files)}: {' '.join(files)}")
+    tokens_file = files[0]
     if refs and len(refs) != 2:
         raise InputError(f"--ref takes one photo per person (2), got {len(refs)}")
     if voice is not None and len(voice) != 2:
@@ -568,10 +764,15 @@ def generate(
         from avgen.speaker import voices_for_faces
 
         voice = list(voices_for_faces(refs, model.config.voices))
-    arrays = run_generate(timeline, model, normalizer,
-                          GenerateConfig(steps=steps, seed=seed,
-                                         voices=tuple(voice) if voice else None, device=device,
-                                         temperature=temperature))
+    from avgen.progress import for_stream
+
+    with for_stream(sys.stderr).stage("joint model", model.sampling_work(
+            timeline.num_frames, steps), "frame-step") as update:
+        arrays = run_generate(timeline, model, normalizer,
+                              GenerateConfig(steps=steps, seed=seed,
+                                             voices=tuple(voice) if voice else None,
+                                             device=device, temperature=temperature),
+                              on_step=update)
     formats.save(output, formats.AV, arrays)
     err.print(f"{output}: {timeline.num_frames} frames for {', '.join(timeline.names)}")
 
@@ -630,9 +831,12 @@ def vocode(
 def train_vocoder(
     audio: list[Path] = typer.Argument(..., help="Folders of 22050 Hz .wav/.flac files "
                                                  "(searched recursively)."),
-    out: Path = typer.Option(..., "-o", "--out", help="Run folder: checkpoint "
-                             "(vocoder.safetensors), optimizer state and train.log. Running "
-                             "again with the same folder resumes."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Run folder: "
+                                          "checkpoint (vocoder.safetensors), optimizer state "
+                                          "and train.log. Running again with the same folder "
+                                          "resumes."),
+    out: Optional[Path] = typer.Option(None, "--out", hidden=True,
+                                       help="Old name of -o/--output."),
     heldout: Optional[Path] = typer.Option(None, help="File listing audio paths (relative to "
                                            "AUDIO) to keep out of training; used to validate."),
     steps: int = typer.Option(20000, min=1, help="Total steps of the learning-rate schedule."),
@@ -651,6 +855,12 @@ def train_vocoder(
     """Train (or resume) the small Vocos-style vocoder: mel (B, 80, T) -> wave (B, T*256)."""
     from avgen.audio.vocos import VocosConfig
     from avgen.train.vocoder import TrainConfig, train
+
+    if output is not None and out is not None and output != out:
+        raise InputError("give the run folder once, with -o/--output")
+    out = output or out
+    if out is None:
+        raise InputError("give the run folder with -o/--output")
 
     config = TrainConfig(steps=steps, batch_size=batch_size, segment_frames=segment_frames,
                          lr=lr, mel_weight=mel_weight, seed=seed)

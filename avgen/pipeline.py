@@ -14,7 +14,7 @@ import torch
 from avgen import formats
 from avgen.constants import DEFAULT_TEMPERATURE, EXPRESSION_NAMES, NUM_PEOPLE
 from avgen.errors import InputError
-from avgen.tokens import Timeline, floor_log_probs
+from avgen.tokens import Timeline, TimelineConfig, floor_log_probs
 
 AV_WEIGHTS = "av-flow"
 
@@ -192,16 +192,14 @@ class SynthConfig:
     fps: float = 25.0
     size: int = 512
     layout: str = "side-by-side"
-    turn_gap: float = 0.35  # seconds of silence between turns (`--gap`)
-    rate: float = 1.0  # speaking rate, 1.2 is 20% faster (`--rate`)
+    turn_gap: float = TimelineConfig.turn_gap  # seconds between turns (`--gap`)
+    rate: float = TimelineConfig.rate  # speaking rate, 1.2 is 20% faster (`--rate`)
 
     def __post_init__(self) -> None:
         self.timeline()  # rate and gap are checked where their ranges are defined
 
     def timeline(self, rate: float | None = None, gap: float | None = None):
         """The TimelineConfig for this config, or for one job's `rate` / `gap`."""
-        from avgen.tokens import TimelineConfig
-
         return TimelineConfig(rate=self.rate if rate is None else rate,
                               turn_gap=self.turn_gap if gap is None else gap)
 
