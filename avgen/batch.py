@@ -282,9 +282,12 @@ def run_batch(jobs_path: str | Path, output_dir: str | Path, synthesizer,
     results_path = Path(results) if results is not None else default_results(output_dir, shard)
     synthesizer.load()
     counts = {"ok": 0, "skipped": 0, "error": 0}
+    # a bar on a terminal; in a log file, one plain line per job instead of a bar's
+    # carriage-return updates
+    terminal = sys.stderr.isatty()
     with ResultsFile(results_path) as log, tqdm(
             jobs, desc=f"synth {shard}" if shard.count > 1 else "synth", unit="job",
-            file=sys.stderr, disable=not progress, dynamic_ncols=True) as bar:
+            file=sys.stderr, disable=not (progress and terminal), dynamic_ncols=True) as bar:
         for job in bar:
             started = time.perf_counter()
             if isinstance(job, BadJob):
@@ -302,5 +305,8 @@ def run_batch(jobs_path: str | Path, output_dir: str | Path, synthesizer,
             counts[record["status"]] += 1
             if record["status"] == "error":
                 bar.write(f"line {job.line}: error: {record['error']}", file=sys.stderr)
+            elif progress and not terminal:
+                print(f"line {job.line}: {record['status']} {job.output} "
+                      f"({record['seconds']:.1f} s)", file=sys.stderr, flush=True)
             bar.set_postfix(ok=counts["ok"], skipped=counts["skipped"], error=counts["error"])
     return BatchSummary(counts["ok"], counts["skipped"], counts["error"], results_path)

@@ -271,7 +271,7 @@ def test_learned_durations_reseeded_share_the_model():
     assert other.model is base.model and (base.seed, other.seed) == (1, 7)
 
 
-def test_rate_and_gap_job_keys_reach_the_synthesizer(tmp_path):
+def test_rate_and_gap_job_keys_reach_the_synthesizer(tmp_path, capsys):
     lines = [{"text": "A: Hi", "refs": REFS, "rate": 1.25, "gap": 0},
              {"text": "A: Hi", "refs": REFS, "rate": 9},
              {"text": "A: Hi", "refs": REFS, "gap": "long"},
@@ -283,5 +283,7 @@ def test_rate_and_gap_job_keys_reach_the_synthesizer(tmp_path):
     assert "'gap' must be a number" in jobs[2].error
     assert "gap -1 s between turns is out of range" in jobs[3].error
     fake = FakeSynthesizer()
-    run_batch(path, tmp_path / "out", fake, Shard(), progress=False)
+    run_batch(path, tmp_path / "out", fake, Shard())
     assert fake.settings == (1.25, 0.0)
+    log = capsys.readouterr().err  # not a terminal: plain lines, no bar
+    assert "line 1: ok job-00001.mp4" in log and "line 2: error:" in log and "\r" not in log
