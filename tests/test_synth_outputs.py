@@ -134,3 +134,28 @@ def test_check_reports_every_problem_and_the_spoken_words():
                                "one two three four.")
     assert lines[6].spoken == "Louis the sixteenth, five kilometers."
     assert check_script("A: hi\n").ok
+
+
+def test_progress_reporters_by_stream():
+    import io
+
+    from avgen.progress import BarProgress, LineProgress, NullProgress, for_stream
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    assert type(for_stream(Terminal(), quiet=True)) is NullProgress
+    assert type(for_stream(Terminal())) is BarProgress
+    log = io.StringIO()
+    reporter = for_stream(log)
+    assert type(reporter) is LineProgress
+    reporter.min_seconds = 0.0
+    with reporter.stage("joint model", 100, "frame-step") as update:
+        for _ in range(100):
+            update(1)
+    lines = log.getvalue().splitlines()
+    assert lines[0] == "joint model: started (100 frame-step)"
+    assert [line.split(" (")[0] for line in lines[1:-1]] == [
+        "joint model: 25%", "joint model: 50%", "joint model: 75%"]
+    assert lines[-1].startswith("joint model: done in") and "\r" not in log.getvalue()
