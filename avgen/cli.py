@@ -767,7 +767,7 @@ def generate(
     from avgen.progress import for_stream
 
     with for_stream(sys.stderr).stage("joint model", model.sampling_work(
-            timeline.num_frames, steps), "frame-step") as update:
+            timeline.num_frames, steps), "frame-steps") as update:
         arrays = run_generate(timeline, model, normalizer,
                               GenerateConfig(steps=steps, seed=seed,
                                              voices=tuple(voice) if voice else None,

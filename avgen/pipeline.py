@@ -361,10 +361,10 @@ class Synthesizer:
         log("joint model")
         with progress.stage("joint model", model.sampling_work(timeline.num_frames,
                                                                settings.steps),
-                            "frame-step") as update:
+                            "frame-steps") as update:
             av = generate(timeline, model, normalizer, settings, on_step=update)
         log("vocoder")
-        with progress.stage("vocoder", NUM_PEOPLE, "person") as update:
+        with progress.stage("vocoder", NUM_PEOPLE, "tracks") as update:
             waves = []
             for p in range(NUM_PEOPLE):
                 waves.append(vocode(vocoder, av[f"p{p}/mel"]))

@@ -151,11 +151,11 @@ def test_progress_reporters_by_stream():
     reporter = for_stream(log)
     assert type(reporter) is LineProgress
     reporter.min_seconds = 0.0
-    with reporter.stage("joint model", 100, "frame-step") as update:
+    with reporter.stage("joint model", 100, "frame-steps") as update:
         for _ in range(100):
             update(1)
     lines = log.getvalue().splitlines()
-    assert lines[0] == "joint model: started (100 frame-step)"
+    assert lines[0] == "joint model: started (100 frame-steps)"
     assert [line.split(" (")[0] for line in lines[1:-1]] == [
         "joint model: 25%", "joint model: 50%", "joint model: 75%"]
     assert lines[-1].startswith("joint model: done in") and "\r" not in log.getvalue()
