@@ -691,7 +691,7 @@ def synth(
 
         if inputs or ref or text is not None:
             raise InputError("--batch takes scripts and photos from the jobs file; give no "
-                             "script, --text or --ref")
+                             "script or --ref (nor --text)")
         if keep is not None or subtitles is not None:
             raise InputError("--keep and --subtitles are for one dialogue, not --batch")
         part = Shard.parse(shard)
