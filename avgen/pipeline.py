@@ -9,14 +9,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from avgen import formats
 from avgen.constants import DEFAULT_TEMPERATURE, EXPRESSION_NAMES, NUM_PEOPLE
-from avgen.errors import InputError
+from avgen.errors import ConfigError, InputError
+from avgen.face.render import VideoConfig
 from avgen.tokens import Timeline, TimelineConfig, floor_log_probs
 
 AV_WEIGHTS = "av-flow"
+MAX_STEPS = 256  # Euler steps; past this the sampler is converged and only slower
+MAX_TEMPERATURE = 2.0
 
 
 @dataclass(frozen=True)
@@ -38,9 +40,8 @@ class MotionStyle:
         for name in ("head_scale", "expression_scale"):
             value = getattr(self, name)
             if not low <= value <= high:  # also rejects nan
-                raise InputError(f"{value:g} is out of range; use {low:g} to {high:g} "
-                                 "(1 plays the motion as generated)",
-                                 "--" + name.replace("_", "-"))
+                raise ConfigError(f"{name.replace('_', ' ')} must be from {low:g} to "
+                                  f"{high:g} (1 plays the motion as generated), got {value!r}")
 
     @property
     def identity(self) -> bool:
@@ -79,6 +80,18 @@ class GenerateConfig:
     chunk_frames: int = 2048  # frames generated at a time (~24 s): bounds working memory
     temperature: float = DEFAULT_TEMPERATURE  # mel's starting noise (AVFlow.sample_dyad)
     style: MotionStyle = MotionStyle()  # head and expression scales on the result
+
+    def __post_init__(self) -> None:
+        if type(self.steps) is not int or not 1 <= self.steps <= MAX_STEPS:
+            raise ConfigError(f"steps must be an integer from 1 to {MAX_STEPS}, "
+                              f"got {self.steps!r}")
+        if not 0.0 <= self.temperature <= MAX_TEMPERATURE:
+            raise ConfigError(f"temperature must be from 0 to {MAX_TEMPERATURE:g}, "
+                              f"got {self.temperature!r}")
+        if self.chunk_frames < 1:
+            raise ConfigError(f"chunk_frames must be >= 1, got {self.chunk_frames}")
+        if self.voices is not None and len(self.voices) != NUM_PEOPLE:
+            raise ConfigError(f"voices: one per person ({NUM_PEOPLE}), got {len(self.voices)}")
 
 
 def load_av_model(checkpoint: str | None = None, device: str = "cpu"):
@@ -148,12 +161,10 @@ def generate_from_tokens(tokens: np.ndarray, names, model, normalizer,
     `progress(frames)` is called as chunks finish, `on_step(n)` after every Euler step
     (its calls add up to `model.sampling_work(T, config.steps)`); `cues` as in
     `act_cues`. `config.style` scales the motion last."""
+    import torch
+
     from avgen.train.av_data import motion_from_features
 
-    if config.steps < 1:
-        raise InputError(f"--steps must be >= 1, got {config.steps}")
-    if config.chunk_frames < 1:
-        raise InputError(f"chunk_frames must be >= 1, got {config.chunk_frames}")
     voices = config.voices or model.config.voices[:NUM_PEOPLE]
     unknown = [v for v in voices if v not in model.config.voices]
     if unknown or len(voices) != NUM_PEOPLE:
@@ -185,20 +196,25 @@ def generate_from_tokens(tokens: np.ndarray, names, model, normalizer,
     return arrays
 
 
+LAYOUTS = ("side-by-side", "stacked")  # how two people share the frame
+
+
 @dataclass(frozen=True)
 class SynthConfig:
     generate: GenerateConfig = GenerateConfig()
     vocoder: str = "vocos"
-    fps: float = 25.0
-    size: int = 512
-    layout: str = "side-by-side"
+    fps: float = VideoConfig.fps
+    size: int = VideoConfig.size
+    layout: str = VideoConfig.layout
     turn_gap: float = TimelineConfig.turn_gap  # seconds between turns (`--gap`)
     rate: float = TimelineConfig.rate  # speaking rate, 1.2 is 20% faster (`--rate`)
 
     def __post_init__(self) -> None:
-        self.timeline()  # rate and gap are checked where their ranges are defined
+        if self.layout not in LAYOUTS:
+            raise ConfigError(f"layout must be {' or '.join(LAYOUTS)}, got {self.layout!r}")
+        self.timeline()  # checks rate and gap
 
-    def timeline(self, rate: float | None = None, gap: float | None = None):
+    def timeline(self, rate: float | None = None, gap: float | None = None) -> TimelineConfig:
         """The TimelineConfig for this config, or for one job's `rate` / `gap`."""
         return TimelineConfig(rate=self.rate if rate is None else rate,
                               turn_gap=self.turn_gap if gap is None else gap)
@@ -316,7 +332,7 @@ class Synthesizer:
         from avgen import progress as progress_reporters
         from avgen.audio.io import wav_bytes
         from avgen.audio.vocoder import vocode
-        from avgen.face.render import VideoConfig, render_video
+        from avgen.face.render import render_video
         from avgen.formats import atomic_write_bytes
         from avgen.script import Dialogue, read_script
         from avgen.tokens import build_timeline, save_timeline
@@ -334,8 +350,6 @@ class Synthesizer:
             raise InputError(f"--ref takes one photo per person (2), got {len(refs)}")
         if not Path(output).parent.is_dir():
             raise InputError("output folder does not exist", str(Path(output).parent))
-        if settings.steps < 1:
-            raise InputError(f"--steps must be >= 1, got {settings.steps}")
         if subtitles is not None:
             from avgen.subtitles import check_path
 

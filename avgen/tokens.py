@@ -29,7 +29,7 @@ import numpy as np
 
 from avgen import formats
 from avgen.constants import FRAMES_PER_SECOND, NUM_PEOPLE
-from avgen.errors import AvgenError, FormatError, InputError
+from avgen.errors import AvgenError, ConfigError, FormatError
 from avgen.script import Cue, Dialogue, Pause, Speech
 from avgen.symbols import NUM_SYMBOLS, SILENCE_ID, SYMBOLS, SYMBOLS_VERSION, phones_to_ids
 from avgen.text import Phrase, to_phrases
@@ -174,19 +174,16 @@ class TimelineConfig:
     cue_seconds: dict = field(default_factory=lambda: {"laughs": 0.9, "nods": 0.7,
                                                        "smiles": 1.2})
 
-    # what a user may ask for (`--rate`, `--gap`, batch keys `rate`, `gap`)
-    RATE_RANGE = (0.25, 4.0)
-    GAP_RANGE = (0.0, 10.0)
-
     def __post_init__(self) -> None:
-        low, high = self.RATE_RANGE
-        if not low <= self.rate <= high:  # also rejects nan
-            raise InputError(f"speaking rate {self.rate:g} is out of range; use {low:g} to "
-                             f"{high:g} (1.2 is 20% faster)", "--rate")
-        low, high = self.GAP_RANGE
-        if not low <= self.turn_gap <= high:
-            raise InputError(f"gap {self.turn_gap:g} s between turns is out of range; use "
-                             f"{low:g} to {high:g} seconds", "--gap")
+        if not MIN_RATE <= self.rate <= MAX_RATE:
+            raise ConfigError(f"rate must be from {MIN_RATE:g} to {MAX_RATE:g}, got {self.rate!r}")
+        if not 0.0 <= self.turn_gap <= MAX_TURN_GAP:
+            raise ConfigError(f"turn gap must be from 0 to {MAX_TURN_GAP:g} s, "
+                              f"got {self.turn_gap!r}")
+
+
+MIN_RATE, MAX_RATE = 0.25, 4.0  # speaking rate: a quarter to four times the model's own
+MAX_TURN_GAP = 10.0  # seconds of silence between turns
 
 
 @dataclass(frozen=True)

@@ -279,9 +279,9 @@ def test_rate_and_gap_job_keys_reach_the_synthesizer(tmp_path, capsys):
     path = write_jobs(tmp_path, lines)
     jobs = read_jobs(path)
     assert (jobs[0].rate, jobs[0].gap) == (1.25, 0.0)
-    assert "speaking rate 9 is out of range; use 0.25 to 4" in jobs[1].error
+    assert "rate must be from 0.25 to 4, got 9" in jobs[1].error
     assert "'gap' must be a number" in jobs[2].error
-    assert "gap -1 s between turns is out of range" in jobs[3].error
+    assert "turn gap must be from 0 to 10 s" in jobs[3].error
     fake = FakeSynthesizer()
     run_batch(path, tmp_path / "out", fake, Shard())
     assert fake.settings == (1.25, 0.0)

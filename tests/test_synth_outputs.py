@@ -54,8 +54,8 @@ def test_still_keeps_the_head_at_the_photo_pose():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"head_scale": -1}, "--head-scale: -1 is out of range"),
-    ({"expression_scale": float("nan")}, "--expression-scale: nan is out of range"),
+    ({"head_scale": -1}, "head scale must be from 0 to 3"),
+    ({"expression_scale": float("nan")}, "expression scale must be from 0 to 3"),
 ])
 def test_motion_style_ranges(kwargs, message):
     with pytest.raises(InputError, match=message):
@@ -63,8 +63,8 @@ def test_motion_style_ranges(kwargs, message):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"rate": 0.1}, "--rate: speaking rate 0.1 is out of range"),
-    ({"turn_gap": 11}, "--gap: gap 11 s between turns is out of range"),
+    ({"rate": 0.1}, "rate must be from 0.25 to 4, got 0.1"),
+    ({"turn_gap": 11}, "turn gap must be from 0 to 10 s, got 11"),
 ])
 def test_synth_config_checks_rate_and_gap(kwargs, message):
     with pytest.raises(InputError, match=message):

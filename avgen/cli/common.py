@@ -1,0 +1,119 @@
+"""What every command shares: the error console, the user-error wrapper and the options
+that several commands take, declared once as `Annotated` aliases.
+
+An option's default is read from the config dataclass that owns the value
+(`GenerateConfig.steps`, `VideoConfig.fps`, ...), and its range is checked there too, so
+the command line and Python callers get one default and one check.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from avgen.errors import AvgenError
+
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+TYPER_SETTINGS = dict(no_args_is_help=True, rich_markup_mode="markdown",
+                      context_settings={"help_option_names": ["-h", "--help"]})
+
+
+def user_errors(command):
+    """Print an AvgenError as one line on stderr and exit with its code."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except AvgenError as exc:
+            err.print(f"[bold red]error:[/] {exc}", markup=True)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            err.print("interrupted; nothing was written")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+class Layout(str, enum.Enum):
+    side_by_side = "side-by-side"
+    stacked = "stacked"
+
+
+class VocoderChoice(str, enum.Enum):
+    vocos = "vocos"
+    griffinlim = "griffinlim"
+    bigvgan = "bigvgan"
+
+
+# -- options of the chain's commands (defaults: GenerateConfig, VideoConfig, SynthConfig) --
+Steps = Annotated[int, typer.Option(help="Euler steps of the flow sampler (1 to 256).")]
+Temperature = Annotated[float, typer.Option(
+    help="Scale of the speech's starting noise (0 to 2): lower is cleaner and less varied.")]
+Seed = Annotated[int, typer.Option(help="Noise seed; the same seed gives the same output.")]
+Device = Annotated[str, typer.Option(help="torch device, e.g. cpu or cuda.")]
+JointCheckpoint = Annotated[Optional[str], typer.Option(
+    "--checkpoint", help="Joint model checkpoint (default: the registered 'av-flow' weights).")]
+Voices = Annotated[Optional[list[str]], typer.Option(
+    "--voice", help="Voice per person, twice: --voice heart --voice heart-low.")]
+Fps = Annotated[float, typer.Option(
+    "--fps", help="Video frame rate; motion is resampled from the 86.13 fps model clock.")]
+Size = Annotated[int, typer.Option("--size", help="Face size in pixels (square, even).")]
+LayoutOption = Annotated[Layout, typer.Option("--layout", help="How two people are composed.")]
+Rate = Annotated[float, typer.Option(
+    "--rate", help="Speaking rate (0.25 to 4): 1.2 is 20% faster, 0.8 slower.")]
+Gap = Annotated[float, typer.Option(
+    "--gap", help="Seconds of silence between turns (0 to 10).")]
+Vocoder = Annotated[VocoderChoice, typer.Option(
+    help="vocos: our small fast default; griffinlim: no weights; bigvgan: NVIDIA's (fetch "
+         "it first with 'avgen weights fetch').")]
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".heic")
+
+
+def _is_image(path: str) -> bool:
+    """By suffix, or by content for an existing file without one (a photo named 'face')."""
+    from pathlib import Path
+
+    from avgen.script import binary_kind
+
+    if path == "-":
+        return False
+    if Path(path).suffix.lower() in IMAGE_SUFFIXES:
+        return True
+    try:
+        with open(path, "rb") as handle:
+            kind = binary_kind(handle.read(16))
+    except OSError:
+        return False
+    return bool(kind) and "image" in kind
+
+
+def split_refs(inputs: Optional[list[str]], ref: Optional[list[str]], what: str,
+               people: Optional[int] = 2) -> tuple[list[str], list[str]]:
+    """(main inputs, photos) from a command's positional arguments and its --ref values.
+
+    Click gives --ref one value per flag, so in `--ref a.png b.png FILE` (or `FILE --ref
+    a.png b.png`) the second photo arrives as a positional argument, wherever it stands.
+    Photos among the positionals (by suffix, or image content) join --ref, in order; more
+    than `people` photos, or a photo without any --ref, means a photo stands where `what`
+    belongs: a one-line error."""
+    from avgen.errors import InputError
+
+    inputs, refs = list(inputs or []), list(ref or [])
+    photos = [a for a in inputs if _is_image(a)]
+    main = [a for a in inputs if a not in photos]
+    if photos and not refs:
+        raise InputError(f"is an image, not {what}; give the photos with --ref: "
+                         "--ref a.png b.png", photos[0])
+    refs += photos
+    if people is not None and len(refs) > people:
+        raise InputError(f"{len(refs)} photos for {people} people ({', '.join(refs)}): "
+                         f"--ref takes one photo per person, and a photo is not {what}")
+    return main, refs
