@@ -318,7 +318,7 @@ class Synthesizer:
         `script`: a script file path or a parsed `avgen.script.Dialogue`. `seed`, `steps`,
         `voices`, `rate`, `gap` override the config's for this call. `keep`: a folder for
         the side outputs (tokens, av file, mixed WAV, one WAV per person; `keep_paths`);
-        `subtitles`: an .srt or .vtt file, one cue per turn. `progress`: an
+        `subtitles`: an .srt or .vtt file, one cue per sentence. `progress`: an
         `avgen.progress` reporter, True (bars or lines on stderr) or False (nothing).
         Inputs (script, faces, settings, output places) are checked before the models
         run."""

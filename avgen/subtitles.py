@@ -1,6 +1,8 @@
-"""Subtitles (SRT or WebVTT) from a dialogue timeline: one cue per turn, timed by the
-turn's start and end on the model clock, with the words as written in the script (cues
-such as `(smiles)` left out) and the speaker's name."""
+"""Subtitles (SRT or WebVTT) from a dialogue timeline: one cue per sentence, timed by its
+first and last phrase on the model clock, with the words as written in the script (cues
+such as `(smiles)` left out) and the speaker's name. Where a turn's sentences cannot be
+matched to its phrases (a timeline read from a tokens file keeps no phrase timings), the
+turn is one cue from its start to its end."""
 
 from __future__ import annotations
 
@@ -32,16 +34,43 @@ def check_path(path: str | Path) -> None:
         raise InputError("output folder does not exist", str(path.parent))
 
 
+_SENTENCE_END = re.compile(r"(?<=[.!?…])\s+")
+
+
+def _sentence_spans(sentences: list[str], phrases: list[tuple[int, int]]
+                    ) -> list[tuple[int, int]] | None:
+    """(start, end) frames per sentence, or None when the sentences' phrase counts (as the
+    text frontend splits them) do not add up to the turn's timed phrases."""
+    from avgen.text import normalize, split_phrases
+
+    counts = [len(split_phrases(normalize(s))) for s in sentences]
+    if sum(counts) != len(phrases) or not all(counts):
+        return None
+    spans, k = [], 0
+    for count in counts:
+        spans.append((phrases[k][0], phrases[k + count - 1][1]))
+        k += count
+    return spans
+
+
 def subtitle_cues(timeline) -> list[SubtitleCue]:
-    """One cue per turn that has words (a turn of only '(nods)' shows nothing)."""
+    """One cue per sentence (per turn where the timeline has no phrase timings); a turn of
+    only '(nods)' shows nothing."""
     cues = []
-    for turn in timeline.turns:
+    fps = FRAMES_PER_SECOND
+    for index, turn in enumerate(timeline.turns):
         text = re.sub(r"\s+", " ", _STAGE_CUE.sub(" ", turn.text)).strip()
         if not text:
             continue
-        cues.append(SubtitleCue(turn.start_frame / FRAMES_PER_SECOND,
-                                turn.end_frame / FRAMES_PER_SECOND,
-                                timeline.names[turn.person], text))
+        speaker = timeline.names[turn.person]
+        sentences = [s for s in _SENTENCE_END.split(text) if s.strip()]
+        phrases = [(a, b) for t, a, b in getattr(timeline, "phrases", ()) if t == index]
+        spans = _sentence_spans(sentences, phrases) if phrases else None
+        if spans is None:
+            cues.append(SubtitleCue(turn.start_frame / fps, turn.end_frame / fps, speaker, text))
+            continue
+        cues += [SubtitleCue(a / fps, b / fps, speaker, sentence)
+                 for sentence, (a, b) in zip(sentences, spans)]
     return cues
 
 

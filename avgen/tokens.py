@@ -236,6 +236,8 @@ class Timeline:
     logits: tuple[np.ndarray, ...] | None = None
     # word timings, known when the timeline is built (not stored in tokens files)
     words: tuple[TimedWord, ...] = ()
+    # (turn index, start frame, end frame) of every phrase, in order (also not stored)
+    phrases: tuple[tuple[int, int, int], ...] = ()
 
     def turn_phonemes(self, index: int) -> list[str]:
         turn = self.turns[index]
@@ -375,6 +377,7 @@ def build_timeline(dialogue: Dialogue, durations: DurationSource,
     decoder = getattr(durations, "decode", None)
     decoded: list[tuple[int, int, np.ndarray]] = []  # (person, start frame, (n, V))
     words: list[TimedWord] = []
+    phrase_spans: list[tuple[int, int, int]] = []
     for index, turn in enumerate(dialogue.turns):
         if index:
             cursor.time = turns[-1].end_frame + config.turn_gap * fps
@@ -398,6 +401,7 @@ def build_timeline(dialogue: Dialogue, durations: DurationSource,
                     for text, a, b in word_spans(phrase):
                         words.append(TimedWord(index, text, phone_spans[a][0],
                                                phone_spans[b - 1][1], phrase.phones[a:b]))
+                    phrase_spans.append((index, phone_spans[0][0], phone_spans[-1][1]))
                     if pause > 0:
                         spans.append(cursor.add(SILENCE_ID, pause / config.rate))
                 if decoder is not None and spans:
@@ -421,7 +425,7 @@ def build_timeline(dialogue: Dialogue, durations: DurationSource,
     timeline = Timeline(names, num_frames, tuple(turns), np.array(cursor.ids, np.int64),
                         np.array(cursor.starts, np.int64),
                         np.array(cursor.durations, np.int64), tuple(cues), durations.name,
-                        words=tuple(words))
+                        words=tuple(words), phrases=tuple(phrase_spans))
     if decoder is None:
         return timeline
     # Silence (between turns, pauses, laughs, the listener) keeps the smoothed one-hot.

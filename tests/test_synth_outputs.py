@@ -94,25 +94,41 @@ def test_word_timings_follow_the_phonemes(timeline):
     assert {p["phoneme"] for p in first["phonemes"]} >= {"h", "s"}
 
 
-def test_subtitles_one_cue_per_spoken_turn(timeline, tmp_path):
+def test_subtitles_one_cue_per_sentence(timeline, tmp_path):
     from avgen.subtitles import write_subtitles
 
     srt_path, vtt_path = tmp_path / "d.srt", tmp_path / "d.vtt"
-    assert write_subtitles(srt_path, timeline) == 2  # the '(nods)' turn shows nothing
-    srt = srt_path.read_text()
-    blocks = srt.strip().split("\n\n")
-    assert len(blocks) == 2
-    assert blocks[0].splitlines()[0] == "1"
-    assert blocks[1].splitlines()[2] == "GRACE: It was a moth & a relay."
-    start, end = blocks[0].splitlines()[1].split(" --> ")
+    assert write_subtitles(srt_path, timeline) == 3  # the '(nods)' turn shows nothing
+    blocks = srt_path.read_text().strip().split("\n\n")
+    assert [b.splitlines()[0] for b in blocks] == ["1", "2", "3"]
+    assert [b.splitlines()[2] for b in blocks] == [
+        "EILEEN: Out of the house, on 3/4/2024.", "EILEEN: Yes.",
+        "GRACE: It was a moth & a relay."]
+    stamps = [[_seconds(t) for t in b.splitlines()[1].split(" --> ")] for b in blocks]
     turn = timeline.turns[0]
-    assert start == "00:00:00,{:03d}".format(round(turn.start_frame / 86.1328125 * 1000))
+    assert stamps[0][0] == pytest.approx(turn.start_frame / 86.1328125, abs=0.001)
+    assert stamps[1][1] == pytest.approx(turn.end_frame / 86.1328125, abs=0.001)
+    assert stamps[1][0] - stamps[0][1] == pytest.approx(0.5, abs=0.02)  # the (pause 0.5)
     write_subtitles(vtt_path, timeline)
     vtt = vtt_path.read_text()
     assert vtt.startswith("WEBVTT\n") and "<v GRACE>It was a moth &amp; a relay." in vtt
-    assert "00:00:00." in vtt
     with pytest.raises(InputError, match="d.txt: subtitles must end in .srt or .vtt"):
         write_subtitles(tmp_path / "d.txt", timeline)
+
+
+def test_subtitles_from_a_tokens_file_are_one_cue_per_turn(timeline, tmp_path):
+    from avgen.subtitles import subtitle_cues
+    from avgen.tokens import load_timeline, save_timeline
+
+    save_timeline(tmp_path / "t.npz", timeline)
+    cues = subtitle_cues(load_timeline(tmp_path / "t.npz"))  # no phrase timings kept
+    assert [c.text for c in cues] == ["Out of the house, on 3/4/2024. Yes.",
+                                      "It was a moth & a relay."]
+
+
+def _seconds(stamp: str) -> float:
+    h, m, s = stamp.replace(",", ".").split(":")
+    return 3600 * int(h) + 60 * int(m) + float(s)
 
 
 def test_check_reports_every_problem_and_the_spoken_words():

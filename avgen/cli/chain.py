@@ -329,7 +329,7 @@ def synth(
                                        "mixed WAV and one WAV per person, named after the "
                                        "MP4."),
     subtitles: Optional[str] = typer.Option(None, "--subtitles", help="Also write subtitles, "
-                                            "one cue per turn: out.srt or out.vtt."),
+                                            "one cue per sentence: out.srt or out.vtt."),
     json_report: bool = typer.Option(False, "--json", help="Print the final report as one "
                                      "JSON object on stdout."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress on stderr; errors "
