@@ -46,7 +46,7 @@ class GenerateConfig:
 def load_av_model(checkpoint: str | None = None, device: str = "cpu"):
     """(model, normaliser) from a checkpoint path, or the registered default."""
     from avgen.errors import WeightsError
-    from avgen.train.av import load_checkpoint
+    from avgen.model.av_checkpoint import load_checkpoint
     from avgen.weights import Weights
 
     if checkpoint is None:
@@ -74,11 +74,12 @@ def generate(timeline: Timeline, model, normalizer, config: GenerateConfig = Gen
 
 def act_cues(motion: np.ndarray, cues, seed: int = 0) -> np.ndarray:
     """The script's (nods)/(smiles)/(laughs) acted out on generated motion features
-    (2, T, M) (see `avgen.train.av_data.motion_features`), as the motion teacher acts them
+    (2, T, M) (see `avgen.model.features.motion_features`), as the motion teacher acts them
     out in the training dialogues: the joint model's inputs carry no cues, so they are
     added after generation. `cues`: (person, kind, start_frame, frames)."""
-    from avgen.train.av_data import EXPRESSION_FEATURES as X, PITCH_FEATURE
-    from avgen.train.motion_teacher import E, act_cues as act
+    from avgen.face.gestures import act_cues as act
+    from avgen.face.model import EXPRESSION_INDEX as E
+    from avgen.model.features import EXPRESSION_FEATURES as X, PITCH_FEATURE
 
     motion = motion.copy()
     rng = np.random.default_rng(seed)
@@ -109,7 +110,7 @@ def generate_from_tokens(tokens: np.ndarray, names, model, normalizer,
     `progress(frames)` is called as chunks finish; `cues` as in `act_cues`."""
     import torch
 
-    from avgen.train.av_data import motion_from_features
+    from avgen.model.features import motion_from_features
 
     voices = config.voices or model.config.voices[:NUM_PEOPLE]
     unknown = [v for v in voices if v not in model.config.voices]

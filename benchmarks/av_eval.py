@@ -41,7 +41,7 @@ def evaluate_checkpoint(corpus_root: Path, checkpoint: str, dialogues: int, step
     from avgen.pipeline import GenerateConfig, generate_from_tokens
     from avgen.tokens import one_hot_log_probs
     from avgen.train import corpus
-    from avgen.train.av import load_checkpoint
+    from avgen.model.av_checkpoint import load_checkpoint
     from avgen.train.av_data import DialogueWindows
 
     model, normalizer, step, _ = load_checkpoint(checkpoint)

@@ -47,7 +47,7 @@ def run_one(seconds: float, threads: int) -> dict:
     from avgen.pipeline import GenerateConfig, generate, mix
     from avgen.script import parse_script
     from avgen.tokens import LearnedDurations, build_timeline
-    from avgen.train.av_data import Normalizer
+    from avgen.model.features import Normalizer
 
     times = {}
     start = time.perf_counter()

@@ -35,7 +35,8 @@ def checkpoint_at(corpus: Path, runs: Path, fusion: str, budget: int, schedule: 
                   threads: int) -> Path:
     """RUNS/eval/FUSION-BUDGET.safetensors, training (or resuming) the variant's run up to
     `budget` steps of the `schedule` if it is not there yet."""
-    from avgen.train.av import CHECKPOINT, load_checkpoint
+    from avgen.model.av_checkpoint import load_checkpoint
+    from avgen.train.av import CHECKPOINT
 
     kept = runs / "eval" / f"{fusion}-{budget}.safetensors"
     if kept.exists():

@@ -243,7 +243,7 @@ def test_transcript_alignment_matches_teacher_durations(tiny_corpus):
 # -- training on shards ------------------------------------------------------------------------
 def test_windows_from_prepared_folders(prepared, monologues):
     from avgen.train.prepared import PreparedWindows, open_windows
-    from avgen.train.av_data import Normalizer
+    from avgen.model.features import Normalizer
 
     out, _, _ = prepared
     data = open_windows(out, ("alice", "bob"))

@@ -211,7 +211,7 @@ class FinalLayer(nn.Module):
 class AVFlow(nn.Module):
     """Predicts the flow velocity of (mel, motion) for a batch of people.
 
-    All tensors are normalised (see `avgen.train.av_data.Normalizer`):
+    All tensors are normalised (see `avgen.model.features.Normalizer`):
     mel (B, T, 80), motion (B, T, M), token_logits (B, T, V) log-probabilities.
     """
 

@@ -22,11 +22,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from avgen.constants import EXPRESSION_NAMES, FRAMES_PER_SECOND
+from avgen.face.gestures import act_cues, add as _add, bump as _bump
+from avgen.face.model import EXPRESSION_INDEX as E
 from avgen.motion import euler_to_quaternion
 from avgen.symbols import PRIMARY_STRESS, SECONDARY_STRESS, SILENCE_ID, SYMBOLS
 
 FPS = FRAMES_PER_SECOND
-E = {name: k for k, name in enumerate(EXPRESSION_NAMES)}
 MOUTH = ("jaw_open", "lips_close", "lips_pucker", "lips_funnel", "mouth_stretch",
          "upper_lip_raise", "lower_lip_depress")
 REST = {"jaw_open": 0.03, "lips_close": 0.6}
@@ -118,25 +119,6 @@ class Track:
         return ends
 
 
-def _bump(length: int, rise: int, fall: int) -> np.ndarray:
-    """A raised-cosine pulse: up over `rise` frames, down over `fall`."""
-    up = 0.5 - 0.5 * np.cos(np.linspace(0, np.pi, max(rise, 1)))
-    down = 0.5 + 0.5 * np.cos(np.linspace(0, np.pi, max(fall, 1)))
-    hold = np.ones(max(length - rise - fall, 0))
-    return np.concatenate([up, hold, down])
-
-
-def _add(curve: np.ndarray, start: int, pulse: np.ndarray, amount: float, mode="max") -> None:
-    a, b = max(start, 0), min(start + len(pulse), len(curve))
-    if b <= a:
-        return
-    piece = pulse[a - start:b - start] * amount
-    if mode == "max":
-        curve[a:b] = np.maximum(curve[a:b], piece)
-    else:
-        curve[a:b] += piece
-
-
 def _smooth(x: np.ndarray, sigma: float) -> np.ndarray:
     if sigma <= 0:
         return x
@@ -216,32 +198,6 @@ def _visemes(track: Track, n: int, energy: np.ndarray, cfg: TeacherConfig) -> di
         curves["lips_pucker"][a:b] *= 0.5
         curves["lips_funnel"][a:b] = 0.0
     return curves
-
-
-def act_cues(pitch: np.ndarray, smile: np.ndarray, jaw_open: np.ndarray, cues, partner_cues,
-             rng: np.random.Generator) -> None:
-    """Act out script cues in place on (T,) curves: `cues` and `partner_cues` are
-    (kind, start_frame, frames) of this person and of the partner. Nods nod, smiles smile,
-    laughs smile with a bobbing jaw and head; the partner's smiles and laughs are smiled
-    back. Used by the motion teacher and, on generated motion, by `avgen synth`."""
-    for kind, start, dur in cues:
-        if kind == "nods":
-            for k in range(2):
-                _add(pitch, start + k * int(0.35 * FPS), _bump(int(0.35 * FPS), 10, 18),
-                     np.radians(6.0), mode="add")
-        elif kind == "smiles":
-            _add(smile, start, _bump(max(dur, int(0.8 * FPS)), 10, 25), 0.85)
-        elif kind == "laughs":
-            _add(smile, start, _bump(max(dur, int(0.8 * FPS)), 6, 25), 0.95)
-            t = np.arange(dur)
-            bob = 0.5 - 0.5 * np.cos(2 * np.pi * 4.5 * t / FPS)
-            _add(jaw_open, start, bob, 0.35)
-            _add(pitch, start, bob, np.radians(2.0), mode="add")
-            _add(pitch, start, _bump(dur, 8, 20), np.radians(-3.0), mode="add")  # head back
-    for kind, start, dur in partner_cues:
-        if kind in ("smiles", "laughs"):
-            _add(smile, start + int(0.3 * FPS), _bump(max(dur, int(1.0 * FPS)), 15, 30),
-                 rng.uniform(0.4, 0.7))
 
 
 def animate(me: Track, partner: Track, person: int, num_frames: int, seed: int,
