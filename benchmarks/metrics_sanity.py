@@ -31,8 +31,8 @@ import numpy as np
 from avgen import formats
 from avgen.constants import EXPRESSION_NAMES, FRAMES_PER_SECOND, SIGNED_EXPRESSIONS
 from avgen.metrics.evaluate import evaluate
-from avgen.motion import euler_to_quaternion, neutral_head_pose, quaternion_to_euler
-from avgen.tokens import Timeline, TimedTurn, save_timeline
+from avgen.face.rotations import euler_to_quaternion, neutral_head_pose, quaternion_to_euler
+from avgen.text.timeline import Timeline, TimedTurn, save_timeline
 from avgen.train import corpus
 
 ROWS = ("lip_f1", "lip_precision", "lip_recall", "fde", "fde_speaking", "fde_listening",

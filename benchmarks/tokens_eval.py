@@ -34,9 +34,9 @@ sys.path.insert(0, str(REPO))
 
 from avgen.align import gaussian_log_likelihood, monotonic_alignment_search  # noqa: E402
 from avgen.model.text_to_tokens import collate_entries, phrases_to_entries  # noqa: E402
-from avgen.symbols import SILENCE_ID, phones_to_ids  # noqa: E402
-from avgen.text import to_phrases  # noqa: E402
-from avgen.tokens import EspeakDurations, LearnedDurations, _Cursor  # noqa: E402
+from avgen.text.symbols import SILENCE_ID, phones_to_ids  # noqa: E402
+from avgen.text.phrases import to_phrases  # noqa: E402
+from avgen.text.timeline import EspeakDurations, LearnedDurations, _Cursor  # noqa: E402
 from avgen.train.corpus import (CorpusConfig, is_heldout, load_features,  # noqa: E402
                                  load_utterances)
 

@@ -8,7 +8,7 @@ import torch
 
 from avgen.constants import EXPRESSION_NAMES
 from avgen.model.av_flow import MOTION_DIM, AVFlow, AVFlowConfig, window_mask
-from avgen.motion import euler_to_quaternion
+from avgen.face.rotations import euler_to_quaternion
 
 TINY = AVFlowConfig(d_model=32, n_blocks=2, n_heads=2, ff_mult=2)
 

@@ -261,7 +261,7 @@ def test_renderer_cache_reuses_until_the_photo_changes(tmp_path):
 
 
 def test_learned_durations_reseeded_share_the_model():
-    from avgen.tokens import LearnedDurations
+    from avgen.text.timeline import LearnedDurations
 
     base = LearnedDurations(seed=1)
     other = base.with_seed(7)

@@ -7,8 +7,8 @@ pytest.importorskip("hibari", reason="the teachers extra is not installed")
 
 from avgen import formats  # noqa: E402
 from avgen.constants import EXPRESSION_NAMES, FRAMES_PER_SECOND, HOP_LENGTH  # noqa: E402
-from avgen.symbols import SILENCE_ID, SYMBOLS  # noqa: E402
-from avgen.text import to_phrases  # noqa: E402
+from avgen.text.symbols import SILENCE_ID, SYMBOLS  # noqa: E402
+from avgen.text.phrases import to_phrases  # noqa: E402
 from avgen.train import corpus  # noqa: E402
 from avgen.train.sentences import sentences  # noqa: E402
 from avgen.train.teachers import VOICES, HibariTeacher, teacher_for  # noqa: E402

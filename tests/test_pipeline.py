@@ -10,8 +10,8 @@ from avgen.cli import app
 from avgen.constants import EXPRESSION_NAMES, N_MELS
 from avgen.model.av_flow import MOTION_DIM, AVFlow, AVFlowConfig
 from avgen.pipeline import GenerateConfig, generate
-from avgen.script import parse_script
-from avgen.tokens import EspeakDurations, build_timeline, save_timeline
+from avgen.text.script import parse_script
+from avgen.text.timeline import EspeakDurations, build_timeline, save_timeline
 from avgen.model.av_checkpoint import save_checkpoint
 from avgen.train.av import TrainConfig
 from avgen.model.features import Normalizer

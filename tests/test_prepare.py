@@ -16,8 +16,8 @@ import soundfile
 from avgen.audio.mel import LOG_SILENCE
 from avgen.constants import EXPRESSION_NAMES, FRAMES_PER_SECOND, N_MELS
 from avgen.errors import InputError
-from avgen.motion import degrees_from_quaternion
-from avgen.symbols import NUM_SYMBOLS, SILENCE_ID
+from avgen.face.rotations import degrees_from_quaternion
+from avgen.text.symbols import NUM_SYMBOLS, SILENCE_ID
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 FACE_SIZE = 256  # the smallest render whose face MediaPipe still accepts (64 px wide)

@@ -24,7 +24,7 @@ import numpy as np
 
 from avgen.constants import EXPRESSION_NAMES, SIGNED_EXPRESSIONS
 from avgen.face import landmarks as lm
-from avgen.motion import quaternion_to_matrix
+from avgen.face.rotations import quaternion_to_matrix
 
 # position of each named expression in an (…, E) expression array
 EXPRESSION_INDEX = {name: k for k, name in enumerate(EXPRESSION_NAMES)}

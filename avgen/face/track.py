@@ -32,7 +32,7 @@ from avgen.constants import EXPRESSION_NAMES, FRAMES_PER_SECOND
 from avgen.errors import InputError
 from avgen.face import landmarks as lm
 from avgen.face.model import FaceModel
-from avgen.motion import matrix_to_quaternion
+from avgen.face.rotations import matrix_to_quaternion
 from avgen.face.motion import Motion
 
 

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from avgen.constants import FRAMES_PER_SECOND, LOG_SILENCE
-from avgen.motion import quaternion_to_euler
+from avgen.face.rotations import quaternion_to_euler
 
 
 # Phones whose closure is made with both lips (symbol table entries, stress-free).
@@ -153,7 +153,7 @@ def activity_mask(mel: np.ndarray, config: MetricsConfig = MetricsConfig()) -> n
 
 def token_masks(token_ids: np.ndarray, silence_id: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(T,) symbol ids of one person -> (speaking (T,) bool, bilabial (T,) bool)."""
-    from avgen.symbols import symbol_id
+    from avgen.text.symbols import symbol_id
 
     ids = np.asarray(token_ids)
     bilabial_ids = [symbol_id(p) for p in BILABIAL_PHONES]

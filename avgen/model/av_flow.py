@@ -30,7 +30,7 @@ from torch import nn
 
 from avgen.constants import EXPRESSION_NAMES, N_MELS
 from avgen.errors import ConfigError
-from avgen.symbols import NUM_SYMBOLS
+from avgen.text.symbols import NUM_SYMBOLS
 
 MOTION_DIM = 6 + len(EXPRESSION_NAMES)  # yaw, pitch, roll, tx, ty, tz, expressions
 FUSIONS = ("highway", "separate", "shared", "cascaded")

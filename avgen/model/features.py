@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from avgen.constants import EXPRESSION_NAMES
-from avgen.motion import euler_to_quaternion, quaternion_to_euler
+from avgen.face.rotations import euler_to_quaternion, quaternion_to_euler
 
 # layout of a motion feature vector (see motion_features)
 PITCH_FEATURE = 1

@@ -17,8 +17,8 @@ from avgen.audio.mel import LOG_SILENCE
 from avgen.constants import N_MELS
 from avgen.model.av_flow import MOTION_DIM
 from avgen.model.features import Normalizer, motion_features
-from avgen.symbols import SILENCE_ID
-from avgen.tokens import one_hot_log_probs
+from avgen.text.symbols import SILENCE_ID
+from avgen.text.timeline import one_hot_log_probs
 
 
 class DialogueWindows:

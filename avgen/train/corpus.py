@@ -97,7 +97,7 @@ def _write_flac(path: Path, audio: np.ndarray) -> None:
 def build_utterances(root: str | Path, config: CorpusConfig = CorpusConfig(),
                      progress=None) -> None:
     """Stage 1. `progress(n)` is called with the number of utterances finished."""
-    from avgen.text import to_phrases
+    from avgen.text.phrases import to_phrases
     from avgen.train.teachers import VOICES, teacher_for
 
     root = Path(root)
@@ -335,7 +335,7 @@ def plan_dialogues(utterances: list[AlignedUtterance], corpus: CorpusConfig,
 def dialogue_tracks(dialogue: Dialogue, by_id: dict, energy: np.ndarray,
                     offsets: np.ndarray):
     """Motion-teacher tracks for both people of a dialogue."""
-    from avgen.symbols import SILENCE_ID
+    from avgen.text.symbols import SILENCE_ID
     from avgen.train.motion_teacher import Track
 
     n = dialogue.num_frames

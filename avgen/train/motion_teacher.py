@@ -24,8 +24,8 @@ import numpy as np
 from avgen.constants import EXPRESSION_NAMES, FRAMES_PER_SECOND
 from avgen.face.gestures import act_cues, add as _add, bump as _bump
 from avgen.face.model import EXPRESSION_INDEX as E
-from avgen.motion import euler_to_quaternion
-from avgen.symbols import PRIMARY_STRESS, SECONDARY_STRESS, SILENCE_ID, SYMBOLS
+from avgen.face.rotations import euler_to_quaternion
+from avgen.text.symbols import PRIMARY_STRESS, SECONDARY_STRESS, SILENCE_ID, SYMBOLS
 
 FPS = FRAMES_PER_SECOND
 MOUTH = ("jaw_open", "lips_close", "lips_pucker", "lips_funnel", "mouth_stretch",

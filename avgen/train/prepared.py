@@ -22,8 +22,8 @@ import torch
 from avgen.audio.mel import LOG_SILENCE
 from avgen.constants import EXPRESSION_NAMES, N_MELS
 from avgen.model.av_flow import MOTION_DIM
-from avgen.symbols import SILENCE_ID
-from avgen.tokens import one_hot_log_probs
+from avgen.text.symbols import SILENCE_ID
+from avgen.text.timeline import one_hot_log_probs
 from avgen.model.av_checkpoint import load_checkpoint
 from avgen.model.features import Normalizer, motion_features
 from avgen.train.av_data import DialogueWindows

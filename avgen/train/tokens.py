@@ -35,7 +35,7 @@ from avgen.errors import AvgenError, InputError
 from avgen.model.text_to_tokens import (Entries, TextToTokens, TextToTokensConfig,
                                         collate_entries, length_regulate, phrases_to_entries,
                                         save_checkpoint)
-from avgen.symbols import SILENCE_ID
+from avgen.text.symbols import SILENCE_ID
 
 STATE = "state.pt"
 CHECKPOINT = "text_to_tokens.safetensors"
@@ -101,7 +101,7 @@ def corpus_items(root: str | Path, cache: Path | None = None, with_mel: bool = T
                  progress: Callable[[int], None] | None = None) -> tuple[list[Item], int]:
     """Teacher-corpus utterances as items (edge silences cut off) and the number skipped
     because the frontend no longer reproduces their symbols (a changed phonemizer)."""
-    from avgen.text import to_phrases
+    from avgen.text.phrases import to_phrases
     from avgen.train.corpus import CorpusConfig, is_heldout, load_features, load_utterances
 
     root = Path(root)
@@ -154,7 +154,7 @@ def recording_items(folder: str | Path, progress=None) -> list[Item]:
 
     from avgen.audio.mel import log_mel
     from avgen.constants import SAMPLE_RATE
-    from avgen.text import to_phrases
+    from avgen.text.phrases import to_phrases
 
     folder = Path(folder)
     wavs = sorted(folder.glob("*.wav"))
