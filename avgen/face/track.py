@@ -32,8 +32,9 @@ from avgen.constants import EXPRESSION_NAMES, FRAMES_PER_SECOND
 from avgen.errors import InputError
 from avgen.face import landmarks as lm
 from avgen.face.model import FaceModel
-from avgen.face.rotations import matrix_to_quaternion
 from avgen.face.motion import Motion
+from avgen.face.rotations import matrix_to_quaternion
+from avgen.smoothing import gaussian_smooth
 
 
 @dataclass(frozen=True)
@@ -386,21 +387,6 @@ def _box_qp(H: np.ndarray, g: np.ndarray, lo: np.ndarray, hi: np.ndarray,
     return x
 
 
-def gaussian_smooth(values: np.ndarray, sigma: float) -> np.ndarray:
-    """Smooth (T, D) along time with a Gaussian of `sigma` frames (edges reflected)."""
-    if sigma <= 0 or len(values) < 3:
-        return values
-    radius = int(np.ceil(3 * sigma))
-    x = np.arange(-radius, radius + 1)
-    kernel = np.exp(-0.5 * (x / sigma) ** 2)
-    kernel /= kernel.sum()
-    padded = np.pad(values, ((radius, radius), (0, 0)), mode="reflect")
-    out = np.empty_like(values, dtype=np.float64)
-    for d in range(values.shape[1]):
-        out[:, d] = np.convolve(padded[:, d], kernel, mode="valid")
-    return out
-
-
 def crop_region(frame: np.ndarray, region: tuple[float, float, float, float] | None
                 ) -> np.ndarray:
     """The part (x0, y0, x1, y1), in fractions of width and height, of a frame (H, W, 3);
@@ -607,8 +593,9 @@ def track_video(path: str, ref: str | None = None, config: TrackConfig = TrackCo
         neutral = _neutral_from_video(points, np.ones(len(lm.RIGID)))
         nearest = int(np.argmin(np.abs(points - neutral).sum((1, 2))))
         image, ref_points = _frame_at(path, nearest, region), points[nearest]
-    renderer = FaceRenderer(image, ref_points, RenderConfig(size=512))
-    x0, y0, crop_scale = crop_frame(image.shape, ref_points, 512)
+    render_config = RenderConfig()  # the neutral face at the renderer's own size
+    renderer = FaceRenderer(image, ref_points, render_config)
+    x0, y0, crop_scale = crop_frame(image.shape, ref_points, render_config.size)
     points = points.copy()
     points[..., 0] -= x0
     points[..., 1] -= y0

@@ -37,6 +37,7 @@ import numpy as np
 
 from avgen.constants import FRAMES_PER_SECOND, LOG_SILENCE
 from avgen.face.rotations import quaternion_to_euler
+from avgen.smoothing import gaussian_smooth
 
 
 # Phones whose closure is made with both lips (symbol table entries, stress-free).
@@ -101,23 +102,6 @@ def close_gaps(mask: np.ndarray, max_gap: int) -> np.ndarray:
         if start > 0 and end < len(out) and end - start <= max_gap:
             out[start:end] = True
     return out
-
-
-def gaussian_smooth(x: np.ndarray, sigma_frames: float) -> np.ndarray:
-    """(T,) or (T, D) smoothed along time with a Gaussian (edges padded by repetition, so
-    a constant signal stays constant and no minima appear at the ends)."""
-    x = np.asarray(x, np.float64)
-    if sigma_frames <= 0 or len(x) == 0:
-        return x.copy()
-    radius = int(math.ceil(4 * sigma_frames))
-    kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma_frames) ** 2)
-    kernel /= kernel.sum()
-    squeeze = x.ndim == 1
-    x2 = x[:, None] if squeeze else x
-    padded = np.pad(x2, ((radius, radius), (0, 0)), mode="edge")
-    out = np.stack([np.convolve(padded[:, d], kernel, mode="valid")
-                    for d in range(x2.shape[1])], axis=1)
-    return out[:, 0] if squeeze else out
 
 
 def local_minima(x: np.ndarray) -> np.ndarray:

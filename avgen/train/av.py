@@ -22,6 +22,7 @@ from avgen.model.av_flow import AVFlow, AVFlowConfig
 from avgen.train import distributed
 from avgen.train.distributed import Ranks
 from avgen.train.prepared import open_windows
+from avgen.train.schedule import cosine_schedule
 
 CHECKPOINT = "av-latest.safetensors"
 
@@ -79,9 +80,8 @@ def bf16_is_fast(device: str) -> bool:
 
 
 def _lr(step: int, config: TrainConfig) -> float:
-    warm = min(1.0, (step + 1) / max(config.warmup_steps, 1))
-    progress = min(step / max(config.steps, 1), 1.0)
-    return float(config.learning_rate * warm * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * progress))))
+    return cosine_schedule(step, config.learning_rate, config.steps, config.warmup_steps,
+                           floor=0.1 * config.learning_rate)
 
 
 def train(corpus_root: str | Path, run_dir: str | Path, model_config: AVFlowConfig = AVFlowConfig(),

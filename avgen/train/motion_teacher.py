@@ -25,6 +25,7 @@ from avgen.constants import EXPRESSION_NAMES, FRAMES_PER_SECOND
 from avgen.face.gestures import act_cues, add as _add, bump as _bump
 from avgen.face.model import EXPRESSION_INDEX as E
 from avgen.face.rotations import euler_to_quaternion
+from avgen.smoothing import gaussian_smooth
 from avgen.text.symbols import PRIMARY_STRESS, SECONDARY_STRESS, SILENCE_ID, SYMBOLS
 
 FPS = FRAMES_PER_SECOND
@@ -119,16 +120,6 @@ class Track:
         return ends
 
 
-def _smooth(x: np.ndarray, sigma: float) -> np.ndarray:
-    if sigma <= 0:
-        return x
-    radius = int(3 * sigma) + 1
-    kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
-    kernel /= kernel.sum()
-    padded = np.pad(x, (radius, radius), mode="edge")
-    return np.convolve(padded, kernel, mode="valid")
-
-
 def _ou(rng: np.random.Generator, n: int, sigma: float, tau_seconds: float) -> np.ndarray:
     """Smooth drift: Ornstein-Uhlenbeck noise (std `sigma`, correlation time `tau`),
     low-passed so that it has no frame-to-frame jitter (heads don't tremble)."""
@@ -139,7 +130,7 @@ def _ou(rng: np.random.Generator, n: int, sigma: float, tau_seconds: float) -> n
     for k in range(n):
         value = a * value + noise[k]
         out[k] = value
-    out = _smooth(out, 0.12 * FPS)
+    out = gaussian_smooth(out, 0.12 * FPS)
     return out * sigma
 
 
@@ -190,7 +181,7 @@ def _visemes(track: Track, n: int, energy: np.ndarray, cfg: TeacherConfig) -> di
     curves = {}
     for name in MOUTH:
         keys = np.asarray([values[k][name] for k in order])
-        curves[name] = _smooth(np.interp(frames, times, keys), 1.5)
+        curves[name] = gaussian_smooth(np.interp(frames, times, keys), 1.5)
     for start, dur in closures:  # full closure for the whole acoustic closure
         a, b = max(start - 1, 0), min(start + max(dur - 1, 1), n)
         curves["lips_close"][a:b] = 1.0
@@ -250,7 +241,7 @@ def animate(me: Track, partner: Track, person: int, num_frames: int, seed: int,
              np.radians(2.5) * rng.choice([-1, 1]), mode="add")
 
     # Speech moves the head a little more than silence does.
-    yaw += _smooth(_smooth(rng.standard_normal(n), 0.15 * FPS) * 6.0 * speaking, 0.1 * FPS) \
+    yaw += gaussian_smooth(gaussian_smooth(rng.standard_normal(n), 0.15 * FPS) * 6.0 * speaking, 0.1 * FPS) \
         * np.radians(1.5)
     # Listening: backchannels after the partner's phrase ends.
     for end in partner.phrase_ends(n):
@@ -285,7 +276,7 @@ def animate(me: Track, partner: Track, person: int, num_frames: int, seed: int,
             length = int(rng.uniform(0.5, 1.4) * FPS)
             gaze_x[onset:onset + length] = rng.uniform(-0.5, 0.5)
             gaze_y[onset:onset + length] = rng.uniform(0.1, 0.35)
-    gaze_x, gaze_y = _smooth(gaze_x, 2), _smooth(gaze_y, 2)
+    gaze_x, gaze_y = gaussian_smooth(gaze_x, 2), gaussian_smooth(gaze_y, 2)
 
     smile = np.clip(smile, 0, 1)
     asym = rng.uniform(0.9, 1.1)
