@@ -1,5 +1,5 @@
 """Joint-model checkpoints on held-out teacher dialogues, in AV-Flow's Table 1 layout
--> benchmarks/results/av_eval.md (issues 7 and 8).
+-> benchmarks/results/av_eval.md.
 
     pip install -e '.[eval]'
     python benchmarks/av_eval.py CORPUS --checkpoint ours=RUN/av-latest.safetensors \

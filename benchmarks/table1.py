@@ -1,6 +1,6 @@
 """AV-Flow's Table 1 for our joint model: the four ways the audio and motion streams can
 meet (highway fusion = ours, separate models, shared weights, cascaded audio-then-motion),
-trained with equal budgets and evaluated alike -> benchmarks/results/table1.md (issue 8).
+trained with equal budgets and evaluated alike -> benchmarks/results/table1.md.
 
     pip install -e '.[eval]'
     python benchmarks/table1.py CORPUS --runs RUNS [--budget 2000 --budget 4000] \

@@ -199,7 +199,7 @@ def main() -> None:
             f"| {np.median(np.concatenate(mas_err['phone'])):.2f} "
             f"| {np.concatenate(mas_err['pause']).mean():.2f} |",
             ""]),
-        "Targets (issue 6): utterance length error <= 5 %, phone duration MAE <= 2 frames, "
+        "Targets: utterance length error <= 5 %, phone duration MAE <= 2 frames, "
         "both better than espeak. Time per utterance: durations (+ decoding for learned), "
         "1 CPU thread on a shared machine.",
         "",

@@ -1,4 +1,4 @@
-"""`avgen prepare`: recordings -> shards -> `train av` (issue 9).
+"""`avgen prepare`: recordings -> shards -> `train av`.
 
 Items are built from our own renderer (known motion) and synthetic voiced audio, so the
 ground truth is known: who speaks when, and how the faces move.

@@ -1,4 +1,4 @@
-"""Motion and audio-visual metrics of issue 8 (DESIGN.md section 10), in numpy.
+"""Motion and audio-visual metrics (docs/design.md, "Evaluation"), in numpy.
 
 Everything works on the model clock (FRAMES_PER_SECOND = 86.13 fps) and on the arrays of
 an `avgen.av/1` file for one person: mel (T, 80) natural-log mel magnitudes,

@@ -1,4 +1,4 @@
-"""Joint audio-visual flow model (AV-Flow + TAVID), DESIGN.md section 6.
+"""Joint audio-visual flow model (AV-Flow + TAVID), docs/design.md, "Joint audio-visual model".
 
 Two parallel diffusion transformers over the 86.13 fps model clock, one producing the
 log-mel (80) of a person, one their motion (head rotation as yaw/pitch/roll, translation,

@@ -1,4 +1,4 @@
-"""Text-to-tokens model (DESIGN.md section 5; AV-Flow supp. B, Matcha-TTS style).
+"""Text-to-tokens model (docs/design.md, "Text to tokens"; AV-Flow supp. B, Matcha-TTS style).
 
     entries (B, N) -> embeddings 192 -> encoder (3 conv + small transformer) (B, N, 192)
       -> duration predictor: log frames per entry (B, N)

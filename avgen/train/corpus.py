@@ -1,4 +1,4 @@
-"""The teacher corpus (DESIGN.md section 9): what the default models learn from.
+"""The teacher corpus (docs/design.md, "Teacher corpus"): what the default models learn from.
 
 Stage 1, utterances: generated sentences, each spoken by one teacher voice, stored as
 `audio/<voice>/<id>.flac` (22050 Hz mono) plus alignment shards
