@@ -22,6 +22,7 @@ from avgen.constants import EXPRESSION_NAMES, FRAMES_PER_SECOND as FPS
 from avgen.face.rotations import quaternion_to_euler
 from avgen.text.symbols import SILENCE_ID, SYMBOLS
 from avgen.train import corpus
+from avgen.train.dialogues import load_dialogues
 
 E = {n: k for k, n in enumerate(EXPRESSION_NAMES)}
 
@@ -91,7 +92,7 @@ def main() -> None:
         for voice, (wer, n) in wer_by_voice(args.root, utterances, args.wer).items():
             lines.append(f"| {voice} | {n} | {wer:.3f} |")
 
-    dialogues = corpus.load_dialogues(args.root)
+    dialogues = load_dialogues(args.root)
     by_id = {u.index: u for u in utterances}
     gaps, blink_rates, nods, smiles, listen_minutes = [], [], 0, 0, 0.0
     for d, motion in dialogues:

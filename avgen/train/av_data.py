@@ -26,6 +26,7 @@ class DialogueWindows:
 
     def __init__(self, root: str | Path, voices: tuple[str, ...], heldout: bool = False) -> None:
         from avgen.train import corpus
+        from avgen.train.dialogues import load_dialogues
 
         self.root = Path(root)
         self.voices = voices
@@ -35,7 +36,7 @@ class DialogueWindows:
         self.mel_offset = {u.index: int(o) for u, o in zip(utterances, offsets[:-1])}
         self.dialogues = [(d, {k: motion_features(m[f"{k}/head_pose"], m[f"{k}/expression"])
                                for k in ("p0", "p1")})
-                          for d, m in corpus.load_dialogues(self.root) if d.heldout == heldout]
+                          for d, m in load_dialogues(self.root) if d.heldout == heldout]
         if not self.dialogues:
             raise ValueError(f"{root}: no {'held-out' if heldout else 'training'} dialogues")
         for d, _ in self.dialogues:
