@@ -31,7 +31,8 @@ class GenerateConfig:
     temperature: float = DEFAULT_TEMPERATURE  # mel's starting noise (AVFlow.sample_dyad)
 
     def __post_init__(self) -> None:
-        if type(self.steps) is not int or not 1 <= self.steps <= MAX_STEPS:
+        if (not isinstance(self.steps, (int, np.integer)) or isinstance(self.steps, bool)
+                or not 1 <= self.steps <= MAX_STEPS):
             raise ConfigError(f"steps must be an integer from 1 to {MAX_STEPS}, "
                               f"got {self.steps!r}")
         if not 0.0 <= self.temperature <= MAX_TEMPERATURE:
