@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from avgen.errors import InputError
-from avgen.script import Cue, Pause, Speech, parse_script
+from avgen.text.script import Cue, Pause, Speech, parse_script
 
 
 @dataclass(frozen=True)
@@ -41,8 +41,9 @@ class ScriptCheck:
 
 def _speak(text: str, source: str, line: int) -> str:
     """Normalised words of one speech segment; InputError if they cannot be spoken."""
-    from avgen.symbols import phones_to_ids
-    from avgen.text import normalize, to_phrases
+    from avgen.text.normalize import normalize
+    from avgen.text.phrases import to_phrases
+    from avgen.text.symbols import phones_to_ids
 
     for phrase in to_phrases(text, source, line):  # normalises, checks, phonemises
         phones_to_ids(phrase.phones, source, line)

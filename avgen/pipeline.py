@@ -14,7 +14,7 @@ from avgen import formats
 from avgen.constants import DEFAULT_TEMPERATURE, EXPRESSION_NAMES, NUM_PEOPLE
 from avgen.errors import ConfigError, InputError
 from avgen.face.render import VideoConfig
-from avgen.tokens import Timeline, TimelineConfig, floor_log_probs
+from avgen.text.timeline import Timeline, TimelineConfig, floor_log_probs
 
 AV_WEIGHTS = "av-flow"
 MAX_STEPS = 256  # Euler steps; past this the sampler is converged and only slower
@@ -82,7 +82,8 @@ class GenerateConfig:
     style: MotionStyle = MotionStyle()  # head and expression scales on the result
 
     def __post_init__(self) -> None:
-        if type(self.steps) is not int or not 1 <= self.steps <= MAX_STEPS:
+        if (not isinstance(self.steps, (int, np.integer)) or isinstance(self.steps, bool)
+                or not 1 <= self.steps <= MAX_STEPS):
             raise ConfigError(f"steps must be an integer from 1 to {MAX_STEPS}, "
                               f"got {self.steps!r}")
         if not 0.0 <= self.temperature <= MAX_TEMPERATURE:
@@ -97,7 +98,7 @@ class GenerateConfig:
 def load_av_model(checkpoint: str | None = None, device: str = "cpu"):
     """(model, normaliser) from a checkpoint path, or the registered default."""
     from avgen.errors import WeightsError
-    from avgen.train.av import load_checkpoint
+    from avgen.model.av_checkpoint import load_checkpoint
     from avgen.weights import Weights
 
     if checkpoint is None:
@@ -126,11 +127,12 @@ def generate(timeline: Timeline, model, normalizer, config: GenerateConfig = Gen
 
 def act_cues(motion: np.ndarray, cues, seed: int = 0) -> np.ndarray:
     """The script's (nods)/(smiles)/(laughs) acted out on generated motion features
-    (2, T, M) (see `avgen.train.av_data.motion_features`), as the motion teacher acts them
+    (2, T, M) (see `avgen.model.features.motion_features`), as the motion teacher acts them
     out in the training dialogues: the joint model's inputs carry no cues, so they are
     added after generation. `cues`: (person, kind, start_frame, frames)."""
-    from avgen.train.av_data import EXPRESSION_FEATURES as X, PITCH_FEATURE
-    from avgen.train.motion_teacher import E, act_cues as act
+    from avgen.face.gestures import act_cues as act
+    from avgen.face.model import EXPRESSION_INDEX as E
+    from avgen.model.features import EXPRESSION_FEATURES as X, PITCH_FEATURE
 
     motion = motion.copy()
     rng = np.random.default_rng(seed)
@@ -163,7 +165,7 @@ def generate_from_tokens(tokens: np.ndarray, names, model, normalizer,
     `act_cues`. `config.style` scales the motion last."""
     import torch
 
-    from avgen.train.av_data import motion_from_features
+    from avgen.model.features import motion_from_features
 
     voices = config.voices or model.config.voices[:NUM_PEOPLE]
     unknown = [v for v in voices if v not in model.config.voices]
@@ -297,7 +299,7 @@ class Synthesizer:
 
         if self._models is None:
             from avgen.audio import vocoder as vocoders
-            from avgen.tokens import LearnedDurations
+            from avgen.text.timeline import LearnedDurations
 
             with (progress or NullProgress()).stage("load models", unit="model"):
                 device = self.config.generate.device
@@ -315,13 +317,13 @@ class Synthesizer:
               ) -> SynthResult:
         """One dialogue to one MP4 (written atomically).
 
-        `script`: a script file path or a parsed `avgen.script.Dialogue`. `seed`, `steps`,
-        `voices`, `rate`, `gap` override the config's for this call. `keep`: a folder for
-        the side outputs (tokens, av file, mixed WAV, one WAV per person; `keep_paths`);
-        `subtitles`: an .srt or .vtt file, one cue per sentence. `progress`: an
-        `avgen.progress` reporter, True (bars or lines on stderr) or False (nothing).
-        Inputs (script, faces, settings, output places) are checked before the models
-        run."""
+        `script`: a script file path or a parsed `avgen.text.script.Dialogue`. `seed`,
+        `steps`, `voices`, `rate`, `gap` override the config's for this call. `keep`: a
+        folder for the side outputs (tokens, av file, mixed WAV, one WAV per person;
+        `keep_paths`); `subtitles`: an .srt or .vtt file, one cue per sentence.
+        `progress`: an `avgen.progress` reporter, True (bars or lines on stderr) or False
+        (nothing). Inputs (script, faces, settings, output places) are checked before the
+        models run."""
         import contextlib
         import tempfile
         from dataclasses import replace
@@ -334,8 +336,8 @@ class Synthesizer:
         from avgen.audio.vocoder import vocode
         from avgen.face.render import render_video
         from avgen.formats import atomic_write_bytes
-        from avgen.script import Dialogue, read_script
-        from avgen.tokens import build_timeline, save_timeline
+        from avgen.text.script import Dialogue, read_script
+        from avgen.text.timeline import build_timeline, save_timeline
 
         if progress is True:
             progress = progress_reporters.for_stream()

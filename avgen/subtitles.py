@@ -41,7 +41,8 @@ def _sentence_spans(sentences: list[str], phrases: list[tuple[int, int]]
                     ) -> list[tuple[int, int]] | None:
     """(start, end) frames per sentence, or None when the sentences' phrase counts (as the
     text frontend splits them) do not add up to the turn's timed phrases."""
-    from avgen.text import normalize, split_phrases
+    from avgen.text.normalize import normalize
+    from avgen.text.phrases import split_phrases
 
     counts = [len(split_phrases(normalize(s))) for s in sentences]
     if sum(counts) != len(phrases) or not all(counts):

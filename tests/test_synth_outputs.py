@@ -6,10 +6,10 @@ import pytest
 
 from avgen.constants import EXPRESSION_NAMES
 from avgen.errors import InputError
-from avgen.motion import euler_to_quaternion, quaternion_to_euler
+from avgen.face.rotations import euler_to_quaternion, quaternion_to_euler
 from avgen.pipeline import MotionStyle, SynthConfig
-from avgen.script import parse_script
-from avgen.tokens import EspeakDurations, build_timeline, timings
+from avgen.text.script import parse_script
+from avgen.text.timeline import EspeakDurations, build_timeline, timings
 
 
 def _motion(frames=50):
@@ -118,7 +118,7 @@ def test_subtitles_one_cue_per_sentence(timeline, tmp_path):
 
 def test_subtitles_from_a_tokens_file_are_one_cue_per_turn(timeline, tmp_path):
     from avgen.subtitles import subtitle_cues
-    from avgen.tokens import load_timeline, save_timeline
+    from avgen.text.timeline import load_timeline, save_timeline
 
     save_timeline(tmp_path / "t.npz", timeline)
     cues = subtitle_cues(load_timeline(tmp_path / "t.npz"))  # no phrase timings kept

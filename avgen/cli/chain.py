@@ -17,7 +17,7 @@ from avgen.constants import FRAMES_PER_SECOND, SAMPLE_RATE
 from avgen.errors import InputError
 from avgen.face.render import VideoConfig
 from avgen.pipeline import GenerateConfig, MotionStyle, SynthConfig
-from avgen.tokens import TimelineConfig
+from avgen.text.timeline import TimelineConfig
 
 
 class DurationChoice(str, enum.Enum):
@@ -56,8 +56,9 @@ def tokens(
     cues and pauses, and for each person token_logits (T, V) on the 86.13 fps model
     clock. Errors in the script name file and line; exit code 2, nothing written.
     """
-    from avgen.script import read_script
-    from avgen.tokens import EspeakDurations, LearnedDurations, build_timeline, save_timeline
+    from avgen.text.script import read_script
+    from avgen.text.timeline import (EspeakDurations, LearnedDurations, build_timeline,
+                                     save_timeline)
 
     config = TimelineConfig(rate=rate, turn_gap=gap)
     if checkpoint is not None and durations != DurationChoice.learned:
@@ -79,7 +80,7 @@ def tokens(
         import json
 
         from avgen.formats import atomic_write_bytes
-        from avgen.tokens import timings
+        from avgen.text.timeline import timings
 
         text = json.dumps(timings(timeline), indent=1, ensure_ascii=False)
         atomic_write_bytes(json_path, (text + "\n").encode("utf-8"))
@@ -100,7 +101,7 @@ def check(
     import json
 
     from avgen.check import check_script
-    from avgen.script import read_script_text
+    from avgen.text.script import read_script_text
 
     if (script is None) == (text is None):
         raise InputError("give a script file ('-' for stdin) or --text")
@@ -160,7 +161,7 @@ def generate(
     reacts. Output is on the 86.13 fps model clock; vocode and render it next."""
     from avgen import formats
     from avgen.pipeline import generate as run_generate, load_av_model
-    from avgen.tokens import load_timeline
+    from avgen.text.timeline import load_timeline
 
     files, refs = split_refs(inputs, ref, "a tokens file")
     if len(files) != 1:
@@ -279,7 +280,7 @@ def track(
 
 def _script_from(inputs: list[str], text: Optional[str]):
     """The dialogue of `synth`: one script file ('-' for stdin) or --text."""
-    from avgen.script import parse_script, read_script
+    from avgen.text.script import parse_script, read_script
 
     if text is not None:
         if inputs:
@@ -427,8 +428,9 @@ def synth(
 def phonemize(text: str = typer.Argument(..., help="English text to normalise and phonemise."),
               ) -> None:
     """Show how the text frontend reads TEXT: normalised words, phonemes, pauses."""
-    from avgen.symbols import phones_to_ids
-    from avgen.text import normalize, to_phrases
+    from avgen.text.symbols import phones_to_ids
+    from avgen.text.normalize import normalize
+    from avgen.text.phrases import to_phrases
 
     typer.echo(normalize(text))
     for phrase in to_phrases(text, "<text>"):

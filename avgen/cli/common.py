@@ -81,7 +81,7 @@ def _is_image(path: str) -> bool:
     """By suffix, or by content for an existing file without one (a photo named 'face')."""
     from pathlib import Path
 
-    from avgen.script import binary_kind
+    from avgen.text.script import binary_kind
 
     if path == "-":
         return False

@@ -30,9 +30,9 @@ import numpy as np
 from avgen import formats
 from avgen.constants import FRAMES_PER_SECOND, NUM_PEOPLE
 from avgen.errors import AvgenError, ConfigError, FormatError
-from avgen.script import Cue, Dialogue, Pause, Speech
-from avgen.symbols import NUM_SYMBOLS, SILENCE_ID, SYMBOLS, SYMBOLS_VERSION, phones_to_ids
-from avgen.text import Phrase, to_phrases
+from avgen.text.script import Cue, Dialogue, Pause, Speech
+from avgen.text.symbols import NUM_SYMBOLS, SILENCE_ID, SYMBOLS, SYMBOLS_VERSION, phones_to_ids
+from avgen.text.phrases import Phrase, to_phrases
 
 LISTENER_NAME = "(listener)"
 # label smoothing of one-hot tokens: the form the joint model is trained on, which every
@@ -74,7 +74,7 @@ class EspeakDurations:
     fallback_frames = 0.08 * FRAMES_PER_SECOND
 
     def __init__(self) -> None:
-        from avgen.espeak import espeak_timer
+        from avgen.text.espeak import espeak_timer
 
         self._timer = espeak_timer()
 
@@ -445,7 +445,7 @@ def word_spans(phrase: Phrase) -> list[tuple[str, int, int]]:
     if len(texts) == len(groups) or not texts:
         labels = texts or [phrase.text] * len(groups)
         return [(t, a, b) for t, a, b in zip(labels, bounds, bounds[1:])]
-    from avgen.text import phonemize
+    from avgen.text.phrases import phonemize
 
     sizes = [len(p) for p in phonemize(texts)]
     if len(texts) > len(groups):  # joined: partition the words over the groups

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from avgen import numbers
+from avgen.text import numbers
 
 MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
           "September", "October", "November", "December")
