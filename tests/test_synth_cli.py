@@ -3,7 +3,6 @@ text, controls, side outputs, the final report and log-friendly progress; and th
 commands' user-facing options (check, tokens --json, weights list, train vocoder -o)."""
 
 import json
-import subprocess
 
 import numpy as np
 import pytest
