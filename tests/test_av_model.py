@@ -8,7 +8,7 @@ import torch
 
 from avgen.constants import EXPRESSION_NAMES
 from avgen.model.av_flow import MOTION_DIM, AVFlow, AVFlowConfig, window_mask
-from avgen.motion import euler_to_quaternion
+from avgen.face.rotations import euler_to_quaternion
 
 TINY = AVFlowConfig(d_model=32, n_blocks=2, n_heads=2, ff_mult=2)
 
@@ -130,6 +130,12 @@ def test_chunked_sampling_equals_whole_dialogue_sampling(fusion):
     chunked = model.sample_dyad(tokens, voices, steps, torch.Generator().manual_seed(5), 40,
                                 progress=done.append)
     assert done == [40] * 5 + [30]
+    steps_done = []
+    model.sample_dyad(tokens, voices, steps, torch.Generator().manual_seed(5), 40,
+                      on_step=steps_done.append)
+    stages = 2 if fusion == "cascaded" else 1
+    assert steps_done == [n for n in [40] * 5 + [30] for _ in range(steps * stages)]
+    assert sum(steps_done) == model.sampling_work(230, steps)
     for a, b in zip(whole, chunked):
         assert torch.allclose(a, b, atol=1e-5)
     # the receptive field is what it claims: a change at frame 150 reaches no further
@@ -248,7 +254,7 @@ def test_windowed_attention_of_long_inputs_equals_the_masked_dense_kernel(monkey
 
 
 def test_motion_features_round_trip():
-    from avgen.train.av_data import motion_features, motion_from_features
+    from avgen.model.features import motion_features, motion_from_features
 
     rng = np.random.default_rng(0)
     pose = np.zeros((20, 7), np.float32)
@@ -345,7 +351,7 @@ def test_model_fits_a_batch(tiny_corpus, ff_kernel, fusion):
 
 def test_bad_checkpoint_is_a_clear_error(tmp_path):
     from avgen.errors import WeightsError
-    from avgen.train.av import load_checkpoint
+    from avgen.model.av_checkpoint import load_checkpoint
 
     bad = tmp_path / "x.safetensors"
     bad.write_bytes(b"garbage")
@@ -362,8 +368,9 @@ def test_bad_checkpoint_is_a_clear_error(tmp_path):
 
 
 def test_half_precision_export_loads_and_generates_alike(tmp_path):
-    from avgen.train.av import TrainConfig, export_half, load_checkpoint, save_checkpoint
-    from avgen.train.av_data import Normalizer
+    from avgen.model.av_checkpoint import export_half, load_checkpoint, save_checkpoint
+    from avgen.train.av import TrainConfig
+    from avgen.model.features import Normalizer
 
     model = randomise(AVFlow(TINY)).eval()
     normalizer = Normalizer(np.full(80, -6.0, np.float32), np.full(80, 2.0, np.float32),
@@ -386,8 +393,9 @@ def test_half_precision_export_loads_and_generates_alike(tmp_path):
 
 def test_shared_fusion_checkpoint_round_trip(tmp_path):
     """Weight-tied blocks are stored once and tied again on load."""
-    from avgen.train.av import TrainConfig, load_checkpoint, save_checkpoint
-    from avgen.train.av_data import Normalizer
+    from avgen.model.av_checkpoint import load_checkpoint, save_checkpoint
+    from avgen.train.av import TrainConfig
+    from avgen.model.features import Normalizer
 
     model = randomise(AVFlow(replace(TINY, fusion="shared"))).eval()
     normalizer = Normalizer(np.zeros(80, np.float32), np.ones(80, np.float32),

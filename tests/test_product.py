@@ -43,7 +43,7 @@ MAX_LISTENER_RMS = 0.05
 class Run:
     mp4: Path
     frames: int            # video frames the call reported
-    timeline: object       # avgen.tokens.Timeline
+    timeline: object       # avgen.text.timeline.Timeline
     av: dict               # avgen.av/1 arrays: p{i}/mel, p{i}/expression, ...
     voices: tuple          # the voices generate was given
     person_waves: list     # each person's mel through the shipped vocoder

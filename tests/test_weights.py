@@ -28,7 +28,7 @@ description = "a test entry"
 def test_shipped_registry_holds_every_default_and_they_verify():
     from avgen.audio.vocoder import VOCOS_WEIGHTS
     from avgen.pipeline import AV_WEIGHTS
-    from avgen.tokens import DEFAULT_WEIGHTS as TOKENS_WEIGHTS
+    from avgen.text.timeline import DEFAULT_WEIGHTS as TOKENS_WEIGHTS
 
     entries = load_registry(REGISTRY_PATH)  # every entry complete, every sha256 well formed
     weights = Weights()
