@@ -42,7 +42,7 @@ MAX_LISTENER_RMS = 0.05
 @dataclass
 class Run:
     mp4: Path
-    frames: int            # video frames the call reported
+    frames: int | None     # video frames Synthesizer.synth reported (None: the CLI)
     timeline: object       # avgen.text.timeline.Timeline
     av: dict               # avgen.av/1 arrays: p{i}/mel, p{i}/expression, ...
     voices: tuple          # the voices generate was given
@@ -134,9 +134,9 @@ def shipped(tmp_path_factory):
         given = runs["cli"].voices[1]
         out = folder / "api.mp4"
         synth = pipeline.Synthesizer(config=pipeline.SynthConfig(size=SIZE))
-        frames = synth.synth(str(script), REFS, str(out), seed=SEED, voices=(given, given),
+        result = synth.synth(str(script), REFS, str(out), seed=SEED, voices=(given, given),
                              progress=False)
-        runs["api"] = finish(out, frames)
+        runs["api"] = finish(out, result.frames)
     return runs
 
 
