@@ -9,14 +9,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from avgen import formats
 from avgen.constants import DEFAULT_TEMPERATURE, EXPRESSION_NAMES, NUM_PEOPLE
-from avgen.errors import InputError
-from avgen.tokens import Timeline, floor_log_probs
+from avgen.errors import ConfigError, InputError
+from avgen.face.render import VideoConfig
+from avgen.tokens import Timeline, TimelineConfig, floor_log_probs
 
 AV_WEIGHTS = "av-flow"
+MAX_STEPS = 256  # Euler steps; past this the sampler is converged and only slower
+MAX_TEMPERATURE = 2.0
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,18 @@ class GenerateConfig:
     device: str = "cpu"
     chunk_frames: int = 2048  # frames generated at a time (~24 s): bounds working memory
     temperature: float = DEFAULT_TEMPERATURE  # mel's starting noise (AVFlow.sample_dyad)
+
+    def __post_init__(self) -> None:
+        if type(self.steps) is not int or not 1 <= self.steps <= MAX_STEPS:
+            raise ConfigError(f"steps must be an integer from 1 to {MAX_STEPS}, "
+                              f"got {self.steps!r}")
+        if not 0.0 <= self.temperature <= MAX_TEMPERATURE:
+            raise ConfigError(f"temperature must be from 0 to {MAX_TEMPERATURE:g}, "
+                              f"got {self.temperature!r}")
+        if self.chunk_frames < 1:
+            raise ConfigError(f"chunk_frames must be >= 1, got {self.chunk_frames}")
+        if self.voices is not None and len(self.voices) != NUM_PEOPLE:
+            raise ConfigError(f"voices: one per person ({NUM_PEOPLE}), got {len(self.voices)}")
 
 
 def load_av_model(checkpoint: str | None = None, device: str = "cpu"):
@@ -90,9 +104,11 @@ def act_cues(motion: np.ndarray, cues, seed: int = 0) -> np.ndarray:
     return motion
 
 
-def voice_condition(names: tuple[str, ...], specs: tuple[str, ...] | None) -> torch.Tensor:
+def voice_condition(names: tuple[str, ...], specs: tuple[str, ...] | None):
     """What the joint model takes as the two people's voices: (2,) ids when each is one
     of the model's voices, else (2, V) blend weights over them (see avgen.speaker)."""
+    import torch
+
     from avgen.speaker import parse_voice, voice_weights
 
     specs = specs or names[:NUM_PEOPLE]
@@ -110,12 +126,10 @@ def generate_from_tokens(tokens: np.ndarray, names, model, normalizer,
                          ) -> dict[str, np.ndarray]:
     """`generate` for per-person token log-probabilities (2, T, V) from any source.
     `progress(frames)` is called as chunks finish; `cues` as in `act_cues`."""
+    import torch
+
     from avgen.train.av_data import motion_from_features
 
-    if config.steps < 1:
-        raise InputError(f"--steps must be >= 1, got {config.steps}")
-    if config.chunk_frames < 1:
-        raise InputError(f"chunk_frames must be >= 1, got {config.chunk_frames}")
     device = config.device
     voice_ids = voice_condition(model.config.voices, config.voices)
     generator = torch.Generator(device=device).manual_seed(config.seed)
@@ -140,15 +154,23 @@ def generate_from_tokens(tokens: np.ndarray, names, model, normalizer,
     return arrays
 
 
+LAYOUTS = ("side-by-side", "stacked")  # how two people share the frame
+
+
 @dataclass(frozen=True)
 class SynthConfig:
     generate: GenerateConfig = GenerateConfig()
     vocoder: str = "vocos"
-    fps: float = 25.0
-    size: int = 512
-    layout: str = "side-by-side"
-    turn_gap: float = 0.35
-    rate: float = 1.0
+    fps: float = VideoConfig.fps
+    size: int = VideoConfig.size
+    layout: str = VideoConfig.layout
+    turn_gap: float = TimelineConfig.turn_gap
+    rate: float = TimelineConfig.rate
+
+    def __post_init__(self) -> None:
+        if self.layout not in LAYOUTS:
+            raise ConfigError(f"layout must be {' or '.join(LAYOUTS)}, got {self.layout!r}")
+        TimelineConfig(turn_gap=self.turn_gap, rate=self.rate)  # checks both
 
 
 def mix(waves: list[np.ndarray], peak: float = 0.95) -> np.ndarray:
@@ -217,9 +239,9 @@ class Synthesizer:
         import soundfile
 
         from avgen.audio.vocoder import vocode
-        from avgen.face.render import VideoConfig, render_video
+        from avgen.face.render import render_video
         from avgen.script import Dialogue, read_script
-        from avgen.tokens import TimelineConfig, build_timeline
+        from avgen.tokens import build_timeline
 
         config = self.config
         overrides = {k: v for k, v in (("seed", seed), ("steps", steps), ("voices", voices))
@@ -229,8 +251,6 @@ class Synthesizer:
             raise InputError(f"--ref takes one photo per person (2), got {len(refs)}")
         if not Path(output).parent.is_dir():
             raise InputError("output folder does not exist", str(Path(output).parent))
-        if settings.steps < 1:
-            raise InputError(f"--steps must be >= 1, got {settings.steps}")
         dialogue = script if isinstance(script, Dialogue) else read_script(script)
         renderers = self.renderers.get(list(refs))  # no face -> error now
         model, normalizer, vocoder, learned = self.load()._models
