@@ -119,9 +119,12 @@ def generate(
     if config.voices is None and refs:
         from dataclasses import replace
 
-        from avgen.speaker import voices_for_faces
+        from avgen.speaker import choose_voices, model_voices
 
-        config = replace(config, voices=tuple(voices_for_faces(refs, model.config.voices)))
+        choices = choose_voices(timeline.names, refs, model_voices(model.config))
+        config = replace(config, voices=tuple(c.voice for c in choices))
+        for name, choice in zip(list(timeline.names) + ["(listener)"], choices):
+            err.print(f"voice {choice.describe(name)}", markup=False)
     arrays = run_generate(timeline, model, normalizer, config)
     formats.save(output, formats.AV, arrays)
     err.print(f"{output}: {timeline.num_frames} frames for {', '.join(timeline.names)}")

@@ -59,11 +59,13 @@ def check_resumable(root: str | Path, config: CorpusConfig) -> None:
     existing = json.loads(config_file.read_text())
     if (existing.get("num_sentences") != config.num_sentences
             or existing.get("seed") != config.seed
-            or tuple(existing.get("voices", ())) != config.voices):
+            or tuple(existing.get("voices", ())) != config.voices
+            or existing.get("shard_size", 200) != config.shard_size):
         raise InputError(f"holds a corpus of {existing.get('num_sentences')} sentences, "
                          f"seed {existing.get('seed')}, voices "
-                         f"{','.join(existing.get('voices', ()))}; use another folder",
-                         str(root))
+                         f"{','.join(existing.get('voices', ()))}, shard size "
+                         f"{existing.get('shard_size', 200)}; give those to resume it, or "
+                         "use another folder", str(root))
 
 
 def corpus_texts(config: CorpusConfig) -> list[str]:
