@@ -79,8 +79,8 @@ def generate_alone(model, normalizer, utterance, voice: str, vocoder, seed: int 
     """Speech of one utterance said by `voice` from its exact tokens, partner silent."""
     from avgen.audio.vocoder import vocode
     from avgen.pipeline import GenerateConfig, generate_from_tokens
-    from avgen.symbols import SILENCE_ID
-    from avgen.tokens import one_hot_log_probs
+    from avgen.text.symbols import SILENCE_ID
+    from avgen.text.timeline import one_hot_log_probs
 
     ids = np.repeat(utterance.symbol_ids, utterance.durations)
     silent = np.full_like(ids, SILENCE_ID)
@@ -123,9 +123,9 @@ def example_figures(checkpoint: str | None, encoder, work: Path) -> dict:
     """README example and a second script with the same photos (default voices)."""
     from avgen.audio.vocoder import load_vocoder, vocode
     from avgen.pipeline import GenerateConfig, generate, load_av_model
-    from avgen.script import parse_script, read_script
+    from avgen.text.script import parse_script, read_script
     from avgen.speaker import choose_voices, model_voices
-    from avgen.tokens import LearnedDurations, build_timeline
+    from avgen.text.timeline import LearnedDurations, build_timeline
 
     model, normalizer = load_av_model(checkpoint)
     vocoder = load_vocoder("vocos")

@@ -6,7 +6,7 @@ import torch
 
 from avgen.errors import InputError
 from avgen.model.av_flow import AVFlow, AVFlowConfig
-from avgen.script import parse_script
+from avgen.text.script import parse_script
 from avgen.speaker import (FaceAttributes, VoiceInfo, choose_voices, name_gender, parse_voice,
                            voice_weights)
 
@@ -127,8 +127,9 @@ def test_blend_weights_equal_ids_and_mix_between_voices():
 
 
 def test_style_model_checkpoint_round_trip(tmp_path):
-    from avgen.train.av import TrainConfig, load_checkpoint, save_checkpoint
-    from avgen.train.av_data import Normalizer
+    from avgen.model.av_checkpoint import load_checkpoint, save_checkpoint
+    from avgen.train.av import TrainConfig
+    from avgen.model.features import Normalizer
 
     model = _style_model()
     normalizer = Normalizer(np.zeros(80, np.float32), np.ones(80, np.float32),

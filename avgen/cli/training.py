@@ -49,6 +49,7 @@ def train_corpus(
     from tqdm import tqdm
 
     from avgen.train import corpus
+    from avgen.train.dialogues import DialogueConfig, build_dialogues
 
     from avgen.train.teachers import KOKORO_CORPUS_VOICES
 
@@ -65,7 +66,7 @@ def train_corpus(
         corpus.build_features(root, progress=bar.update)
     corpus.build_voice_table(root)
     with tqdm(desc="dialogues", unit="dlg", file=sys.stderr) as bar:
-        corpus.build_dialogues(root, corpus.DialogueConfig(seed=seed), progress=bar.update)
+        build_dialogues(root, DialogueConfig(seed=seed), progress=bar.update)
     err.print(corpus.summary(root))
 
 

@@ -39,7 +39,7 @@ def voices(
         raise InputError(f"unexpected argument {photos[0]!r} (photos go after --ref)")
     dialogue = None
     if script is not None:
-        from avgen.script import read_script
+        from avgen.text.script import read_script
 
         dialogue = read_script(script)
     model, _ = load_av_model(checkpoint)
