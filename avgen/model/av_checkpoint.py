@@ -58,7 +58,7 @@ def load_checkpoint(path: str | Path, device: str = "cpu"
             state.update({"visual_" + k[len("audio_"):]: v for k, v in state.items()
                           if k.startswith("audio_blocks.")})
         model.load_state_dict(state)
-        return model, Normalizer.from_tensors(tensors), int(metadata["step"]), json.loads(
+        return model, Normalizer.from_tensors({k: v.cpu() for k, v in tensors.items()}), int(metadata["step"]), json.loads(
             metadata["train"])
     except (KeyError, ValueError, TypeError, RuntimeError) as exc:
         raise WeightsError(f"{path}: joint audio-visual checkpoint does not match its config "
