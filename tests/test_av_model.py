@@ -130,6 +130,12 @@ def test_chunked_sampling_equals_whole_dialogue_sampling(fusion):
     chunked = model.sample_dyad(tokens, voices, steps, torch.Generator().manual_seed(5), 40,
                                 progress=done.append)
     assert done == [40] * 5 + [30]
+    steps_done = []
+    model.sample_dyad(tokens, voices, steps, torch.Generator().manual_seed(5), 40,
+                      on_step=steps_done.append)
+    stages = 2 if fusion == "cascaded" else 1
+    assert steps_done == [n for n in [40] * 5 + [30] for _ in range(steps * stages)]
+    assert sum(steps_done) == model.sampling_work(230, steps)
     for a, b in zip(whole, chunked):
         assert torch.allclose(a, b, atol=1e-5)
     # the receptive field is what it claims: a change at frame 150 reaches no further
