@@ -172,6 +172,19 @@ def test_mp4_is_complete(tmp_path):
     assert not mp4_is_complete(tmp_path / "silent.mp4")  # synth always writes audio too
 
 
+def test_an_mp4_whose_writing_fails_leaves_nothing_behind(tmp_path):
+    """An error while frames are written (a renderer failing, ctrl-C) removes the
+    temp file; no output appears."""
+    from avgen.video import Mp4Writer
+
+    with pytest.raises(RuntimeError, match="renderer failed"):
+        with Mp4Writer(tmp_path / "out.mp4", 64, 64, 8) as writer:
+            writer.write(np.zeros((64, 64, 3), np.uint8))
+            assert len(list(tmp_path.iterdir())) == 1  # the temp file, while writing
+            raise RuntimeError("renderer failed")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_batch_end_to_end_resumes_and_loads_models_once(checkpoint, tmp_path, monkeypatch):
     """Two good jobs, a missing photo, a bad script and a malformed line: the good ones are
     written, the rest are error results, the exit code says so; a re-run skips the done
