@@ -19,7 +19,8 @@ can be known about them, strongest first:
 
 Among the matching voices the face picks one by a digest of its decoded pixels, so a
 face keeps its voice across dialogues; the two people of a dialogue always get different
-voices (the second moves to the next matching one). A voice is a name of the model's
+voices: the second prefers a voice pitched at least 12 % apart from the first's, and
+moves off the first's voice if it still lands on it. A voice is a name of the model's
 (`af_bella`) or a blend `af_bella+am_michael` (equal parts) / `af_bella*3+am_michael`
 (weights, normalised to sum to one).
 """
@@ -40,6 +41,7 @@ from avgen.errors import InputError
 NAME_SHARE = 0.8  # share of births of one sex
 FACE_CONFIDENCE = 0.6
 OLDER_AGE, YOUNGER_AGE = 50, 25  # apparent ages that pick the lower / higher voices
+PITCH_APART = 1.12  # the second person's voice prefers an F0 median this far from the first's
 _TERM = re.compile(r"^\s*([A-Za-z0-9_.-]+)\s*(?:\*\s*([0-9]*\.?[0-9]+)\s*)?$")
 
 
@@ -187,6 +189,7 @@ def choose_voices(names, refs, voices: tuple[VoiceInfo, ...], explicit=None,
     names = list(names) + [""] * (len(refs) - len(names))
     faces = list(faces) if faces is not None else [face_attributes(r) for r in refs]
     digests = [face_digest(r) for r in refs]
+    f0_of = {v.name: v.f0_median for v in voices}
     choices: list[Choice] = []
     for k, ref in enumerate(refs):
         spec = directives.get(names[k].casefold()) if names[k] else None
@@ -195,6 +198,14 @@ def choose_voices(names, refs, voices: tuple[VoiceInfo, ...], explicit=None,
             choices.append(Choice(spec, "script"))
             continue
         candidates, reason = _candidates(names[k], faces[k], voices)
+        if k and choices and digests[k] != digests[0]:
+            # two people of one gender: prefer voices pitched clearly apart from the
+            # partner's, so the two are told apart (same pair of photos, same choice)
+            partner = f0_of.get(choices[0].voice, 0.0)
+            apart = [v for v in candidates if partner and f0_of.get(v)
+                     and abs(np.log(f0_of[v] / partner)) >= np.log(PITCH_APART)]
+            if apart and len(apart) < len(candidates):
+                candidates, reason = apart, reason + "; pitched apart from the partner"
         chosen = candidates[digests[k] % len(candidates)]
         if k and choices and chosen == choices[0].voice:
             if digests[k] != digests[0]:  # the same photo twice is one person, one voice
