@@ -203,6 +203,7 @@ def train_av(
     threads: int = typer.Option(_AV.threads, help="torch threads (0: default)."),
     device: Optional[str] = typer.Option(None, help="cpu or cuda (default: cuda if available)."),
     learning_rate: float = typer.Option(_AV.learning_rate, min=0.0, help="Peak learning rate."),
+    warmup_steps: int = typer.Option(_AV.warmup_steps, min=0, help="Linear warm-up steps."),
     listen_weight: float = typer.Option(_AV.listen_weight, min=0.0, help="Weight of the motion "
                                         "loss on listening frames (> 1: livelier listeners)."),
     precision: str = typer.Option("auto", help="auto (bfloat16 autocast where the hardware "
@@ -229,6 +230,7 @@ def train_av(
     config = av_trainer.TrainConfig(steps=steps, batch_size=batch_size, frames=frames,
                                     seed=seed, threads=threads, stop_at=stop_at,
                                     learning_rate=learning_rate, listen_weight=listen_weight,
+                                    warmup_steps=warmup_steps,
                                     bf16=av_trainer.use_bf16(precision, device))
     if init is not None and not init.is_file():
         raise InputError("no such checkpoint", str(init))
