@@ -103,7 +103,7 @@ def evaluate_voices(corpus_root: Path, checkpoint: str | None, per_voice: int,
     vocoder = load_vocoder("vocos")
     rows = {}
     for voice, utterances in unseen_utterances(corpus_root, trained, per_voice).items():
-        if voice not in model.config.voices:
+        if voice not in model.config.voices or not utterances:
             continue
         refs, hyps, cosines, f0s = [], [], [], []
         for u in utterances:
