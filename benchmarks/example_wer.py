@@ -26,19 +26,23 @@ def main() -> None:
     from avgen.metrics.asr import WhisperTinyEn, word_error_rate
     from avgen.pipeline import GenerateConfig, generate, load_av_model
     from avgen.text.script import read_script
-    from avgen.speaker import voices_for_faces
+    from avgen.speaker import choose_voices, model_voices
     from avgen.text.timeline import LearnedDurations, build_timeline
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--checkpoint", default=None)
     parser.add_argument("-o", type=Path, default=REPO / "benchmarks" / "results" / "example_wer.md")
     args = parser.parse_args()
     script = REPO / "examples" / "dialogue.txt"
     refs_images = [str(REPO / "examples" / n) for n in ("eileen.png", "grace.png")]
-    model, normalizer = load_av_model()
+    model, normalizer = load_av_model(args.checkpoint)
     vocoder = load_vocoder("vocos")
     asr = WhisperTinyEn()
-    voices = voices_for_faces(refs_images, model.config.voices)
+    dialogue = read_script(str(script))
+    voices = tuple(c.voice for c in choose_voices(dialogue.names, refs_images,
+                                                   model_voices(model.config),
+                                                   directives=dialogue.voice_directives()))
     rows, all_refs, all_hyps = [], [], []
     for seed in range(args.seeds):
         timeline = build_timeline(read_script(str(script)), LearnedDurations(seed=seed))

@@ -218,12 +218,15 @@ def test_each_face_speaks_with_the_voice_it_was_given(shipped):
     apart), a voice's median moves < 2 % between the two lines (the test's runs: 179.5 and
     209.5 Hz by face, 207.9 and 209.5 Hz with both given the second face's voice)."""
     from avgen.pipeline import load_av_model
-    from avgen.speaker import voices_for_faces
+    from avgen.speaker import choose_voices, model_voices
+    from avgen.text.script import parse_script
 
     cli, api = shipped["cli"], shipped["api"]
-    # unless told otherwise, each face speaks the voice the speaker mapper gives that face
-    # (as `avgen generate --ref` does), whichever side it stands on
-    assert cli.voices == voices_for_faces(REFS, load_av_model()[0].config.voices)
+    # unless told otherwise, each person speaks the voice the speaker mapper gives them
+    # from their name and face (as `avgen generate --ref` does)
+    dialogue = parse_script(SCRIPT)
+    mapped = choose_voices(dialogue.names, REFS, model_voices(load_av_model()[0].config))
+    assert cli.voices == tuple(c.voice for c in mapped)
     cli_f0 = [f0_median(turn_wave(cli, p)) for p in (0, 1)]
     api_f0 = [f0_median(turn_wave(api, p)) for p in (0, 1)]
     # the two people of a dialogue get different voices, audibly apart

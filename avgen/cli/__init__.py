@@ -9,7 +9,7 @@ import typer
 from typer.core import TyperGroup
 
 from avgen import __version__
-from avgen.cli import chain, tools
+from avgen.cli import chain, tools, voices
 from avgen.cli.common import TYPER_SETTINGS
 
 app = typer.Typer(
@@ -36,6 +36,7 @@ for command in (chain.tokens, chain.check, chain.phonemize, chain.render, chain.
 app.command("eval")(tools.evaluate)
 for command in (chain.synth, chain.generate, chain.vocode):
     app.command()(command)
+app.command("voices")(voices.voices)
 app.command("prepare")(tools.prepare)
 app.add_typer(tools.weights_app, name="weights")
 

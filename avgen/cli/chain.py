@@ -176,9 +176,12 @@ def generate(
     if config.voices is None and refs:
         from dataclasses import replace
 
-        from avgen.speaker import voices_for_faces
+        from avgen.speaker import choose_voices, model_voices
 
-        config = replace(config, voices=tuple(voices_for_faces(refs, model.config.voices)))
+        choices = choose_voices(timeline.names, refs, model_voices(model.config))
+        config = replace(config, voices=tuple(c.voice for c in choices))
+        for name, choice in zip(list(timeline.names) + ["(listener)"], choices):
+            err.print(f"voice {choice.describe(name)}", markup=False)
     from avgen.progress import for_stream
 
     with for_stream().stage("joint model", model.sampling_work(timeline.num_frames, steps),

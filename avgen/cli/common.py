@@ -60,7 +60,9 @@ Device = Annotated[str, typer.Option(help="torch device, e.g. cpu or cuda.")]
 JointCheckpoint = Annotated[Optional[str], typer.Option(
     "--checkpoint", help="Joint model checkpoint (default: the registered 'av-flow' weights).")]
 Voices = Annotated[Optional[list[str]], typer.Option(
-    "--voice", help="Voice per person, twice: --voice heart --voice heart-low.")]
+    "--voice", help="Voice per person, twice: --voice af_bella --voice bm_george; a blend is "
+    "NAME+NAME or NAME*WEIGHT+NAME ('avgen voices' lists them). Default: the speaker "
+    "mapper's choice from the names, the faces and a '# voices:' script line.")]
 Fps = Annotated[float, typer.Option(
     "--fps", help="Video frame rate; motion is resampled from the 86.13 fps model clock.")]
 Size = Annotated[int, typer.Option("--size", help="Face size in pixels (square, even).")]

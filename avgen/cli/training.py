@@ -33,8 +33,12 @@ def train_corpus(
                              "and motion."),
     voices: str = typer.Option(",".join(CorpusConfig.voices), help="Teacher voices, "
                                "comma-separated, used in turn: heart, heart-low (hibari, "
-                               "default); joe (piper extra); jf_alpha, jf_gongitsune, "
-                               "jf_nezumi, jf_tebukuro, jm_kumo (kokoro extra)."),
+                               "default); joe (piper extra); the Kokoro voices (kokoro extra; "
+                               "'kokoro16' = the 16 of the shipped model; English ones need "
+                               "AVGEN_KOKORO_VOICES, see README)."),
+    jobs: int = typer.Option(1, min=1, help="Worker processes for the speech (one thread each)."),
+    shard_size: int = typer.Option(CorpusConfig.shard_size, min=1, help="Utterances per shard "
+                                   "(the unit of resuming and of parallel work)."),
 ) -> None:
     """Build the teacher corpus: speech (hibari teacher voices, exact phoneme durations),
     log-mel features, dyadic dialogues with procedural teacher motion.
@@ -47,14 +51,20 @@ def train_corpus(
     from avgen.train import corpus
     from avgen.train.dialogues import DialogueConfig, build_dialogues
 
+    from avgen.train.teachers import KOKORO_CORPUS_VOICES
+
     names = tuple(v.strip() for v in voices.split(",") if v.strip())
-    config = corpus.CorpusConfig(num_sentences=sentences, seed=seed, voices=names)
+    if names == ("kokoro16",):
+        names = KOKORO_CORPUS_VOICES
+    config = corpus.CorpusConfig(num_sentences=sentences, seed=seed, voices=names,
+                                 shard_size=shard_size)
     corpus.check_resumable(root, config)
     root.mkdir(parents=True, exist_ok=True)
     with tqdm(total=config.num_utterances, desc="speech", unit="utt", file=sys.stderr) as bar:
-        corpus.build_utterances(root, config, progress=bar.update)
+        corpus.build_utterances(root, config, progress=bar.update, jobs=jobs)
     with tqdm(total=config.num_utterances, desc="features", unit="utt", file=sys.stderr) as bar:
         corpus.build_features(root, progress=bar.update)
+    corpus.build_voice_table(root)
     with tqdm(desc="dialogues", unit="dlg", file=sys.stderr) as bar:
         build_dialogues(root, DialogueConfig(seed=seed), progress=bar.update)
     err.print(corpus.summary(root))
@@ -192,12 +202,18 @@ def train_av(
     seed: int = typer.Option(_AV.seed),
     threads: int = typer.Option(_AV.threads, help="torch threads (0: default)."),
     device: Optional[str] = typer.Option(None, help="cpu or cuda (default: cuda if available)."),
+    learning_rate: float = typer.Option(_AV.learning_rate, min=0.0, help="Peak learning rate."),
+    warmup_steps: int = typer.Option(_AV.warmup_steps, min=0, help="Linear warm-up steps."),
+    listen_weight: float = typer.Option(_AV.listen_weight, min=0.0, help="Weight of the motion "
+                                        "loss on listening frames (> 1: livelier listeners)."),
     precision: str = typer.Option("auto", help="auto (bfloat16 autocast where the hardware "
                                   "has it: GPUs, CPUs with AMX/AVX-512 bf16), bf16 or fp32."),
     init: Optional[Path] = typer.Option(None, "--init", help="Start a new run from this "
                                         "checkpoint's weights and normaliser (fine-tuning, "
                                         "e.g. on 'avgen prepare' shards); its model config "
-                                        "wins. Voices it lacks start as copies of its first."),
+                                        "wins. Voices it lacks start as copies of its first; "
+                                        "a corpus with style vectors (voices.json) replaces "
+                                        "its voices with them."),
 ) -> None:
     """Train (or resume) the joint audio-visual flow model on a teacher corpus or on an
     'avgen prepare' folder. Checkpoints every 500 steps to RUN/av-latest.safetensors;
@@ -213,6 +229,8 @@ def train_av(
                                 ff_kernel=ff_kernel, fusion=fusion)
     config = av_trainer.TrainConfig(steps=steps, batch_size=batch_size, frames=frames,
                                     seed=seed, threads=threads, stop_at=stop_at,
+                                    learning_rate=learning_rate, listen_weight=listen_weight,
+                                    warmup_steps=warmup_steps,
                                     bf16=av_trainer.use_bf16(precision, device))
     if init is not None and not init.is_file():
         raise InputError("no such checkpoint", str(init))

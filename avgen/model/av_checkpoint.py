@@ -42,12 +42,15 @@ def load_checkpoint(path: str | Path, device: str = "cpu"
     try:
         config = json.loads(metadata["config"])
         config["voices"] = tuple(config["voices"])
+        config["voice_info"] = tuple(tuple(v) for v in config.get("voice_info", ()))
         if "highway" in config:  # saved before the fusion variants existed
             config["fusion"] = "highway" if config.pop("highway") else "separate"
         legacy = "ff_kernel" not in config  # saved before the conv feed-forward existed
         config.setdefault("ff_kernel", 1)
         model = AVFlow(AVFlowConfig(**config)).to(device)
         state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+        if "voice.weight" in state:  # saved when the voice table was a bare nn.Embedding
+            state["voice.table.weight"] = state.pop("voice.weight")
         if legacy:  # blocks' MLPs were nn.Sequential (mlp.0 / mlp.2) then
             state = {k.replace(".mlp.0.", ".mlp.inner.").replace(".mlp.2.", ".mlp.outer.")
                      if "_blocks." in k else k: v for k, v in state.items()}
@@ -55,7 +58,7 @@ def load_checkpoint(path: str | Path, device: str = "cpu"
             state.update({"visual_" + k[len("audio_"):]: v for k, v in state.items()
                           if k.startswith("audio_blocks.")})
         model.load_state_dict(state)
-        return model, Normalizer.from_tensors(tensors), int(metadata["step"]), json.loads(
+        return model, Normalizer.from_tensors({k: v.cpu() for k, v in tensors.items()}), int(metadata["step"]), json.loads(
             metadata["train"])
     except (KeyError, ValueError, TypeError, RuntimeError) as exc:
         raise WeightsError(f"{path}: joint audio-visual checkpoint does not match its config "

@@ -30,7 +30,7 @@ from torch import nn
 
 from avgen.constants import EXPRESSION_NAMES, N_MELS
 from avgen.errors import ConfigError
-from avgen.text.symbols import NUM_SYMBOLS
+from avgen.text.symbols import NUM_SYMBOLS, SILENCE_ID
 
 MOTION_DIM = 6 + len(EXPRESSION_NAMES)  # yaw, pitch, roll, tx, ty, tz, expressions
 FUSIONS = ("highway", "separate", "shared", "cascaded")
@@ -50,6 +50,13 @@ class AVFlowConfig:
     mel_dim: int = N_MELS
     motion_dim: int = MOTION_DIM
     voices: tuple[str, ...] = ("heart", "heart-low")  # voice ids of the training set
+    # 0: each voice is a learned vector (a table of names). > 0: each voice is a fixed
+    # vector of this size (its Kokoro style vector) through a learned projection, so
+    # weighted blends of voices are voices too.
+    voice_dim: int = 0
+    # per voice: (gender, accent, F0 median in Hz) measured on the teacher corpus; what
+    # the speaker mapper and `avgen voices` read
+    voice_info: tuple[tuple[str, str, float], ...] = ()
     sigma_min: float = 1e-4
     lambda_mel: float = 1.0
     lambda_head: float = 1.0
@@ -64,6 +71,9 @@ class AVFlowConfig:
     def __post_init__(self) -> None:
         if self.fusion not in FUSIONS:
             raise ConfigError(f"fusion must be one of {', '.join(FUSIONS)}, got {self.fusion!r}")
+        if self.voice_info and len(self.voice_info) != len(self.voices):
+            raise ConfigError(f"voice_info has {len(self.voice_info)} entries for "
+                              f"{len(self.voices)} voices")
 
     @property
     def highways(self) -> bool:
@@ -208,6 +218,32 @@ class FinalLayer(nn.Module):
         return self.linear(self.norm(h) * (1 + scale) + shift)
 
 
+class VoiceEmbedder(nn.Module):
+    """Voice -> (B, d) conditioning. Either a learned table of the named voices
+    (`voice_dim` 0) or each voice's fixed style vector (a buffer, `table`) through a
+    small MLP. A blend of voices is a weighted mean of their table rows (for style
+    vectors, before the MLP: a blend is a voice the MLP reads like any other)."""
+
+    def __init__(self, config: AVFlowConfig, d: int) -> None:
+        super().__init__()
+        self.voice_dim = config.voice_dim
+        if config.voice_dim:
+            self.register_buffer("table", torch.zeros(len(config.voices), config.voice_dim))
+            self.proj = nn.Sequential(nn.Linear(config.voice_dim, d), nn.SiLU(), nn.Linear(d, d))
+            # a new embedder starts silent, so fine-tuning a model trained on other voices
+            # starts from what that model does, not from noise in its conditioning
+            nn.init.zeros_(self.proj[-1].weight)
+            nn.init.zeros_(self.proj[-1].bias)
+        else:
+            self.table = nn.Embedding(len(config.voices), d)
+
+    def forward(self, voice: torch.Tensor) -> torch.Tensor:
+        """voice: (B,) ids, or (B, V) blend weights over the V voices."""
+        table = self.table if self.voice_dim else self.table.weight
+        rows = table[voice] if not voice.is_floating_point() else voice.to(table.dtype) @ table
+        return self.proj(rows) if self.voice_dim else rows
+
+
 class AVFlow(nn.Module):
     """Predicts the flow velocity of (mel, motion) for a batch of people.
 
@@ -225,7 +261,7 @@ class AVFlow(nn.Module):
         self.visual_in = nn.Linear(c.motion_dim + cond_dim
                                    + (c.mel_dim if c.fusion == "cascaded" else 0), d)
         self.time = TimestepEmbedding(d)
-        self.voice = nn.Embedding(len(c.voices), d)
+        self.voice = VoiceEmbedder(c, d)
         self.audio_blocks = nn.ModuleList(Block(c) for _ in range(c.n_blocks))
         if c.fusion == "shared":
             self.visual_blocks = self.audio_blocks
@@ -296,9 +332,11 @@ class AVFlow(nn.Module):
     def loss(self, mel: torch.Tensor, motion: torch.Tensor, tokens: torch.Tensor,
              partner_tokens: torch.Tensor, partner_motion: torch.Tensor, voice: torch.Tensor,
              mask: torch.Tensor, generator: torch.Generator | None = None,
-             noise: tuple[torch.Tensor, ...] | None = None, frames: torch.Tensor | None = None
-             ) -> tuple[torch.Tensor, dict[str, float]]:
+             noise: tuple[torch.Tensor, ...] | None = None, frames: torch.Tensor | None = None,
+             listen_weight: float = 1.0) -> tuple[torch.Tensor, dict[str, float]]:
         """OT conditional flow matching with L1 per stream; mask (B, T) marks real frames.
+        `listen_weight` scales the motion loss on listening frames (own tokens silent,
+        the partner's not): reactions happen there, but they are a small share of frames.
         Head dims are the first 6 of motion, face dims the rest. `noise`: (t, noise_mel,
         noise_motion) from `flow_noise` instead of drawing them; `frames`: the real-frame
         count to average over (data parallel: the global count / world size, so averaged
@@ -318,6 +356,10 @@ class AVFlow(nn.Module):
         frames = weight.sum().clamp(min=1.0) if frames is None else frames
         l_mel = ((v_mel - target_mel).abs() * weight).sum() / (frames * c.mel_dim)
         err_motion = (v_motion - target_motion).abs() * weight
+        if listen_weight != 1.0:
+            listening = ((tokens.argmax(-1) == SILENCE_ID)
+                         & (partner_tokens.argmax(-1) != SILENCE_ID))[..., None]
+            err_motion = err_motion * (1 + (listen_weight - 1) * listening.float())
         l_head = err_motion[..., :6].sum() / (frames * 6)
         l_face = err_motion[..., 6:].sum() / (frames * (c.motion_dim - 6))
         total = c.lambda_mel * l_mel + c.lambda_head * l_head + c.lambda_face * l_face
@@ -338,7 +380,8 @@ class AVFlow(nn.Module):
                     generator: torch.Generator | None = None, chunk: int | None = None,
                     progress=None, temperature: float = 1.0, on_step=None
                     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Generate both people together: tokens (2, T, V), voices (2,) ids ->
+        """Generate both people together: tokens (2, T, V), voices (2,) ids or (2, voices)
+        blend weights ->
         normalised mel (2, T, 80) and motion (2, T, M). Person i's partner is
         1 - i; the partner motion condition is the partner's current clean-motion estimate.
 

@@ -3,7 +3,8 @@
 One turn per line, `NAME: words` or `[S1] words`. `#` starts a comment, blank lines are
 ignored. Inline cues: `(pause 0.8)` is silence in seconds; `(laughs)`, `(nods)`,
 `(smiles)` are acted out by the person whose line holds them. Speakers are numbered by
-first appearance: the first maps to the first `--ref` image.
+first appearance: the first maps to the first `--ref` image. A comment line
+`# voices: GRACE=af_bella, EILEEN=bf_emma` sets voices by speaker name (avgen.speaker).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ MAX_PAUSE_SECONDS = 30.0
 MAX_NAME_LENGTH = 40
 
 _TAG_LINE = re.compile(r"^\[(S[12])\]\s*(.*)$", re.IGNORECASE)
+_VOICES_LINE = re.compile(r"^\s*#\s*voices\s*:(.*)$", re.IGNORECASE)
 _NAME_LINE = re.compile(r"^([^:\[\]()#]{1,%d}?)\s*:\s*(.*)$" % MAX_NAME_LENGTH)
 _NAME_OK = re.compile(r"^[\w][\w .'-]*$")
 _INNER_TAG = re.compile(r"\[S\d+\]", re.IGNORECASE)
@@ -67,6 +69,11 @@ class Dialogue:
     source: str
     names: tuple[str, ...]
     turns: tuple[Turn, ...]
+    # `# voices: NAME=VOICE, NAME=VOICE` lines: (name, voice spec, line number)
+    voices: tuple[tuple[str, str, int], ...] = ()
+
+    def voice_directives(self) -> dict[str, str]:
+        return {name: spec for name, spec, _ in self.voices}
 
 
 def _parse_cue(body: str, source: str, line: int) -> Pause | Cue:
@@ -133,7 +140,17 @@ def parse_script(text: str, source: str = "<script>",
     names: list[str] = []
     keys: list[str] = []
     turns: list[Turn] = []
+    voices: list[tuple[str, str, int]] = []
     for number, raw in enumerate(text.splitlines(), start=1):
+        directive = _VOICES_LINE.match(raw.lstrip("\ufeff"))
+        if directive:
+            try:
+                voices.extend(_voice_directive(directive.group(1), source, number))
+            except InputError as exc:
+                if problems is None:
+                    raise
+                problems.append(exc)
+            continue
         try:
             turn = _parse_line(raw, source, number, names, keys)
         except InputError as exc:
@@ -149,7 +166,26 @@ def parse_script(text: str, source: str = "<script>",
             raise empty
         if not problems:
             problems.append(empty)
-    return Dialogue(source, tuple(names), tuple(turns))
+    for name, _, number in voices:
+        if name.casefold() not in keys:
+            unknown = InputError(f"voice set for {name!r}, who has no line (speakers: "
+                                 f"{', '.join(names)})", source, number)
+            if problems is None:
+                raise unknown
+            problems.append(unknown)
+    return Dialogue(source, tuple(names), tuple(turns), tuple(voices))
+
+
+def _voice_directive(body: str, source: str, line: int) -> list[tuple[str, str, int]]:
+    """`NAME=VOICE, NAME=VOICE` (the voice spec is checked against the model later)."""
+    out = []
+    for item in filter(None, (x.strip() for x in body.split(","))):
+        name, sep, spec = item.partition("=")
+        if not sep or not name.strip() or not spec.strip():
+            raise InputError(f"expected '# voices: NAME=VOICE, NAME=VOICE', got {item!r}",
+                             source, line)
+        out.append((name.strip(), spec.strip(), line))
+    return out
 
 
 def _parse_line(raw: str, source: str, number: int, names: list[str], keys: list[str]

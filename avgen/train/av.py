@@ -38,6 +38,7 @@ class TrainConfig:
     partner_motion_dropout: float = 0.3  # model must also work before the partner is known
     partner_motion_noise: float = 0.5  # at sampling time the partner estimate is noisy
     speech_bias: float = 0.6  # share of windows cut around the person's own turn
+    listen_weight: float = 1.0  # motion loss weight on listening frames (AVFlow.loss)
     checkpoint_every: int = 500
     log_every: int = 25
     # stop (with a checkpoint) at this step of the `steps` schedule; a later run with the
@@ -84,6 +85,12 @@ def _lr(step: int, config: TrainConfig) -> float:
                            floor=0.1 * config.learning_rate)
 
 
+def _voice_table(corpus_root) -> dict | None:
+    """A teacher corpus's voices.json (gender, accent, F0, style vectors), if any."""
+    path = Path(corpus_root) / "voices.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
 def train(corpus_root: str | Path, run_dir: str | Path, model_config: AVFlowConfig = AVFlowConfig(),
           config: TrainConfig = TrainConfig(), device: str | None = None, progress=None,
           log=print, init: str | Path | None = None, ranks: Ranks | None = None) -> Path:
@@ -125,15 +132,23 @@ def _train(corpus_root, run_dir, model_config: AVFlowConfig, config: TrainConfig
     elif init is not None:
         from avgen.train.prepared import start_from
 
-        corpus_voices = json.loads((Path(corpus_root) / "config.json").read_text())["voices"]
-        model, normalizer = start_from(init, tuple(corpus_voices), device, log)
+        corpus_voices = tuple(json.loads((Path(corpus_root) / "config.json").read_text())["voices"])
+        model, normalizer = start_from(init, corpus_voices, device, log,
+                                       _voice_table(corpus_root))
         data = open_windows(corpus_root, model.config.voices)
         step = 0
     else:
-        corpus_voices = json.loads((Path(corpus_root) / "config.json").read_text())["voices"]
-        model_config = replace(model_config, voices=tuple(corpus_voices))  # one per voice
+        from avgen.train.prepared import has_style_voices, set_voice_table, style_voice_config
+
+        corpus_voices = tuple(json.loads((Path(corpus_root) / "config.json").read_text())["voices"])
+        table = _voice_table(corpus_root)
+        model_config = (style_voice_config(model_config, corpus_voices, table)
+                        if has_style_voices(table, corpus_voices)
+                        else replace(model_config, voices=corpus_voices))  # one per voice
         data = open_windows(corpus_root, model_config.voices)
         model = AVFlow(model_config).to(device)
+        if model_config.voice_dim:
+            set_voice_table(model, corpus_voices, table)
         normalizer = data.normalizer(rng)
         step = 0
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate,
@@ -172,7 +187,8 @@ def _train(corpus_root, run_dir, model_config: AVFlowConfig, config: TrainConfig
                                         batch["tokens"][share], batch["partner_tokens"][share],
                                         partner[share], batch["voice"][share],
                                         batch["mask"][share],
-                                        noise=tuple(x[share] for x in noise), frames=frames)
+                                        noise=tuple(x[share] for x in noise), frames=frames,
+                                        listen_weight=config.listen_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)

@@ -58,11 +58,13 @@ def check_resumable(root: str | Path, config: CorpusConfig) -> None:
     existing = json.loads(config_file.read_text())
     if (existing.get("num_sentences") != config.num_sentences
             or existing.get("seed") != config.seed
-            or tuple(existing.get("voices", ())) != config.voices):
+            or tuple(existing.get("voices", ())) != config.voices
+            or existing.get("shard_size", 200) != config.shard_size):
         raise InputError(f"holds a corpus of {existing.get('num_sentences')} sentences, "
                          f"seed {existing.get('seed')}, voices "
-                         f"{','.join(existing.get('voices', ()))}; use another folder",
-                         str(root))
+                         f"{','.join(existing.get('voices', ()))}, shard size "
+                         f"{existing.get('shard_size', 200)}; give those to resume it, or "
+                         "use another folder", str(root))
 
 
 def corpus_texts(config: CorpusConfig) -> list[str]:
@@ -94,36 +96,77 @@ def _write_flac(path: Path, audio: np.ndarray) -> None:
 
 
 def build_utterances(root: str | Path, config: CorpusConfig = CorpusConfig(),
-                     progress=None) -> None:
-    """Stage 1. `progress(n)` is called with the number of utterances finished."""
-    from avgen.text.phrases import to_phrases
-    from avgen.train.teachers import VOICES, teacher_for
+                     progress=None, jobs: int = 1) -> None:
+    """Stage 1. `progress(n)` is called with the number of utterances finished. `jobs`
+    worker processes (one thread each) build different shards at once; shards are
+    written atomically, so several runs (or machines sharing the folder) can also work
+    on one corpus and a killed run loses at most the shards in flight."""
 
     root = Path(root)
-    texts = corpus_texts(config)
     for voice in config.voices:
         (root / "audio" / voice).mkdir(parents=True, exist_ok=True)
     (root / "utterances").mkdir(parents=True, exist_ok=True)
     formats.atomic_write_bytes(root / "config.json", _json(asdict(config)))
     _write_heldout_list(root, config)
-    teachers: dict = {}
+    todo = []
     for shard in range(0, config.num_utterances, config.shard_size):
-        path = root / "utterances" / f"shard-{shard // config.shard_size:05d}.npz"
-        indices = range(shard, min(shard + config.shard_size, config.num_utterances))
-        if path.exists():
+        count = min(config.shard_size, config.num_utterances - shard)
+        if _utterance_shard_path(root, config, shard).exists():
             if progress:
-                progress(len(indices))
-            continue
-        records = []
-        for index in indices:
-            voice = voice_of(index, config)
-            utterance = teacher_for(voice, teachers).synthesize(to_phrases(texts[index]), VOICES[voice],
-                                           seed=config.seed * 1_000_003 + index)
-            _write_flac(root / "audio" / voice / f"{utterance_id(index)}.flac", utterance.audio)
-            records.append((index, utterance))
+                progress(count)
+        else:
+            todo.append(shard)
+    if jobs <= 1:
+        teachers: dict = {}
+        for shard in todo:
+            _build_utterance_shard(root, config, shard, teachers, progress)
+        return
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")  # onnxruntime sessions do not fork well
+    with context.Pool(jobs, initializer=_single_thread) as pool:
+        for count in pool.imap_unordered(_utterance_shard_job,
+                                         [(str(root), config, shard) for shard in todo]):
             if progress:
-                progress(1)
-        _save_utterance_shard(path, records)
+                progress(count)
+
+
+def _single_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _utterance_shard_path(root: Path, config: CorpusConfig, shard: int) -> Path:
+    return root / "utterances" / f"shard-{shard // config.shard_size:05d}.npz"
+
+
+def _utterance_shard_job(job) -> int:
+    root, config, shard = job
+    return _build_utterance_shard(Path(root), config, shard, _WORKER_TEACHERS, None)
+
+
+_WORKER_TEACHERS: dict = {}  # one teacher per kind per worker process
+
+
+def _build_utterance_shard(root: Path, config: CorpusConfig, shard: int, teachers: dict,
+                           progress) -> int:
+    from avgen.text.phrases import to_phrases
+    from avgen.train.teachers import VOICES, teacher_for
+
+    texts = corpus_texts(config)
+    indices = range(shard, min(shard + config.shard_size, config.num_utterances))
+    records = []
+    for index in indices:
+        voice = voice_of(index, config)
+        utterance = teacher_for(voice, teachers).synthesize(
+            to_phrases(texts[index]), VOICES[voice], seed=config.seed * 1_000_003 + index)
+        _write_flac(root / "audio" / voice / f"{utterance_id(index)}.flac", utterance.audio)
+        records.append((index, utterance))
+        if progress:
+            progress(1)
+    _save_utterance_shard(_utterance_shard_path(root, config, shard), records)
+    return len(records)
 
 
 def _json(data) -> bytes:
@@ -190,6 +233,49 @@ def load_utterances(root: str | Path) -> list[AlignedUtterance]:
                     data["symbol_ids"][a:b].astype(np.int64), data["durations"][a:b].astype(np.int64),
                     data["f0"][frame_bounds[k]:frame_bounds[k + 1]]))
     return out
+
+
+def build_voice_table(root: str | Path) -> dict:
+    """`voices.json`: per teacher voice its gender, accent, minutes of speech, F0 median
+    and 10th-90th percentile range (Hz, voiced frames of its utterances) and, for Kokoro
+    voices, its 256-d style embedding (what a style-conditioned joint model is given).
+    Rewritten from the utterances present, so it follows a corpus that grows."""
+    import json
+
+    from avgen.constants import FRAMES_PER_SECOND
+    from avgen.train.teachers import ACCENTS, VOICES, is_kokoro, kokoro_styles, voice_embedding
+
+    root = Path(root)
+    config = json.loads((root / "config.json").read_text())
+    f0s: dict[str, list] = {v: [] for v in config["voices"]}
+    frames: dict[str, int] = {v: 0 for v in config["voices"]}
+    for u in load_utterances(root):
+        f0s[u.voice].append(u.f0[u.f0 > 0])
+        frames[u.voice] += u.num_frames
+    kokoro = [v for v in config["voices"] if is_kokoro(v)]
+    styles = kokoro_styles(kokoro) if kokoro else {}
+    table = {}
+    for voice in config["voices"]:
+        f0 = np.concatenate(f0s[voice]) if f0s[voice] else np.zeros(0)
+        entry = {"gender": VOICES[voice].gender,
+                 "accent": ACCENTS.get(voice[0], "US") if is_kokoro(voice) else "US",
+                 "minutes": round(frames[voice] / FRAMES_PER_SECOND / 60, 2),
+                 "f0_median": round(float(np.median(f0)), 1) if len(f0) else 0.0,
+                 "f0_p10": round(float(np.percentile(f0, 10)), 1) if len(f0) else 0.0,
+                 "f0_p90": round(float(np.percentile(f0, 90)), 1) if len(f0) else 0.0}
+        if voice in styles:
+            entry["embedding"] = [round(float(x), 6) for x in voice_embedding(styles[voice])]
+        table[voice] = entry
+    formats.atomic_write_bytes(root / "voices.json", _json(table))
+    return table
+
+
+def read_voice_table(root: str | Path) -> dict | None:
+    """The corpus's `voices.json` (see build_voice_table), or None if it has none."""
+    import json
+
+    path = Path(root) / "voices.json"
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 # ---------------------------------------------------------------- stage 1b: features

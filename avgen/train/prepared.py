@@ -157,17 +157,59 @@ def extend_voices(model, voices: tuple[str, ...], log=print):
     config = replace(model.config, voices=model.config.voices + new)
     bigger = AVFlow(config).to(next(model.parameters()).device)
     state = model.state_dict()
-    table = state["voice.weight"]
-    state["voice.weight"] = torch.cat([table, table[:1].repeat(len(new), 1)])
+    table = state["voice.table.weight"]
+    state["voice.table.weight"] = torch.cat([table, table[:1].repeat(len(new), 1)])
     bigger.load_state_dict(state)
     log(f"new voices {', '.join(new)} start as copies of {model.config.voices[0]!r}")
     return bigger
 
 
+def style_voice_config(config, voices: tuple[str, ...], table: dict):
+    """`config` with the corpus's voices as style-vector voices (see VoiceEmbedder)."""
+    from dataclasses import replace
+
+    embeddings = [table[v]["embedding"] for v in voices]
+    return replace(config, voices=voices, voice_dim=len(embeddings[0]),
+                   voice_info=tuple((table[v]["gender"], table[v]["accent"],
+                                     float(table[v]["f0_median"])) for v in voices))
+
+
+def set_voice_table(model, voices: tuple[str, ...], table: dict) -> None:
+    """Fill a style-voice model's fixed voice vectors from a corpus voice table."""
+    with torch.no_grad():
+        model.voice.table.copy_(torch.tensor([table[v]["embedding"] for v in voices]))
+
+
+def has_style_voices(table: dict | None, voices) -> bool:
+    return bool(table) and all("embedding" in table.get(v, {}) for v in voices)
+
+
+def to_style_voices(model, voices: tuple[str, ...], table: dict, log=print):
+    """A copy of `model` whose voices are the corpus's style-vector voices: every weight
+    but the voice embedder is kept (fine-tuning a model trained on other voices)."""
+    from avgen.model.av_flow import AVFlow
+
+    config = style_voice_config(model.config, voices, table)
+    if config == model.config:
+        return model
+    new = AVFlow(config).to(next(model.parameters()).device)
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("voice.")}
+    missing, unexpected = new.load_state_dict(state, strict=False)
+    if unexpected or any(not k.startswith("voice.") for k in missing):
+        raise ValueError(f"cannot carry weights over: missing {missing}, unexpected {unexpected}")
+    set_voice_table(new, voices, table)
+    log(f"voices are now {len(voices)} style vectors ({', '.join(voices)}); "
+        "the voice embedder starts fresh")
+    return new
+
+
 def start_from(checkpoint: str | Path, voices: tuple[str, ...], device: str = "cpu",
-               log=print):
+               log=print, table: dict | None = None):
     """(model, normaliser) to fine-tune from: an existing checkpoint's weights and
-    normaliser, its voice table extended by the data's new voices."""
+    normaliser, its voice table extended by the data's new voices, or, when the data's
+    voices come with style vectors (`table`, a corpus's voices.json), replaced by them."""
     model, normalizer, step, _ = load_checkpoint(checkpoint, device)
     log(f"starting from {checkpoint} (step {step}, voices {', '.join(model.config.voices)})")
+    if has_style_voices(table, voices):
+        return to_style_voices(model, voices, table, log), normalizer
     return extend_voices(model, voices, log), normalizer

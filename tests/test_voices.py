@@ -1,0 +1,158 @@
+"""Voices: specs and blends, the speaker mapper, script voice lines, style-vector models."""
+
+import numpy as np
+import pytest
+import torch
+
+from avgen.errors import InputError
+from avgen.model.av_flow import AVFlow, AVFlowConfig
+from avgen.text.script import parse_script
+from avgen.speaker import (FaceAttributes, VoiceInfo, choose_voices, name_gender, parse_voice,
+                           voice_weights)
+
+VOICES = (VoiceInfo("af_a", "female", "US", 220.0), VoiceInfo("af_b", "female", "US", 190.0),
+          VoiceInfo("bf_c", "female", "GB", 205.0), VoiceInfo("bf_d", "female", "GB", 175.0),
+          VoiceInfo("am_e", "male", "US", 110.0), VoiceInfo("am_f", "male", "US", 130.0),
+          VoiceInfo("bm_g", "male", "GB", 100.0), VoiceInfo("bm_h", "male", "GB", 120.0))
+NAMES = tuple(v.name for v in VOICES)
+
+
+def test_parse_voice_names_blends_and_weights():
+    assert parse_voice("af_a", NAMES) == {"af_a": 1.0}
+    assert parse_voice("af_a+am_e", NAMES) == {"af_a": 0.5, "am_e": 0.5}
+    assert parse_voice("af_a*3 + am_e", NAMES) == pytest.approx({"af_a": 0.75, "am_e": 0.25})
+    weights = voice_weights(["af_a", "af_a+bm_g"], NAMES)
+    assert weights.shape == (2, len(NAMES)) and np.allclose(weights.sum(1), 1)
+
+
+@pytest.mark.parametrize("spec", ["nobody", "af_a+", "af_a*0", "af_a*-1", "", "af_a**2"])
+def test_parse_voice_rejects_with_the_known_voices(spec):
+    with pytest.raises(InputError) as info:
+        parse_voice(spec, NAMES, "--voice")
+    assert "--voice" in str(info.value)
+
+
+def test_name_gender_from_the_name_list():
+    assert name_gender("GRACE")[0] == "female"
+    assert name_gender("John Smith")[0] == "male"
+    assert name_gender("Zorblax") is None
+    assert name_gender("Jordan") is None or name_gender("Jordan")[1] >= 0.8  # ambiguous names
+
+
+def _photos(tmp_path, count=2):
+    import cv2
+
+    paths = []
+    for k in range(count):
+        image = np.full((64, 64, 3), 40 * (k + 1), np.uint8)
+        image[10 + k:20 + k, 10:30] = 255  # distinct pixels -> distinct digests
+        path = tmp_path / f"face{k}.png"
+        cv2.imwrite(str(path), image)
+        paths.append(str(path))
+    return paths
+
+
+def test_name_wins_over_a_confident_face(tmp_path):
+    refs = _photos(tmp_path)
+    faces = [FaceAttributes("female", 0.93, 30), FaceAttributes("male", 0.96, 80)]
+    choices = choose_voices(("EILEEN", "GRACE"), refs, VOICES, faces=faces)
+    genders = {v.name: v.gender for v in VOICES}
+    assert [genders[c.voice] for c in choices] == ["female", "female"]
+    assert choices[0].voice != choices[1].voice
+    assert "name: female" in choices[1].reason and "face: male 0.96, age 80" in choices[1].reason
+    # old -> the lower-pitched half of the matching voices
+    assert choices[1].voice in ("af_b", "bf_d") or "moved" in choices[1].reason
+
+
+def test_face_decides_when_the_name_does_not(tmp_path):
+    refs = _photos(tmp_path)
+    faces = [FaceAttributes("male", 0.9, 40), FaceAttributes("female", 0.55, 40)]
+    choices = choose_voices(("S1", "S2"), refs, VOICES, faces=faces)
+    assert choices[0].voice.startswith(("am_", "bm_"))
+    assert choices[1].voice != choices[0].voice  # unsure face: any voice, but not the same
+
+
+def test_a_face_keeps_its_voice_across_dialogues(tmp_path):
+    refs = _photos(tmp_path, 3)
+    faces = {r: FaceAttributes("female", 0.9, 35) for r in refs}
+    first = choose_voices(("ANN", "BOB"), [refs[0], refs[1]], VOICES,
+                          faces=[faces[refs[0]], faces[refs[1]]])
+    second = choose_voices(("ANN", "CAROL"), [refs[0], refs[2]], VOICES,
+                           faces=[faces[refs[0]], faces[refs[2]]])
+    assert first[0].voice == second[0].voice
+
+
+def test_explicit_and_script_voices_win(tmp_path):
+    refs = _photos(tmp_path)
+    assert [c.voice for c in choose_voices(("A", "B"), refs, VOICES,
+                                           explicit=("bm_g", "af_a+am_e"))] == ["bm_g", "af_a+am_e"]
+    dialogue = parse_script("# voices: GRACE=bf_c, eileen=am_f\nEILEEN: Hi.\nGRACE: Hello.\n")
+    choices = choose_voices(dialogue.names, refs, VOICES, directives=dialogue.voice_directives(),
+                            faces=[None, None])
+    assert [c.voice for c in choices] == ["am_f", "bf_c"]
+    with pytest.raises(InputError):
+        choose_voices(("A", "B"), refs, VOICES, explicit=("af_a", "nobody"))
+
+
+@pytest.mark.parametrize("text,message", [
+    ("# voices: GRACE\nGRACE: Hi.\n", "NAME=VOICE"),
+    ("# voices: BOB=af_a\nGRACE: Hi.\n", "no line"),
+])
+def test_script_voice_line_errors_name_the_line(text, message):
+    with pytest.raises(InputError) as info:
+        parse_script(text, "s.txt")
+    assert "s.txt:1" in str(info.value) and message in str(info.value)
+
+
+def _style_model():
+    config = AVFlowConfig(d_model=32, n_blocks=1, n_heads=2, voices=("x", "y", "z"),
+                          voice_dim=8, voice_info=(("female", "US", 200.0),) * 3)
+    torch.manual_seed(0)
+    model = AVFlow(config)
+    with torch.no_grad():
+        model.voice.table.copy_(torch.randn(3, 8))
+        torch.nn.init.normal_(model.voice.proj[-1].weight)
+    return model
+
+
+def test_blend_weights_equal_ids_and_mix_between_voices():
+    voice = _style_model().voice
+    ids = torch.tensor([0, 2])
+    one_hot = torch.tensor([[1.0, 0, 0], [0, 0, 1.0]])
+    assert torch.allclose(voice(ids), voice(one_hot), atol=1e-6)
+    half = voice(torch.tensor([[0.5, 0.5, 0.0]]))
+    a, b = voice(torch.tensor([0])), voice(torch.tensor([1]))
+    assert (half - a).norm() > 0 and (half - b).norm() > 0
+    assert (half - a).norm() < (a - b).norm() and (half - b).norm() < (a - b).norm()
+
+
+def test_style_model_checkpoint_round_trip(tmp_path):
+    from avgen.model.av_checkpoint import load_checkpoint, save_checkpoint
+    from avgen.train.av import TrainConfig
+    from avgen.model.features import Normalizer
+
+    model = _style_model()
+    normalizer = Normalizer(np.zeros(80, np.float32), np.ones(80, np.float32),
+                            np.zeros(model.config.motion_dim, np.float32),
+                            np.ones(model.config.motion_dim, np.float32))
+    path = tmp_path / "m.safetensors"
+    save_checkpoint(path, model, normalizer, 3, TrainConfig())
+    loaded, _, step, _ = load_checkpoint(path)
+    assert step == 3 and loaded.config == model.config
+    assert torch.equal(loaded.voice.table, model.voice.table)
+
+
+def test_fine_tuning_onto_style_voices_keeps_every_other_weight():
+    from avgen.train.prepared import to_style_voices
+
+    torch.manual_seed(0)
+    old = AVFlow(AVFlowConfig(d_model=32, n_blocks=1, n_heads=2))
+    table = {v: {"gender": "male", "accent": "GB", "f0_median": 110.0,
+                 "embedding": list(np.linspace(0, 1, 8) + k)} for k, v in enumerate("pq")}
+    new = to_style_voices(old, ("p", "q"), table, log=lambda m: None)
+    assert new.config.voices == ("p", "q") and new.config.voice_dim == 8
+    for key, value in old.state_dict().items():
+        if not key.startswith("voice."):
+            assert torch.equal(new.state_dict()[key], value), key
+    # the new voice embedder starts silent: the model behaves as before without a voice
+    assert torch.count_nonzero(new.voice(torch.tensor([0, 1]))) == 0
