@@ -48,9 +48,9 @@ def _user_errors(command):
         except AvgenError as exc:
             err.print(f"[bold red]error:[/] {exc}", markup=True)
             raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             err.print("interrupted; nothing was written")
-            raise typer.Exit(130) from None
+            raise typer.Exit(getattr(exc, "exit_code", 130)) from None
 
     return wrapper
 
@@ -773,4 +773,7 @@ def prepare_(
 
 
 def main() -> None:
+    from avgen.outputs import install_signal_handlers
+
+    install_signal_handlers()
     app(prog_name="avgen")

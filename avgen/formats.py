@@ -9,9 +9,7 @@ every per-frame array. Files are written atomically and read without pickle.
 from __future__ import annotations
 
 import io
-import os
 import sys
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -97,30 +95,9 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write `data` to `path` via a temp file in the same folder and a rename, so a reader
     never sees a half-written file and a failure leaves any old file untouched.
     '-' writes to standard output."""
-    if str(path) == "-":
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
-        return
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise InputError("output folder does not exist", str(path.parent))
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from avgen.outputs import write_bytes
 
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    write_bytes(path, data)
 
 
 def save(path: str | Path, kind: str, arrays: dict[str, np.ndarray]) -> None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from avgen import formats
+from avgen import formats, outputs
 from avgen.constants import DEFAULT_TEMPERATURE, EXPRESSION_NAMES, NUM_PEOPLE
 from avgen.errors import InputError
 from avgen.tokens import Timeline, floor_log_probs
@@ -198,7 +198,6 @@ class Synthesizer:
         `script`: a script file path or a parsed `avgen.script.Dialogue`. `seed`, `steps`,
         `voices` override the config's for this call. Inputs (script, faces, settings) are
         checked before the models run; `progress` shows the render bar."""
-        import tempfile
         from dataclasses import replace
         from pathlib import Path
 
@@ -235,7 +234,7 @@ class Synthesizer:
         av = generate(timeline, model, normalizer, settings)
         log("vocoder")
         audio = mix([vocode(vocoder, av[f"p{p}/mel"]) for p in range(NUM_PEOPLE)])
-        with tempfile.TemporaryDirectory(prefix="avgen-synth-") as work:
+        with outputs.temp_dir("synth") as work:
             av_path = str(Path(work) / "dialogue.av.npz")
             wav_path = str(Path(work) / "dialogue.wav")
             formats.save(av_path, formats.AV, av)

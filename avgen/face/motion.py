@@ -7,7 +7,6 @@ stored in the file, so a file with fewer, more or reordered names still renders.
 from __future__ import annotations
 
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,10 +37,10 @@ def _peek_format(path: str) -> tuple[str, str]:
     format decides which reader to use and stdin can be read only once."""
     if path == "-":
         data = sys.stdin.buffer.read()
-        tmp = tempfile.NamedTemporaryFile(prefix="avgen-stdin-", suffix=".npz", delete=False)
-        tmp.write(data)
-        tmp.close()
-        path = tmp.name
+        from avgen.outputs import make_temp_dir
+
+        path = str(Path(make_temp_dir("stdin")) / "motion.npz")
+        Path(path).write_bytes(data)
     try:
         with np.load(path, allow_pickle=False) as npz:
             tag = str(npz["format"]) if "format" in npz.files else ""
