@@ -269,9 +269,13 @@ class Timeline:
 
     @classmethod
     def from_arrays(cls, a: dict[str, np.ndarray], source: str = "<tokens>") -> Timeline:
-        if str(a["symbols_version"]) != SYMBOLS_VERSION or tuple(a["symbols"]) != SYMBOLS:
+        if str(a["symbols_version"]) != SYMBOLS_VERSION:
             raise FormatError(f"made with symbol table {a['symbols_version']}, this avgen uses "
                               f"{SYMBOLS_VERSION}; regenerate it with 'avgen tokens'", source)
+        if tuple(str(x) for x in a["symbols"]) != SYMBOLS:
+            raise FormatError(f"its symbols differ from this avgen's table {SYMBOLS_VERSION} "
+                              "although the version names agree (a modified avgen wrote "
+                              "it); regenerate it with 'avgen tokens'", source)
         turns = tuple(
             TimedTurn(int(p), int(ln), str(tx), int(s0), int(s1), int(ps), int(pc))
             for p, ln, tx, s0, s1, ps, pc in zip(

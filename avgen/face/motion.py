@@ -35,18 +35,24 @@ class Motion:
 def _peek_format(path: str) -> tuple[str, str]:
     """(path to read, format tag). Standard input is spooled to a temp file because the
     format decides which reader to use and stdin can be read only once."""
-    if path == "-":
+    source_is_stdin = path == "-"
+    if source_is_stdin:
         data = sys.stdin.buffer.read()
         from avgen.outputs import make_temp_dir
 
         path = str(Path(make_temp_dir("stdin")) / "motion.npz")
         Path(path).write_bytes(data)
+    if not Path(path).exists():
+        raise InputError("no such file", path)
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            tag = str(npz["format"]) if "format" in npz.files else ""
-    except FileNotFoundError:
-        raise InputError("no such file", path) from None
+        tag = str(formats.read_npz(path, path, {"format"}).get("format", ""))
+    except FormatError:
+        if source_is_stdin:
+            Path(path).unlink(missing_ok=True)
+        raise
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's input
+        if source_is_stdin:
+            Path(path).unlink(missing_ok=True)
         raise FormatError(f"not a readable .npz file ({exc})", path) from None
     return path, tag
 
