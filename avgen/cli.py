@@ -670,7 +670,7 @@ def train_vocoder(
 def train_tokens(
     data: Path = typer.Argument(..., help="A teacher corpus folder (exact durations) or a folder "
                                 "of NAME.wav (22050 Hz) + NAME.txt recordings (aligned by MAS)."),
-    output: Path = typer.Option(..., "-o", "--output", help="Run folder: state.pt, "
+    output: Path = typer.Option(..., "-o", "--output", help="Run folder: state.safetensors, "
                                 "text_to_tokens.safetensors, train.log; an existing run resumes."),
     steps: int = typer.Option(4000, min=1, help="Optimiser steps in all (a resumed run "
                               "continues to this many)."),

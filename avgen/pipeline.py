@@ -28,6 +28,14 @@ class GenerateConfig:
     chunk_frames: int = 2048  # frames generated at a time (~24 s): bounds working memory
     temperature: float = DEFAULT_TEMPERATURE  # mel's starting noise (AVFlow.sample_dyad)
 
+    def __post_init__(self) -> None:
+        from avgen.limits import SEED, STEPS, TEMPERATURE, check_range
+
+        check_range(self.steps, STEPS, "--steps", integer=True)
+        check_range(self.seed, SEED, "--seed", integer=True)
+        check_range(self.temperature, TEMPERATURE, "--temperature")
+        check_range(self.chunk_frames, (1, 1 << 20), "chunk_frames", integer=True)
+
 
 def load_av_model(checkpoint: str | None = None, device: str = "cpu"):
     """(model, normaliser) from a checkpoint path, or the registered default."""
@@ -137,6 +145,17 @@ class SynthConfig:
     layout: str = "side-by-side"
     turn_gap: float = 0.35
     rate: float = 1.0
+
+    def __post_init__(self) -> None:
+        from avgen.audio.vocoder import VOCODERS
+        from avgen.face.render import VideoConfig
+        from avgen.tokens import TimelineConfig
+
+        if self.vocoder not in VOCODERS:
+            raise InputError(f"unknown vocoder {self.vocoder!r}; choose one of "
+                             f"{', '.join(VOCODERS)}", "--vocoder")
+        VideoConfig(fps=self.fps, size=self.size, layout=self.layout)  # checks them
+        TimelineConfig(turn_gap=self.turn_gap, rate=self.rate)
 
 
 def mix(waves: list[np.ndarray], peak: float = 0.95) -> np.ndarray:

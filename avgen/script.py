@@ -129,10 +129,21 @@ def parse_script(text: str, source: str = "<script>") -> Dialogue:
     names: list[str] = []
     keys: list[str] = []
     turns: list[Turn] = []
+    from avgen.limits import MAX_LINE_CHARS, MAX_SCRIPT_BYTES, MAX_TURNS
+
+    if len(text) > MAX_SCRIPT_BYTES:
+        raise InputError(f"the script is over {MAX_SCRIPT_BYTES >> 10} KiB; split it into "
+                         "several dialogues", source)
     for number, raw in enumerate(text.splitlines(), start=1):
+        if len(raw) > MAX_LINE_CHARS:
+            raise InputError(f"line is {len(raw)} characters long; the limit is "
+                             f"{MAX_LINE_CHARS}: split the turn", source, number)
         content = _strip_comment(raw.lstrip("\ufeff"))
         if not content:
             continue
+        if len(turns) == MAX_TURNS:
+            raise InputError(f"more than {MAX_TURNS} turns; split the script into several "
+                             "dialogues", source, number)
         tagged = _TAG_LINE.match(content)
         named = None if tagged else _NAME_LINE.match(content)
         if tagged:
@@ -162,18 +173,32 @@ def read_script(path: str | Path) -> Dialogue:
     """Read and parse a script file; '-' reads standard input."""
     import sys
 
+    from avgen.limits import MAX_SCRIPT_BYTES
+
     if str(path) == "-":
-        return parse_script(sys.stdin.read(), "<stdin>")
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError("no such file", str(path)) from None
-    except IsADirectoryError:
-        raise InputError("is a directory, not a script", str(path)) from None
+        source, data = "<stdin>", sys.stdin.buffer.read(MAX_SCRIPT_BYTES + 1)
+    else:
+        source = str(path)
+        try:
+            # at most one byte past the limit: /dev/zero or a huge file costs nothing
+            with open(path, "rb") as handle:
+                data = handle.read(MAX_SCRIPT_BYTES + 1)
+        except FileNotFoundError:
+            raise InputError("no such file", source) from None
+        except IsADirectoryError:
+            raise InputError("is a directory, not a script", source) from None
+        except OSError as exc:
+            raise InputError(f"cannot read it ({exc.strerror or exc})", source) from None
+    if len(data) > MAX_SCRIPT_BYTES:
+        raise InputError(f"over {MAX_SCRIPT_BYTES >> 10} KiB: too large for a script; split "
+                         "it into several dialogues", source)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data[:exc.start].count(b"\n") + 1
-        raise InputError("not UTF-8 text", str(path), line) from None
-    return parse_script(text, str(path))
+        raise InputError("not UTF-8 text", source, line) from None
+    if "\x00" in text:
+        raise InputError("holds NUL bytes: not a text file", source,
+                         text[:text.index("\x00")].count("\n") + 1)
+    return parse_script(text, source)
+

@@ -173,6 +173,12 @@ class TimelineConfig:
     cue_seconds: dict = field(default_factory=lambda: {"laughs": 0.9, "nods": 0.7,
                                                        "smiles": 1.2})
 
+    def __post_init__(self) -> None:
+        from avgen.limits import GAP, RATE, check_range
+
+        check_range(self.rate, RATE, "--rate")
+        check_range(self.turn_gap, GAP, "--gap")
+
 
 @dataclass(frozen=True)
 class TimedTurn:
