@@ -7,7 +7,7 @@ Data comes in two kinds:
     model's own mel prior against the recording's log-mel (Glow-TTS / Matcha-TTS), redone
     every step as the prior improves. `align=True` forces this path on a corpus too.
 
-Training is resumable: `out/state.pt` (model, optimiser, step, RNG) is rewritten
+Training is resumable: `out/state.safetensors` (model, optimiser, step, RNG) is rewritten
 atomically every `checkpoint_every` steps together with `out/text_to_tokens.safetensors`
 (the model alone, loadable by `avgen tokens --checkpoint`); rerunning the same command
 continues from there. `out/train.log` gets one JSON line per log interval. The same
