@@ -13,7 +13,7 @@ import torch
 
 from avgen import formats, outputs
 from avgen.constants import DEFAULT_TEMPERATURE, EXPRESSION_NAMES, NUM_PEOPLE
-from avgen.errors import InputError
+from avgen.errors import AvgenError, InputError
 from avgen.tokens import Timeline, floor_log_probs
 
 AV_WEIGHTS = "av-flow"
@@ -122,6 +122,10 @@ def generate_from_tokens(tokens: np.ndarray, names, model, normalizer,
                                     temperature=config.temperature)
     mel = mel.cpu().numpy() * normalizer.mel_std + normalizer.mel_mean
     motion = motion.cpu().numpy() * normalizer.motion_std + normalizer.motion_mean
+    if not (np.isfinite(mel).all() and np.isfinite(motion).all()):
+        # never write NaN files that later stages would turn into noise or blank video
+        raise AvgenError("the joint model produced NaN or infinite values; its checkpoint "
+                         "or normaliser is broken")
     if cues:
         motion = act_cues(motion, cues, config.seed)
     num_frames = tokens.shape[1]
