@@ -106,6 +106,7 @@ def save(path: str | Path, kind: str, arrays: dict[str, np.ndarray]) -> None:
         1 for i in range(2) if any(k.startswith(f"p{i}/") for k in arrays))))
     full = {**header(kind, num_people), **{k: np.asarray(v) for k, v in arrays.items()}}
     _validate(kind, full, str(path))
+    _check_values(kind, full, str(path))  # what a reader would refuse is never written
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **full)
     atomic_write_bytes(path, buffer.getvalue())

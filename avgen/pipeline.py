@@ -237,10 +237,8 @@ class Synthesizer:
         settings = replace(config.generate, **overrides)
         if len(refs) != NUM_PEOPLE:
             raise InputError(f"--ref takes one photo per person (2), got {len(refs)}")
-        if not Path(output).parent.is_dir():
-            raise InputError("output folder does not exist", str(Path(output).parent))
-        if settings.steps < 1:
-            raise InputError(f"--steps must be >= 1, got {settings.steps}")
+        outputs.check_output(output, (".mp4",), inputs=[*refs, script if isinstance(
+            script, (str, Path)) else None])
         dialogue = script if isinstance(script, Dialogue) else read_script(script)
         renderers = self.renderers.get(list(refs))  # no face -> error now
         model, normalizer, vocoder, learned = self.load()._models

@@ -627,16 +627,16 @@ def render_video(motion_path: str, refs: list[str], output: str, audio: str | No
 
     from avgen.errors import InputError
     from avgen.face.motion import load_motion
+    from avgen.outputs import check_output
     from avgen.video import Mp4Writer
 
+    check_output(output, (".mp4",), inputs=[motion_path, *refs, audio])
     motion = load_motion(motion_path)
     if len(refs) != motion.num_people:
         raise InputError(f"the file has {motion.num_people} "
                          f"{'person' if motion.num_people == 1 else 'people'} but "
                          f"{len(refs)} --ref image{'s' if len(refs) != 1 else ''} were given",
                          motion_path)
-    if output != "-" and not Path(output).parent.is_dir():
-        raise InputError("output folder does not exist", str(Path(output).parent))
     if audio is not None and not Path(audio).is_file():
         raise InputError("no such audio file", audio)
     frames_path = None
