@@ -9,8 +9,10 @@ every per-frame array. Files are written atomically and read without pickle.
 from __future__ import annotations
 
 import io
+import struct
 import sys
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -209,8 +211,8 @@ def load(path: str | Path, kind: str) -> dict[str, np.ndarray]:
         arrays = read_npz(file, source, declared_keys(kind))
     except FileNotFoundError:
         raise InputError("no such file", source) from None
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, NotImplementedError,
-            RuntimeError) as exc:
+    except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError,
+            NotImplementedError, RuntimeError, struct.error) as exc:
         raise FormatError(f"not a readable .npz file ({exc})", source) from None
     tag = str(arrays["format"]) if "format" in arrays else None
     if tag is None:

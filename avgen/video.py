@@ -180,6 +180,12 @@ def read_video(path: str | Path):
         raise InputError(f"not a readable video ({reason})", source) from None
     fps = float(meta.get("fps") or 0)
     width, height = meta["size"]
+    from avgen.limits import MAX_IMAGE_PIXELS
+
+    if width * height > MAX_IMAGE_PIXELS:
+        reader.close()
+        raise InputError(f"frames of {width}x{height} pixels; the limit is "
+                         f"{MAX_IMAGE_PIXELS / 1e6:g} megapixels", source)
     if not fps > 0:
         raise InputError("the video has no frame rate", source)
     count = int(round(float(meta.get("duration") or 0) * fps))
