@@ -191,10 +191,16 @@ def mp4_is_complete(path: str | Path) -> bool:
 
     if not Path(path).is_file():
         return False
-    done = subprocess.run([ffmpeg_exe(), "-v", "error", "-nostdin", "-i", str(path),
-                           "-map", "0:v:0", "-map", "0:a:0", "-c", "copy", "-f", "null", "-"],
-                          capture_output=True)
-    return done.returncode == 0 and not done.stderr.strip()
+    from avgen import outputs
+
+    process = outputs.spawn([ffmpeg_exe(), "-v", "error", "-nostdin", "-i", str(path),
+                             "-map", "0:v:0", "-map", "0:a:0", "-c", "copy", "-f", "null",
+                             "-"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        _, stderr = process.communicate()
+    finally:
+        outputs.stop(process)  # also when a signal interrupts the check
+    return process.returncode == 0 and not stderr.strip()
 
 
 class ResultsFile:
@@ -291,6 +297,6 @@ def run_batch(jobs_path: str | Path, output_dir: str | Path, synthesizer,
             log.write(record)
             counts[record["status"]] += 1
             if record["status"] == "error":
-                bar.write(f"line {job.line}: error: {record['error']}", file=sys.stderr)
+                bar.write(f"error: {record['error']}", file=sys.stderr)
             bar.set_postfix(ok=counts["ok"], skipped=counts["skipped"], error=counts["error"])
     return BatchSummary(counts["ok"], counts["skipped"], counts["error"], results_path)
