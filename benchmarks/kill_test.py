@@ -5,9 +5,11 @@ intact -> benchmarks/results/kill.md.
 
     python benchmarks/kill_test.py [--trials 10] [--seed 0]
 
-Each kill moment is drawn uniformly between 0.5 s and the duration of an uninterrupted run
-(measured first), so kills land in start-up, model loading, generation, vocoding and
-rendering alike. SIGHUP and SIGINT take the same path as SIGTERM in avgen.
+Kill moments are drawn uniformly between 0.5 s and the duration of an uninterrupted run
+(measured first) for even trials, so kills land in start-up, model loading, generation
+and vocoding; odd trials draw from the render stage only (from the moment the run's
+scratch folder appeared to its end), where ffmpeg and the temp MP4 exist. SIGHUP takes
+the same path as SIGTERM in avgen.
 """
 
 from __future__ import annotations
@@ -72,10 +74,14 @@ def run_until(args, cwd, kill_after: float | None):
     started = time.perf_counter()
     seen_children: set[int] = set()
     seen_scratch: set[str] = set()
+    render_at = None
     killed = False
     while process.poll() is None:
         seen_children |= children(process.pid)
-        seen_scratch |= set(scratch_of(process.pid))
+        scratch = set(scratch_of(process.pid))
+        if render_at is None and any(s.startswith("avgen-synth-") for s in scratch):
+            render_at = time.perf_counter() - started
+        seen_scratch |= scratch
         if kill_after is not None and not killed and time.perf_counter() - started >= kill_after:
             process.send_signal(signal.SIGTERM)
             killed = True
@@ -83,7 +89,7 @@ def run_until(args, cwd, kill_after: float | None):
     stderr = process.stderr.read().decode(errors="replace")
     process.wait()
     return (process.returncode, time.perf_counter() - started, seen_children, seen_scratch,
-            process.pid, stderr)
+            process.pid, stderr, render_at)
 
 
 def check(folder: Path, expected: dict[str, bytes], allowed: set[str], pid: int,
@@ -115,34 +121,38 @@ def main() -> None:
     out = work / "out"
     out.mkdir()
     single = ["synth", "dialogue.txt", "--ref", *refs, "-o", "out/video.mp4"]
-    code, full, *_ = run_until(single, work, None)
-    assert code == 0, "the uninterrupted synth failed"
+    code, full, _, _, _, stderr, render_at = run_until(single, work, None)
+    assert code == 0, f"the uninterrupted synth failed: {stderr}"
     previous = {"video.mp4": (out / "video.mp4").read_bytes()}
-    print(f"synth uninterrupted: {full:.1f} s", flush=True)
+    print(f"synth uninterrupted: {full:.1f} s, render from {render_at:.1f} s", flush=True)
     for trial in range(args.trials):
-        moment = rng.uniform(0.5, full)
-        code, seconds, seen, scratch, pid, stderr = run_until(single, work, moment)
+        moment = rng.uniform(0.5 if trial % 2 == 0 else render_at, full)
+        code, seconds, seen, scratch, pid, stderr, _ = run_until(single, work, moment)
         result = check(out, previous, {"video.mp4"}, pid, seen)
         rows["synth"].append({"trial": trial, "kill_at": moment, "exit": code,
                               "scratch_seen": len(scratch), "children_seen": len(seen),
                               **result})
         print(json.dumps(rows["synth"][-1]), flush=True)
 
-    # -- batch: three jobs; the first two were finished by an earlier run, the third is
-    #    removed before each trial so every trial has work to do
+    # -- batch: three jobs; the first two are finished (copies of the video above), the
+    #    third is removed before each trial so every trial has work to do
     jobs = work / "jobs.jsonl"
     jobs.write_text("".join(json.dumps({"text": SCRIPT, "refs": refs, "seed": s,
                                         "output": f"job{s}.mp4"}) + "\n" for s in range(3)))
     batch_out = work / "batch"
     batch = ["synth", "--batch", str(jobs), "-o", str(batch_out)]
-    code, full_batch, *_ = run_until(batch, work, None)
-    assert code == 0, "the uninterrupted batch failed"
-    print(f"batch uninterrupted: {full_batch:.1f} s", flush=True)
+    batch_out.mkdir()
+    for name in ("job0.mp4", "job1.mp4"):  # finished earlier: complete MP4s are skipped
+        (batch_out / name).write_bytes(previous["video.mp4"])
+    code, one_job, _, _, _, stderr, batch_render_at = run_until(batch, work, None)
+    assert code == 0, f"the uninterrupted batch failed: {stderr}"
+    print(f"batch with one job to do: {one_job:.1f} s, render from {batch_render_at:.1f} s",
+          flush=True)
     finished = {n: (batch_out / n).read_bytes() for n in ("job0.mp4", "job1.mp4")}
     for trial in range(args.trials):
         (batch_out / "job2.mp4").unlink(missing_ok=True)
-        moment = rng.uniform(0.5, full_batch)
-        code, seconds, seen, scratch, pid, stderr = run_until(batch, work, moment)
+        moment = rng.uniform(0.5 if trial % 2 == 0 else batch_render_at, one_job)
+        code, seconds, seen, scratch, pid, stderr, _ = run_until(batch, work, moment)
         result = check(batch_out, finished, {"job0.mp4", "job1.mp4", "job2.mp4",
                                               "results.jsonl"}, pid, seen)
         lines = (batch_out / "results.jsonl").read_text().splitlines()
@@ -157,7 +167,7 @@ def main() -> None:
                               "torn_result_lines": torn, **result})
         print(json.dumps(rows["batch"][-1]), flush=True)
 
-    write_report(Path(args.out), rows, full, full_batch, args)
+    write_report(Path(args.out), rows, full, one_job, args)
 
 
 def write_report(path: Path, rows: dict, full: float, full_batch: float, args) -> None:
@@ -165,13 +175,14 @@ def write_report(path: Path, rows: dict, full: float, full_batch: float, args) -
              f"Made by `python benchmarks/kill_test.py --trials {args.trials} --seed "
              f"{args.seed}` ({time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, shared).",
              "",
-             "Each trial starts the command, sends SIGTERM after `kill at` seconds (uniform "
-             "between 0.5 s and an uninterrupted run) and then checks the output folder "
+             "Each trial starts the command, sends SIGTERM after `kill at` seconds (even "
+             "trials: uniform between 0.5 s and an uninterrupted run's length; odd trials: "
+             "within its render stage) and then checks the output folder "
              "(stray files: anything but the outputs and results.jsonl), the previous "
              "outputs (byte-for-byte), the scratch folders of the killed process in "
              f"{TEMP} (`avgen-KIND-PID-*`: synth work files, espeak library copies) and "
              "every child process seen during the run (ffmpeg).", "",
-             f"Uninterrupted: synth {full:.1f} s, batch of 3 jobs (1 to do) "
+             f"Uninterrupted: synth {full:.1f} s, batch of 3 jobs with 1 to do "
              f"{full_batch:.1f} s.", ""]
     for name, title in (("synth", "avgen synth -o out/video.mp4 (previous video.mp4 "
                                   "present)"),
