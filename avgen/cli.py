@@ -11,12 +11,45 @@ from typing import Optional
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from avgen import __version__
 from avgen.constants import DEFAULT_TEMPERATURE, FRAMES_PER_SECOND
 from avgen.errors import AvgenError, InputError
 
+try:  # typer >= 0.20 carries its own copy of click; its exceptions are those
+    from typer import _click as click
+except ImportError:  # pragma: no cover - older typer uses click itself
+    import click
+
+
+class _OneLineErrors(typer.core.TyperGroup):
+    """Usage errors (a bad option value, an unknown option) as one `error:` line with exit
+    code 2, like every other input error, instead of a multi-line box."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True,
+             **extra):
+        try:
+            code = super().main(args=args, prog_name=prog_name, complete_var=complete_var,
+                                standalone_mode=False, **extra)
+        except click.exceptions.NoArgsIsHelpError as exc:
+            exc.show()
+            code = exc.exit_code
+        except click.ClickException as exc:
+            where = exc.ctx.command_path if getattr(exc, "ctx", None) else "avgen"
+            message = " ".join(exc.format_message().split())
+            print_error(f"{message} (see '{where} --help')")
+            code = exc.exit_code
+        except click.exceptions.Abort:
+            err.print("aborted")
+            code = 1
+        if not standalone_mode:
+            return code
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 app = typer.Typer(
+    cls=_OneLineErrors,
     help="avgen: a written two-person dialogue + two face photos -> one talking MP4.\n\n"
          "Each stage is its own command and file arguments take '-' for stdin/stdout, "
          "so stages compose in shell pipelines.",
@@ -35,7 +68,13 @@ train_app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]})
 app.add_typer(train_app, name="train")
 
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# markup=False: messages hold user text (script lines, file names) that must never be
+# read as rich markup ('[/]' would raise); styles are applied with Text instead.
+err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
+
+
+def print_error(message: str) -> None:
+    err.print(Text.assemble(("error:", "bold red"), " ", str(message)))
 
 
 def _user_errors(command):
@@ -46,7 +85,7 @@ def _user_errors(command):
         try:
             return command(*args, **kwargs)
         except AvgenError as exc:
-            err.print(f"[bold red]error:[/] {exc}", markup=True)
+            print_error(str(exc))
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt as exc:
             err.print("interrupted; nothing was written")
@@ -91,9 +130,8 @@ def tokens(
         "instead of the shipped weights; only with --durations learned."),
     seed: int = typer.Option(0, help="Seed for the token decoder's sampling noise (the "
                              "flow decoder; the direct head is deterministic anyway)."),
-    rate: float = typer.Option(1.0, min=0.25, max=4.0,
-                               help="Speaking rate; 1.2 is 20% faster."),
-    gap: float = typer.Option(0.35, min=0.0, max=10.0, help="Silence between turns, seconds."),
+    rate: float = typer.Option(1.0, help="Speaking rate, 0.25 to 4; 1.2 is 20% faster."),
+    gap: float = typer.Option(0.35, help="Silence between turns, seconds (0 to 10)."),
 ) -> None:
     """Turn a dialogue script into a timeline and per-frame phoneme tokens.
 
@@ -105,16 +143,22 @@ def tokens(
     from avgen.tokens import (EspeakDurations, LearnedDurations, TimelineConfig,
                               build_timeline, save_timeline)
 
+    from avgen.limits import SEED, check_range
+    from avgen.outputs import check_output
+
     if checkpoint is not None and durations != DurationChoice.learned:
         raise InputError("--checkpoint goes with --durations learned")
-    dialogue = read_script(script)
     if output is None:
         output = "-" if script == "-" else Path(script).name.split(".")[0] + ".tokens.npz"
+    check_output(output, (".npz",), inputs=[script], stdout=True)
+    config = TimelineConfig(rate=rate, turn_gap=gap)
+    check_range(seed, SEED, "--seed")
+    dialogue = read_script(script)
     if durations == DurationChoice.learned:
         source = LearnedDurations(checkpoint, seed=seed)
     else:
         source = EspeakDurations()
-    timeline = build_timeline(dialogue, source, TimelineConfig(rate=rate, turn_gap=gap))
+    timeline = build_timeline(dialogue, source, config)
     save_timeline(output, timeline)
     _print_timeline_summary(timeline, output)
 
@@ -167,28 +211,48 @@ def weights_list() -> None:
     for name, entry in sorted(registry.entries.items()):
         table.add_row(name, entry.component, f"{entry.size / 1e6:.1f}", entry.licence,
                       entry.source, registry.status(name))
-    Console().print(table)
+    Console(markup=False).print(table)
 
 
 @weights_app.command("verify")
 @_user_errors
 def weights_verify(names: Optional[list[str]] = typer.Argument(
-        None, help="Entries to check (default: all).")) -> None:
+        None, help="Entries to check (default: all), or checkpoint FILEs.")) -> None:
     """Check sha256 and size of weights files. Exit 3 if a builtin or named entry is
-    missing or any file is corrupt; fetchable entries not yet fetched are only reported."""
+    missing or any file is corrupt; fetchable entries not yet fetched are only reported;
+    an unpinned entry (no digest in the registry) fails when named.
+
+    A FILE (e.g. a --checkpoint of your own) is checked against `FILE.sha256` beside it
+    (sha256sum's format), its tensors for NaN/Inf, and their shapes against the
+    architecture its metadata names; exit 3 if any check fails."""
     registry = _registry()
+    files = [n for n in names or [] if n not in registry.entries and Path(n).exists()]
+    if files:
+        from avgen.checkpoint import verify
+
+        failed = 0
+        for name in files:
+            for check, passed, detail in verify(name):
+                failed += not passed
+                typer.echo(f"{name}: {check}: {'ok' if passed else 'FAILED'}: {detail}")
+        if failed:
+            print_error(f"{failed} check{'s' if failed > 1 else ''} failed")
+            raise typer.Exit(3)
+        if len(files) == len(names):
+            return
+        names = [n for n in names if n not in files]
     chosen = names or sorted(registry.entries)
     failed = 0
     for name in chosen:
         entry = registry.entry(name)
         state = registry.status(name)
-        bad = state == "corrupt" or (state == "missing" and (entry.builtin or names))
+        bad = state == "corrupt" or (state in ("missing", "unpinned")
+                                     and (entry.builtin or names))
         failed += bool(bad)
         note = "" if state == "ok" else f" ({registry.location(name)})"
         typer.echo(f"{name}: {state}{note}")
     if failed:
-        err.print(f"[bold red]error:[/] {failed} of {len(chosen)} weights failed verification",
-                  markup=True)
+        print_error(f"{failed} of {len(chosen)} weights failed verification")
         raise typer.Exit(3)
 
 
@@ -294,8 +358,9 @@ def render(
     from avgen.errors import InputError
     from avgen.face.render import VideoConfig, render_video
 
-    if output == "-":
-        raise InputError("an MP4 cannot be streamed to stdout; give a file name", "-o")
+    from avgen.outputs import check_output
+
+    check_output(output, (".mp4",), inputs=[*inputs, *ref, audio])
     # `--ref a.png b.png`: click gives --ref one value, so b.png arrives as a positional
     # argument next to the motion file; the motion file is the .npz (or '-').
     motions = [a for a in inputs if a == "-" or a.lower().endswith(".npz")]
@@ -304,9 +369,8 @@ def render(
                          f"{' '.join(inputs)}", "render")
     motion = motions[0]
     refs = list(ref) + [a for a in inputs if a is not motion]
-    count = render_video(motion, refs, output, audio=audio,
-                         config=VideoConfig(fps=fps, size=size, layout=layout.value),
-                         frames_dir=frames)
+    config = VideoConfig(fps=fps, size=size, layout=layout.value)
+    count = render_video(motion, refs, output, audio=audio, config=config, frames_dir=frames)
     err.print(f"{output}: {count} frames at {fps:g} fps ({count / fps:.2f} s)")
 
 
@@ -325,6 +389,9 @@ def track(
     from avgen.face.motion import save_motion
     from avgen.face.track import track_video
 
+    from avgen.outputs import check_output
+
+    check_output(output, (".npz",), inputs=[video, ref], stdout=True)
     motion = track_video(video, ref=ref)
     save_motion(output, motion)
     err.print(f"{output}: {motion.num_frames} frames "
@@ -359,8 +426,11 @@ def eval_(
     from avgen.formats import atomic_write_bytes
     from avgen.metrics.evaluate import evaluate, table_rows
 
-    if json_path not in (None, "-") and not Path(json_path).parent.is_dir():
-        raise InputError("output folder does not exist", str(Path(json_path).parent))
+    from avgen.outputs import check_output
+
+    if json_path is not None:
+        check_output(json_path, (".json",), inputs=[*generated, reference, tokens],
+                     stdout=True, option="--json")
     report = evaluate(generated, reference, tokens)
     columns, rows = table_rows(report)
     files = len(report["generated"])
@@ -372,7 +442,7 @@ def eval_(
         table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(*row)
-    (err if json_path == "-" else Console(highlight=False)).print(table)
+    (err if json_path == "-" else Console(highlight=False, markup=False)).print(table)
     if json_path is not None:
         text = json.dumps(report, indent=1, ensure_ascii=False, allow_nan=False)
         atomic_write_bytes(json_path, (text + "\n").encode())
@@ -468,11 +538,12 @@ def synth(
     checkpoint: Optional[str] = typer.Option(None, help="Joint model checkpoint (default: the "
                                              "registered 'av-flow' weights)."),
     voice: Optional[list[str]] = typer.Option(None, help="Voice per person, twice."),
-    steps: int = typer.Option(8, min=1, max=256, help="Euler steps of the flow sampler."),
-    temperature: float = typer.Option(DEFAULT_TEMPERATURE, min=0.0, max=2.0,
-                                      help="Scale of the speech's starting noise: lower is "
-                                      "cleaner and less varied."),
-    seed: int = typer.Option(0, help="Noise seed; the same seed gives the same video."),
+    steps: int = typer.Option(8, help="Euler steps of the flow sampler (1 to 256)."),
+    temperature: float = typer.Option(DEFAULT_TEMPERATURE, help="Scale of the speech's "
+                                      "starting noise, 0 to 2: lower is cleaner and less "
+                                      "varied."),
+    seed: int = typer.Option(0, help="Noise seed (0 to 2^32 - 1); the same seed gives the "
+                             "same video."),
     vocoder: str = typer.Option("vocos", help="vocos (default), griffinlim or bigvgan."),
     fps: float = typer.Option(25.0, help="Video frame rate."),
     size: int = typer.Option(512, help="Face size in pixels."),
@@ -495,8 +566,6 @@ def synth(
 
     if voice is not None and len(voice) != 2:
         raise InputError(f"--voice takes one voice per person (2), got {len(voice)}")
-    if layout not in ("side-by-side", "stacked"):
-        raise InputError(f"--layout must be side-by-side or stacked, got {layout!r}")
     config = SynthConfig(generate=GenerateConfig(steps=steps, seed=seed, device=device,
                                                  voices=tuple(voice) if voice else None,
                                                  temperature=temperature),
@@ -510,6 +579,11 @@ def synth(
         part = Shard.parse(shard)
         if Path(output).exists() and not Path(output).is_dir():
             raise InputError("with --batch, -o names a folder", output)
+        if Path(output).is_dir():
+            from avgen.outputs import check_writable, sweep_stale
+
+            check_writable(output)
+            sweep_stale(output)  # temp files of a killed earlier run
         summary = run_batch(batch, output, Synthesizer(checkpoint, config), part, results)
         err.print(f"{summary.jobs} jobs (shard {part}): {summary.ok} ok, {summary.skipped} "
                   f"skipped, {summary.errors} failed; results in {summary.results}")
@@ -523,7 +597,7 @@ def synth(
     script, extra = inputs[0], inputs[1:]  # `--ref a.png b.png` leaves b.png positional
     refs = list(ref or []) + extra
     count = run_synth(script, refs, output, checkpoint, config,
-                      log=lambda stage: err.print(f"[dim]{stage}…[/]", markup=True))
+                      log=lambda stage: err.print(Text(f"{stage}…", style="dim")))
     err.print(f"{output}: {count} frames at {fps:g} fps ({count / fps:.2f} s)")
 
 
@@ -542,11 +616,12 @@ def generate(
                                              "registered 'av-flow' weights)."),
     voice: Optional[list[str]] = typer.Option(None, help="Voice per person, twice: "
                                               "--voice heart --voice heart-low."),
-    steps: int = typer.Option(8, min=1, max=256, help="Euler steps of the flow sampler."),
-    temperature: float = typer.Option(DEFAULT_TEMPERATURE, min=0.0, max=2.0,
-                                      help="Scale of the speech's starting noise: lower is "
-                                      "cleaner and less varied."),
-    seed: int = typer.Option(0, help="Noise seed; the same seed gives the same output."),
+    steps: int = typer.Option(8, help="Euler steps of the flow sampler (1 to 256)."),
+    temperature: float = typer.Option(DEFAULT_TEMPERATURE, help="Scale of the speech's "
+                                      "starting noise, 0 to 2: lower is cleaner and less "
+                                      "varied."),
+    seed: int = typer.Option(0, help="Noise seed (0 to 2^32 - 1); the same seed gives the "
+                             "same output."),
     device: str = typer.Option("cpu", help="torch device, e.g. cpu or cuda."),
 ) -> None:
     """Generate speech (log-mel) and motion (head pose, expressions) for both people of a
@@ -562,16 +637,20 @@ def generate(
         raise InputError(f"--ref takes one photo per person (2), got {len(refs)}")
     if voice is not None and len(voice) != 2:
         raise InputError(f"--voice takes one voice per person (2), got {len(voice)}")
+    from dataclasses import replace
+
+    from avgen.outputs import check_output
+
+    check_output(output, (".npz",), inputs=[tokens_file, *refs], stdout=True)
+    config = GenerateConfig(steps=steps, seed=seed, voices=tuple(voice) if voice else None,
+                            device=device, temperature=temperature)
     timeline = load_timeline(tokens_file)
     model, normalizer = load_av_model(checkpoint, device)
     if voice is None and refs:
         from avgen.speaker import voices_for_faces
 
-        voice = list(voices_for_faces(refs, model.config.voices))
-    arrays = run_generate(timeline, model, normalizer,
-                          GenerateConfig(steps=steps, seed=seed,
-                                         voices=tuple(voice) if voice else None, device=device,
-                                         temperature=temperature))
+        config = replace(config, voices=tuple(voices_for_faces(refs, model.config.voices)))
+    arrays = run_generate(timeline, model, normalizer, config)
     formats.save(output, formats.AV, arrays)
     err.print(f"{output}: {timeline.num_frames} frames for {', '.join(timeline.names)}")
 
@@ -613,6 +692,9 @@ def vocode(
     from avgen.audio.vocoder import load_vocoder, read_mels, vocode as run_vocoder
     from avgen.formats import atomic_write_bytes
 
+    from avgen.outputs import check_output
+
+    check_output(output, (".wav",), inputs=[mel], stdout=True)
     mels = read_mels(mel)
     model = load_vocoder(vocoder.value, checkpoint, device, iterations=iterations, seed=seed)
     waves = [run_vocoder(model, m) for m in mels]
@@ -658,10 +740,10 @@ def train_vocoder(
                         magnitude_prior=magnitude_prior)
     try:
         path = train(audio, out, config, model, heldout=heldout, threads=threads)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         # unlike other commands, training has saved its state: say so
         err.print(f"interrupted; checkpoint saved in {out}; run the same command to resume")
-        raise typer.Exit(130) from None
+        raise typer.Exit(getattr(exc, "exit_code", 130)) from None
     typer.echo(str(path))
 
 

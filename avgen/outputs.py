@@ -73,14 +73,14 @@ def check_output(path: str | Path, suffixes: tuple[str, ...] = (), inputs=(),
         raise InputError("is a folder; give a file name", text)
     if path.exists() and not path.is_file():
         raise InputError("is not a regular file; give a file name", text)
-    if suffixes and not any(text.lower().endswith(s) for s in suffixes):
-        raise InputError(f"the output must end in {' or '.join(suffixes)} (that is the "
-                         "format written)", text)
     for source in inputs:
         if source is None or str(source) == "-":
             continue
         if _same_file(path, Path(source)):
             raise InputError(f"is also an input ({source}); choose another output name", text)
+    if suffixes and not any(text.lower().endswith(s) for s in suffixes):
+        raise InputError(f"the output must end in {' or '.join(suffixes)} (that is the "
+                         "format written)", text)
     folder = path.parent
     if not folder.is_dir():
         raise InputError("output folder does not exist", str(folder))

@@ -9,7 +9,11 @@ under 10 MB makes any command use more than 1.5 GB. The inputs:
 - a 2 MB av .npz holding an extra entry that decompresses to 2 GiB (`vocode`);
 - a 1.2 MB PNG of 20000 x 20000 pixels as a `--ref` photo (`render`);
 - `render --size 100000` (a 30 GB frame buffer if it were allocated);
-- a script with one 10,000-character line, and one with 5,000 lines (`tokens`).
+- a script with one 10,000-character line, and one with 5,000 lines (`tokens`);
+
+and valid inputs at the limits (`avgen/limits.py`), which must run within the target:
+a 2,000-character line and a 1,000-line script (`tokens`), a 6000x6000 JPEG portrait
+(`render`), `render --size 2048`, and a 30-minute av file (`vocode`).
 """
 
 from __future__ import annotations
@@ -31,16 +35,16 @@ sys.path.insert(0, str(REPO))
 TARGET_MB = 1536
 
 
-def av_file(path: Path, frames: int = 200) -> Path:
+def av_file(path: Path, frames: int = 200, people: int = 2) -> Path:
     from avgen import formats
     from avgen.constants import EXPRESSION_NAMES, N_MELS
 
     pose = np.zeros((frames, 7), np.float32)
     pose[:, 0] = 1
-    arrays = {"num_people": np.array(2), "num_frames": np.array(frames),
-              "names": formats.string_array(["A", "B"]),
+    arrays = {"num_people": np.array(people), "num_frames": np.array(frames),
+              "names": formats.string_array(["A", "B"][:people]),
               "expression_names": formats.string_array(EXPRESSION_NAMES)}
-    for i in range(2):
+    for i in range(people):
         arrays[f"p{i}/mel"] = np.full((frames, N_MELS), -11.5, np.float32)
         arrays[f"p{i}/head_pose"] = pose
         arrays[f"p{i}/expression"] = np.zeros((frames, len(EXPRESSION_NAMES)), np.float32)
@@ -118,6 +122,35 @@ def main() -> None:
          ["tokens", long_line, "-o", "out/long.tokens.npz"]),
         ("tokens: 5,000-line script", many_lines,
          ["tokens", many_lines, "-o", "out/many.tokens.npz"]),
+    ]
+    from avgen.limits import MAX_FRAMES, MAX_LINE_CHARS, MAX_TURNS
+
+    import cv2
+
+    words = "Well, I suppose that is one way to look at it, and another is this. "
+    max_line = work / "max_line.txt"
+    max_line.write_text("A: " + (words * 40)[:MAX_LINE_CHARS - 3] + "\nB: Hi.\n")
+    max_lines = work / "max_lines.txt"
+    max_lines.write_text("".join(f"{'AB'[k % 2]}: This is line number {k}.\n"
+                                 for k in range(MAX_TURNS)))
+    portrait = work / "portrait.jpg"
+    big = cv2.resize(cv2.imread(str(examples / "eileen.png")), (6000, 6000),
+                     interpolation=cv2.INTER_CUBIC)
+    cv2.imwrite(str(portrait), big, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    short = av_file(work / "short.av.npz", frames=100)
+    long_av = av_file(work / "long.av.npz", frames=MAX_FRAMES)
+    cases += [
+        (f"tokens: one {MAX_LINE_CHARS}-character line (the limit)", max_line,
+         ["tokens", max_line, "-o", "out/max_line.tokens.npz"]),
+        (f"tokens: {MAX_TURNS}-line script (the limit)", max_lines,
+         ["tokens", max_lines, "-o", "out/max_lines.tokens.npz"]),
+        ("render: 6000x6000 JPEG portrait as --ref", portrait,
+         ["render", short, "--ref", portrait, examples / "grace.png", "-o", "out/big.mp4"]),
+        ("render --size 2048 (the limit)", short,
+         ["render", short, "--ref", examples / "eileen.png", examples / "grace.png",
+          "--size", "2048", "-o", "out/size2048.mp4"]),
+        (f"vocode: {MAX_FRAMES} frames (30 minutes, the limit)", long_av,
+         ["vocode", long_av, "-o", "out/long.wav"]),
     ]
     rows = []
     for name, source, args in cases:

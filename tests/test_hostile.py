@@ -568,7 +568,7 @@ def _random_script(rng: random.Random) -> str:
 
 def test_fuzz_scripts(tmp_path):
     rng = random.Random(1234)
-    deadline = time.perf_counter() + 8.0
+    deadline = time.perf_counter() + 5.0
     runs = 0
     while time.perf_counter() < deadline and runs < 300:
         out = tmp_path / f"o{runs}"
@@ -583,7 +583,7 @@ def test_fuzz_scripts(tmp_path):
         left = sorted(p.name for p in out.iterdir())
         assert left == (["x.tokens.npz"] if result.exit_code == 0 else []), left
         runs += 1
-    assert runs >= 10
+    assert runs >= 5
 
 
 def _mutate(arrays: dict, rng: random.Random) -> dict:
@@ -599,7 +599,7 @@ def _mutate(arrays: dict, rng: random.Random) -> dict:
         arrays[key] = np.array("x" * rng.randint(0, 5))
     elif action == "shape":
         arrays[key] = value.reshape(-1)[: max(0, value.size - rng.randint(0, 3))]
-    elif action == "dtype":
+    elif action == "dtype" and value.dtype.kind in "iufb":
         arrays[key] = value.astype(rng.choice([np.int8, np.float16, np.uint64, np.bool_]))
     elif value.dtype.kind in "iuf" and value.size:
         value = value.astype(np.float64).copy()
@@ -611,7 +611,7 @@ def _mutate(arrays: dict, rng: random.Random) -> dict:
 
 def test_fuzz_npz_files(tmp_path):
     rng = random.Random(99)
-    deadline = time.perf_counter() + 10.0
+    deadline = time.perf_counter() + 6.0
     runs = 0
     base = av_arrays(24)
     while time.perf_counter() < deadline and runs < 200:
@@ -635,4 +635,4 @@ def test_fuzz_npz_files(tmp_path):
         left = sorted(p.name for p in out.iterdir())
         assert left == (["x.wav"] if result.exit_code == 0 else []), left
         runs += 1
-    assert runs >= 10
+    assert runs >= 5
