@@ -5,10 +5,11 @@ intact -> benchmarks/results/kill.md.
 
     python benchmarks/kill_test.py [--trials 10] [--seed 0]
 
-Kill moments are drawn uniformly between 0.5 s and the duration of an uninterrupted run
-(measured first) for even trials, so kills land in start-up, model loading, generation
-and vocoding; odd trials draw from the render stage only (from the moment the run's
-scratch folder appeared to its end), where ffmpeg and the temp MP4 exist. SIGHUP takes
+Even trials: SIGTERM after a moment drawn uniformly between 0.5 s and the duration of an
+uninterrupted run (measured first), so kills land in start-up, model loading, generation
+and vocoding alike. Odd trials: SIGTERM a moment after the render stage began (the run's
+synth scratch folder appeared), drawn uniformly within the render stage's length, when
+ffmpeg runs and the temp MP4 grows. SIGHUP takes
 the same path as SIGTERM in avgen.
 """
 
@@ -63,13 +64,18 @@ def scratch_of(pid: int) -> list[str]:
 
 def launch(args: list[str], cwd: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "100"}
-    return subprocess.Popen([sys.executable, "-m", "avgen", *args], cwd=cwd, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # stderr to a file: a pipe nobody reads while avgen's progress bars fill it would stall
+    log = open(cwd / "stderr.log", "w+b")
+    process = subprocess.Popen([sys.executable, "-m", "avgen", *args], cwd=cwd, env=env,
+                               stdout=subprocess.DEVNULL, stderr=log)
+    process.log = log
+    return process
 
 
-def run_until(args, cwd, kill_after: float | None):
-    """Run avgen; SIGTERM it after `kill_after` s. (exit code, seconds, descendants seen,
-    scratch folders seen)."""
+def run_until(args, cwd, kill_after: float | None, in_render: bool = False):
+    """Run avgen; SIGTERM it after `kill_after` s (counted from the start of the render
+    stage when `in_render`: the run's synth scratch folder appearing). (exit code, seconds,
+    descendants seen, scratch folders seen, pid, stderr, when rendering began)."""
     process = launch(args, cwd)
     started = time.perf_counter()
     seen_children: set[int] = set()
@@ -82,12 +88,17 @@ def run_until(args, cwd, kill_after: float | None):
         if render_at is None and any(s.startswith("avgen-synth-") for s in scratch):
             render_at = time.perf_counter() - started
         seen_scratch |= scratch
-        if kill_after is not None and not killed and time.perf_counter() - started >= kill_after:
+        since = (time.perf_counter() - started - (render_at or 0.0)) if in_render else \
+            time.perf_counter() - started
+        if kill_after is not None and not killed and (render_at or not in_render) \
+                and since >= kill_after:
             process.send_signal(signal.SIGTERM)
             killed = True
         time.sleep(0.05)
-    stderr = process.stderr.read().decode(errors="replace")
     process.wait()
+    process.log.seek(0)
+    stderr = process.log.read().decode(errors="replace")
+    process.log.close()
     return (process.returncode, time.perf_counter() - started, seen_children, seen_scratch,
             process.pid, stderr, render_at)
 
@@ -126,10 +137,13 @@ def main() -> None:
     previous = {"video.mp4": (out / "video.mp4").read_bytes()}
     print(f"synth uninterrupted: {full:.1f} s, render from {render_at:.1f} s", flush=True)
     for trial in range(args.trials):
-        moment = rng.uniform(0.5 if trial % 2 == 0 else render_at, full)
-        code, seconds, seen, scratch, pid, stderr, _ = run_until(single, work, moment)
+        in_render = trial % 2 == 1
+        moment = rng.uniform(0, full - render_at) if in_render else rng.uniform(0.5, full)
+        code, seconds, seen, scratch, pid, stderr, _ = run_until(single, work, moment,
+                                                                 in_render)
         result = check(out, previous, {"video.mp4"}, pid, seen)
-        rows["synth"].append({"trial": trial, "kill_at": moment, "exit": code,
+        rows["synth"].append({"trial": trial, "kill_at": moment, "in_render": in_render,
+                              "exit": code,
                               "scratch_seen": len(scratch), "children_seen": len(seen),
                               **result})
         print(json.dumps(rows["synth"][-1]), flush=True)
@@ -151,8 +165,11 @@ def main() -> None:
     finished = {n: (batch_out / n).read_bytes() for n in ("job0.mp4", "job1.mp4")}
     for trial in range(args.trials):
         (batch_out / "job2.mp4").unlink(missing_ok=True)
-        moment = rng.uniform(0.5 if trial % 2 == 0 else batch_render_at, one_job)
-        code, seconds, seen, scratch, pid, stderr, _ = run_until(batch, work, moment)
+        in_render = trial % 2 == 1
+        moment = (rng.uniform(0, one_job - batch_render_at) if in_render
+                  else rng.uniform(0.5, one_job))
+        code, seconds, seen, scratch, pid, stderr, _ = run_until(batch, work, moment,
+                                                                 in_render)
         result = check(batch_out, finished, {"job0.mp4", "job1.mp4", "job2.mp4",
                                               "results.jsonl"}, pid, seen)
         lines = (batch_out / "results.jsonl").read_text().splitlines()
@@ -162,7 +179,8 @@ def main() -> None:
                 json.loads(line)
             except json.JSONDecodeError:
                 torn += 1
-        rows["batch"].append({"trial": trial, "kill_at": moment, "exit": code,
+        rows["batch"].append({"trial": trial, "kill_at": moment, "in_render": in_render,
+                              "exit": code,
                               "scratch_seen": len(scratch), "children_seen": len(seen),
                               "torn_result_lines": torn, **result})
         print(json.dumps(rows["batch"][-1]), flush=True)
@@ -175,9 +193,10 @@ def write_report(path: Path, rows: dict, full: float, full_batch: float, args) -
              f"Made by `python benchmarks/kill_test.py --trials {args.trials} --seed "
              f"{args.seed}` ({time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, shared).",
              "",
-             "Each trial starts the command, sends SIGTERM after `kill at` seconds (even "
-             "trials: uniform between 0.5 s and an uninterrupted run's length; odd trials: "
-             "within its render stage) and then checks the output folder "
+             "Each trial starts the command, sends SIGTERM `kill at` seconds after its start "
+             "(even trials: uniform between 0.5 s and an uninterrupted run's length) or "
+             "after its render stage began (odd trials, `in render`: uniform within the "
+             "render stage's length), then checks the output folder "
              "(stray files: anything but the outputs and results.jsonl), the previous "
              "outputs (byte-for-byte), the scratch folders of the killed process in "
              f"{TEMP} (`avgen-KIND-PID-*`: synth work files, espeak library copies) and "
@@ -188,13 +207,15 @@ def write_report(path: Path, rows: dict, full: float, full_batch: float, args) -
                                   "present)"),
                         ("batch", "avgen synth --batch (2 of 3 jobs finished before)")):
         lines += [f"## {title}", "",
-                  "| trial | kill at s | exit | children seen | scratch seen | stray files "
+                  "| trial | kill at s | in render | exit | children seen | scratch seen | "
+                  "stray files "
                   "| scratch left | children alive | previous intact |"
                   + (" torn result lines |" if name == "batch" else ""),
-                  "|---:|---:|---:|---:|---:|---|---|---|---|"
+                  "|---:|---:|---|---:|---:|---:|---|---|---|---|"
                   + ("---:|" if name == "batch" else "")]
         for r in rows[name]:
-            lines.append(f"| {r['trial']} | {r['kill_at']:.1f} | {r['exit']} | "
+            lines.append(f"| {r['trial']} | {r['kill_at']:.1f} | "
+                         f"{'yes' if r['in_render'] else 'no'} | {r['exit']} | "
                          f"{r['children_seen']} | {r['scratch_seen']} | "
                          f"{', '.join(r['stray']) or 'none'} | "
                          f"{', '.join(r['scratch']) or 'none'} | "

@@ -636,3 +636,87 @@ def test_fuzz_npz_files(tmp_path):
         assert left == (["x.wav"] if result.exit_code == 0 else []), left
         runs += 1
     assert runs >= 5
+
+
+# -- signals: nothing left behind, ffmpeg dies with avgen ---------------------------------------
+
+_WRITER = r"""
+import sys, time
+import numpy as np
+from avgen import outputs
+from avgen.video import Mp4Writer
+
+outputs.install_signal_handlers()
+folder = sys.argv[1]
+with outputs.temp_dir("synth") as work:
+    open(f"{work}/dialogue.wav", "wb").close()
+    try:
+        with Mp4Writer(f"{folder}/video.mp4", 64, 64, 25) as writer:
+            print(writer._process.pid, work, flush=True)
+            frame = np.zeros((64, 64, 3), np.uint8)
+            while True:
+                writer.write(frame)
+                time.sleep(0.01)
+    except KeyboardInterrupt as exc:
+        sys.exit(getattr(exc, "exit_code", 130))
+"""
+
+
+def _start_writer(folder: Path):
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-c", _WRITER, str(folder)], cwd=REPO,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ffmpeg, scratch = process.stdout.readline().split()
+    deadline = time.time() + 20
+    while not any(p.name.endswith(".tmp") for p in folder.iterdir()):
+        assert time.time() < deadline and process.poll() is None, process.stderr.read()
+        time.sleep(0.05)
+    time.sleep(0.3)  # frames are flowing into ffmpeg's temp file
+    return process, int(ffmpeg), Path(scratch)
+
+
+def _gone(pid: int, seconds: float = 5.0) -> bool:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return True
+        if state == "Z":
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.parametrize("signum", ["SIGTERM", "SIGHUP"])
+def test_signal_mid_video_leaves_nothing(signum, out):
+    import signal
+
+    (out / "video.mp4").write_bytes(b"previous video")
+    process, ffmpeg, scratch = _start_writer(out)
+    process.send_signal(getattr(signal, signum))
+    assert process.wait(20) == 128 + getattr(signal, signum)
+    assert snapshot(out) == {"video.mp4": b"previous video"}
+    assert not scratch.exists() and _gone(ffmpeg)
+
+
+def test_sigkill_kills_ffmpeg_and_the_next_run_sweeps_its_temp_file(out, monkeypatch):
+    import signal
+    import tempfile
+
+    from avgen import outputs
+    from avgen.outputs import check_output, sweep_stale
+
+    process, ffmpeg, scratch = _start_writer(out)
+    process.send_signal(signal.SIGKILL)
+    process.wait(20)
+    assert _gone(ffmpeg), "ffmpeg outlived avgen"
+    assert any(p.name.endswith(".tmp") for p in out.iterdir())  # SIGKILL cannot clean up
+    monkeypatch.setattr(outputs, "_STALE_SECONDS", 0.0)  # no need to wait for it to age
+    check_output(out / "other.mp4", (".mp4",))
+    assert snapshot(out) == {}
+    assert scratch.exists()
+    sweep_stale(tempfile.gettempdir(), folders=True)  # what every avgen command does first
+    assert not scratch.exists()
