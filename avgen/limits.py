@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from avgen.constants import FRAMES_PER_SECOND
-from avgen.errors import InputError
+from avgen.errors import ConfigError
 
 # -- dialogue length -----------------------------------------------------------------------
 MAX_SECONDS = 1800.0                        # longest dialogue: 30 minutes
@@ -44,17 +44,17 @@ CRF = (0, 51)
 
 
 def check_range(value, bounds: tuple, option: str, integer: bool = False):
-    """`value` if it is a finite number within `bounds` (inclusive); InputError naming
-    `option` otherwise. Returns the value for chaining."""
+    """`value` if it is a finite number within `bounds` (inclusive); ConfigError (an
+    InputError: exit code 2) naming `option` otherwise. Returns the value for chaining."""
     lo, hi = bounds
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise InputError(f"expected a number, got {value!r}", option)
+        raise ConfigError(f"expected a number, got {value!r}", option)
     if integer and (isinstance(value, float) and not value.is_integer()):
-        raise InputError(f"expected a whole number, got {value!r}", option)
+        raise ConfigError(f"expected a whole number, got {value!r}", option)
     if not math.isfinite(float(value)) or not lo <= value <= hi:
-        raise InputError(f"{value!r} is out of range; use {lo:g} to {hi:g}"
-                         if isinstance(lo, float) else
-                         f"{value!r} is out of range; use {lo} to {hi}", option)
+        raise ConfigError(f"{value!r} is out of range; use {lo:g} to {hi:g}"
+                          if isinstance(lo, float) else
+                          f"{value!r} is out of range; use {lo} to {hi}", option)
     return value
 
 

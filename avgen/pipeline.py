@@ -9,12 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from avgen import formats, outputs
 from avgen.constants import DEFAULT_TEMPERATURE, EXPRESSION_NAMES, NUM_PEOPLE
-from avgen.errors import AvgenError, InputError
-from avgen.tokens import Timeline, floor_log_probs
+from avgen.errors import AvgenError, ConfigError, InputError
+from avgen.face.render import VideoConfig
+from avgen.tokens import Timeline, TimelineConfig, floor_log_probs
 
 AV_WEIGHTS = "av-flow"
 
@@ -35,6 +35,9 @@ class GenerateConfig:
         check_range(self.seed, SEED, "--seed", integer=True)
         check_range(self.temperature, TEMPERATURE, "--temperature")
         check_range(self.chunk_frames, (1, 1 << 20), "chunk_frames", integer=True)
+        if self.voices is not None and len(self.voices) != NUM_PEOPLE:
+            raise ConfigError(f"one per person ({NUM_PEOPLE}), got {len(self.voices)}",
+                              "--voice")
 
 
 def load_av_model(checkpoint: str | None = None, device: str = "cpu"):
@@ -101,12 +104,10 @@ def generate_from_tokens(tokens: np.ndarray, names, model, normalizer,
                          ) -> dict[str, np.ndarray]:
     """`generate` for per-person token log-probabilities (2, T, V) from any source.
     `progress(frames)` is called as chunks finish; `cues` as in `act_cues`."""
+    import torch
+
     from avgen.train.av_data import motion_from_features
 
-    if config.steps < 1:
-        raise InputError(f"--steps must be >= 1, got {config.steps}")
-    if config.chunk_frames < 1:
-        raise InputError(f"chunk_frames must be >= 1, got {config.chunk_frames}")
     voices = config.voices or model.config.voices[:NUM_PEOPLE]
     unknown = [v for v in voices if v not in model.config.voices]
     if unknown or len(voices) != NUM_PEOPLE:
@@ -144,22 +145,20 @@ def generate_from_tokens(tokens: np.ndarray, names, model, normalizer,
 class SynthConfig:
     generate: GenerateConfig = GenerateConfig()
     vocoder: str = "vocos"
-    fps: float = 25.0
-    size: int = 512
-    layout: str = "side-by-side"
-    turn_gap: float = 0.35
-    rate: float = 1.0
+    fps: float = VideoConfig.fps
+    size: int = VideoConfig.size
+    layout: str = VideoConfig.layout
+    turn_gap: float = TimelineConfig.turn_gap
+    rate: float = TimelineConfig.rate
 
     def __post_init__(self) -> None:
         from avgen.audio.vocoder import VOCODERS
-        from avgen.face.render import VideoConfig
-        from avgen.tokens import TimelineConfig
 
         if self.vocoder not in VOCODERS:
-            raise InputError(f"unknown vocoder {self.vocoder!r}; choose one of "
-                             f"{', '.join(VOCODERS)}", "--vocoder")
-        VideoConfig(fps=self.fps, size=self.size, layout=self.layout)  # checks them
-        TimelineConfig(turn_gap=self.turn_gap, rate=self.rate)
+            raise ConfigError(f"unknown vocoder {self.vocoder!r}; choose one of "
+                              f"{', '.join(VOCODERS)}", "--vocoder")
+        VideoConfig(fps=self.fps, size=self.size, layout=self.layout)  # checks all three
+        TimelineConfig(turn_gap=self.turn_gap, rate=self.rate)  # checks both
 
 
 def mix(waves: list[np.ndarray], peak: float = 0.95) -> np.ndarray:
@@ -227,9 +226,9 @@ class Synthesizer:
         import soundfile
 
         from avgen.audio.vocoder import vocode
-        from avgen.face.render import VideoConfig, render_video
+        from avgen.face.render import render_video
         from avgen.script import Dialogue, read_script
-        from avgen.tokens import TimelineConfig, build_timeline
+        from avgen.tokens import build_timeline
 
         config = self.config
         overrides = {k: v for k, v in (("seed", seed), ("steps", steps), ("voices", voices))

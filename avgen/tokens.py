@@ -28,7 +28,7 @@ import numpy as np
 
 from avgen import formats
 from avgen.constants import FRAMES_PER_SECOND, NUM_PEOPLE
-from avgen.errors import AvgenError, FormatError, InputError
+from avgen.errors import AvgenError, ConfigError, FormatError
 from avgen.script import Cue, Dialogue, Pause, Speech
 from avgen.symbols import NUM_SYMBOLS, SILENCE_ID, SYMBOLS, SYMBOLS_VERSION, phones_to_ids
 from avgen.text import Phrase, to_phrases
@@ -350,8 +350,6 @@ class _Cursor:
 def build_timeline(dialogue: Dialogue, durations: DurationSource,
                    config: TimelineConfig = TimelineConfig()) -> Timeline:
     """Lay the dialogue's turns out on the model clock."""
-    if not config.rate > 0:
-        raise InputError(f"rate must be > 0, got {config.rate}")
     fps = FRAMES_PER_SECOND
     names = dialogue.names + (LISTENER_NAME,) * (NUM_PEOPLE - len(dialogue.names))
     cursor = _Cursor(int(round(config.lead_in * fps)))

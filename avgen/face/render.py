@@ -532,16 +532,16 @@ class VideoConfig:
     preset: str = "veryfast"
 
     def __post_init__(self) -> None:
-        from avgen.errors import InputError
+        from avgen.errors import ConfigError
         from avgen.limits import CRF, FPS, SIZE, check_range
 
         check_range(self.fps, FPS, "--fps")
         check_range(self.size, SIZE, "--size", integer=True)
         if self.size % 2:
-            raise InputError(f"{self.size} is odd; the video needs an even size", "--size")
+            raise ConfigError(f"{self.size} is odd; the video needs an even size", "--size")
         if self.layout not in LAYOUTS:
-            raise InputError(f"{self.layout!r} is not a layout; use {' or '.join(LAYOUTS)}",
-                             "--layout")
+            raise ConfigError(f"{self.layout!r} is not a layout; use {' or '.join(LAYOUTS)}",
+                              "--layout")
         check_range(self.crf, CRF, "crf", integer=True)
 
 

@@ -1,0 +1,112 @@
+"""What every command shares: the error console, the user-error wrapper and the options
+that several commands take, declared once as `Annotated` aliases.
+
+An option's default is read from the config dataclass that owns the value
+(`GenerateConfig.steps`, `VideoConfig.fps`, ...), and its range is checked there too, so
+the command line and Python callers get one default and one check.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.text import Text
+
+from avgen.errors import AvgenError
+
+try:  # typer >= 0.20 carries its own copy of click; its exceptions are those
+    from typer import _click as click
+except ImportError:  # pragma: no cover - older typer uses click itself
+    import click
+
+# markup=False: messages hold user text (script lines, file names) that must never be
+# read as rich markup ('[/]' would raise); styles are applied with Text instead.
+err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
+
+
+def print_error(message: str) -> None:
+    err.print(Text.assemble(("error:", "bold red"), " ", str(message)))
+
+
+class OneLineErrors(typer.core.TyperGroup):
+    """Usage errors (a malformed option value, an unknown option) as one `error:` line
+    with exit code 2, like every other input error, instead of a multi-line box."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True,
+             **extra):
+        try:
+            code = super().main(args=args, prog_name=prog_name, complete_var=complete_var,
+                                standalone_mode=False, **extra)
+        except click.exceptions.NoArgsIsHelpError as exc:
+            exc.show()
+            code = exc.exit_code
+        except click.ClickException as exc:
+            where = exc.ctx.command_path if getattr(exc, "ctx", None) else "avgen"
+            print_error(f"{' '.join(exc.format_message().split())} (see '{where} --help')")
+            code = exc.exit_code
+        except click.exceptions.Abort:
+            err.print("aborted")
+            code = 1
+        if not standalone_mode:
+            return code
+        raise SystemExit(code if isinstance(code, int) else 0)
+
+TYPER_SETTINGS = dict(no_args_is_help=True, rich_markup_mode="markdown",
+                      context_settings={"help_option_names": ["-h", "--help"]})
+
+
+def user_errors(command):
+    """Print an AvgenError as one line on stderr and exit with its code."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except AvgenError as exc:
+            print_error(str(exc))
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP (avgen.outputs)
+            err.print("interrupted; nothing was written")
+            raise typer.Exit(getattr(exc, "exit_code", 130)) from None
+
+    return wrapper
+
+
+class Layout(str, enum.Enum):
+    side_by_side = "side-by-side"
+    stacked = "stacked"
+
+
+class VocoderChoice(str, enum.Enum):
+    vocos = "vocos"
+    griffinlim = "griffinlim"
+    bigvgan = "bigvgan"
+
+
+# -- options of the chain's commands (defaults: GenerateConfig, VideoConfig, SynthConfig) --
+Steps = Annotated[int, typer.Option(help="Euler steps of the flow sampler (1 to 256).")]
+Temperature = Annotated[float, typer.Option(
+    help="Scale of the speech's starting noise (0 to 2): lower is cleaner and less varied.")]
+Seed = Annotated[int, typer.Option(help="Noise seed; the same seed gives the same output.")]
+Device = Annotated[str, typer.Option(help="torch device, e.g. cpu or cuda.")]
+JointCheckpoint = Annotated[Optional[str], typer.Option(
+    "--checkpoint", help="Joint model checkpoint (default: the registered 'av-flow' weights).")]
+Voices = Annotated[Optional[list[str]], typer.Option(
+    "--voice", help="Voice per person, twice: --voice heart --voice heart-low.")]
+Fps = Annotated[float, typer.Option(
+    "--fps", help="Video frame rate; motion is resampled from the 86.13 fps model clock.")]
+Size = Annotated[int, typer.Option("--size", help="Face size in pixels (square, even).")]
+LayoutOption = Annotated[Layout, typer.Option("--layout", help="How two people are composed.")]
+Vocoder = Annotated[VocoderChoice, typer.Option(
+    help="vocos: our small fast default; griffinlim: no weights; bigvgan: NVIDIA's (fetch "
+         "it first with 'avgen weights fetch').")]
+
+
+def split_refs(inputs: list[str], ref: Optional[list[str]]) -> tuple[str, list[str]]:
+    """`--ref a.png b.png`: click gives --ref one value, so b.png arrives as a positional
+    argument after the command's own input; returns (that input, every photo)."""
+    return inputs[0], list(ref or []) + inputs[1:]
