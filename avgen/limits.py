@@ -52,9 +52,10 @@ def check_range(value, bounds: tuple, option: str, integer: bool = False):
     if integer and (isinstance(value, float) and not value.is_integer()):
         raise ConfigError(f"expected a whole number, got {value!r}", option)
     if not math.isfinite(float(value)) or not lo <= value <= hi:
-        raise ConfigError(f"{value!r} is out of range; use {lo:g} to {hi:g}"
+        shown = f"{value:g}" if isinstance(value, (float, np.floating)) else f"{value!r}"
+        raise ConfigError(f"{shown} is out of range; use {lo:g} to {hi:g}"
                           if isinstance(lo, float) else
-                          f"{value!r} is out of range; use {lo} to {hi}", option)
+                          f"{shown} is out of range; use {lo} to {hi}", option)
     return value
 
 
