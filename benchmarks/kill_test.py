@@ -3,7 +3,7 @@ what is left: no temp files in the output folder, no avgen scratch folders (synt
 files, espeak library copies), no ffmpeg child still running, previous outputs byte-for-byte
 intact -> benchmarks/results/kill.md.
 
-    python benchmarks/kill_test.py [--trials 10] [--seed 0]
+    python benchmarks/kill_test.py [--trials 10] [--seed 0] [--synth-args "--steps 4"]
 
 Even trials: SIGTERM after a moment drawn uniformly between 0.5 s and the duration of an
 uninterrupted run (measured first), so kills land in start-up, model loading, generation
@@ -120,6 +120,9 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "kill.md"))
+    parser.add_argument("--synth-args", default="--steps 4 --size 256",
+                        help="extra options of every synth run (fewer steps and a smaller "
+                             "face make each run shorter; the stages are the same)")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     work = Path(tempfile.mkdtemp(prefix="kill-test-"))
@@ -131,7 +134,8 @@ def main() -> None:
     #    leave the old MP4 exactly as it was (a finished run rewrites the same bytes)
     out = work / "out"
     out.mkdir()
-    single = ["synth", "dialogue.txt", "--ref", *refs, "-o", "out/video.mp4"]
+    extra = args.synth_args.split()
+    single = ["synth", "dialogue.txt", "--ref", *refs, "-o", "out/video.mp4", *extra]
     code, full, _, _, _, stderr, render_at = run_until(single, work, None)
     assert code == 0, f"the uninterrupted synth failed: {stderr}"
     previous = {"video.mp4": (out / "video.mp4").read_bytes()}
@@ -154,7 +158,7 @@ def main() -> None:
     jobs.write_text("".join(json.dumps({"text": SCRIPT, "refs": refs, "seed": s,
                                         "output": f"job{s}.mp4"}) + "\n" for s in range(3)))
     batch_out = work / "batch"
-    batch = ["synth", "--batch", str(jobs), "-o", str(batch_out)]
+    batch = ["synth", "--batch", str(jobs), "-o", str(batch_out), *extra]
     batch_out.mkdir()
     for name in ("job0.mp4", "job1.mp4"):  # finished earlier: complete MP4s are skipped
         (batch_out / name).write_bytes(previous["video.mp4"])
@@ -191,7 +195,8 @@ def main() -> None:
 def write_report(path: Path, rows: dict, full: float, full_batch: float, args) -> None:
     lines = ["# SIGTERM at random moments: what is left behind", "",
              f"Made by `python benchmarks/kill_test.py --trials {args.trials} --seed "
-             f"{args.seed}` ({time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, shared).",
+             f"{args.seed} --synth-args \"{args.synth_args}\"` ({time.strftime('%Y-%m-%d')}, "
+             f"{os.cpu_count()} cores shared with other work).",
              "",
              "Each trial starts the command, sends SIGTERM `kill at` seconds after its start "
              "(even trials: uniform between 0.5 s and an uninterrupted run's length) or "
