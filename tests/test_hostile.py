@@ -720,3 +720,26 @@ def test_sigkill_kills_ffmpeg_and_the_next_run_sweeps_its_temp_file(out, monkeyp
     assert scratch.exists()
     sweep_stale(tempfile.gettempdir(), folders=True)  # what every avgen command does first
     assert not scratch.exists()
+
+
+def test_sigterm_removes_the_espeak_library_copy():
+    import subprocess
+    import sys
+
+    code = r"""
+import os, signal, time
+from avgen import outputs
+from avgen.espeak import espeak_timer
+
+outputs.install_signal_handlers()
+timer = espeak_timer()
+timer.timings("Hello there.")
+print(os.path.dirname(timer._library), flush=True)
+os.kill(os.getpid(), signal.SIGTERM)
+time.sleep(10)
+"""
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                          text=True, timeout=60)
+    folder = Path(done.stdout.strip())
+    assert done.returncode != 0 and "Terminated" in done.stderr  # unwound, not killed
+    assert folder.name.startswith("avgen-espeak-") and not folder.exists()
