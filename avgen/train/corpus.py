@@ -38,7 +38,7 @@ class CorpusConfig:
 
         unknown = [v for v in self.voices if v not in VOICES]
         if unknown or len(set(self.voices)) < 2:  # dialogues pair two different voices
-            raise ConfigError(f"voices needs at least two of {', '.join(VOICES)}; got "
+            raise ConfigError(f"--voices needs at least two of {', '.join(VOICES)}; got "
                               f"{','.join(self.voices)!r}")
 
     @property
