@@ -120,10 +120,14 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "kill.md"))
+    parser.add_argument("--from-log", help="rebuild the report from the JSON lines this "
+                        "script printed (a run stopped before its end)")
     parser.add_argument("--synth-args", default="--steps 4 --size 256",
                         help="extra options of every synth run (fewer steps and a smaller "
                              "face make each run shorter; the stages are the same)")
     args = parser.parse_args()
+    if args.from_log:
+        return report_from_log(Path(args.from_log), args)
     rng = random.Random(args.seed)
     work = Path(tempfile.mkdtemp(prefix="kill-test-"))
     (work / "dialogue.txt").write_text(SCRIPT)
@@ -192,6 +196,20 @@ def main() -> None:
     write_report(Path(args.out), rows, full, one_job, args)
 
 
+def report_from_log(log: Path, args) -> None:
+    rows = {"synth": [], "batch": []}
+    full = full_batch = float("nan")
+    for line in log.read_text().splitlines():
+        if line.startswith("synth uninterrupted:"):
+            full = float(line.split()[2])
+        elif line.startswith("batch with one job to do:"):
+            full_batch = float(line.split()[6])
+        elif line.startswith("{"):
+            row = json.loads(line)
+            rows["batch" if "torn_result_lines" in row else "synth"].append(row)
+    write_report(Path(args.out), rows, full, full_batch, args)
+
+
 def write_report(path: Path, rows: dict, full: float, full_batch: float, args) -> None:
     lines = ["# SIGTERM at random moments: what is left behind", "",
              f"Made by `python benchmarks/kill_test.py --trials {args.trials} --seed "
@@ -207,7 +225,14 @@ def write_report(path: Path, rows: dict, full: float, full_batch: float, args) -
              f"{TEMP} (`avgen-KIND-PID-*`: synth work files, espeak library copies) and "
              "every child process seen during the run (ffmpeg).", "",
              f"Uninterrupted: synth {full:.1f} s, batch of 3 jobs with 1 to do "
-             f"{full_batch:.1f} s.", ""]
+             f"{full_batch:.1f} s.", "",
+             "Exit 143 is avgen's own exit after cleaning up (128 + SIGTERM); 0 means the "
+             "run finished before the kill moment came (run times vary with the machine's "
+             "load). -15 means the signal's default action ended the process: it arrives "
+             "only when the signal lands while the interpreter is shutting down after its "
+             "exit-time cleanup, when Python no longer runs signal handlers (our reading; "
+             "those runs had finished rendering), and the checks show nothing left there "
+             "either.", ""]
     for name, title in (("synth", "avgen synth -o out/video.mp4 (previous video.mp4 "
                                   "present)"),
                         ("batch", "avgen synth --batch (2 of 3 jobs finished before)")):
