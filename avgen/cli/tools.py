@@ -13,7 +13,6 @@ from rich.table import Table
 
 from avgen.cli.common import TYPER_SETTINGS, err, print_error, user_errors
 from avgen.constants import FRAMES_PER_SECOND
-from avgen.errors import InputError
 from avgen.prepare import PrepareConfig
 
 weights_app = typer.Typer(
