@@ -19,6 +19,7 @@ a 2,000-character line and a 1,000-line script (`tokens`), a 6000x6000 JPEG port
 from __future__ import annotations
 
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -159,23 +160,38 @@ def main() -> None:
                       left=sorted(p.name for p in (work / "out").iterdir()))
         rows.append(result)
         print(result, flush=True)
+    write_report(rows)
+
+
+def write_report(rows: list[dict], note: str = "") -> None:
     lines = ["# Peak memory on small hostile inputs", "",
              "Made by `python benchmarks/hostile_memory.py` "
              f"({time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, shared machine). "
              "Peak resident set size of the avgen process from wait4's rusage. Target: "
-             f"under {TARGET_MB} MB for any input file under 10 MB.", "",
-             "| input | file MB | exit | seconds | peak MB | under target | traceback | "
-             "files left in out/ | message |", "|---|---:|---:|---:|---:|---|---|---|---|"]
+             f"under {TARGET_MB} MB for any input file under 10 MB.", ""]
+    if note:
+        lines += [note, ""]
+    lines += ["| input | file MB | exit | seconds | peak MB | under target | traceback | "
+              "files in out/ after it | message |", "|---|---:|---:|---:|---:|---|---|---|---|"]
     for r in rows:
+        message = re.sub(r"/tmp/hostile-memory-[^/]+/", "", r["message"]).replace("|", "/")
+        if r["exit"] == 0 and not message.startswith("out/"):
+            message = "ok"  # the last stderr line is the end of a summary table
         lines.append(f"| {r['name']} | {r['input_mb']:.2f} | {r['exit']} | {r['seconds']:.1f} "
                      f"| {r['peak_mb']:.0f} | {'yes' if r['peak_mb'] < TARGET_MB else 'NO'} "
                      f"| {'yes' if r['traceback'] else 'no'} | "
-                     f"{', '.join(r['left']) or 'none'} | "
-                     f"{r['message'].replace('|', '/').replace(str(work) + '/', '')} |")
+                     f"{', '.join(r['left']) or 'none'} | {message} |")
     out = REPO / "benchmarks" / "results" / "hostile_memory.md"
     out.write_text("\n".join(lines) + "\n")
     print(f"wrote {out}")
 
 
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) == 3 and sys.argv[1] == "--from-log":  # rows a stopped run printed
+        import ast
+
+        rows = [ast.literal_eval(line) for line in Path(sys.argv[2]).read_text().splitlines()
+                if line.startswith("{")]
+        write_report(rows, "Cases after the last row did not run: the run was stopped.")
+    else:
+        main()
