@@ -90,7 +90,7 @@ def load_any(path: str | Path):
     elif architecture == "avgen.text_to_tokens/1":
         from avgen.model.text_to_tokens import load_checkpoint
     elif architecture == "avgen.av-flow/1":
-        from avgen.train.av import load_checkpoint
+        from avgen.model.av_checkpoint import load_checkpoint
     else:
         raise WeightsError(f"{path}: unknown architecture {architecture!r}")
     return load_checkpoint(path)

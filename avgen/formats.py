@@ -1,4 +1,5 @@
-"""The versioned `.npz` files between stages (DESIGN.md section 4): one reader/writer.
+"""The versioned `.npz` files between stages (docs/design.md, "Files between stages"):
+one reader/writer.
 
 Every file holds `format` ("avgen.tokens/1", "avgen.av/1", "avgen.motion/1"),
 `sample_rate`, `hop_length`, `frames_per_second`, `num_people`, and per person i the
@@ -240,7 +241,7 @@ def load(path: str | Path, kind: str) -> dict[str, np.ndarray]:
 
 def _check_values(kind: str, arrays: dict[str, np.ndarray], source: str) -> None:
     from avgen.limits import MAX_FRAMES, check_values
-    from avgen.symbols import NUM_SYMBOLS
+    from avgen.text.symbols import NUM_SYMBOLS
 
     frames = int(arrays["num_frames"])
     names = {"T": frames, "V-1": NUM_SYMBOLS - 1, "MAX_FRAMES": MAX_FRAMES}

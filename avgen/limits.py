@@ -43,10 +43,24 @@ GAP = (0.0, 10.0)
 CRF = (0, 51)
 
 
-def check_range(value, bounds: tuple, option: str, integer: bool = False):
+def check_range(value, bounds: tuple, option: str, integer: bool = False,
+                name: str | None = None, unit: str = ""):
     """`value` if it is a finite number within `bounds` (inclusive); ConfigError (an
-    InputError: exit code 2) naming `option` otherwise. Returns the value for chaining."""
+    InputError: exit code 2) naming `option` otherwise. With `name` (the setting as a
+    Python caller knows it, e.g. "turn gap"), a value out of range reads
+    "OPTION: NAME must be from LO to HI UNIT, got VALUE". Returns the value for chaining."""
     lo, hi = bounds
+    if name is not None:
+        kind = "an integer " if integer else ""
+        unit = f" {unit}" if unit else ""
+        shown_range = f"from {lo:g} to {hi:g}{unit}"
+        if (isinstance(value, bool)
+                or not isinstance(value, (int, float, np.integer, np.floating))
+                or (integer and isinstance(value, (float, np.floating))
+                    and not float(value).is_integer())
+                or not math.isfinite(float(value)) or not lo <= value <= hi):
+            raise ConfigError(f"{name} must be {kind}{shown_range}, got {value!r}", option)
+        return value
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise ConfigError(f"expected a number, got {value!r}", option)
     if integer and (isinstance(value, float) and not value.is_integer()):

@@ -90,8 +90,8 @@ def motion_arrays(frames: int = 40) -> dict:
 
 @pytest.fixture(scope="module")
 def tokens_arrays():
-    from avgen.script import parse_script
-    from avgen.tokens import EspeakDurations, build_timeline
+    from avgen.text.script import parse_script
+    from avgen.text.timeline import EspeakDurations, build_timeline
 
     timeline = build_timeline(parse_script("A: Hello there.\nB: Hi!\n"), EspeakDurations())
     return {**formats.header(formats.TOKENS, 2), **timeline.to_arrays()}
@@ -345,7 +345,7 @@ def test_generate_zero_frame_tokens(tmp_path, out, tokens_arrays):
 
 def test_symbol_table_mismatch_names_what_differs(tmp_path, tokens_arrays):
     from avgen.errors import FormatError
-    from avgen.tokens import load_timeline
+    from avgen.text.timeline import load_timeline
 
     arrays = dict(tokens_arrays)
     symbols = [str(s) for s in arrays["symbols"]]
@@ -729,7 +729,7 @@ def test_sigterm_removes_the_espeak_library_copy():
     code = r"""
 import os, signal, time
 from avgen import outputs
-from avgen.espeak import espeak_timer
+from avgen.text.espeak import espeak_timer
 
 outputs.install_signal_handlers()
 timer = espeak_timer()

@@ -1,4 +1,4 @@
-"""`avgen prepare`: recordings -> shards -> `train av` (issue 9).
+"""`avgen prepare`: recordings -> shards -> `train av`.
 
 Items are built from our own renderer (known motion) and synthetic voiced audio, so the
 ground truth is known: who speaks when, and how the faces move.
@@ -16,8 +16,8 @@ import soundfile
 from avgen.audio.mel import LOG_SILENCE
 from avgen.constants import EXPRESSION_NAMES, FRAMES_PER_SECOND, N_MELS
 from avgen.errors import InputError
-from avgen.motion import degrees_from_quaternion
-from avgen.symbols import NUM_SYMBOLS, SILENCE_ID
+from avgen.face.rotations import degrees_from_quaternion
+from avgen.text.symbols import NUM_SYMBOLS, SILENCE_ID
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 FACE_SIZE = 256  # the smallest render whose face MediaPipe still accepts (64 px wide)
@@ -243,7 +243,7 @@ def test_transcript_alignment_matches_teacher_durations(tiny_corpus):
 # -- training on shards ------------------------------------------------------------------------
 def test_windows_from_prepared_folders(prepared, monologues):
     from avgen.train.prepared import PreparedWindows, open_windows
-    from avgen.train.av_data import Normalizer
+    from avgen.model.features import Normalizer
 
     out, _, _ = prepared
     data = open_windows(out, ("alice", "bob"))
@@ -387,6 +387,21 @@ def test_item_errors_lengths_audio_faces(tmp_path, conversation, monologues, tin
     with pytest.raises(InputError, match="person 'a' has no 'transcript' and no --ctc-model"):
         prepare_item(read_manifest(path, base), tmp_path / "out")
     assert not (tmp_path / "out" / "items").exists()  # nothing written
+
+
+def test_ctc_vocabulary_maps_letters_and_phones_to_symbols():
+    """A character CTC model's letters become rough phones (not silence), its blank and
+    word delimiter silence; an IPA phone maps to itself; a token without counterpart is
+    left out and named."""
+    from avgen.prepare.ctc import vocabulary_map
+    from avgen.text.symbols import SILENCE_ID, symbol_id
+
+    vocab = {"<pad>": 0, "|": 1, "T": 2, "S": 3, "A": 4, "ʃ": 5, "ø": 6}
+    mapping, left_out = vocabulary_map(vocab, len(vocab))
+    assert mapping.sum(1).tolist() == [1, 1, 1, 1, 1, 1, 0]
+    assert mapping[:6].argmax(1).tolist() == [SILENCE_ID, SILENCE_ID, symbol_id("t"),
+                                              symbol_id("s"), symbol_id("æ"), symbol_id("ʃ")]
+    assert left_out == ["ø"]
 
 
 def test_ctc_model_folder_errors(tmp_path, tiny_ctc):

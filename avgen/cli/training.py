@@ -45,6 +45,7 @@ def train_corpus(
     from tqdm import tqdm
 
     from avgen.train import corpus
+    from avgen.train.dialogues import DialogueConfig, build_dialogues
 
     names = tuple(v.strip() for v in voices.split(",") if v.strip())
     config = corpus.CorpusConfig(num_sentences=sentences, seed=seed, voices=names)
@@ -55,7 +56,7 @@ def train_corpus(
     with tqdm(total=config.num_utterances, desc="features", unit="utt", file=sys.stderr) as bar:
         corpus.build_features(root, progress=bar.update)
     with tqdm(desc="dialogues", unit="dlg", file=sys.stderr) as bar:
-        corpus.build_dialogues(root, corpus.DialogueConfig(seed=seed), progress=bar.update)
+        build_dialogues(root, DialogueConfig(seed=seed), progress=bar.update)
     err.print(corpus.summary(root))
 
 
@@ -68,9 +69,12 @@ _VOCOS = VocosConfig
 def train_vocoder(
     audio: list[Path] = typer.Argument(..., help="Folders of 22050 Hz .wav/.flac files "
                                                  "(searched recursively)."),
-    out: Path = typer.Option(..., "-o", "--out", help="Run folder: checkpoint "
-                             "(vocoder.safetensors), optimizer state and train.log. Running "
-                             "again with the same folder resumes."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Run folder: "
+                                          "checkpoint (vocoder.safetensors), optimizer state "
+                                          "and train.log. Running again with the same folder "
+                                          "resumes."),
+    out: Optional[Path] = typer.Option(None, "--out", hidden=True,
+                                       help="Old name of -o/--output."),
     heldout: Optional[Path] = typer.Option(None, help="File listing audio paths (relative to "
                                            "AUDIO) to keep out of training; used to validate."),
     steps: int = typer.Option(_VOCODER.steps, min=1, help="Total steps of the learning-rate "
@@ -90,6 +94,11 @@ def train_vocoder(
     threads: Optional[int] = typer.Option(None, min=1, help="torch CPU threads."),
 ) -> None:
     """Train (or resume) the small Vocos-style vocoder: mel (B, 80, T) -> wave (B, T*256)."""
+    if output is not None and out is not None and output != out:
+        raise InputError("give the run folder once, with -o/--output")
+    out = output or out
+    if out is None:
+        raise InputError("give the run folder with -o/--output")
     config = vocoder_trainer.TrainConfig(steps=steps, batch_size=batch_size,
                                          segment_frames=segment_frames, lr=lr,
                                          mel_weight=mel_weight, seed=seed)

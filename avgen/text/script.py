@@ -1,4 +1,4 @@
-"""Dialogue scripts (DESIGN.md section 2).
+"""Dialogue scripts (docs/design.md, "Dialogue scripts").
 
 One turn per line, `NAME: words` or `[S1] words`. `#` starts a comment, blank lines are
 ignored. Inline cues: `(pause 0.8)` is silence in seconds; `(laughs)`, `(nods)`,
@@ -24,6 +24,7 @@ MAX_NAME_LENGTH = 40
 _TAG_LINE = re.compile(r"^\[(S[12])\]\s*(.*)$", re.IGNORECASE)
 _NAME_LINE = re.compile(r"^([^:\[\]()#]{1,%d}?)\s*:\s*(.*)$" % MAX_NAME_LENGTH)
 _NAME_OK = re.compile(r"^[\w][\w .'-]*$")
+_INNER_TAG = re.compile(r"\[S\d+\]", re.IGNORECASE)
 _PAREN = re.compile(r"\(([^()]*)\)")
 
 
@@ -124,59 +125,104 @@ def _strip_comment(raw: str) -> str:
     return "".join(out).strip()
 
 
-def parse_script(text: str, source: str = "<script>") -> Dialogue:
-    """Parse script text. Errors are InputError('source:line: message')."""
+def parse_script(text: str, source: str = "<script>",
+                 problems: list[InputError] | None = None) -> Dialogue:
+    """Parse script text. Errors are InputError('source:line: message'): the first one is
+    raised, or, with a `problems` list, every bad line's error is appended to it, the line
+    skipped and parsing goes on (what `avgen check` reports)."""
     names: list[str] = []
     keys: list[str] = []
     turns: list[Turn] = []
-    from avgen.limits import MAX_LINE_CHARS, MAX_SCRIPT_BYTES, MAX_TURNS
+    from avgen.limits import MAX_SCRIPT_BYTES, MAX_TURNS
 
     if len(text) > MAX_SCRIPT_BYTES:
         raise InputError(f"the script is over {MAX_SCRIPT_BYTES >> 10} KiB; split it into "
                          "several dialogues", source)
     for number, raw in enumerate(text.splitlines(), start=1):
-        if len(raw) > MAX_LINE_CHARS:
-            raise InputError(f"line is {len(raw)} characters long; the limit is "
-                             f"{MAX_LINE_CHARS}: split the turn", source, number)
-        content = _strip_comment(raw.lstrip("\ufeff"))
-        if not content:
+        try:
+            turn = _parse_line(raw, source, number, names, keys)
+        except InputError as exc:
+            if problems is None:
+                raise
+            problems.append(exc)
+            continue
+        if turn is None:
             continue
         if len(turns) == MAX_TURNS:
-            raise InputError(f"more than {MAX_TURNS} turns; split the script into several "
-                             "dialogues", source, number)
-        tagged = _TAG_LINE.match(content)
-        named = None if tagged else _NAME_LINE.match(content)
-        if tagged:
-            name, words = tagged.group(1).upper(), tagged.group(2)
-        elif named and _NAME_OK.match(named.group(1).strip()):
-            name, words = named.group(1).strip(), named.group(2)
-        else:
-            raise InputError("expected 'NAME: words' or '[S1] words' / '[S2] words', got "
-                             f"{content[:40]!r}", source, number)
-        key = name.casefold()
-        if key not in keys:
-            if len(keys) == NUM_PEOPLE:
-                raise InputError(f"third speaker {name!r}: a dialogue has at most two people "
-                                 f"({names[0]}, {names[1]})", source, number)
-            keys.append(key)
-            names.append(name)
-        segments = _segments(words.strip(), source, number)
-        if not segments:
-            raise InputError(f"line for {name} has no text", source, number)
-        turns.append(Turn(keys.index(key), number, words.strip(), segments))
+            too_many = InputError(f"more than {MAX_TURNS} turns; split the script into "
+                                  "several dialogues", source, number)
+            if problems is None:
+                raise too_many
+            problems.append(too_many)
+            break  # one report of the limit, not one per remaining line
+        turns.append(turn)
     if not turns:
-        raise InputError("script is empty: no 'NAME: words' lines", source)
+        empty = InputError("script is empty: no 'NAME: words' lines", source)
+        if problems is None:
+            raise empty
+        if not problems:
+            problems.append(empty)
     return Dialogue(source, tuple(names), tuple(turns))
+
+
+def _parse_line(raw: str, source: str, number: int, names: list[str], keys: list[str]
+                ) -> Turn | None:
+    """One script line -> Turn (None for blank and comment lines); a new speaker is added
+    to `names`/`keys`."""
+    from avgen.limits import MAX_LINE_CHARS
+
+    if len(raw) > MAX_LINE_CHARS:
+        raise InputError(f"line is {len(raw)} characters long; the limit is "
+                         f"{MAX_LINE_CHARS}: split the turn", source, number)
+    content = _strip_comment(raw.lstrip("\ufeff"))
+    if not content:
+        return None
+    tagged = _TAG_LINE.match(content)
+    named = None if tagged else _NAME_LINE.match(content)
+    if tagged:
+        name, words = tagged.group(1).upper(), tagged.group(2)
+    elif named and _NAME_OK.match(named.group(1).strip()):
+        name, words = named.group(1).strip(), named.group(2)
+    else:
+        raise InputError("expected 'NAME: words' or '[S1] words' / '[S2] words', got "
+                         f"{content[:40]!r}", source, number)
+    inner_tag = _INNER_TAG.search(words)
+    if inner_tag:
+        raise InputError(f"speaker tag {inner_tag.group(0)!r} inside a line: start each "
+                         "turn on a line of its own", source, number)
+    key = name.casefold()
+    if key not in keys and len(keys) == NUM_PEOPLE:
+        raise InputError(f"third speaker {name!r}: a dialogue has at most two people "
+                         f"({names[0]}, {names[1]})", source, number)
+    if key not in keys:  # a speaker is numbered by the first line naming them, good or bad
+        keys.append(key)
+        names.append(name)
+    segments = _segments(words.strip(), source, number)
+    if not segments:
+        raise InputError(f"line for {name} has no text", source, number)
+    return Turn(keys.index(key), number, words.strip(), segments)
 
 
 def read_script(path: str | Path) -> Dialogue:
     """Read and parse a script file; '-' reads standard input."""
+    text, source = read_script_text(path)
+    return parse_script(text, source)
+
+
+def read_script_text(path: str | Path) -> tuple[str, str]:
+    """(text, source name) of a script file; '-' reads standard input. A photo or other
+    binary file given as the script is a one-line InputError naming it."""
     import sys
 
     from avgen.limits import MAX_SCRIPT_BYTES
 
     if str(path) == "-":
-        source, data = "<stdin>", sys.stdin.buffer.read(MAX_SCRIPT_BYTES + 1)
+        source = "<stdin>"
+        stream = getattr(sys.stdin, "buffer", None)
+        if stream is not None:
+            data = stream.read(MAX_SCRIPT_BYTES + 1)
+        else:  # a text stream stood in for stdin (embedding, tests)
+            data = sys.stdin.read(MAX_SCRIPT_BYTES + 1).encode("utf-8")
     else:
         source = str(path)
         try:
@@ -189,6 +235,9 @@ def read_script(path: str | Path) -> Dialogue:
             raise InputError("is a directory, not a script", source) from None
         except OSError as exc:
             raise InputError(f"cannot read it ({exc.strerror or exc})", source) from None
+    kind = binary_kind(data)
+    if kind:
+        raise InputError(f"is {kind}, not a dialogue script (photos go after --ref)", source)
     if len(data) > MAX_SCRIPT_BYTES:
         raise InputError(f"over {MAX_SCRIPT_BYTES >> 10} KiB: too large for a script; split "
                          "it into several dialogues", source)
@@ -200,5 +249,24 @@ def read_script(path: str | Path) -> Dialogue:
     if "\x00" in text:
         raise InputError("holds NUL bytes: not a text file", source,
                          text[:text.index("\x00")].count("\n") + 1)
-    return parse_script(text, source)
+    return text, source
 
+
+_MAGIC = ((b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"),
+          (b"GIF8", "a GIF image"), (b"II*\x00", "a TIFF image"),
+          (b"MM\x00*", "a TIFF image"), (b"PK\x03\x04", "a zip or .npz file"),
+          (b"\x93NUMPY", "a .npy file"))
+
+
+def binary_kind(data: bytes) -> str | None:
+    """'a PNG image' etc. when `data` starts like an image or array file; else None."""
+    for magic, kind in _MAGIC:
+        if data.startswith(magic):
+            return kind
+    if data[:2] == b"BM" and data[6:10] == b"\0\0\0\0":  # reserved bytes: text has none
+        return "a BMP image"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "a WebP image"
+    if data[4:8] == b"ftyp":
+        return "a video (MP4/MOV/HEIC)"
+    return None
