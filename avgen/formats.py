@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import struct
 import sys
+import tokenize
 import zipfile
 import zlib
 from pathlib import Path
@@ -213,7 +214,9 @@ def load(path: str | Path, kind: str) -> dict[str, np.ndarray]:
     except FileNotFoundError:
         raise InputError("no such file", source) from None
     except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError,
-            NotImplementedError, RuntimeError, struct.error) as exc:
+            NotImplementedError, RuntimeError, struct.error,
+            # a corrupted .npy header: numpy tokenizes and parses it as a Python literal
+            tokenize.TokenError, SyntaxError) as exc:
         raise FormatError(f"not a readable .npz file ({exc})", source) from None
     tag = str(arrays["format"]) if "format" in arrays else None
     if tag is None:

@@ -48,7 +48,7 @@ class OneLineErrors(typer.core.TyperGroup):
             where = exc.ctx.command_path if getattr(exc, "ctx", None) else "avgen"
             print_error(f"{' '.join(exc.format_message().split())} (see '{where} --help')")
             code = exc.exit_code
-        except click.exceptions.Abort:
+        except typer.Abort:  # typer >= 0.20 raises its own Abort, older ones click's
             err.print("aborted")
             code = 1
         if not standalone_mode:
