@@ -35,6 +35,7 @@ from pathlib import Path
 
 from avgen.constants import NUM_PEOPLE
 from avgen.errors import AvgenError, InputError
+from avgen.limits import SEED, STEPS
 from avgen.text.script import Dialogue
 
 KEYS = ("script", "text", "turns", "refs", "output", "seed", "steps", "voices", "rate", "gap")
@@ -142,10 +143,11 @@ def parse_job(raw: str, line: int, jobs_path: Path) -> Job:
     if not isinstance(output, str) or not _OUTPUT_NAME.match(output):
         _fail(where, f"'output' must be a plain file name ending in .mp4, got {output!r}")
     seed, steps, voices = spec.get("seed"), spec.get("steps"), spec.get("voices")
-    if seed is not None and (type(seed) is not int or seed < 0):
-        _fail(where, f"'seed' must be a non-negative integer, got {seed!r}")
-    if steps is not None and (type(steps) is not int or not 1 <= steps <= 256):
-        _fail(where, f"'steps' must be an integer from 1 to 256, got {steps!r}")
+    if seed is not None and (type(seed) is not int or not SEED[0] <= seed <= SEED[1]):
+        _fail(where, f"'seed' must be an integer from {SEED[0]} to {SEED[1]} (as --seed), "
+                     f"got {seed!r}")
+    if steps is not None and (type(steps) is not int or not STEPS[0] <= steps <= STEPS[1]):
+        _fail(where, f"'steps' must be an integer from {STEPS[0]} to {STEPS[1]}, got {steps!r}")
     if voices is not None:
         if not (isinstance(voices, list) and len(voices) == NUM_PEOPLE
                 and all(isinstance(v, str) for v in voices)):
@@ -203,10 +205,16 @@ def mp4_is_complete(path: str | Path) -> bool:
 
     if not Path(path).is_file():
         return False
-    done = subprocess.run([ffmpeg_exe(), "-v", "error", "-nostdin", "-i", str(path),
-                           "-map", "0:v:0", "-map", "0:a:0", "-c", "copy", "-f", "null", "-"],
-                          capture_output=True)
-    return done.returncode == 0 and not done.stderr.strip()
+    from avgen import outputs
+
+    process = outputs.spawn([ffmpeg_exe(), "-v", "error", "-nostdin", "-i", str(path),
+                             "-map", "0:v:0", "-map", "0:a:0", "-c", "copy", "-f", "null",
+                             "-"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        _, stderr = process.communicate()
+    finally:
+        outputs.stop(process)  # also when a signal interrupts the check
+    return process.returncode == 0 and not stderr.strip()
 
 
 class ResultsFile:
@@ -299,6 +307,9 @@ def run_batch(jobs_path: str | Path, output_dir: str | Path, synthesizer,
                     record = {"status": "error", "error": str(exc)}
                 except Exception as exc:  # a bug or a resource failure: record it, go on
                     record = {"status": "error", "error": f"{type(exc).__name__}: {exc}"}
+            where = f"{jobs_path}:{job.line}"
+            if record.get("error") and not record["error"].startswith(where):
+                record["error"] = f"{where}: {record['error']}"  # every error names its line
             record = {"line": job.line, "output": job.output, **record,
                       "seconds": round(time.perf_counter() - started, 3)}
             log.write(record)

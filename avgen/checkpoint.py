@@ -29,7 +29,71 @@ def read(path: str | Path, architecture: str, what: str, device: str = "cpu"
     if metadata.get("architecture") != architecture:
         raise WeightsError(f"{path}: not an {architecture} checkpoint "
                            f"(architecture {metadata.get('architecture')!r})")
+    check_finite(state, path)
     return state, metadata
+
+
+def check_finite(state: dict, path) -> None:
+    """WeightsError if any floating-point tensor holds NaN or Inf: a model with one such
+    weight writes NaN everywhere, so a corrupt file is refused at load, not after a run."""
+    import torch
+
+    for name, tensor in state.items():
+        if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and \
+                not bool(torch.isfinite(tensor).all()):
+            raise WeightsError(f"{path}: tensor {name!r} holds NaN or infinite values; the "
+                               "checkpoint is corrupt")
+
+
+def verify(path: str | Path) -> list[tuple[str, bool, str]]:
+    """Check a checkpoint file a user hands us; (check, passed, detail) per check:
+    its sha256 against a `FILE.sha256` record beside it (sha256sum's format, or the bare
+    digest), every tensor finite, and the tensors fitting the architecture its metadata
+    names (the model is built from its config and loaded strictly). A missing record is
+    reported as not passed."""
+    from avgen.weights import sha256_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: no such checkpoint file")
+    results = []
+    record = path.with_name(path.name + ".sha256")
+    digest = sha256_file(path)
+    if record.is_file():
+        words = record.read_text(encoding="utf-8", errors="replace").split()
+        expected = words[0].lower() if words else ""
+        results.append(("sha256", expected == digest,
+                        f"matches {record.name}" if expected == digest else
+                        f"is {digest[:12]}…, {record.name} says {expected[:12]}…"))
+    else:
+        results.append(("sha256", False, f"no {record.name} beside it to check against "
+                        f"(sha256 {digest})"))
+    try:
+        load_any(path)
+        results.append(("tensors", True, "finite, shapes fit the architecture"))
+    except WeightsError as exc:
+        results.append(("tensors", False, str(exc)))
+    return results
+
+
+def load_any(path: str | Path):
+    """Load a safetensors checkpoint of any avgen architecture (by its metadata)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            architecture = (handle.metadata() or {}).get("architecture")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise WeightsError(f"{path}: not a readable safetensors file ({exc})") from None
+    if architecture == "avgen.vocos/1":
+        from avgen.audio.vocos import load_checkpoint
+    elif architecture == "avgen.text_to_tokens/1":
+        from avgen.model.text_to_tokens import load_checkpoint
+    elif architecture == "avgen.av-flow/1":
+        from avgen.model.av_checkpoint import load_checkpoint
+    else:
+        raise WeightsError(f"{path}: unknown architecture {architecture!r}")
+    return load_checkpoint(path)
 
 
 def metadata(path: str | Path) -> dict:
@@ -39,3 +103,99 @@ def metadata(path: str | Path) -> dict:
     with safe_open(str(path), framework="pt") as handle:
         raw = handle.metadata() or {}
     return {k: (json.loads(v) if k != "architecture" else v) for k, v in raw.items()}
+
+
+# -- training state without pickle ---------------------------------------------------------
+# A run folder's resume state (model, optimizer moments, random generator states, configs)
+# is a nested structure of tensors and plain values. Pickle (torch.save) would run code
+# from a crafted run folder; here tensors go into a safetensors file and the structure
+# around them into its metadata as JSON, so loading is data only.
+
+def _encode(value, tensors: dict, key: str):
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        tensors[key] = value.detach().cpu().contiguous().clone()
+        return {"tensor": key}
+    if isinstance(value, dict):
+        return {"dict": [[_encode(k, tensors, f"{key}/k{n}"), _encode(v, tensors, f"{key}/{n}")]
+                         for n, (k, v) in enumerate(value.items())]}
+    if isinstance(value, (list, tuple)):
+        return {"tuple" if isinstance(value, tuple) else "list":
+                [_encode(v, tensors, f"{key}/{n}") for n, v in enumerate(value)]}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return {"value": value}
+    raise TypeError(f"cannot store {type(value).__name__} in a state file")
+
+
+def _decode(node, tensors: dict, source: str):
+    if not isinstance(node, dict) or len(node) != 1:
+        raise WeightsError(f"{source}: not an avgen state file (bad structure)")
+    (kind, body), = node.items()
+    if kind == "tensor":
+        if body not in tensors:
+            raise WeightsError(f"{source}: state file lacks tensor {body!r}")
+        return tensors[body]
+    if kind == "dict":
+        return {_decode(k, tensors, source): _decode(v, tensors, source) for k, v in body}
+    if kind in ("list", "tuple"):
+        items = [_decode(v, tensors, source) for v in body]
+        return tuple(items) if kind == "tuple" else items
+    if kind == "value":
+        return body
+    raise WeightsError(f"{source}: not an avgen state file (unknown node {kind!r})")
+
+
+STATE_FORMAT = "avgen.state/1"
+
+
+def save_state(path: str | Path, state) -> None:
+    """Write a nested structure of tensors and plain values atomically, without pickle."""
+    from safetensors.torch import save
+
+    from avgen.outputs import write_bytes
+
+    tensors: dict = {}
+    tree = _encode(state, tensors, "s")
+    write_bytes(path, save(tensors, metadata={"format": STATE_FORMAT,
+                                              "tree": json.dumps(tree)}))
+
+
+def load_state(path: str | Path):
+    """Read `save_state`'s file; WeightsError for anything else. Never runs code."""
+    from safetensors import SafetensorError, safe_open
+    from safetensors.torch import load_file
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+        tensors = load_file(str(path))
+    except FileNotFoundError:
+        raise WeightsError(f"{path}: state file not found") from None
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise WeightsError(f"{path}: not a readable state file ({exc})") from None
+    if metadata.get("format") != STATE_FORMAT:
+        raise WeightsError(f"{path}: not an avgen state file (format "
+                           f"{metadata.get('format')!r})")
+    try:
+        tree = json.loads(metadata["tree"])
+    except (KeyError, json.JSONDecodeError) as exc:
+        raise WeightsError(f"{path}: not an avgen state file ({exc})") from None
+    check_finite({k: v for k, v in tensors.items()}, path)
+    return _decode(tree, tensors, str(path))
+
+
+def load_legacy_state(path: str | Path):
+    """A resume state an older avgen pickled with torch.save, read with weights_only=True
+    (tensors, dicts, lists and numbers only: a pickle that tries to run code is refused)."""
+    import pickle
+
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError,
+            AttributeError, TypeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise WeightsError(f"{path}: refused: not a plain-data state file ({first})") \
+            from None

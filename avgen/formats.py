@@ -10,10 +10,11 @@ every per-frame array. Files are written atomically and read without pickle.
 from __future__ import annotations
 
 import io
-import os
+import struct
 import sys
-import tempfile
+import tokenize
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -98,30 +99,9 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write `data` to `path` via a temp file in the same folder and a rename, so a reader
     never sees a half-written file and a failure leaves any old file untouched.
     '-' writes to standard output."""
-    if str(path) == "-":
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
-        return
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise InputError("output folder does not exist", str(path.parent))
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from avgen.outputs import write_bytes
 
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    write_bytes(path, data)
 
 
 def save(path: str | Path, kind: str, arrays: dict[str, np.ndarray]) -> None:
@@ -130,26 +110,113 @@ def save(path: str | Path, kind: str, arrays: dict[str, np.ndarray]) -> None:
         1 for i in range(2) if any(k.startswith(f"p{i}/") for k in arrays))))
     full = {**header(kind, num_people), **{k: np.asarray(v) for k, v in arrays.items()}}
     _validate(kind, full, str(path))
+    _check_values(kind, full, str(path))  # what a reader would refuse is never written
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **full)
     atomic_write_bytes(path, buffer.getvalue())
 
 
+# Bounds on the values of each array (inclusive): anything else is a corrupt or hostile
+# file. "T" and "V" stand for num_frames and the number of symbols. Float arrays must
+# always be finite.
+VALUE_RANGES: dict[str, dict[str, tuple]] = {
+    TOKENS: {
+        "num_frames": (1, "MAX_FRAMES"),
+        "turns/start_frame": (0, "T"), "turns/end_frame": (0, "T"),
+        "phonemes/symbol_id": (0, "V-1"), "phonemes/start_frame": (0, "T"),
+        "phonemes/duration": (0, "T"), "cues/start_frame": (0, "T"),
+        "cues/duration": (0, "T"),
+        "p{i}/token_ids": (0, "V-1"), "p{i}/token_logits": (-1e4, 1e4),
+    },
+    AV: {
+        "num_frames": (1, "MAX_FRAMES"),
+        # natural-log mel: silence is log(1e-5) = -11.5, full-scale speech stays below 5
+        "p{i}/mel": (-30.0, 10.0),
+        "p{i}/head_pose": (-100.0, 100.0), "p{i}/expression": (-10.0, 10.0),
+    },
+    MOTION: {
+        "num_frames": (1, "MAX_FRAMES"),
+        "p{i}/head_pose": (-100.0, 100.0), "p{i}/expression": (-10.0, 10.0),
+    },
+}
+_HEADER_KEYS = ("format", "sample_rate", "hop_length", "frames_per_second", "num_people")
+
+
+def declared_keys(kind: str) -> set[str]:
+    """Every array name a file of `kind` may hold (for up to two people)."""
+    keys = set(_HEADER_KEYS)
+    for pattern in SCHEMAS[kind]:
+        keys.update({pattern.format(i=i) for i in range(2)} if "{i}" in pattern else {pattern})
+    return keys
+
+
+def read_npz(file, source: str, keys: set[str]) -> dict[str, np.ndarray]:
+    """The arrays named in `keys` from an .npz (path or binary file object), without
+    pickle. Other entries are never decompressed, and each entry's declared size and its
+    .npy header (shape, dtype) are checked against `avgen.limits` first, so a small file
+    cannot expand into gigabytes."""
+    from avgen.limits import MAX_NPZ_BYTES, MAX_NPZ_ENTRY_BYTES
+
+    total = 0
+    arrays = {}
+    with zipfile.ZipFile(file) as archive:
+        for info in archive.infolist():
+            if not info.filename.endswith(".npy") or info.filename[:-4] not in keys:
+                continue
+            key = info.filename[:-4]
+            if info.file_size > MAX_NPZ_ENTRY_BYTES:
+                raise FormatError(f"array {key!r} is {info.file_size / 2**20:.0f} MiB "
+                                  f"decompressed; the limit is "
+                                  f"{MAX_NPZ_ENTRY_BYTES / 2**20:.0f} MiB", source)
+            total += info.file_size
+            if total > MAX_NPZ_BYTES:
+                raise FormatError(f"its arrays are over {MAX_NPZ_BYTES / 2**20:.0f} MiB "
+                                  "decompressed", source)
+            with archive.open(info) as handle:
+                version = np.lib.format.read_magic(handle)
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                shape, _, dtype = read_header(handle)
+                if dtype.hasobject:
+                    raise FormatError(f"array {key!r} holds Python objects (a pickle); "
+                                      "avgen files hold plain arrays", source)
+                if int(np.prod(shape, dtype=np.float64)) * dtype.itemsize > info.file_size:
+                    raise FormatError(f"array {key!r} has shape {shape}, more data than "
+                                      "the entry holds", source)
+            with archive.open(info) as handle:
+                arrays[key] = np.lib.format.read_array(handle, allow_pickle=False)
+    return arrays
+
+
 def load(path: str | Path, kind: str) -> dict[str, np.ndarray]:
-    """Read a file of the given kind; clear FormatError for anything else. '-' is stdin."""
+    """Read a file of the given kind; clear FormatError for anything else. '-' is stdin.
+    Only the arrays the format declares are read; numbers are checked finite and within
+    `VALUE_RANGES`."""
+    from avgen.limits import MAX_NPZ_BYTES
+
     source = "<stdin>" if str(path) == "-" else str(path)
     try:
         if source == "<stdin>":
-            handle = np.load(io.BytesIO(sys.stdin.buffer.read()), allow_pickle=False)
+            data = sys.stdin.buffer.read(MAX_NPZ_BYTES + 1)
+            if len(data) > MAX_NPZ_BYTES:
+                raise FormatError("standard input is too large for an avgen file", source)
+            file = io.BytesIO(data)
         else:
-            handle = np.load(path, allow_pickle=False)
-        with handle as npz:
-            if not isinstance(npz, np.lib.npyio.NpzFile):
-                raise FormatError("not an avgen .npz file (a bare .npy array?)", source)
-            arrays = {key: npz[key] for key in npz.files}
+            if Path(path).is_dir():
+                raise InputError("is a folder, expected an .npz file", source)
+            if not Path(path).exists():
+                raise InputError("no such file", source)
+            file = path
+        if not zipfile.is_zipfile(file):
+            raise FormatError("not a readable .npz file (not a zip archive; a bare .npy "
+                              "array?)", source)
+        arrays = read_npz(file, source, declared_keys(kind))
     except FileNotFoundError:
         raise InputError("no such file", source) from None
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+    except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError,
+            NotImplementedError, RuntimeError, struct.error,
+            # a corrupted .npy header: numpy tokenizes and parses it as a Python literal
+            tokenize.TokenError, SyntaxError) as exc:
         raise FormatError(f"not a readable .npz file ({exc})", source) from None
     tag = str(arrays["format"]) if "format" in arrays else None
     if tag is None:
@@ -161,13 +228,37 @@ def load(path: str | Path, kind: str) -> dict[str, np.ndarray]:
         raise FormatError(f"{tag} is not supported by this avgen (reads {format_tag(kind)}); "
                           "regenerate the file with this version", source)
     for key, want in (("sample_rate", SAMPLE_RATE), ("hop_length", HOP_LENGTH)):
-        if key not in arrays or int(arrays[key]) != want:
+        if key not in arrays or arrays[key].shape != () or arrays[key].dtype.kind not in "iu" \
+                or int(arrays[key]) != want:
             got = arrays[key] if key in arrays else "missing"
             raise FormatError(f"{key} is {got}, avgen works at {want}", source)
     if "num_people" not in arrays:
         raise FormatError("missing array 'num_people'", source)
+    for key in ("num_people", "num_frames"):
+        if key in arrays and (arrays[key].shape != () or arrays[key].dtype.kind not in "iu"):
+            raise FormatError(f"{key} must be one whole number", source)
     _validate(kind, arrays, source)
+    _check_values(kind, arrays, source)
     return arrays
+
+
+def _check_values(kind: str, arrays: dict[str, np.ndarray], source: str) -> None:
+    from avgen.limits import MAX_FRAMES, check_values
+    from avgen.text.symbols import NUM_SYMBOLS
+
+    frames = int(arrays["num_frames"])
+    names = {"T": frames, "V-1": NUM_SYMBOLS - 1, "MAX_FRAMES": MAX_FRAMES}
+    ranges = VALUE_RANGES[kind]
+    for pattern, shape in SCHEMAS[kind].items():
+        keys = ([pattern.format(i=i) for i in range(int(arrays["num_people"]))]
+                if "{i}" in pattern else [pattern])
+        bounds = ranges.get(pattern)
+        if bounds is not None:
+            bounds = tuple(names[b] if isinstance(b, str) else b for b in bounds)
+        for key in keys:
+            if key == "num_frames" and frames < 1:
+                raise FormatError("has no frames (num_frames is 0)", source)
+            check_values(arrays[key], key, source, bounds)
 
 
 def string_array(values) -> np.ndarray:

@@ -10,15 +10,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from avgen import formats
+from avgen import formats, outputs
 from avgen.constants import DEFAULT_TEMPERATURE, EXPRESSION_NAMES, NUM_PEOPLE
-from avgen.errors import ConfigError, InputError
+from avgen.errors import AvgenError, ConfigError, InputError
 from avgen.face.render import VideoConfig
 from avgen.text.timeline import Timeline, TimelineConfig, floor_log_probs
 
 AV_WEIGHTS = "av-flow"
-MAX_STEPS = 256  # Euler steps; past this the sampler is converged and only slower
-MAX_TEMPERATURE = 2.0
 
 
 @dataclass(frozen=True)
@@ -84,17 +82,16 @@ class GenerateConfig:
     style: MotionStyle = MotionStyle()  # head and expression scales on the result
 
     def __post_init__(self) -> None:
-        if (not isinstance(self.steps, (int, np.integer)) or isinstance(self.steps, bool)
-                or not 1 <= self.steps <= MAX_STEPS):
-            raise ConfigError(f"steps must be an integer from 1 to {MAX_STEPS}, "
-                              f"got {self.steps!r}")
-        if not 0.0 <= self.temperature <= MAX_TEMPERATURE:
-            raise ConfigError(f"temperature must be from 0 to {MAX_TEMPERATURE:g}, "
-                              f"got {self.temperature!r}")
-        if self.chunk_frames < 1:
-            raise ConfigError(f"chunk_frames must be >= 1, got {self.chunk_frames}")
+        from avgen.limits import SEED, STEPS, TEMPERATURE, check_range
+
+        check_range(self.steps, STEPS, "--steps", integer=True, name="steps")
+        check_range(self.seed, SEED, "--seed", integer=True, name="seed")
+        check_range(self.temperature, TEMPERATURE, "--temperature", name="temperature")
+        check_range(self.chunk_frames, (1, 1 << 20), "chunk_frames", integer=True,
+                    name="chunk_frames")
         if self.voices is not None and len(self.voices) != NUM_PEOPLE:
-            raise ConfigError(f"voices: one per person ({NUM_PEOPLE}), got {len(self.voices)}")
+            raise ConfigError(f"voices: one per person ({NUM_PEOPLE}), "
+                              f"got {len(self.voices)}", "--voice")
 
 
 def load_av_model(checkpoint: str | None = None, device: str = "cpu"):
@@ -196,6 +193,10 @@ def generate_from_tokens(tokens: np.ndarray, names, model, normalizer,
                                     temperature=config.temperature, on_step=on_step)
     mel = mel.cpu().numpy() * normalizer.mel_std + normalizer.mel_mean
     motion = motion.cpu().numpy() * normalizer.motion_std + normalizer.motion_mean
+    if not (np.isfinite(mel).all() and np.isfinite(motion).all()):
+        # never write NaN files that later stages would turn into noise or blank video
+        raise AvgenError("the joint model produced NaN or infinite values; its checkpoint "
+                         "or normaliser is broken")
     if cues:
         motion = act_cues(motion, cues, config.seed)
     num_frames = tokens.shape[1]
@@ -212,9 +213,6 @@ def generate_from_tokens(tokens: np.ndarray, names, model, normalizer,
     return arrays
 
 
-LAYOUTS = ("side-by-side", "stacked")  # how two people share the frame
-
-
 @dataclass(frozen=True)
 class SynthConfig:
     generate: GenerateConfig = GenerateConfig()
@@ -226,8 +224,12 @@ class SynthConfig:
     rate: float = TimelineConfig.rate  # speaking rate, 1.2 is 20% faster (`--rate`)
 
     def __post_init__(self) -> None:
-        if self.layout not in LAYOUTS:
-            raise ConfigError(f"layout must be {' or '.join(LAYOUTS)}, got {self.layout!r}")
+        from avgen.audio.vocoder import VOCODERS
+
+        if self.vocoder not in VOCODERS:
+            raise ConfigError(f"unknown vocoder {self.vocoder!r}; choose one of "
+                              f"{', '.join(VOCODERS)}", "--vocoder")
+        VideoConfig(fps=self.fps, size=self.size, layout=self.layout)  # checks all three
         self.timeline()  # checks rate and gap
 
     def timeline(self, rate: float | None = None, gap: float | None = None) -> TimelineConfig:
@@ -339,7 +341,6 @@ class Synthesizer:
         (nothing). Inputs (script, faces, settings, output places) are checked before the
         models run."""
         import contextlib
-        import tempfile
         from dataclasses import replace
         from pathlib import Path
 
@@ -364,17 +365,20 @@ class Synthesizer:
         timeline_config = config.timeline(rate, gap)
         if len(refs) != NUM_PEOPLE:
             raise InputError(f"--ref takes one photo per person (2), got {len(refs)}")
-        if not Path(output).parent.is_dir():
-            raise InputError("output folder does not exist", str(Path(output).parent))
+        script_path = script if isinstance(script, (str, Path)) else None
+        outputs.check_output(output, (".mp4",), inputs=[*refs, script_path])
         if subtitles is not None:
             from avgen.subtitles import check_path
 
             check_path(subtitles)
+            outputs.check_output(subtitles, inputs=[*refs, script_path, output],
+                                 option="--subtitles")
         if keep is not None:
             if Path(keep).exists() and not Path(keep).is_dir():
                 raise InputError("--keep names a folder, and this is a file", str(keep))
             if not Path(keep).parent.is_dir():
                 raise InputError("output folder does not exist", str(Path(keep).parent))
+            outputs.check_writable(keep if Path(keep).is_dir() else Path(keep).parent)
         dialogue = script if isinstance(script, Dialogue) else read_script(script)
         renderers = self.renderers.get(list(refs))  # no face -> error now
         model, normalizer, vocoder, learned = self.load(progress)._models
@@ -405,7 +409,7 @@ class Synthesizer:
                 update(1)
         audio = mix(waves)
         files = {"video": str(output)}
-        with tempfile.TemporaryDirectory(prefix="avgen-synth-") as work:
+        with outputs.temp_dir("synth") as work:
             av_path = str(Path(work) / "dialogue.av.npz")
             wav_path = str(Path(work) / "dialogue.wav")
             formats.save(av_path, formats.AV, av)

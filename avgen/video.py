@@ -4,8 +4,7 @@ ships in `imageio-ffmpeg` (no system ffmpeg needed)."""
 
 from __future__ import annotations
 
-import os
-import tempfile
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -65,8 +64,9 @@ def ffmpeg_exe() -> str:
 
 class Mp4Writer:
     """Streams RGB frames (H, W, 3) uint8 into an H.264 (yuv420p) MP4, optionally muxed
-    with an audio file as AAC. ffmpeg writes a temp file in the output folder, renamed into
-    place only when everything succeeded; on any failure nothing is left behind.
+    with an audio file as AAC. ffmpeg writes a temp file in the output folder
+    (`avgen.outputs.atomic_output`), renamed into place only when everything succeeded;
+    on any failure or signal nothing is left behind, and ffmpeg dies with avgen.
     Use as a context manager; call `write(frame)` per frame."""
 
     def __init__(self, path: str | Path, width: int, height: int, fps: float,
@@ -84,51 +84,83 @@ class Mp4Writer:
         self.audio = audio
         self.crf = crf
         self.preset = preset
-        self._gen = None
-        self._tmp = None
+        self._output = None
+        self._process = None
         self.frames = 0
 
-    def __enter__(self):
-        import imageio_ffmpeg
+    def _command(self, tmp: str) -> list[str]:
+        from fractions import Fraction
 
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".mp4",
-                                   dir=self.path.parent)
-        os.close(fd)
-        self._tmp = tmp
-        self._gen = imageio_ffmpeg.write_frames(
-            tmp, self.size, fps=self.fps, codec="libx264", pix_fmt_out="yuv420p",
-            quality=None, macro_block_size=1, ffmpeg_log_level="error",
-            output_params=["-preset", self.preset, "-crf", str(self.crf),
-                           "-movflags", "+faststart", "-y"],
-            audio_path=None if self.audio is None else str(self.audio),
-            audio_codec=None if self.audio is None else "aac")
-        self._gen.send(None)
+        fps = str(Fraction(self.fps).limit_denominator())
+        command = [ffmpeg_exe(), "-y", "-nostdin", "-f", "rawvideo", "-vcodec", "rawvideo",
+                   "-s", f"{self.size[0]}x{self.size[1]}", "-pix_fmt", "rgb24", "-r", fps,
+                   "-i", "-"]
+        if self.audio is not None:
+            command += ["-i", str(self.audio)]
+        command += ["-vcodec", "libx264", "-pix_fmt", "yuv420p", "-v", "error"]
+        if self.audio is not None:
+            command += ["-acodec", "aac", "-map", "0:v:0", "-map", "1:a:0"]
+        return command + ["-preset", self.preset, "-crf", str(self.crf),
+                          "-movflags", "+faststart", "-f", "mp4", tmp]
+
+    def __enter__(self):
+        import subprocess
+
+        from avgen import outputs
+
+        self._output = outputs.atomic_output(self.path)
+        tmp = self._output.__enter__()
+        try:
+            self._process = outputs.spawn(self._command(tmp), stdin=subprocess.PIPE,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        except BaseException:
+            self._output.__exit__(*sys.exc_info())
+            raise
         return self
 
     def write(self, frame: np.ndarray) -> None:
         if frame.shape[:2] != (self.size[1], self.size[0]):
             raise ValueError(f"frame shape {frame.shape} does not match {self.size}")
-        self._gen.send(np.ascontiguousarray(frame, dtype=np.uint8))
+        try:
+            self._process.stdin.write(np.ascontiguousarray(frame, dtype=np.uint8).tobytes())
+        except (BrokenPipeError, OSError):
+            raise InputError(f"ffmpeg stopped while writing the video "
+                             f"({self._stderr()})", str(self.path)) from None
         self.frames += 1
 
+    def _stderr(self) -> str:
+        from avgen import outputs
+
+        outputs.stop(self._process) if self._process.poll() is None else None
+        try:
+            text = self._process.stderr.read().decode("utf-8", "replace").strip()
+        except (OSError, ValueError):
+            text = ""
+        return text.splitlines()[-1] if text else f"exit code {self._process.returncode}"
+
     def __exit__(self, kind, exc, tb):
+        from avgen import outputs
+
+        process, output = self._process, self._output
         try:
             if kind is None:
-                try:
-                    self._gen.close()
-                except Exception as error:  # ffmpeg failed to finish the file
-                    raise InputError(f"ffmpeg could not write the video ({error})",
-                                     str(self.path)) from None
-                os.chmod(self._tmp, 0o644)
-                os.replace(self._tmp, self.path)
-            else:
-                try:
-                    self._gen.close()
-                except Exception:
-                    pass  # the original exception is the one to report
-        finally:
-            if self._tmp and os.path.exists(self._tmp):
-                os.unlink(self._tmp)
+                process.stdin.close()
+                error = process.stderr.read().decode("utf-8", "replace").strip()
+                code = process.wait()
+                outputs.release(process)
+                if code != 0:
+                    last = error.splitlines()[-1] if error else f"exit code {code}"
+                    raise InputError(f"ffmpeg could not write the video ({last})",
+                                     str(self.path))
+        except BaseException:
+            outputs.stop(process)
+            output.__exit__(*sys.exc_info())
+            raise
+        if kind is not None:
+            outputs.stop(process)  # the original exception is the one to report
+            output.__exit__(kind, exc, tb)
+            return False
+        output.__exit__(None, None, None)
         return False
 
 
@@ -148,6 +180,12 @@ def read_video(path: str | Path):
         raise InputError(f"not a readable video ({reason})", source) from None
     fps = float(meta.get("fps") or 0)
     width, height = meta["size"]
+    from avgen.limits import MAX_IMAGE_PIXELS
+
+    if width * height > MAX_IMAGE_PIXELS:
+        reader.close()
+        raise InputError(f"frames of {width}x{height} pixels; the limit is "
+                         f"{MAX_IMAGE_PIXELS / 1e6:g} megapixels", source)
     if not fps > 0:
         raise InputError("the video has no frame rate", source)
     count = int(round(float(meta.get("duration") or 0) * fps))

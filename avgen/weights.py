@@ -99,15 +99,18 @@ class Weights:
         return (self.assets if entry.builtin else self.cache) / entry.file
 
     def status(self, name: str) -> str:
-        """'ok', 'missing' or 'corrupt' (size or sha256 differ)."""
+        """'ok', 'missing', 'corrupt' (size or sha256 differ) or 'unpinned' (the registry
+        has no digest; the file matches only what its own fetch recorded)."""
         path = self.location(name)
         if not path.is_file():
             return "missing"
         entry = self.entry(name)
         if not entry.pinned:
+            # checked only against the digest recorded at its first fetch, which whoever
+            # can write the cache can also write: never reported as "ok"
             record = path.with_name(path.name + ".sha256")
             expected = record.read_text().strip() if record.is_file() else None
-            return "ok" if expected == sha256_file(path) else "corrupt"
+            return "unpinned" if expected == sha256_file(path) else "corrupt"
         if path.stat().st_size != entry.size or sha256_file(path) != entry.sha256:
             return "corrupt"
         return "ok"
@@ -136,7 +139,7 @@ class Weights:
         if entry.builtin:
             return self.path(name)
         target = self.location(name)
-        if self.status(name) == "ok":
+        if self.status(name) in ("ok", "unpinned"):
             return target
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)

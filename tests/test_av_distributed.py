@@ -53,7 +53,7 @@ def test_two_ranks_train_exactly_like_one_process(tiny_corpus, tmp_path):
     for a, b in zip(*logs):
         a, b = json.loads(a), json.loads(b)
         assert a["step"] == b["step"] and abs(a["loss"] - b["loss"]) < 1e-3
-    assert (tmp_path / "ddp" / "optimizer.pt").exists()
+    assert (tmp_path / "ddp" / "optimizer.safetensors").exists()
 
 
 def test_a_rank_on_the_wrong_share_is_caught(tiny_corpus, tmp_path):

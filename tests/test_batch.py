@@ -105,7 +105,7 @@ def test_jobs_schema(tmp_path):
     for error, expected in zip(errors, [
             "unknown key 'ref'", "exactly one of 'script'", "'refs' must list two photo",
             "'output' must be a plain file name", "'steps' must be an integer from 1 to 256",
-            "'seed' must be a non-negative integer", "text:1: unknown cue",
+            "'seed' must be an integer from 0 to", "text:1: unknown cue",
             "'turns' must be a list of [name, words] pairs",
             "output 'one.mp4' is already written by line 1", "a job must be a JSON object"]):
         assert expected in error, (error, expected)
@@ -155,7 +155,7 @@ def test_sharded_runs_cover_the_batch_and_a_crash_is_one_error(tmp_path):
     assert sorted(r["line"] for r in records) == [1, 2, 3, 4, 5]
     assert [r["status"] for r in records].count("error") == 1
     failed = next(r for r in records if r["status"] == "error")
-    assert failed["line"] == 2 and failed["error"] == "RuntimeError: boom"
+    assert failed["line"] == 2 and failed["error"] == f"{jobs}:2: RuntimeError: boom"
     assert sorted(s.results.name for s in summaries) == [
         f"results.shard-{k}-of-3.jsonl" for k in range(3)]
 

@@ -52,7 +52,7 @@ def test_training_is_deterministic_and_resume_equals_an_uninterrupted_run(tmp_pa
 def test_a_bare_checkpoint_continues_from_its_step(tmp_path):
     data = make_folder(tmp_path / "data")
     train(data, tmp_path / "run", config(2), TINY, progress=False, threads=1)
-    (tmp_path / "run" / "state.pt").unlink()
+    (tmp_path / "run" / "state.safetensors").unlink()
     path = train(data, tmp_path / "run", config(3), TINY, progress=False, threads=1)
     assert checkpoint_metadata(path)["step"] == 3
     assert "resume-without-optimizer-state" in (tmp_path / "run" / "train.log").read_text()

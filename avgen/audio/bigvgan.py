@@ -331,6 +331,9 @@ def load_bigvgan(folder: str | Path, device: str | torch.device = "cpu",
     state = checkpoint.get("generator", checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict):
         raise WeightsError(f"{weights_path}: expected {{'generator': state_dict}}")
+    from avgen.checkpoint import check_finite
+
+    check_finite(state, weights_path)
     try:
         model = BigVGAN(config)
         model.load_state_dict(fold_weight_norm(state))

@@ -26,6 +26,9 @@ DEFAULT_VOCODER = "vocos"
 VOCOS_WEIGHTS = "avgen-vocos-22k"
 BIGVGAN_WEIGHTS = "bigvgan-v2-22khz-80band-fmax8k"
 BIGVGAN_CONFIG = "bigvgan-v2-22khz-80band-fmax8k-config"
+# Longer mels are vocoded in cross-faded chunks of this many frames (95 s), so memory
+# stays bounded however long the dialogue; shorter ones in one pass.
+CHUNK_FRAMES = 8192
 
 
 def load_vocoder(name: str = DEFAULT_VOCODER, checkpoint: str | Path | None = None,
@@ -64,7 +67,8 @@ def load_vocoder(name: str = DEFAULT_VOCODER, checkpoint: str | Path | None = No
 
 
 @torch.no_grad()
-def vocode(model: torch.nn.Module, mel: np.ndarray, chunk_frames: int = 0) -> np.ndarray:
+def vocode(model: torch.nn.Module, mel: np.ndarray, chunk_frames: int = CHUNK_FRAMES
+           ) -> np.ndarray:
     """Time-first log-mel (T, 80) -> float32 waveform (T * 256,).
 
     `chunk_frames` > 0 vocodes in overlapping chunks (cross-faded) to bound memory on
@@ -107,16 +111,21 @@ def read_mels(path: str) -> list[np.ndarray]:
     from avgen import formats
     from avgen.errors import FormatError
 
+    from avgen.limits import MAX_FRAMES, MAX_NPZ_BYTES, check_values
+
     source = "<stdin>" if path == "-" else path
     if path == "-":
-        data = sys.stdin.buffer.read()
+        data = sys.stdin.buffer.read(MAX_NPZ_BYTES + 1)
     else:
         try:
-            data = Path(path).read_bytes()
+            with open(path, "rb") as handle:
+                data = handle.read(MAX_NPZ_BYTES + 1)
         except FileNotFoundError:
             raise InputError("no such file", source) from None
         except IsADirectoryError:
             raise InputError("is a folder, expected an .npz or .npy file", source) from None
+    if len(data) > MAX_NPZ_BYTES:
+        raise FormatError(f"over {MAX_NPZ_BYTES >> 20} MiB: too large for a mel file", source)
     if data[:2] == b"PK":
         if path == "-":
             # formats.load reads stdin itself; hand it the bytes already taken from it
@@ -140,8 +149,11 @@ def read_mels(path: str) -> list[np.ndarray]:
         raise FormatError(f"mel array has shape {mel.shape}; expected (T, {N_MELS})", source)
     if mel.shape[1] != N_MELS:
         mel = mel.T
-    if not np.issubdtype(mel.dtype, np.floating) or not np.isfinite(mel).all():
-        raise FormatError("mel must hold finite floating-point values", source)
+    if not np.issubdtype(mel.dtype, np.floating):
+        raise FormatError("mel must hold floating-point values", source)
+    if mel.shape[0] > MAX_FRAMES:
+        raise FormatError(f"mel has {mel.shape[0]} frames; the limit is {MAX_FRAMES}", source)
+    check_values(mel, "mel", source, formats.VALUE_RANGES[formats.AV]["p{i}/mel"])
     return [mel.astype(np.float32)]
 
 

@@ -10,9 +10,10 @@ from typer.core import TyperGroup
 
 from avgen import __version__
 from avgen.cli import chain, tools, voices
-from avgen.cli.common import TYPER_SETTINGS
+from avgen.cli.common import TYPER_SETTINGS, OneLineErrors
 
 app = typer.Typer(
+    cls=OneLineErrors,
     help="avgen: a written two-person dialogue + two face photos -> one talking MP4.\n\n"
          "Each stage is its own command and file arguments take '-' for stdin/stdout, "
          "so stages compose in shell pipelines.",
@@ -65,4 +66,7 @@ app.add_typer(typer.Typer(cls=TrainingCommands, **TYPER_SETTINGS), name="train",
 
 
 def main() -> None:
+    from avgen.outputs import install_signal_handlers
+
+    install_signal_handlers()  # SIGTERM/SIGHUP clean up like Ctrl-C
     app(prog_name="avgen")

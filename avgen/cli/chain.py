@@ -16,6 +16,7 @@ from avgen.cli.common import (Device, Fps, Gap, JointCheckpoint, Layout, LayoutO
 from avgen.constants import FRAMES_PER_SECOND, SAMPLE_RATE
 from avgen.errors import InputError
 from avgen.face.render import VideoConfig
+from avgen.outputs import check_output
 from avgen.pipeline import GenerateConfig, MotionStyle, SynthConfig
 from avgen.text.timeline import TimelineConfig
 
@@ -60,16 +61,21 @@ def tokens(
     from avgen.text.timeline import (EspeakDurations, LearnedDurations, build_timeline,
                                      save_timeline)
 
+    from avgen.limits import SEED, check_range
+
     config = TimelineConfig(rate=rate, turn_gap=gap)
+    check_range(seed, SEED, "--seed", integer=True)
     if checkpoint is not None and durations != DurationChoice.learned:
         raise InputError("--checkpoint goes with --durations learned")
-    if json_path not in (None, "-") and not Path(json_path).parent.is_dir():
-        raise InputError("output folder does not exist", str(Path(json_path).parent))
-    dialogue = read_script(script)
     if output is None:
         output = "-" if script == "-" else Path(script).name.split(".")[0] + ".tokens.npz"
+    check_output(output, (".npz",), inputs=[script], stdout=True)
+    if json_path is not None:
+        check_output(json_path, (".json",), inputs=[script, output], stdout=True,
+                     option="--json")
     if json_path == "-" and output == "-":
         raise InputError("--json - and -o - would both write stdout; send one to a file")
+    dialogue = read_script(script)
     if durations == DurationChoice.learned:
         source = LearnedDurations(checkpoint, seed=seed)
     else:
@@ -171,6 +177,7 @@ def generate(
         raise InputError(f"--ref takes one photo per person (2), got {len(refs)}")
     config = GenerateConfig(steps=steps, seed=seed, voices=tuple(voice) if voice else None,
                             device=device, temperature=temperature)
+    check_output(output, (".npz",), inputs=[tokens_file, *refs], stdout=True)
     timeline = load_timeline(tokens_file)
     model, normalizer = load_av_model(checkpoint, device)
     if config.voices is None and refs:
@@ -217,6 +224,7 @@ def vocode(
     from avgen.audio.vocoder import load_vocoder, read_mels, vocode as run_vocoder
     from avgen.formats import atomic_write_bytes
 
+    check_output(output, (".wav",), inputs=[mel], stdout=True)
     mels = read_mels(mel)
     model = load_vocoder(vocoder.value, checkpoint, device, iterations=iterations, seed=seed)
     waves = [run_vocoder(model, m) for m in mels]
@@ -248,16 +256,16 @@ def render(
     MP4 with both people side by side (or stacked)."""
     from avgen.face.render import render_video
 
+    config = VideoConfig(fps=fps, size=size, layout=layout.value)
     if output == "-":
         raise InputError("an MP4 cannot be streamed to stdout; give a file name", "-o")
+    check_output(output, (".mp4",), inputs=[*inputs, *ref, audio])
     motions, refs = split_refs(inputs, ref, "a motion file", people=None)
     if len(motions) != 1:
         raise InputError(f"expected one motion file (.npz or '-'), got {len(motions)}: "
                          f"{' '.join(motions)}", "render")
     motion = motions[0]
-    count = render_video(motion, refs, output, audio=audio,
-                         config=VideoConfig(fps=fps, size=size, layout=layout.value),
-                         frames_dir=frames)
+    count = render_video(motion, refs, output, audio=audio, config=config, frames_dir=frames)
     err.print(f"{output}: {count} frames at {fps:g} fps ({count / fps:.2f} s)")
 
 
@@ -275,6 +283,7 @@ def track(
     from avgen.face.motion import save_motion
     from avgen.face.track import track_video
 
+    check_output(output, (".npz",), inputs=[video, ref], stdout=True)
     motion = track_video(video, ref=ref)
     save_motion(output, motion)
     err.print(f"{output}: {motion.num_frames} frames "
@@ -402,6 +411,11 @@ def synth(
         part = Shard.parse(shard)
         if Path(output).exists() and not Path(output).is_dir():
             raise InputError("with --batch, -o names a folder", output)
+        if Path(output).is_dir():
+            from avgen.outputs import check_writable, sweep_stale
+
+            check_writable(output)
+            sweep_stale(output)  # temp files of an earlier run that was killed outright
         summary = run_batch(batch, output, Synthesizer(checkpoint, config), part, results,
                             progress=not quiet)
         err.print(f"{summary.jobs} jobs (shard {part}): {summary.ok} ok, {summary.skipped} "

@@ -14,10 +14,46 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from avgen.errors import AvgenError
 
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+try:  # typer >= 0.20 carries its own copy of click; its exceptions are those
+    from typer import _click as click
+except ImportError:  # pragma: no cover - older typer uses click itself
+    import click
+
+# markup=False: messages hold user text (script lines, file names) that must never be
+# read as rich markup ('[/]' would raise); styles are applied with Text instead.
+err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
+
+
+def print_error(message: str) -> None:
+    err.print(Text.assemble(("error:", "bold red"), " ", str(message)))
+
+
+class OneLineErrors(typer.core.TyperGroup):
+    """Usage errors (a malformed option value, an unknown option) as one `error:` line
+    with exit code 2, like every other input error, instead of a multi-line box."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True,
+             **extra):
+        try:
+            code = super().main(args=args, prog_name=prog_name, complete_var=complete_var,
+                                standalone_mode=False, **extra)
+        except click.exceptions.NoArgsIsHelpError as exc:
+            exc.show()
+            code = exc.exit_code
+        except click.ClickException as exc:
+            where = exc.ctx.command_path if getattr(exc, "ctx", None) else "avgen"
+            print_error(f"{' '.join(exc.format_message().split())} (see '{where} --help')")
+            code = exc.exit_code
+        except typer.Abort:  # typer >= 0.20 raises its own Abort, older ones click's
+            err.print("aborted")
+            code = 1
+        if not standalone_mode:
+            return code
+        raise SystemExit(code if isinstance(code, int) else 0)
 
 TYPER_SETTINGS = dict(no_args_is_help=True, rich_markup_mode="markdown",
                       context_settings={"help_option_names": ["-h", "--help"]})
@@ -31,11 +67,11 @@ def user_errors(command):
         try:
             return command(*args, **kwargs)
         except AvgenError as exc:
-            err.print(f"[bold red]error:[/] {exc}", markup=True)
+            print_error(str(exc))
             raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP (avgen.outputs)
             err.print("interrupted; nothing was written")
-            raise typer.Exit(130) from None
+            raise typer.Exit(getattr(exc, "exit_code", 130)) from None
 
     return wrapper
 

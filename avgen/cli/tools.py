@@ -11,9 +11,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from avgen.cli.common import TYPER_SETTINGS, err, user_errors
+from avgen.cli.common import TYPER_SETTINGS, err, print_error, user_errors
 from avgen.constants import FRAMES_PER_SECOND
-from avgen.errors import InputError
 from avgen.prepare import PrepareConfig
 
 weights_app = typer.Typer(
@@ -60,28 +59,48 @@ def weights_list(json_report: bool = typer.Option(False, "--json", help="Print t
     for name, entry in sorted(registry.entries.items()):
         table.add_row(name, entry.component, f"{entry.size / 1e6:.1f}", entry.licence,
                       entry.source, registry.status(name))
-    Console().print(table)
+    Console(markup=False).print(table)
 
 
 @weights_app.command("verify")
 @user_errors
 def weights_verify(names: Optional[list[str]] = typer.Argument(
-        None, help="Entries to check (default: all).")) -> None:
+        None, help="Entries to check (default: all), or checkpoint FILEs.")) -> None:
     """Check sha256 and size of weights files. Exit 3 if a builtin or named entry is
-    missing or any file is corrupt; fetchable entries not yet fetched are only reported."""
+    missing or any file is corrupt; fetchable entries not yet fetched are only reported;
+    an unpinned entry (no digest in the registry) fails when named.
+
+    A FILE (e.g. a --checkpoint of your own) is checked against `FILE.sha256` beside it
+    (what `sha256sum FILE > FILE.sha256` writes), its tensors for NaN/Inf, and their
+    shapes against the architecture its metadata names; exit 3 if any check fails."""
     registry = _registry()
+    files = [n for n in names or [] if n not in registry.entries and Path(n).exists()]
+    if files:
+        from avgen.checkpoint import verify
+
+        failed = 0
+        for name in files:
+            for check, passed, detail in verify(name):
+                failed += not passed
+                typer.echo(f"{name}: {check}: {'ok' if passed else 'FAILED'}: {detail}")
+        if failed:
+            print_error(f"{failed} check{'s' if failed > 1 else ''} failed")
+            raise typer.Exit(3)
+        names = [n for n in names if n not in files]
+        if not names:
+            return
     chosen = names or sorted(registry.entries)
     failed = 0
     for name in chosen:
         entry = registry.entry(name)
         state = registry.status(name)
-        bad = state == "corrupt" or (state == "missing" and (entry.builtin or names))
+        bad = state == "corrupt" or (state in ("missing", "unpinned")
+                                     and (entry.builtin or names))
         failed += bool(bad)
         note = "" if state == "ok" else f" ({registry.location(name)})"
         typer.echo(f"{name}: {state}{note}")
     if failed:
-        err.print(f"[bold red]error:[/] {failed} of {len(chosen)} weights failed verification",
-                  markup=True)
+        print_error(f"{failed} of {len(chosen)} weights failed verification")
         raise typer.Exit(3)
 
 
@@ -133,8 +152,11 @@ def evaluate(
     from avgen.formats import atomic_write_bytes
     from avgen.metrics.evaluate import evaluate as run_evaluate, table_rows
 
-    if json_path not in (None, "-") and not Path(json_path).parent.is_dir():
-        raise InputError("output folder does not exist", str(Path(json_path).parent))
+    from avgen.outputs import check_output
+
+    if json_path is not None:
+        check_output(json_path, (".json",), inputs=[*generated, reference, tokens],
+                     stdout=True, option="--json")
     report = run_evaluate(generated, reference, tokens)
     columns, rows = table_rows(report)
     files = len(report["generated"])
@@ -146,7 +168,7 @@ def evaluate(
         table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(*row)
-    (err if json_path == "-" else Console(highlight=False)).print(table)
+    (err if json_path == "-" else Console(highlight=False, markup=False)).print(table)
     if json_path is not None:
         text = json.dumps(report, indent=1, ensure_ascii=False, allow_nan=False)
         atomic_write_bytes(json_path, (text + "\n").encode())

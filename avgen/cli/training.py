@@ -117,10 +117,10 @@ def train_vocoder(
     try:
         path = vocoder_trainer.train(audio, out, config, model, heldout=heldout,
                                      threads=threads)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM or SIGHUP
         # unlike other commands, training has saved its state: say so
         err.print(f"interrupted; checkpoint saved in {out}; run the same command to resume")
-        raise typer.Exit(130) from None
+        raise typer.Exit(getattr(exc, "exit_code", 130)) from None
     typer.echo(str(path))
 
 
@@ -132,7 +132,7 @@ _TOKENS = tokens_trainer.TrainConfig
 def train_tokens(
     data: Path = typer.Argument(..., help="A teacher corpus folder (exact durations) or a folder "
                                 "of NAME.wav (22050 Hz) + NAME.txt recordings (aligned by MAS)."),
-    output: Path = typer.Option(..., "-o", "--output", help="Run folder: state.pt, "
+    output: Path = typer.Option(..., "-o", "--output", help="Run folder: state.safetensors, "
                                 "text_to_tokens.safetensors, train.log; an existing run resumes."),
     steps: int = typer.Option(_TOKENS.steps, min=1, help="Optimiser steps in all (a resumed "
                               "run continues to this many)."),

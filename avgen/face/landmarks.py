@@ -159,16 +159,75 @@ class FaceMesh:
         return points
 
 
+def image_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a PNG, JPEG, GIF, BMP or WebP header without decoding the
+    pixels; None if the format is not one of these or the header is unreadable."""
+    import struct
+
+    try:
+        if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR":
+            return struct.unpack(">II", data[16:24])
+        if data[:6] in (b"GIF87a", b"GIF89a"):
+            return struct.unpack("<HH", data[6:10])
+        if data[:2] == b"BM":
+            width, height = struct.unpack("<ii", data[18:26])
+            return abs(width), abs(height)
+        if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+            chunk = data[12:16]
+            if chunk == b"VP8X":
+                return (int.from_bytes(data[24:27], "little") + 1,
+                        int.from_bytes(data[27:30], "little") + 1)
+            if chunk == b"VP8L":
+                bits = int.from_bytes(data[21:25], "little")
+                return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+            if chunk == b"VP8 ":
+                width, height = struct.unpack("<HH", data[26:30])
+                return width & 0x3FFF, height & 0x3FFF
+            return None
+        if data[:2] == b"\xff\xd8":  # JPEG: walk the markers to a start-of-frame
+            k = 2
+            while k + 9 < len(data):
+                if data[k] != 0xFF:
+                    return None
+                marker = data[k + 1]
+                if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+                    k += 2
+                    continue
+                length = struct.unpack(">H", data[k + 2:k + 4])[0]
+                if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+                    height, width = struct.unpack(">HH", data[k + 5:k + 9])
+                    return width, height
+                k += 2 + length
+            return None
+    except struct.error:
+        return None
+    return None
+
+
 def read_image(path: str | Path) -> np.ndarray:
-    """RGB uint8 (H, W, 3) from an image file; InputError naming the file otherwise."""
+    """RGB uint8 (H, W, 3) from an image file; InputError naming the file otherwise.
+    The pixel count is read from the header and checked before anything is decoded."""
     import cv2
+
+    from avgen.limits import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS
 
     source = str(path)
     if not Path(path).is_file():
         raise InputError("no such file", source)
-    data = np.fromfile(str(path), dtype=np.uint8)
+    with open(path, "rb") as handle:
+        raw = handle.read(MAX_IMAGE_BYTES + 1)
+    if len(raw) > MAX_IMAGE_BYTES:
+        raise InputError(f"over {MAX_IMAGE_BYTES >> 20} MiB: too large for a face photo",
+                         source)
+    size = image_size(raw)
+    if size is None:
+        raise InputError("not a readable image (PNG or JPEG expected)", source)
+    if size[0] * size[1] > MAX_IMAGE_PIXELS:
+        raise InputError(f"{size[0]}x{size[1]} pixels; the limit is "
+                         f"{MAX_IMAGE_PIXELS / 1e6:g} megapixels: scale the photo down", source)
+    data = np.frombuffer(raw, dtype=np.uint8)
     image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if image is None:
+    if image is None or image.shape[0] * image.shape[1] > MAX_IMAGE_PIXELS:
         raise InputError("not a readable image (PNG or JPEG expected)", source)
     return np.ascontiguousarray(image[:, :, ::-1])
 

@@ -7,7 +7,6 @@ stored in the file, so a file with fewer, more or reordered names still renders.
 from __future__ import annotations
 
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,18 +35,24 @@ class Motion:
 def _peek_format(path: str) -> tuple[str, str]:
     """(path to read, format tag). Standard input is spooled to a temp file because the
     format decides which reader to use and stdin can be read only once."""
-    if path == "-":
+    source_is_stdin = path == "-"
+    if source_is_stdin:
         data = sys.stdin.buffer.read()
-        tmp = tempfile.NamedTemporaryFile(prefix="avgen-stdin-", suffix=".npz", delete=False)
-        tmp.write(data)
-        tmp.close()
-        path = tmp.name
+        from avgen.outputs import make_temp_dir
+
+        path = str(Path(make_temp_dir("stdin")) / "motion.npz")
+        Path(path).write_bytes(data)
+    if not Path(path).exists():
+        raise InputError("no such file", path)
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            tag = str(npz["format"]) if "format" in npz.files else ""
-    except FileNotFoundError:
-        raise InputError("no such file", path) from None
+        tag = str(formats.read_npz(path, path, {"format"}).get("format", ""))
+    except FormatError:
+        if source_is_stdin:
+            Path(path).unlink(missing_ok=True)
+        raise
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's input
+        if source_is_stdin:
+            Path(path).unlink(missing_ok=True)
         raise FormatError(f"not a readable .npz file ({exc})", path) from None
     return path, tag
 

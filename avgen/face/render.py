@@ -516,6 +516,9 @@ class FaceRenderer:
 
 
 # -- whole videos --------------------------------------------------------------------------
+LAYOUTS = ("side-by-side", "stacked")
+
+
 @dataclass(frozen=True)
 class VideoConfig:
     fps: float = 25.0
@@ -523,6 +526,19 @@ class VideoConfig:
     layout: str = "side-by-side"   # or "stacked"
     crf: int = 20
     preset: str = "veryfast"
+
+    def __post_init__(self) -> None:
+        from avgen.errors import ConfigError
+        from avgen.limits import CRF, FPS, SIZE, check_range
+
+        check_range(self.fps, FPS, "--fps")
+        check_range(self.size, SIZE, "--size", integer=True)
+        if self.size % 2:
+            raise ConfigError(f"{self.size} is odd; the video needs an even size", "--size")
+        if self.layout not in LAYOUTS:
+            raise ConfigError(f"{self.layout!r} is not a layout; use {' or '.join(LAYOUTS)}",
+                              "--layout")
+        check_range(self.crf, CRF, "crf", integer=True)
 
 
 def load_renderers(refs: list[str], config: RenderConfig) -> list[FaceRenderer]:
@@ -607,21 +623,16 @@ def render_video(motion_path: str, refs: list[str], output: str, audio: str | No
 
     from avgen.errors import InputError
     from avgen.face.motion import load_motion
+    from avgen.outputs import check_output
     from avgen.video import Mp4Writer
 
-    if config.size % 2 or config.size < 64:
-        raise InputError(f"{config.size} is not allowed; use an even size of at least 64",
-                         "--size")
-    if not 1 <= config.fps <= 120:
-        raise InputError(f"{config.fps:g} is out of range; use 1 to 120", "--fps")
+    check_output(output, (".mp4",), inputs=[motion_path, *refs, audio])
     motion = load_motion(motion_path)
     if len(refs) != motion.num_people:
         raise InputError(f"the file has {motion.num_people} "
                          f"{'person' if motion.num_people == 1 else 'people'} but "
                          f"{len(refs)} --ref image{'s' if len(refs) != 1 else ''} were given",
                          motion_path)
-    if output != "-" and not Path(output).parent.is_dir():
-        raise InputError("output folder does not exist", str(Path(output).parent))
     if audio is not None and not Path(audio).is_file():
         raise InputError("no such audio file", audio)
     frames_path = None

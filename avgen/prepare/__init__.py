@@ -251,7 +251,23 @@ def prepare(input_dir: str | Path, out_dir: str | Path, config: PrepareConfig = 
     items = [read_manifest(path, input_dir) for path in find_manifests(input_dir)]
     for item in items:  # all items are checked before any work
         check_item(item, config)
+    created = [d for d in (out_dir, out_dir / "items") if not d.exists()]
     (out_dir / "items").mkdir(parents=True, exist_ok=True)
+    try:
+        return _prepare_items(items, out_dir, config, jobs, progress)
+    except BaseException:
+        for folder in reversed(created):  # a failed first run leaves no empty folders
+            try:
+                folder.rmdir()
+            except OSError:
+                break  # not empty: finished items stay for the next run to keep
+        raise
+
+
+def _prepare_items(items, out_dir: Path, config: PrepareConfig, jobs: int, progress: bool
+                   ) -> PrepareResult:
+    from tqdm import tqdm
+
     todo = [it for it in items
             if not shard_is_current(shard_path(out_dir, it), item_digest(it, config))]
     bar = tqdm(total=len(items), initial=len(items) - len(todo), desc="prepare", unit="item",

@@ -100,11 +100,12 @@ class EspeakTimer:
 
     def __init__(self) -> None:
         import shutil
-        import tempfile
+
+        from avgen.outputs import make_temp_dir
 
         library, self._data = library_paths()
-        self._tmpdir = tempfile.TemporaryDirectory(prefix="avgen-espeak-")
-        self._library = str(Path(self._tmpdir.name) / Path(library).name)
+        # removed at exit, on SIGTERM/SIGHUP, or by a later run if this one is killed
+        self._library = str(Path(make_temp_dir("espeak")) / Path(library).name)
         shutil.copyfile(library, self._library)
         self._lock = threading.Lock()
         self._events: list[tuple[int, str]] = []

@@ -141,6 +141,11 @@ def parse_script(text: str, source: str = "<script>",
     keys: list[str] = []
     turns: list[Turn] = []
     voices: list[tuple[str, str, int]] = []
+    from avgen.limits import MAX_SCRIPT_BYTES, MAX_TURNS
+
+    if len(text) > MAX_SCRIPT_BYTES:
+        raise InputError(f"the script is over {MAX_SCRIPT_BYTES >> 10} KiB; split it into "
+                         "several dialogues", source)
     for number, raw in enumerate(text.splitlines(), start=1):
         directive = _VOICES_LINE.match(raw.lstrip("\ufeff"))
         if directive:
@@ -158,8 +163,16 @@ def parse_script(text: str, source: str = "<script>",
                 raise
             problems.append(exc)
             continue
-        if turn is not None:
-            turns.append(turn)
+        if turn is None:
+            continue
+        if len(turns) == MAX_TURNS:
+            too_many = InputError(f"more than {MAX_TURNS} turns; split the script into "
+                                  "several dialogues", source, number)
+            if problems is None:
+                raise too_many
+            problems.append(too_many)
+            break  # one report of the limit, not one per remaining line
+        turns.append(turn)
     if not turns:
         empty = InputError("script is empty: no 'NAME: words' lines", source)
         if problems is None:
@@ -192,6 +205,11 @@ def _parse_line(raw: str, source: str, number: int, names: list[str], keys: list
                 ) -> Turn | None:
     """One script line -> Turn (None for blank and comment lines); a new speaker is added
     to `names`/`keys`."""
+    from avgen.limits import MAX_LINE_CHARS
+
+    if len(raw) > MAX_LINE_CHARS:
+        raise InputError(f"line is {len(raw)} characters long; the limit is "
+                         f"{MAX_LINE_CHARS}: split the turn", source, number)
     content = _strip_comment(raw.lstrip("\ufeff"))
     if not content:
         return None
@@ -232,24 +250,42 @@ def read_script_text(path: str | Path) -> tuple[str, str]:
     binary file given as the script is a one-line InputError naming it."""
     import sys
 
+    from avgen.limits import MAX_SCRIPT_BYTES
+
     if str(path) == "-":
-        return sys.stdin.read(), "<stdin>"
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError("no such file", str(path)) from None
-    except IsADirectoryError:
-        raise InputError("is a directory, not a script", str(path)) from None
+        source = "<stdin>"
+        stream = getattr(sys.stdin, "buffer", None)
+        if stream is not None:
+            data = stream.read(MAX_SCRIPT_BYTES + 1)
+        else:  # a text stream stood in for stdin (embedding, tests)
+            data = sys.stdin.read(MAX_SCRIPT_BYTES + 1).encode("utf-8")
+    else:
+        source = str(path)
+        try:
+            # at most one byte past the limit: /dev/zero or a huge file costs nothing
+            with open(path, "rb") as handle:
+                data = handle.read(MAX_SCRIPT_BYTES + 1)
+        except FileNotFoundError:
+            raise InputError("no such file", source) from None
+        except IsADirectoryError:
+            raise InputError("is a directory, not a script", source) from None
+        except OSError as exc:
+            raise InputError(f"cannot read it ({exc.strerror or exc})", source) from None
     kind = binary_kind(data)
     if kind:
-        raise InputError(f"is {kind}, not a dialogue script (photos go after --ref)", str(path))
+        raise InputError(f"is {kind}, not a dialogue script (photos go after --ref)", source)
+    if len(data) > MAX_SCRIPT_BYTES:
+        raise InputError(f"over {MAX_SCRIPT_BYTES >> 10} KiB: too large for a script; split "
+                         "it into several dialogues", source)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data[:exc.start].count(b"\n") + 1
-        raise InputError("not UTF-8 text", str(path), line) from None
-    return text, str(path)
+        raise InputError("not UTF-8 text", source, line) from None
+    if "\x00" in text:
+        raise InputError("holds NUL bytes: not a text file", source,
+                         text[:text.index("\x00")].count("\n") + 1)
+    return text, source
 
 
 _MAGIC = ((b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"),

@@ -175,15 +175,10 @@ class TimelineConfig:
                                                        "smiles": 1.2})
 
     def __post_init__(self) -> None:
-        if not MIN_RATE <= self.rate <= MAX_RATE:
-            raise ConfigError(f"rate must be from {MIN_RATE:g} to {MAX_RATE:g}, got {self.rate!r}")
-        if not 0.0 <= self.turn_gap <= MAX_TURN_GAP:
-            raise ConfigError(f"turn gap must be from 0 to {MAX_TURN_GAP:g} s, "
-                              f"got {self.turn_gap!r}")
+        from avgen.limits import GAP, RATE, check_range
 
-
-MIN_RATE, MAX_RATE = 0.25, 4.0  # speaking rate: a quarter to four times the model's own
-MAX_TURN_GAP = 10.0  # seconds of silence between turns
+        check_range(self.rate, RATE, "--rate", name="rate")
+        check_range(self.turn_gap, GAP, "--gap", name="turn gap", unit="s")
 
 
 @dataclass(frozen=True)
@@ -298,9 +293,13 @@ class Timeline:
 
     @classmethod
     def from_arrays(cls, a: dict[str, np.ndarray], source: str = "<tokens>") -> Timeline:
-        if str(a["symbols_version"]) != SYMBOLS_VERSION or tuple(a["symbols"]) != SYMBOLS:
+        if str(a["symbols_version"]) != SYMBOLS_VERSION:
             raise FormatError(f"made with symbol table {a['symbols_version']}, this avgen uses "
                               f"{SYMBOLS_VERSION}; regenerate it with 'avgen tokens'", source)
+        if tuple(str(x) for x in a["symbols"]) != SYMBOLS:
+            raise FormatError(f"its symbols differ from this avgen's table {SYMBOLS_VERSION} "
+                              "although the version names agree (a modified avgen wrote "
+                              "it); regenerate it with 'avgen tokens'", source)
         turns = tuple(
             TimedTurn(int(p), int(ln), str(tx), int(s0), int(s1), int(ps), int(pc))
             for p, ln, tx, s0, s1, ps, pc in zip(

@@ -1,7 +1,7 @@
 """Training the joint audio-visual flow model (`avgen train av`).
 
 Resumable: the run folder holds `av-latest.safetensors` (weights, normaliser, config
-and step in its metadata, small enough to commit) and `optimizer.pt` (Adam moments, not
+and step in its metadata, small enough to commit) and `optimizer.safetensors` (Adam moments, not
 committed; a resume without it restarts the moments, which costs a few hundred steps).
 Same code on CPU and GPU. Deterministic for a seed on one device.
 """
@@ -25,6 +25,7 @@ from avgen.train.prepared import open_windows
 from avgen.train.schedule import cosine_schedule
 
 CHECKPOINT = "av-latest.safetensors"
+OPTIMIZER_STATE = "optimizer.safetensors"  # Adam moments: tensors + JSON, no pickle
 
 
 @dataclass(frozen=True)
@@ -153,9 +154,13 @@ def _train(corpus_root, run_dir, model_config: AVFlowConfig, config: TrainConfig
         step = 0
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate,
                                   betas=(0.9, 0.99), weight_decay=0.01)
-    moments = run_dir / "optimizer.pt"
-    if checkpoint.exists() and moments.exists():
-        state = torch.load(moments, map_location=device, weights_only=True)
+    moments = run_dir / OPTIMIZER_STATE
+    legacy = run_dir / "optimizer.pt"  # older runs: pickled, read with weights_only=True
+    if checkpoint.exists() and (moments.exists() or legacy.exists()):
+        from avgen import checkpoint as checkpoint_io
+
+        state = (checkpoint_io.load_state(moments) if moments.exists()
+                 else checkpoint_io.load_legacy_state(legacy))
         if state.get("step") == step:
             optimizer.load_state_dict(state["optimizer"])
     generator = torch.Generator(device=device).manual_seed(config.seed * 7919 + step)
@@ -206,9 +211,11 @@ def _train(corpus_root, run_dir, model_config: AVFlowConfig, config: TrainConfig
             log_file.flush()
         if ranks.main and (step % config.checkpoint_every == 0 or step == end):
             save_checkpoint(checkpoint, model, normalizer, step, config)
-            partial = moments.with_name(moments.name + ".partial")
-            torch.save({"step": step, "optimizer": optimizer.state_dict()}, partial)
-            partial.replace(moments)  # an interrupted save never leaves a torn file
+            from avgen import checkpoint as checkpoint_io
+
+            # atomic: an interrupted save never leaves a torn file
+            checkpoint_io.save_state(moments, {"step": step,
+                                               "optimizer": optimizer.state_dict()})
     if log_file:
         log_file.close()
     distributed.barrier(ranks)  # every rank returns once the checkpoint is there

@@ -7,7 +7,7 @@ Data comes in two kinds:
     model's own mel prior against the recording's log-mel (Glow-TTS / Matcha-TTS), redone
     every step as the prior improves. `align=True` forces this path on a corpus too.
 
-Training is resumable: `out/state.pt` (model, optimiser, step, RNG) is rewritten
+Training is resumable: `out/state.safetensors` (model, optimiser, step, RNG) is rewritten
 atomically every `checkpoint_every` steps together with `out/text_to_tokens.safetensors`
 (the model alone, loadable by `avgen tokens --checkpoint`); rerunning the same command
 continues from there. `out/train.log` gets one JSON line per log interval. The same
@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from avgen import formats
+from avgen import checkpoint as checkpoint_io, formats
 from avgen.align import gaussian_log_likelihood, monotonic_alignment_search
 from avgen.errors import AvgenError, InputError
 from avgen.model.text_to_tokens import (Entries, TextToTokens, TextToTokensConfig,
@@ -37,7 +37,8 @@ from avgen.model.text_to_tokens import (Entries, TextToTokens, TextToTokensConfi
 from avgen.text.symbols import SILENCE_ID
 from avgen.train.schedule import cosine_schedule
 
-STATE = "state.pt"
+STATE = "state.safetensors"  # resume state: tensors + JSON, no pickle
+LEGACY_STATE = "state.pt"    # older runs' pickled state, read with weights_only=True
 CHECKPOINT = "text_to_tokens.safetensors"
 LOG = "train.log"
 
@@ -314,12 +315,6 @@ def _lr(step: int, config: TrainConfig) -> float:
                            floor=0.1 * config.learning_rate)
 
 
-def _atomic_torch_save(obj, path: Path) -> None:
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    formats.atomic_write_bytes(path, buffer.getvalue())
-
-
 def train(items: list[Item], out_dir: str | Path, config: TrainConfig = TrainConfig(),
           model_config: TextToTokensConfig = TextToTokensConfig(), progress=None,
           log: Callable[[str], None] | None = None, data_note: str = "",
@@ -353,8 +348,12 @@ def train(items: list[Item], out_dir: str | Path, config: TrainConfig = TrainCon
     step = 0
     state_path = out / STATE
     meta_path = out / "train_config.json"
+    state = None
     if state_path.exists():
-        state = torch.load(state_path, weights_only=False)
+        state = checkpoint_io.load_state(state_path)
+    elif (out / LEGACY_STATE).exists():
+        state = checkpoint_io.load_legacy_state(out / LEGACY_STATE)
+    if state is not None:
         saved = state["configs"]
         if saved["model"] != asdict(model_config):
             raise InputError("holds a run with another model config; use another folder",
@@ -409,11 +408,11 @@ def train(items: list[Item], out_dir: str | Path, config: TrainConfig = TrainCon
             if log:
                 log(line)
         if step % config.checkpoint_every == 0 or step == config.steps:
-            _atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            checkpoint_io.save_state(state_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                 "step": step, "numpy_rng": rng.bit_generator.state,
                                 "torch_rng": torch.get_rng_state(),
                                 "configs": {"train": asdict(config),
-                                            "model": asdict(model_config)}}, state_path)
+                                            "model": asdict(model_config)}})
             save_checkpoint(model.eval(), out / CHECKPOINT,
                             {"step": step, "seed": config.seed, "data": data_note})
             model.train()

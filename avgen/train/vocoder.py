@@ -6,7 +6,7 @@ discriminator: on two CPU cores the budget goes further on the reconstruction lo
 and the small windows of the multi-resolution loss are what constrain phase.
 
 Training is resumable: `out_dir/vocoder.safetensors` holds the model (+ its config and
-training summary in the metadata), `out_dir/state.pt` the optimizer, step and data
+training summary in the metadata), `out_dir/state.safetensors` the optimizer, step and data
 order. Running the same command again continues from the last checkpoint. A folder with
 only vocoder.safetensors (such as a copy of the shipped avgen-vocos-22k) continues from
 those weights and their step with a fresh optimizer. Crops are
@@ -34,7 +34,8 @@ from avgen.errors import InputError
 from avgen.train.schedule import cosine_schedule
 
 CHECKPOINT = "vocoder.safetensors"
-STATE = "state.pt"
+STATE = "state.safetensors"  # optimizer state: tensors + JSON, no pickle
+LEGACY_STATE = "state.pt"    # older runs: pickled, read with weights_only=True
 LOG = "train.log"
 
 
@@ -184,8 +185,11 @@ def train(folders: str | Path | list, out_dir: str | Path, config: TrainConfig =
     state_path = out_dir / STATE
     step = 0
     state = None
-    if state_path.is_file():
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
+    if state_path.is_file() or (out_dir / LEGACY_STATE).is_file():
+        from avgen import checkpoint as checkpoint_io
+
+        state = (checkpoint_io.load_state(state_path) if state_path.is_file()
+                 else checkpoint_io.load_legacy_state(out_dir / LEGACY_STATE))
         model = load_checkpoint(out_dir / CHECKPOINT).train()
         step = int(state["step"])
     elif (out_dir / CHECKPOINT).is_file():
@@ -218,10 +222,10 @@ def train(folders: str | Path | list, out_dir: str | Path, config: TrainConfig =
     def checkpoint() -> None:
         save_checkpoint(model, out_dir / CHECKPOINT,
                         extra={"step": step, "train_config": asdict(config), **summary})
-        tmp = state_path.with_suffix(".tmp")
-        torch.save({"step": step, "optimizer": optimizer.state_dict(),
-                    "train_config": asdict(config)}, tmp)
-        tmp.replace(state_path)
+        from avgen import checkpoint as checkpoint_io
+
+        checkpoint_io.save_state(state_path, {"step": step, "optimizer": optimizer.state_dict(),
+                                              "train_config": asdict(config)})
 
     # SIGTERM (a scheduler stopping us) saves like Ctrl-C does
     previous = signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
