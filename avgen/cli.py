@@ -292,7 +292,7 @@ def render(
     motion (head pose + expressions), fill open mouths, close lids on blinks, and write one
     MP4 with both people side by side (or stacked)."""
     from avgen.errors import InputError
-    from avgen.face.render import VideoConfig, render_video
+    from avgen.face.frames import VideoConfig, render_video
 
     if output == "-":
         raise InputError("an MP4 cannot be streamed to stdout; give a file name", "-o")

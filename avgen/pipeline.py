@@ -205,7 +205,7 @@ class Synthesizer:
         import soundfile
 
         from avgen.audio.vocoder import vocode
-        from avgen.face.render import VideoConfig, render_video
+        from avgen.face.frames import VideoConfig, render_video
         from avgen.script import Dialogue, read_script
         from avgen.tokens import TimelineConfig, build_timeline
 

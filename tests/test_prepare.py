@@ -40,7 +40,7 @@ def voiced(seconds: float, rate: int, f0: float, start: float, end: float) -> np
 
 def render(motion, refs, path: Path, audio: Path | None = None) -> None:
     from avgen.face.motion import save_motion
-    from avgen.face.render import VideoConfig, render_video
+    from avgen.face.frames import VideoConfig, render_video
 
     save_motion(path.with_suffix(".npz"), motion)
     render_video(str(path.with_suffix(".npz")), [str(EXAMPLES / r) for r in refs], str(path),
