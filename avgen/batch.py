@@ -10,8 +10,9 @@ A jobs file is JSON Lines, one job per line (blank lines are ignored):
 Exactly one of `script` (a script file), `text` (script text) or `turns` (a list of
 [name, words] pairs) says what is spoken; `refs` names the two photos, first speaker
 first. Optional: `output` (a file name ending in .mp4, written into the output folder;
-default `job-LLLLL.mp4` from the line number L), `seed`, `steps`, `voices` (two names);
-unset ones take the command's options. Relative paths are relative to the jobs file's
+default `job-LLLLL.mp4` from the line number L), `seed`, `steps`, `voices` (two names),
+`crop` (photo or face), `layout` (side, stacked or single: one MP4 per person, NAME-1.mp4
+and NAME-2.mp4); unset ones take the command's options. Relative paths are relative to the jobs file's
 folder, so a jobs file travels with its inputs.
 
 A job is identified by its line number. Shard K/N (0-based: 0 <= K < N) takes the lines
@@ -34,9 +35,10 @@ from pathlib import Path
 
 from avgen.constants import NUM_PEOPLE
 from avgen.errors import AvgenError, InputError
+from avgen.face.frames import CROPS, LAYOUTS
 from avgen.script import Dialogue
 
-KEYS = ("script", "text", "turns", "refs", "output", "seed", "steps", "voices")
+KEYS = ("script", "text", "turns", "refs", "output", "seed", "steps", "voices", "crop", "layout")
 _OUTPUT_NAME = re.compile(r"^[\w][\w.+-]*\.mp4$")
 
 
@@ -78,6 +80,8 @@ class Job:
     seed: int | None = None
     steps: int | None = None
     voices: tuple[str, ...] | None = None
+    crop: str | None = None
+    layout: str | None = None
 
 
 @dataclass(frozen=True)
@@ -147,7 +151,12 @@ def parse_job(raw: str, line: int, jobs_path: Path) -> Job:
                 and all(isinstance(v, str) for v in voices)):
             _fail(where, "'voices' must name two voices, first speaker first")
         voices = tuple(voices)
-    return Job(line, output, script, tuple(path(r) for r in refs), seed, steps, voices)
+    crop, layout = spec.get("crop"), spec.get("layout")
+    for key, value, allowed in (("crop", crop, CROPS), ("layout", layout, LAYOUTS)):
+        if value is not None and value not in allowed:
+            _fail(where, f"'{key}' must be one of {', '.join(allowed)}, got {value!r}")
+    return Job(line, output, script, tuple(path(r) for r in refs), seed, steps, voices,
+               crop, layout)
 
 
 def read_jobs(jobs_path: str | Path) -> list[Job | BadJob]:
@@ -245,11 +254,15 @@ def default_results(output_dir: Path, shard: Shard) -> Path:
 
 def run_job(job: Job, output_dir: Path, synthesizer) -> dict:
     """Synthesise one job unless its output is already complete; a result record."""
+    from avgen.face.frames import output_paths
+
     output = output_dir / job.output
-    if mp4_is_complete(output):
+    layout = job.layout or synthesizer.config.layout
+    if all(mp4_is_complete(path) for path in output_paths(output, layout, NUM_PEOPLE)):
         return {"status": "skipped"}
     frames = synthesizer.synth(job.script, list(job.refs), str(output), seed=job.seed,
-                               steps=job.steps, voices=job.voices, progress=False)
+                               steps=job.steps, voices=job.voices, layout=job.layout,
+                               crop=job.crop, progress=False)
     return {"status": "ok", "frames": frames}
 
 

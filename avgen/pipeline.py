@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from avgen import formats
-from avgen.constants import DEFAULT_TEMPERATURE, EXPRESSION_NAMES, NUM_PEOPLE
+from avgen.constants import DEFAULT_TEMPERATURE, EXPRESSION_NAMES, NUM_PEOPLE, SAMPLE_RATE
 from avgen.errors import InputError
 from avgen.tokens import Timeline, floor_log_probs
 
@@ -134,9 +134,20 @@ class SynthConfig:
     vocoder: str = "vocos"
     fps: float = 25.0
     size: int = 512
-    layout: str = "side-by-side"
+    layout: str = "side"      # side, stacked or single (avgen.face.frames.VideoConfig)
+    crop: str = "photo"       # photo (the whole photos) or face (square face crops)
     turn_gap: float = 0.35
     rate: float = 1.0
+
+    def __post_init__(self) -> None:
+        self.video()  # the video settings are checked where they are defined
+
+    def video(self, layout: str | None = None, crop: str | None = None):
+        """The `VideoConfig` of these settings (`layout`, `crop`: one job's overrides)."""
+        from avgen.face.frames import VideoConfig
+
+        return VideoConfig(fps=self.fps, size=self.size, layout=layout or self.layout,
+                           crop=crop or self.crop)
 
 
 def mix(waves: list[np.ndarray], peak: float = 0.95) -> np.ndarray:
@@ -192,20 +203,21 @@ class Synthesizer:
 
     def synth(self, script, refs: list[str], output: str, *, seed: int | None = None,
               steps: int | None = None, voices: tuple[str, ...] | None = None,
+              layout: str | None = None, crop: str | None = None,
               log=lambda message: None, progress: bool = True) -> int:
-        """One dialogue to one MP4 (written atomically); returns the number of video frames.
+        """One dialogue to one MP4 (written atomically; layout "single": one per person,
+        see `avgen.face.frames.output_paths`); returns the number of video frames.
 
         `script`: a script file path or a parsed `avgen.script.Dialogue`. `seed`, `steps`,
-        `voices` override the config's for this call. Inputs (script, faces, settings) are
-        checked before the models run; `progress` shows the render bar."""
-        import tempfile
+        `voices`, `layout`, `crop` override the config's for this call. Inputs (script,
+        faces, settings) are checked before the models run; `progress` shows the render
+        bar."""
         from dataclasses import replace
         from pathlib import Path
 
-        import soundfile
-
         from avgen.audio.vocoder import vocode
-        from avgen.face.frames import VideoConfig, render_video
+        from avgen.face.frames import render_video
+        from avgen.face.motion import motion_from_arrays
         from avgen.script import Dialogue, read_script
         from avgen.tokens import TimelineConfig, build_timeline
 
@@ -213,6 +225,7 @@ class Synthesizer:
         overrides = {k: v for k, v in (("seed", seed), ("steps", steps), ("voices", voices))
                      if v is not None}
         settings = replace(config.generate, **overrides)
+        video = config.video(layout, crop)
         if len(refs) != NUM_PEOPLE:
             raise InputError(f"--ref takes one photo per person (2), got {len(refs)}")
         if not Path(output).parent.is_dir():
@@ -220,7 +233,7 @@ class Synthesizer:
         if settings.steps < 1:
             raise InputError(f"--steps must be >= 1, got {settings.steps}")
         dialogue = script if isinstance(script, Dialogue) else read_script(script)
-        renderers = self.renderers.get(list(refs))  # no face -> error now
+        renderers = self.renderers.get(list(refs), video.framing)  # no face -> error now
         model, normalizer, vocoder, learned = self.load()._models
         if settings.voices is None:  # each face keeps its voice across dialogues
             from avgen.speaker import voices_for_faces
@@ -235,13 +248,7 @@ class Synthesizer:
         av = generate(timeline, model, normalizer, settings)
         log("vocoder")
         audio = mix([vocode(vocoder, av[f"p{p}/mel"]) for p in range(NUM_PEOPLE)])
-        with tempfile.TemporaryDirectory(prefix="avgen-synth-") as work:
-            av_path = str(Path(work) / "dialogue.av.npz")
-            wav_path = str(Path(work) / "dialogue.wav")
-            formats.save(av_path, formats.AV, av)
-            soundfile.write(wav_path, audio, 22050)
-            log("render")
-            return render_video(av_path, list(refs), output, audio=wav_path,
-                                config=VideoConfig(fps=config.fps, size=config.size,
-                                                   layout=config.layout),
-                                progress=progress, renderers=renderers)
+        log("render")
+        return render_video(motion_from_arrays(av, "generated motion"), list(refs), output,
+                            audio=audio, sample_rate=SAMPLE_RATE, config=video, progress=progress,
+                            renderers=renderers)

@@ -125,13 +125,17 @@ class FakeSynthesizer:
     """Writes a placeholder instead of synthesising: the batch logic without the models."""
 
     def __init__(self, fail_on=()):
+        from avgen.pipeline import SynthConfig
+
         self.loads, self.calls, self.fail_on = 0, [], fail_on
+        self.config = SynthConfig()
 
     def load(self):
         self.loads += 1
         return self
 
-    def synth(self, script, refs, output, seed=None, steps=None, voices=None, progress=True):
+    def synth(self, script, refs, output, seed=None, steps=None, voices=None, layout=None,
+              crop=None, progress=True):
         self.calls.append(output)
         if len(self.calls) in self.fail_on:
             raise RuntimeError("boom")

@@ -8,7 +8,7 @@ them, the open mouth's interior). Whole videos (timing, layout, the MP4) are
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -50,6 +50,11 @@ class FaceRenderer:
         self.irises = Irises(self.model, self.image)
         self.mouth = Mouth(self.model, self.image, config)
 
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(height, width) of its frames."""
+        return self.config.size, self.config.size
+
     def vertices(self, expression: np.ndarray, head_pose: np.ndarray):
         """(warp vertices (V, 3), posed landmarks (478, 3)) of one frame."""
         return self.warp.vertices(expression, head_pose)
@@ -71,12 +76,103 @@ class FaceRenderer:
         return frame
 
 
-def load_renderers(refs: list[str], config: RenderConfig) -> list[FaceRenderer]:
-    """One renderer per reference photo (errors name the photo)."""
+@dataclass(frozen=True)
+class PhotoFraming:
+    """Whole-photo framing: each photo keeps its aspect ratio and is scaled so that its
+    `side` ("height" or "width") is `pixels` long (the other side rounded to an even
+    number of pixels, as H.264 wants)."""
+    side: str = "height"
+    pixels: int = 512
+
+    def shape(self, photo_shape: tuple) -> tuple[int, int]:
+        """(height, width) of a photo of `photo_shape` in the video."""
+        h, w = photo_shape[:2]
+        if self.side == "height":
+            return self.pixels, max(2, 2 * int(round(w * self.pixels / h / 2)))
+        return max(2, 2 * int(round(h * self.pixels / w / 2))), self.pixels
+
+
+class PhotoRenderer:
+    """Renders one person as the whole photo: `render(expression, head_pose)` -> (height,
+    width, 3) with the photo scaled by `framing` and the animated face pasted back in.
+
+    Only a square region around the face is warped (at its own pixels, so the cost
+    follows the face's size, not the photo's); the rest of every frame is the photo
+    itself. The warp keeps a band along the region's edges still, and the paste fades
+    the render in across that band, so the region's edge never shows, even when the
+    head moves."""
+
+    REGION_FACES = 2.6   # region side, in face sizes: room for the rings and the neck
+    MIN_WORK = 128       # smaller regions are warped at this size and scaled back
+
+    def __init__(self, image: np.ndarray, landmarks: np.ndarray,
+                 framing: PhotoFraming = PhotoFraming(),
+                 config: RenderConfig = RenderConfig(),
+                 model_config: ModelConfig = ModelConfig()):
+        H, W = image.shape[:2]
+        h, w = framing.shape(image.shape)
+        sx, sy = w / W, h / H
+        if (h, w) != (H, W):
+            image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA if sx < 1
+                               else cv2.INTER_CUBIC)
+        self.image = np.ascontiguousarray(image)
+        points = np.asarray(landmarks, np.float64) * [sx, sy, sx]
+        oval = points[list(lm.FACE_OVAL), :2]
+        extent = float(np.ptp(oval, axis=0).max())
+        side = min(2 * int(np.ceil(self.REGION_FACES * extent / 2)), 2 * (min(h, w) // 2))
+        cx, cy = points[:, 0].mean(), points[:, 1].mean()
+        x0 = int(np.clip(round(cx - side / 2), 0, w - side))
+        y0 = int(np.clip(round(cy - side / 2), 0, h - side))
+        self.region = (x0, y0, side)
+        work = max(side, self.MIN_WORK)
+        self.face = FaceRenderer(self.image[y0:y0 + side, x0:x0 + side],
+                                 points - [x0, y0, 0], replace(config, size=work), model_config)
+        self.model = self.face.model
+        self.covers_photo = (side, side) == (h, w)
+        # Fade-in weights of the render: 0 on the region's edge, 1 inside the still band.
+        # A side on the photo's own edge needs no fade: there is no photo beyond it.
+        ramp = max(2.0, 0.75 * config.border_margin * side)
+        edge = np.arange(side, dtype=np.float32)
+        towards = [edge if x0 > 0 else np.full(side, np.inf, np.float32),
+                   edge[::-1] if x0 + side < w else np.full(side, np.inf, np.float32),
+                   edge if y0 > 0 else np.full(side, np.inf, np.float32),
+                   edge[::-1] if y0 + side < h else np.full(side, np.inf, np.float32)]
+        distance = np.minimum(np.minimum(towards[2], towards[3])[:, None],
+                              np.minimum(towards[0], towards[1])[None, :])
+        fade = np.clip((distance - 1.0) / ramp, 0.0, 1.0)
+        self.weight = np.ascontiguousarray(fade * fade * (3 - 2 * fade), dtype=np.float32)
+        self._photo_weight = 1.0 - self.weight
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(height, width) of its frames."""
+        return self.image.shape[:2]
+
+    def render(self, expression: np.ndarray, head_pose: np.ndarray) -> np.ndarray:
+        """One frame (height, width, 3) uint8 RGB: the photo with the face moved."""
+        face = self.face.render(expression, head_pose)
+        x0, y0, side = self.region
+        if face.shape[0] != side:
+            face = cv2.resize(face, (side, side), interpolation=cv2.INTER_AREA)
+        if self.covers_photo:
+            return face
+        frame = self.image.copy()
+        region = frame[y0:y0 + side, x0:x0 + side]
+        region[:] = cv2.blendLinear(face, region, self.weight, self._photo_weight)
+        return frame
+
+
+def load_renderers(refs: list[str], config: RenderConfig,
+                   framing: PhotoFraming | None = None) -> list:
+    """One renderer per reference photo (errors name the photo): a FaceRenderer (the
+    square face crop, `config.size`) or, with `framing`, a PhotoRenderer (the whole
+    photo)."""
     renderers = []
     for ref in refs:
         image = lm.read_image(ref)
-        renderers.append(FaceRenderer(image, lm.detect_image(image, ref), config))
+        points = lm.detect_image(image, ref)
+        renderers.append(FaceRenderer(image, points, config) if framing is None
+                         else PhotoRenderer(image, points, framing, config))
     return renderers
 
 
@@ -94,7 +190,7 @@ class RendererCache:
         self.capacity = capacity  # a renderer holds a few MB of images and maps
         self._cache: OrderedDict = OrderedDict()
 
-    def get(self, refs: list[str]) -> list[FaceRenderer]:
+    def get(self, refs: list[str], framing: PhotoFraming | None = None) -> list:
         """One renderer per photo (errors name the photo, as `load_renderers`)."""
         from pathlib import Path
 
@@ -106,9 +202,9 @@ class RendererCache:
             if not path.is_file():
                 raise InputError("no such file", str(ref))
             stat = path.stat()
-            key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+            key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, framing)
             if key not in self._cache:
-                self._cache[key] = load_renderers([ref], self.config)[0]
+                self._cache[key] = load_renderers([ref], self.config, framing)[0]
                 while len(self._cache) > self.capacity:
                     self._cache.popitem(last=False)
             self._cache.move_to_end(key)
