@@ -201,3 +201,49 @@ def test_bad_video_settings_name_the_option():
     with pytest.raises(InputError, match="--size"):
         VideoConfig(size=101)
     assert VideoConfig(layout="side-by-side").layout == "side"
+
+
+# -- mouth interior -------------------------------------------------------------------------
+def mouth_pixels(renderer, frame, c, head):
+    """Pixels (N, 3) inside the open mouth (inner-lip polygon) of a rendered frame."""
+    posed = renderer.model.posed(c, head)
+    poly = np.concatenate([posed[list(lm.LIPS_INNER_UPPER), :2],
+                           posed[list(lm.LIPS_INNER_LOWER)[::-1], :2]])
+    mask = np.zeros(frame.shape[:2], np.uint8)
+    cv2.fillPoly(mask, [np.round(poly).astype(np.int32)], 1)
+    return frame[mask > 0].astype(float)
+
+
+def luma(rgb):
+    return rgb @ np.array([0.299, 0.587, 0.114])
+
+
+@pytest.mark.parametrize("name", ["grace", "eileen"])
+def test_open_mouth_shows_a_cavity_darker_than_the_lips(name):
+    image = lm.read_image(EXAMPLES / f"{name}.png")
+    renderer = FaceRenderer(image, lm.detect_image(image, name))
+    c, head = coeffs(jaw_open=0.8), pose()
+    frame = renderer.render(c, head)
+    inside = luma(mouth_pixels(renderer, frame, c, head))
+    p = renderer.model.neutral
+    lips = luma(np.array([renderer.image[int(y), int(x)] for x, y in
+                          p[list(lm.LIPS_OUTER_LOWER[2:-2]), :2] * 0.5
+                          + p[list(lm.LIPS_INNER_LOWER[2:-2]), :2] * 0.5], float))
+    # a good part of the opening is cavity, well below the lips' brightness
+    assert np.percentile(inside, 30) < 0.5 * lips.mean(), name
+    assert inside.min() < 0.3 * lips.mean(), name
+
+
+def test_mouth_colours_come_from_the_photo():
+    """A grayscale photo gets a grey mouth (no painted red cavity or ivory teeth); a warm
+    photo gets a reddish cavity."""
+    gray = cv2.cvtColor(cv2.imread(str(EXAMPLES / "grace.png")), cv2.COLOR_BGR2GRAY)
+    image = np.repeat(gray[..., None], 3, axis=2)
+    renderer = FaceRenderer(image, lm.detect_image(image, "gray"))
+    c, head = coeffs(jaw_open=0.6), pose()
+    inside = mouth_pixels(renderer, renderer.render(c, head), c, head)
+    assert np.abs(inside - inside.mean(1, keepdims=True)).max() <= 3
+    colour = lm.read_image(EXAMPLES / "grace.png")
+    renderer = FaceRenderer(colour, lm.detect_image(colour, "grace"))
+    cavity = renderer.mouth._cavity_rgb
+    assert cavity[0] > 2 * cavity[2] and luma(cavity) < 0.5 * luma(renderer.mouth._lip_rgb)

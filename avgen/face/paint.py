@@ -100,17 +100,75 @@ class Irises:
 
 class Mouth:
     """The mouth interior of one photo (`image` in the pixels of the face model `model`);
-    `config` is a `RenderConfig` (default teeth, cavity and tongue colours)."""
+    `config` is a `RenderConfig`. Its colours come from the photo: the cavity from its
+    darkest lip and inner-mouth pixels, the tongue from its lips, the teeth from its own
+    teeth where the mouth shows them, else white in the photo's light and colour cast."""
 
     def __init__(self, model, image: np.ndarray, config) -> None:
         self.model, self.config, self._photo = model, config, image
         p = model.neutral
-        self._teeth_rgb = self._teeth_colour()
         self._ref_gap = self._mouth_gap(p)
         self._strip = self._cut_teeth_strip()
         lips = [0.5 * (p[a, :2] + p[b, :2]) for a, b in ((0, 13), (17, 14), (37, 82), (84, 87))]
         lip_rgb = np.mean([image[int(y), int(x)] for x, y in lips], axis=0)
         self._lip_rgb = np.asarray(lip_rgb, dtype=np.float32)
+        self._skin_rgb = self._skin_colour()
+        self._teeth_rgb = self._teeth_colour()
+        self._cavity_rgb = self._cavity_colour()
+        # the tongue: lip-coloured, a little darker (it sits inside, in the lips' shadow)
+        self._tongue_rgb = 0.72 * self._lip_rgb.astype(np.float64)
+
+    @staticmethod
+    def _luma(rgb: np.ndarray) -> np.ndarray:
+        return rgb @ np.array([0.299, 0.587, 0.114])
+
+    def _region(self, polygon: np.ndarray) -> np.ndarray:
+        """The photo's pixels (N, 3) float64 inside a polygon."""
+        mask = np.zeros(self._photo.shape[:2], np.uint8)
+        cv2.fillPoly(mask, [np.round(polygon).astype(np.int32)], 1)
+        return self._photo[mask > 0].astype(np.float64)
+
+    def _skin_colour(self) -> np.ndarray:
+        """The face's mid-tone skin: the face-oval pixels between the 40th and 80th
+        luminance percentiles (past the shadows, eyes and brows, short of highlights)."""
+        pixels = self._region(self.model.neutral[list(lm.FACE_OVAL), :2])
+        if len(pixels) < 30:
+            return np.array([180.0, 140.0, 120.0])
+        luma = self._luma(pixels)
+        lo, hi = np.percentile(luma, [40, 80])
+        return pixels[(luma >= lo) & (luma <= hi)].mean(0)
+
+    def _cavity_colour(self) -> np.ndarray:
+        """The open mouth's inside: the hue of the photo's darkest lip/inner-mouth pixels
+        (darkest tenth), at `config.cavity_darkness` of the lips' luminance (at most)."""
+        p = self.model.neutral
+        outer = np.concatenate([p[list(lm.LIPS_OUTER_UPPER), :2],
+                                p[list(lm.LIPS_OUTER_LOWER)[::-1], :2]])
+        pixels = self._region(outer)
+        if len(pixels) < 10:
+            pixels = self._lip_rgb[None].astype(np.float64)
+        luma = self._luma(pixels)
+        dark = pixels[luma <= np.percentile(luma, 10)].mean(0)
+        target = self.config.cavity_darkness * float(self._luma(self._lip_rgb.astype(np.float64)))
+        return dark * min(1.0, target / max(float(self._luma(dark)), 1.0))
+
+    def _teeth_colour(self) -> np.ndarray:
+        """The photo's own teeth colour if its mouth shows teeth, else painted teeth."""
+        p = self.model.neutral
+        poly = np.concatenate([p[list(lm.LIPS_INNER_UPPER), :2],
+                               p[list(lm.LIPS_INNER_LOWER)[::-1], :2]])
+        inside = self._region(poly)
+        if len(inside) > 30:
+            bright = inside[inside.sum(1) > np.percentile(inside.sum(1), 70)]
+            lum = bright.mean(0)
+            if lum.mean() > 150 and lum.min() > 110:  # looks like teeth, not lips or a cavity
+                return np.clip(lum * 1.02, 0, 255)
+        # painted teeth: white in the photo's light, tinted by the skin's colour cast (so
+        # a grayscale photo gets grey teeth, a warm one warm teeth)
+        skin = self._skin_rgb
+        cast = (np.maximum(skin, 1.0) / max(skin.mean(), 1.0)) ** 0.3
+        lit = min(self.config.teeth_light * float(self._luma(skin)), 225.0)
+        return np.clip(cast * lit / max(float(self._luma(cast)), 1e-6), 0, 255)
 
     def _cut_teeth_strip(self, columns: int = 96, rows: int = 32):
         """The photo's own upper teeth, if its mouth is open: a strip hanging from the
@@ -139,21 +197,6 @@ class Mouth:
         upper = points[list(lm.LIPS_INNER_UPPER)[1:-1], 1]
         lower = points[list(lm.LIPS_INNER_LOWER)[1:-1], 1]
         return float((lower - upper).max())
-
-    def _teeth_colour(self) -> np.ndarray:
-        """The reference's own teeth colour if its mouth shows teeth, else a default."""
-        p = self.model.neutral
-        poly = np.concatenate([p[list(lm.LIPS_INNER_UPPER), :2],
-                               p[list(lm.LIPS_INNER_LOWER)[::-1], :2]])
-        mask = np.zeros(self._photo.shape[:2], np.uint8)
-        cv2.fillPoly(mask, [np.round(poly).astype(np.int32)], 1)
-        inside = self._photo[mask > 0].astype(np.float64)
-        if len(inside) > 30:
-            bright = inside[inside.sum(1) > np.percentile(inside.sum(1), 70)]
-            lum = bright.mean(0)
-            if lum.mean() > 150 and lum.min() > 110:  # looks like teeth, not lips or a cavity
-                return np.clip(lum * 1.02, 0, 255)
-        return np.array(self.config.teeth_rgb, dtype=np.float64)
 
     def paint(self, frame: np.ndarray, posed: np.ndarray) -> None:
         upper = posed[list(lm.LIPS_INNER_UPPER), :2]
@@ -200,11 +243,17 @@ class Mouth:
         upper, lower = chaikin(upper), chaikin(lower)
         mid = np.concatenate([upper, lower]).mean(0)
         grow = 1 + 0.015 * W / max(np.abs(upper - mid).max(), np.abs(lower - mid).max(), 1.0)
+        # The lips' inner edge: a band of shaded lip colour a little wider than the
+        # opening, over the photo's stretched lip seam (grey or dark where a closed
+        # mouth was warped open) that the opening's soft edge would let through.
+        reach = max(np.abs(upper - mid).max(), np.abs(lower - mid).max(), 1.0)
+        rim = np.concatenate([mid + (upper - mid) * (1 + 0.03 * W / reach),
+                              (mid + (lower - mid) * (1 + 0.03 * W / reach))[::-1]])
         upper = mid + (upper - mid) * grow
         lower = mid + (lower - mid) * grow
         poly = np.concatenate([upper, lower[::-1]])
-        x0, y0 = np.floor(poly.min(0)).astype(int) - 2
-        x1, y1 = np.ceil(poly.max(0)).astype(int) + 3
+        x0, y0 = np.floor(rim.min(0)).astype(int) - 2
+        x1, y1 = np.ceil(rim.max(0)).astype(int) + 3
         x0, y0 = max(x0, 0), max(y0, 0)
         x1, y1 = min(x1, frame.shape[1]), min(y1, frame.shape[0])
         if x1 - x0 < 2 or y1 - y0 < 2:
@@ -214,7 +263,13 @@ class Mouth:
         mask = np.zeros((h, w), np.uint8)
         shifted = np.round((poly - [x0, y0]) * 4).astype(np.int32)
         cv2.fillPoly(mask, [shifted], 255, lineType=cv2.LINE_AA, shift=2)
+        mask = cv2.GaussianBlur(mask, (3, 3), 0)  # a soft lip edge, not a cut-out
         alpha = (mask.astype(np.float32) * (strength / 255.0))[..., None]
+        rim_mask = np.zeros((h, w), np.uint8)
+        cv2.fillPoly(rim_mask, [np.round((rim - [x0, y0]) * 4).astype(np.int32)], 255,
+                     lineType=cv2.LINE_AA, shift=2)
+        rim_alpha = cv2.GaussianBlur(rim_mask, (5, 5), 0).astype(np.float32)[..., None] * (
+            strength / 255.0)
         xs = np.arange(x0, x1, dtype=np.float64) + 0.5
         ys = (np.arange(y0, y1, dtype=np.float64) + 0.5)[:, None]
         ou = np.argsort(upper[:, 0])
@@ -227,30 +282,33 @@ class Mouth:
         across = np.clip(1 - np.abs(xs - centre) / half, 0, 1)[None, :]  # 1 mid, 0 corner
         opening = np.clip(yl - yu, 0, None)
         depth = np.clip((ys - yu) / np.maximum(opening, 1), 0, 1)
-        cavity = np.array(self.config.cavity_rgb, np.float64)
-        # darker towards the throat (the middle of the opening) and the corners
-        shade = (0.45 + 0.55 * across) * (1.0 - 0.6 * np.sin(np.pi * depth) ** 2)
+        cavity = self._cavity_rgb
+        # darker towards the throat (the middle of the opening) and, softly, the corners
+        corner = np.clip(across / 0.4, 0, 1)
+        corner = corner * corner * (3 - 2 * corner)  # 0 at a corner, 1 from 40 % inwards
+        shade = (0.35 + 0.65 * corner) * (1.0 - 0.5 * np.sin(np.pi * depth) ** 2)
         out = cavity * shade[..., None]
         # the tongue: a soft hump resting on the lower teeth, seen when the jaw is open
         tongue_top = yl - np.clip(opening * 0.45, 0, 0.07 * W) * np.sqrt(across)
         t_alpha = np.clip((ys - tongue_top) / np.maximum(0.3 * (yl - tongue_top), 1), 0, 1)
-        tongue = np.array(self.config.tongue_rgb, np.float64) * (0.55 + 0.35 * across)[..., None]
+        tongue = self._tongue_rgb * ((0.55 + 0.35 * across) * (0.5 + 0.5 * corner))[..., None]
         out = out * (1 - t_alpha[..., None]) + tongue * t_alpha[..., None]
         teeth = self._teeth_rgb
-        up_h = 0.065 * W * np.sqrt(across)    # upper incisors, shorter towards the corners
-        lo_h = 0.035 * W * np.sqrt(across)
+        # upper incisors, shorter towards the corners; a slightly open mouth shows their
+        # edge with dark cavity below (not a band of teeth from lip to lip)
+        profile = 0.3 + 0.7 * corner   # even along the front, tapering into the corners
+        up_h = np.minimum(0.06 * W, 0.4 * opening) * profile
+        lo_h = np.minimum(0.025 * W, 0.15 * opening) * profile
         in_up = (ys >= yu) & (ys < yu + up_h)
         in_lo = (ys <= yl) & (ys > yl - lo_h) & ~in_up
-        # a little shadow right under the lips and between teeth
+        # a shadow right under the lips, between teeth and into the corners
         toothw = 0.05 * W
         seam = np.abs(((xs - centre) / toothw + 0.5) % 1.0 - 0.5)[None, :]
         seam_shade = np.where(seam < 0.04, 0.93, 1.0)
         t_up = (ys - yu) / np.maximum(up_h, 1)
-        shade_up = (0.55 + 0.45 * across ** 0.7) * (0.75 + 0.25 * np.clip(t_up * 3, 0, 1)) \
-            * seam_shade
+        shade_up = (0.4 + 0.6 * corner) * (0.7 + 0.3 * np.clip(t_up * 3, 0, 1)) * seam_shade
         t_lo = (yl - ys) / np.maximum(lo_h, 1)
-        shade_lo = (0.45 + 0.4 * across ** 0.7) * (0.75 + 0.25 * np.clip(t_lo * 3, 0, 1)) \
-            * seam_shade
+        shade_lo = (0.35 + 0.5 * corner) * (0.7 + 0.3 * np.clip(t_lo * 3, 0, 1)) * seam_shade
         out = np.where(in_lo[..., None], teeth * shade_lo[..., None], out)
         strip = self._strip
         if strip is None:
@@ -272,5 +330,6 @@ class Mouth:
                           borderMode=cv2.BORDER_CONSTANT)[..., None]
             out = out * (1 - a) + rgb * a
         region = frame[y0:y1, x0:x1].astype(np.float32)
+        region = region * (1 - rim_alpha) + (0.8 * self._lip_rgb) * rim_alpha
         region = region * (1 - alpha) + out.astype(np.float32) * alpha
         frame[y0:y1, x0:x1] = np.clip(region + 0.5, 0, 255).astype(np.uint8)

@@ -30,9 +30,8 @@ class RenderConfig:
     border_margin: float = 0.08      # of the frame: this band along the edges never moves
     neck_follow: float = 0.45        # ring points below the chin follow less (neck)
     neck_jaw_follow: float = 0.0     # the neck stays when the jaw drops: the chin covers it
-    teeth_rgb: tuple = (236, 222, 196)
-    cavity_rgb: tuple = (92, 34, 36)
-    tongue_rgb: tuple = (178, 86, 90)
+    teeth_light: float = 1.3          # painted teeth's luminance, x the skin's (<= 225)
+    cavity_darkness: float = 0.3      # open mouth's luminance, as a fraction of the lips'
 
 
 class FaceRenderer:
