@@ -12,8 +12,8 @@ Exactly one of `script` (a script file), `text` (script text) or `turns` (a list
 first. Optional: `output` (a file name ending in .mp4, written into the output folder;
 default `job-LLLLL.mp4` from the line number L), `seed`, `steps`, `voices` (two names),
 `crop` (photo or face), `layout` (side, stacked or single: one MP4 per person, NAME-1.mp4
-and NAME-2.mp4); unset ones take the command's options. Relative paths are relative to the jobs file's
-folder, so a jobs file travels with its inputs.
+and NAME-2.mp4); unset ones take the command's options. Relative paths are relative to
+the jobs file's folder, so a jobs file travels with its inputs.
 
 A job is identified by its line number. Shard K/N (0-based: 0 <= K < N) takes the lines
 L with (L - 1) mod N == K, so N processes given 0/N .. N-1/N cover every line exactly

@@ -157,6 +157,15 @@ class Warp:
         g = (np.arange(self._grid_n) * step + (step - 1) / 2.0).astype(np.float32)
         self._gx, self._gy = np.meshgrid(g, g)
         self.ids = np.zeros((self._grid_n, self._grid_n), dtype=np.int32)
+        # The triangles between the two border squares never move and are drawn first
+        # (farthest): draw them once here, and per frame start from that picture.
+        still = np.isin(self.triangles, np.arange(len(self.src) - len(border), len(self.src)))
+        self._moving = ~still.all(1)
+        self._still_ids = np.full_like(self.ids, -1)
+        dst = self.src[:, :2][self.triangles]
+        scaled = np.round((dst - (step - 1) / 2.0) / step * 16).astype(np.int32)
+        for k in np.flatnonzero(~self._moving):
+            cv2.fillConvexPoly(self._still_ids, scaled[k], int(k), lineType=cv2.LINE_4, shift=4)
 
     def vertices(self, expression: np.ndarray, head_pose: np.ndarray) -> np.ndarray:
         """(output positions (V, 3) of every warp vertex, posed landmarks (478, 3)) for one
@@ -183,16 +192,16 @@ class Warp:
         depth = verts[:, 2][tris].mean(1)
         order = np.argsort(-depth, kind="stable")           # far first
         ids = self.ids
-        ids.fill(-1)
+        ids[:] = self._still_ids
         # Back-face culling: a triangle whose winding flipped is seen from behind (the far
         # cheek on a turn, the neck under a dropping chin); drawing it would paint a
         # mirrored sliver. The visible triangles in front cover its place.
         area = signed_area(dst)
         front = (area * self._src_area > 0) & (np.abs(area) > 1e-3)
-        scaled = np.round((dst - (step - 1) / 2.0) / step * 16).astype(np.int32)
-        for k in order:
-            if front[k]:
-                cv2.fillConvexPoly(ids, scaled[k], int(k), lineType=cv2.LINE_4, shift=4)
+        drawn = order[(front & self._moving)[order]]
+        scaled = np.round((dst[drawn] - (step - 1) / 2.0) / step * 16).astype(np.int32)
+        for k, corners in zip(drawn.tolist(), scaled):
+            cv2.fillConvexPoly(ids, corners, k, lineType=cv2.LINE_4, shift=4)
         holes = ids < 0
         for _ in range(4):  # rare pixels left uncovered take a neighbouring triangle
             if not holes.any():

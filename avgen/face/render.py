@@ -140,7 +140,20 @@ class PhotoRenderer:
                               np.minimum(towards[0], towards[1])[None, :])
         fade = np.clip((distance - 1.0) / ramp, 0.0, 1.0)
         self.weight = np.ascontiguousarray(fade * fade * (3 - 2 * fade), dtype=np.float32)
-        self._photo_weight = 1.0 - self.weight
+        # Only the band along the region's edges is blended per frame (inside it the render
+        # is copied as is): its strips, their weights and the photo under them, cut once.
+        band = int(np.ceil(ramp + 1.0))
+        t, b = (band if y0 > 0 else 0), (band if y0 + side < h else 0)
+        l, r = (band if x0 > 0 else 0), (band if x0 + side < w else 0)
+        self._inside = (slice(t, side - b), slice(l, side - r))
+        strips = [(slice(0, t), slice(0, side)), (slice(side - b, side), slice(0, side)),
+                  (slice(t, side - b), slice(0, l)), (slice(t, side - b), slice(side - r, side))]
+        photo = self.image[y0:y0 + side, x0:x0 + side]
+        self._strips = [(rows, cols, np.ascontiguousarray(self.weight[rows, cols]),
+                         np.ascontiguousarray(1.0 - self.weight[rows, cols]),
+                         np.ascontiguousarray(photo[rows, cols]))
+                        for rows, cols in strips
+                        if rows.stop > rows.start and cols.stop > cols.start]
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -157,7 +170,10 @@ class PhotoRenderer:
             return face
         frame = self.image.copy()
         region = frame[y0:y0 + side, x0:x0 + side]
-        region[:] = cv2.blendLinear(face, region, self.weight, self._photo_weight)
+        region[self._inside] = face[self._inside]
+        for rows, cols, weight, photo_weight, photo in self._strips:
+            region[rows, cols] = cv2.blendLinear(np.ascontiguousarray(face[rows, cols]), photo,
+                                                 weight, photo_weight)
         return frame
 
 
