@@ -4,6 +4,8 @@ Changing anything here changes a file contract: bump the format versions in
 `avgen.formats` in the same step.
 """
 
+import math
+
 SAMPLE_RATE = 22050
 N_FFT = 1024
 HOP_LENGTH = 256
@@ -11,6 +13,11 @@ WIN_LENGTH = 1024
 N_MELS = 80
 FMIN = 0.0
 FMAX = 8000.0
+
+# Log-mels are log(max(mel, LOG_FLOOR)); LOG_SILENCE = log(LOG_FLOOR) is a silent band,
+# the value vocoders, padding and off-speech frames use as "silence".
+LOG_FLOOR = 1e-5
+LOG_SILENCE = math.log(LOG_FLOOR)
 
 # Mel frames, token frames and motion frames all tick at this rate inside the model.
 FRAMES_PER_SECOND = SAMPLE_RATE / HOP_LENGTH  # 86.1328125

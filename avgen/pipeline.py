@@ -9,14 +9,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from avgen import formats
 from avgen.constants import DEFAULT_TEMPERATURE, EXPRESSION_NAMES, NUM_PEOPLE, SAMPLE_RATE
-from avgen.errors import InputError
-from avgen.tokens import Timeline, floor_log_probs
+from avgen.errors import ConfigError, InputError
+from avgen.face.frames import VideoConfig
+from avgen.tokens import Timeline, TimelineConfig, floor_log_probs
 
 AV_WEIGHTS = "av-flow"
+MAX_STEPS = 256  # Euler steps; past this the sampler is converged and only slower
+MAX_TEMPERATURE = 2.0
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,18 @@ class GenerateConfig:
     device: str = "cpu"
     chunk_frames: int = 2048  # frames generated at a time (~24 s): bounds working memory
     temperature: float = DEFAULT_TEMPERATURE  # mel's starting noise (AVFlow.sample_dyad)
+
+    def __post_init__(self) -> None:
+        if type(self.steps) is not int or not 1 <= self.steps <= MAX_STEPS:
+            raise ConfigError(f"steps must be an integer from 1 to {MAX_STEPS}, "
+                              f"got {self.steps!r}")
+        if not 0.0 <= self.temperature <= MAX_TEMPERATURE:
+            raise ConfigError(f"temperature must be from 0 to {MAX_TEMPERATURE:g}, "
+                              f"got {self.temperature!r}")
+        if self.chunk_frames < 1:
+            raise ConfigError(f"chunk_frames must be >= 1, got {self.chunk_frames}")
+        if self.voices is not None and len(self.voices) != NUM_PEOPLE:
+            raise ConfigError(f"voices: one per person ({NUM_PEOPLE}), got {len(self.voices)}")
 
 
 def load_av_model(checkpoint: str | None = None, device: str = "cpu"):
@@ -93,12 +107,10 @@ def generate_from_tokens(tokens: np.ndarray, names, model, normalizer,
                          ) -> dict[str, np.ndarray]:
     """`generate` for per-person token log-probabilities (2, T, V) from any source.
     `progress(frames)` is called as chunks finish; `cues` as in `act_cues`."""
+    import torch
+
     from avgen.train.av_data import motion_from_features
 
-    if config.steps < 1:
-        raise InputError(f"--steps must be >= 1, got {config.steps}")
-    if config.chunk_frames < 1:
-        raise InputError(f"chunk_frames must be >= 1, got {config.chunk_frames}")
     voices = config.voices or model.config.voices[:NUM_PEOPLE]
     unknown = [v for v in voices if v not in model.config.voices]
     if unknown or len(voices) != NUM_PEOPLE:
@@ -132,20 +144,19 @@ def generate_from_tokens(tokens: np.ndarray, names, model, normalizer,
 class SynthConfig:
     generate: GenerateConfig = GenerateConfig()
     vocoder: str = "vocos"
-    fps: float = 25.0
-    size: int = 512
-    layout: str = "side"      # side, stacked or single (avgen.face.frames.VideoConfig)
-    crop: str = "photo"       # photo (the whole photos) or face (square face crops)
-    turn_gap: float = 0.35
-    rate: float = 1.0
+    fps: float = VideoConfig.fps
+    size: int = VideoConfig.size
+    layout: str = VideoConfig.layout  # side, stacked or single
+    crop: str = VideoConfig.crop      # photo (the whole photos) or face (square face crops)
+    turn_gap: float = TimelineConfig.turn_gap
+    rate: float = TimelineConfig.rate
 
     def __post_init__(self) -> None:
-        self.video()  # the video settings are checked where they are defined
+        self.video()  # the video settings are checked where they are defined: VideoConfig
+        TimelineConfig(turn_gap=self.turn_gap, rate=self.rate)  # checks both
 
-    def video(self, layout: str | None = None, crop: str | None = None):
+    def video(self, layout: str | None = None, crop: str | None = None) -> VideoConfig:
         """The `VideoConfig` of these settings (`layout`, `crop`: one job's overrides)."""
-        from avgen.face.frames import VideoConfig
-
         return VideoConfig(fps=self.fps, size=self.size, layout=layout or self.layout,
                            crop=crop or self.crop)
 
@@ -219,7 +230,7 @@ class Synthesizer:
         from avgen.face.frames import render_video
         from avgen.face.motion import motion_from_arrays
         from avgen.script import Dialogue, read_script
-        from avgen.tokens import TimelineConfig, build_timeline
+        from avgen.tokens import build_timeline
 
         config = self.config
         overrides = {k: v for k, v in (("seed", seed), ("steps", steps), ("voices", voices))
@@ -230,8 +241,6 @@ class Synthesizer:
             raise InputError(f"--ref takes one photo per person (2), got {len(refs)}")
         if not Path(output).parent.is_dir():
             raise InputError("output folder does not exist", str(Path(output).parent))
-        if settings.steps < 1:
-            raise InputError(f"--steps must be >= 1, got {settings.steps}")
         dialogue = script if isinstance(script, Dialogue) else read_script(script)
         renderers = self.renderers.get(list(refs), video.framing)  # no face -> error now
         model, normalizer, vocoder, learned = self.load()._models

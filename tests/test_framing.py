@@ -193,12 +193,13 @@ def test_single_layout_writes_one_mp4_per_person(tmp_path):
         assert next(iter(pictures)).shape == (128, 128, 3)
 
 
-def test_bad_video_settings_name_the_option():
-    with pytest.raises(InputError, match="--layout"):
+def test_bad_video_settings_are_one_line_errors():
+    with pytest.raises(InputError, match="^--layout: 'diagonal' is not a layout; use side, "
+                       "stacked, single$"):
         VideoConfig(layout="diagonal")
-    with pytest.raises(InputError, match="--crop"):
+    with pytest.raises(InputError, match="^--crop: 'chin' is not a framing; use photo or face$"):
         VideoConfig(crop="chin")
-    with pytest.raises(InputError, match="--size"):
+    with pytest.raises(InputError, match="^--size: 101 is not allowed"):
         VideoConfig(size=101)
     assert VideoConfig(layout="side-by-side").layout == "side"
 
@@ -247,3 +248,37 @@ def test_mouth_colours_come_from_the_photo():
     renderer = FaceRenderer(colour, lm.detect_image(colour, "grace"))
     cavity = renderer.mouth._cavity_rgb
     assert cavity[0] > 2 * cavity[2] and luma(cavity) < 0.5 * luma(renderer.mouth._lip_rgb)
+
+
+def test_cli_render_framings_and_layouts(tmp_path, photos):
+    """`avgen render`: the whole photos by default (a landscape and a tall portrait side by
+    side at --size height), --layout single (two files), --crop face (squares); a bad value
+    is a usage error naming the option, and nothing is written."""
+    import subprocess
+    import sys
+
+    from avgen.face.motion import save_motion
+    from avgen.face.sequence import scripted_motion
+    from avgen.video import read_video
+
+    save_motion(tmp_path / "two.npz", scripted_motion(0.4, people=2))
+    refs = ["--ref", str(photos["landscape"]), str(photos["portrait"])]
+
+    def render(*extra):
+        return subprocess.run([sys.executable, "-m", "avgen", "render", str(tmp_path / "two.npz"),
+                               *refs, *extra], capture_output=True, text=True)
+
+    assert render("--size", "100", "-o", str(tmp_path / "a.mp4")).returncode == 0
+    # 903x421 -> 214x100 and 333x701 -> 48x100 (even widths)
+    assert next(read_video(tmp_path / "a.mp4")[1]).shape == (100, 214 + 48, 3)
+    result = render("--size", "100", "--layout", "single", "-o", str(tmp_path / "b.mp4"))
+    assert result.returncode == 0, result.stderr
+    assert [next(read_video(tmp_path / f"b-{k}.mp4")[1]).shape for k in (1, 2)] == [
+        (100, 214, 3), (100, 48, 3)]
+    assert render("--size", "64", "--crop", "face", "--layout", "stacked", "-o",
+                  str(tmp_path / "c.mp4")).returncode == 0
+    assert next(read_video(tmp_path / "c.mp4")[1]).shape == (128, 64, 3)
+    bad = render("--crop", "chin", "-o", str(tmp_path / "d.mp4"))
+    assert bad.returncode == 2 and "'--crop'" in bad.stderr and "'chin'" in bad.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "a.mp4", "b-1.mp4", "b-2.mp4", "c.mp4", "two.npz"]

@@ -91,6 +91,37 @@ def test_synth_end_to_end_with_a_tiny_model(tiny_model, tmp_path, write_script):
     assert [p.name for p in tmp_path.iterdir() if p.suffix == ".mp4"] == ["out.mp4"]
 
 
+def test_synth_layouts_and_crops(tiny_model, tmp_path, write_script):
+    """Whole photos side by side by default; --layout single writes one MP4 per person;
+    --crop face gives square face crops; a bad --layout is an error before any work."""
+    from conftest import EXAMPLES
+    from avgen.video import read_video
+
+    model, normalizer = tiny_model
+    checkpoint = tmp_path / "av.safetensors"
+    save_checkpoint(checkpoint, model, normalizer, 0, TrainConfig())
+    script = write_script("A: Hi.\nB: Hello!\n")
+    common = ["--ref", str(EXAMPLES / "eileen.png"), str(EXAMPLES / "grace.png"),
+              "--checkpoint", str(checkpoint), "--steps", "1", "--vocoder", "griffinlim"]
+    runner = CliRunner()
+    result = runner.invoke(app, ["synth", str(script), "-o", str(tmp_path / "both.mp4"),
+                                 "--size", "96", *common])
+    assert result.exit_code == 0, result.output
+    assert next(read_video(tmp_path / "both.mp4")[1]).shape == (96, 192, 3)
+    result = runner.invoke(app, ["synth", str(script), "-o", str(tmp_path / "solo.mp4"),
+                                 "--layout", "single", "--crop", "face", "--size", "64",
+                                 *common])
+    assert result.exit_code == 0, result.output
+    assert f"{tmp_path / 'solo-1.mp4'}, {tmp_path / 'solo-2.mp4'}:" in result.output
+    for k in (1, 2):
+        fps, frames, _ = read_video(tmp_path / f"solo-{k}.mp4")
+        assert next(frames).shape == (64, 64, 3)
+    assert not (tmp_path / "solo.mp4").exists()
+    bad = runner.invoke(app, ["synth", str(script), "-o", str(tmp_path / "x.mp4"),
+                              "--layout", "diagonal", *common])
+    assert bad.exit_code == 2 and not (tmp_path / "x.mp4").exists()
+
+
 def test_synth_checks_inputs_before_work(tmp_path, write_script):
     from conftest import EXAMPLES
 

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from avgen.constants import SAMPLE_RATE
-from avgen.errors import InputError
+from avgen.errors import ConfigError, InputError
 from avgen.face.render import PhotoFraming, RenderConfig, load_renderers
 
 CROPS = ("photo", "face")
@@ -38,19 +38,20 @@ class VideoConfig:
     preset: str = "veryfast"
 
     def __post_init__(self) -> None:
+        # errors name the command-line option that sets the value
         layout = _LAYOUT_ALIASES.get(self.layout, self.layout)
         object.__setattr__(self, "layout", layout)
         if layout not in LAYOUTS:
-            raise InputError(f"{self.layout!r} is not a layout; use {', '.join(LAYOUTS)}",
-                             "--layout")
+            raise ConfigError(f"{self.layout!r} is not a layout; use {', '.join(LAYOUTS)}",
+                              "--layout")
         if self.crop not in CROPS:
-            raise InputError(f"{self.crop!r} is not a framing; use {' or '.join(CROPS)}",
-                             "--crop")
-        if self.size % 2 or self.size < 64:
-            raise InputError(f"{self.size} is not allowed; use an even size of at least 64",
-                             "--size")
+            raise ConfigError(f"{self.crop!r} is not a framing; use {' or '.join(CROPS)}",
+                              "--crop")
+        if type(self.size) is not int or self.size % 2 or self.size < 64:
+            raise ConfigError(f"{self.size} is not allowed; use an even size of at least 64",
+                              "--size")
         if not 1 <= self.fps <= 120:
-            raise InputError(f"{self.fps:g} is out of range; use 1 to 120", "--fps")
+            raise ConfigError(f"{self.fps:g} is out of range; use 1 to 120", "--fps")
 
     @property
     def framing(self) -> PhotoFraming | None:

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from avgen.constants import EXPRESSION_NAMES, N_MELS
+from avgen.errors import ConfigError
 from avgen.symbols import NUM_SYMBOLS
 
 MOTION_DIM = 6 + len(EXPRESSION_NAMES)  # yaw, pitch, roll, tx, ty, tz, expressions
@@ -62,7 +63,7 @@ class AVFlowConfig:
 
     def __post_init__(self) -> None:
         if self.fusion not in FUSIONS:
-            raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}, got {self.fusion!r}")
+            raise ConfigError(f"fusion must be one of {', '.join(FUSIONS)}, got {self.fusion!r}")
 
     @property
     def highways(self) -> bool:
