@@ -36,7 +36,7 @@ from pathlib import Path
 from avgen.constants import NUM_PEOPLE
 from avgen.errors import AvgenError, InputError
 from avgen.face.frames import CROPS, LAYOUTS
-from avgen.script import Dialogue
+from avgen.text.script import Dialogue
 
 KEYS = ("script", "text", "turns", "refs", "output", "seed", "steps", "voices", "crop", "layout")
 _OUTPUT_NAME = re.compile(r"^[\w][\w.+-]*\.mp4$")
@@ -99,7 +99,7 @@ def _fail(where: str, message: str):
 
 def parse_job(raw: str, line: int, jobs_path: Path) -> Job:
     """One JSON line -> Job; InputError naming `jobs_path:line` otherwise."""
-    from avgen.script import parse_script
+    from avgen.text.script import parse_script
 
     where = f"{jobs_path}:{line}"
     try:

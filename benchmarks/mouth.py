@@ -60,7 +60,10 @@ def render_tiles(repo: str, refs: dict, shapes, whole: bool = False, with_stats:
     from avgen.constants import EXPRESSION_NAMES
     from avgen.face import landmarks as lm
     from avgen.face.render import FaceRenderer
-    from avgen.motion import quaternion_from_degrees
+    try:
+        from avgen.face.rotations import quaternion_from_degrees
+    except ImportError:  # checkouts before the rotations moved
+        from avgen.motion import quaternion_from_degrees
 
     out, stats = {}, {}
     for name, path in refs.items():

@@ -14,7 +14,7 @@ from avgen.face.frames import VideoConfig, VideoFrames, output_paths, render_vid
 from avgen.face.motion import Motion
 from avgen.face.render import (FaceRenderer, PhotoFraming, PhotoRenderer, RenderConfig,
                                load_renderers)
-from avgen.motion import quaternion_from_degrees
+from avgen.face.rotations import quaternion_from_degrees
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 

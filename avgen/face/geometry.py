@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from avgen.face import landmarks as lm
+from avgen.smoothing import smoothstep
 
 # Landmarks that are warp vertices: the 468 mesh points. The irises are not warped: each
 # is cut out of the photo once and pasted where the gaze puts it, inside the lids.
@@ -30,11 +31,6 @@ def chaikin(curve: np.ndarray, rounds: int = 2) -> np.ndarray:
         inner = np.stack([0.75 * a + 0.25 * b, 0.25 * a + 0.75 * b], 1).reshape(-1, 2)
         curve = np.concatenate([curve[:1], inner[1:-1], curve[-1:]])
     return curve
-
-
-def _smooth01(x):
-    x = np.clip(x, 0.0, 1.0)
-    return x * x * (3 - 2 * x)
 
 
 def crop_frame(shape: tuple, points: np.ndarray, size: int) -> tuple[int, int, float]:
@@ -124,7 +120,7 @@ class Warp:
                                          (outer, config.outer_follow, False)):
             ring = centre + rays * scales[:, None]
             z = oval[:, 2] + 0.15 * W * (scales - 1)
-            down = _smooth01((ring[:, 1] - mouth_y) / max(chin_y - mouth_y, 1.0))
+            down = smoothstep((ring[:, 1] - mouth_y) / max(chin_y - mouth_y, 1.0))
             neck = config.neck_follow if is_inner else 0.0
             weight = follow * (1 - down) + neck * down
             rings.append((np.column_stack([ring, z]), weight))

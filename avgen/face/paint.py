@@ -14,6 +14,7 @@ import numpy as np
 
 from avgen.face import landmarks as lm
 from avgen.face.geometry import chaikin
+from avgen.smoothing import smoothstep
 
 _EYES = (lm.LEFT_EYE, lm.RIGHT_EYE)
 
@@ -284,8 +285,7 @@ class Mouth:
         depth = np.clip((ys - yu) / np.maximum(opening, 1), 0, 1)
         cavity = self._cavity_rgb
         # darker towards the throat (the middle of the opening) and, softly, the corners
-        corner = np.clip(across / 0.4, 0, 1)
-        corner = corner * corner * (3 - 2 * corner)  # 0 at a corner, 1 from 40 % inwards
+        corner = smoothstep(across / 0.4)  # 0 at a corner, 1 from 40 % inwards
         shade = (0.35 + 0.65 * corner) * (1.0 - 0.5 * np.sin(np.pi * depth) ** 2)
         out = cavity * shade[..., None]
         # the tongue: a soft hump resting on the lower teeth, seen when the jaw is open

@@ -17,6 +17,7 @@ from avgen.face import landmarks as lm
 from avgen.face.geometry import Warp, square_crop
 from avgen.face.model import FaceModel, ModelConfig
 from avgen.face.paint import Irises, Mouth
+from avgen.smoothing import smoothstep
 
 
 @dataclass(frozen=True)
@@ -138,8 +139,7 @@ class PhotoRenderer:
                    edge[::-1] if y0 + side < h else np.full(side, np.inf, np.float32)]
         distance = np.minimum(np.minimum(towards[2], towards[3])[:, None],
                               np.minimum(towards[0], towards[1])[None, :])
-        fade = np.clip((distance - 1.0) / ramp, 0.0, 1.0)
-        self.weight = np.ascontiguousarray(fade * fade * (3 - 2 * fade), dtype=np.float32)
+        self.weight = np.ascontiguousarray(smoothstep((distance - 1.0) / ramp), np.float32)
         # Only the band along the region's edges is blended per frame (inside it the render
         # is copied as is): its strips, their weights and the photo under them, cut once.
         band = int(np.ceil(ramp + 1.0))
