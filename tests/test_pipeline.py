@@ -1,5 +1,7 @@
 """The chain with a tiny random joint model: shapes, determinism, CLI errors."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -109,11 +111,15 @@ def test_synth_layouts_and_crops(tiny_model, tmp_path, write_script):
                                  "--size", "96", *common])
     assert result.exit_code == 0, result.output
     assert next(read_video(tmp_path / "both.mp4")[1]).shape == (96, 192, 3)
+    assert result.stdout.startswith(f"{tmp_path / 'both.mp4'}: ")  # the report line
     result = runner.invoke(app, ["synth", str(script), "-o", str(tmp_path / "solo.mp4"),
                                  "--layout", "single", "--crop", "face", "--size", "64",
-                                 *common])
+                                 "--json", *common])
     assert result.exit_code == 0, result.output
-    assert f"{tmp_path / 'solo-1.mp4'}, {tmp_path / 'solo-2.mp4'}:" in result.output
+    report = json.loads(result.stdout)
+    solos = [str(tmp_path / "solo-1.mp4"), str(tmp_path / "solo-2.mp4")]
+    assert report["videos"] == solos
+    assert report["files"] == {"video:A": solos[0], "video:B": solos[1]}
     for k in (1, 2):
         fps, frames, _ = read_video(tmp_path / f"solo-{k}.mp4")
         assert next(frames).shape == (64, 64, 3)

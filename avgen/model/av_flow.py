@@ -336,7 +336,7 @@ class AVFlow(nn.Module):
     @torch.no_grad()
     def sample_dyad(self, tokens: torch.Tensor, voices: torch.Tensor, steps: int = 8,
                     generator: torch.Generator | None = None, chunk: int | None = None,
-                    progress=None, temperature: float = 1.0
+                    progress=None, temperature: float = 1.0, on_step=None
                     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Generate both people together: tokens (2, T, V), voices (2,) ids ->
         normalised mel (2, T, 80) and motion (2, T, M). Person i's partner is
@@ -346,8 +346,10 @@ class AVFlow(nn.Module):
         context its receptive field needs (`receptive_field`), so working memory is bounded
         by the chunk, not the dialogue, and the result equals whole-dialogue sampling
         (RoPE attention depends only on relative positions). `progress(frames)` is called
-        after each chunk. `temperature` scales the mel's starting noise (Matcha-TTS's
-        sampling temperature: below 1 trades variety for cleaner speech); motion keeps
+        after each chunk; `on_step(frames)` after every Euler step of a chunk, with the
+        frames that chunk keeps, so its calls add up to `sampling_work(T, steps)` (a
+        progress bar of the whole sampler). `temperature` scales the mel's starting
+        noise (Matcha-TTS's sampling temperature: below 1 trades variety for cleaner speech); motion keeps
         its full noise, so its variety is untouched."""
         c = self.config
         _, length, _ = tokens.shape
@@ -357,7 +359,8 @@ class AVFlow(nn.Module):
                                         generator=generator)
         motion = torch.randn((2, length, c.motion_dim), device=device, generator=generator)
         if chunk is None or chunk >= length:
-            mel, motion = self._euler(mel, motion, tokens, voices, steps)
+            mel, motion = self._euler(mel, motion, tokens, voices, steps,
+                                      on_step and (lambda: on_step(length)))
             if progress:
                 progress(length)
             return mel, motion
@@ -367,16 +370,24 @@ class AVFlow(nn.Module):
             b = min(a + chunk, length)
             lo, hi = max(0, a - back), min(length, b + ahead)
             mel_w, motion_w = self._euler(mel[:, lo:hi], motion[:, lo:hi], tokens[:, lo:hi],
-                                          voices, steps)
+                                          voices, steps,
+                                          on_step and (lambda n=b - a: on_step(n)))
             keep = slice(a - lo, b - lo)
             mel_out[:, a:b], motion_out[:, a:b] = mel_w[:, keep], motion_w[:, keep]
             if progress:
                 progress(b - a)
         return mel_out, motion_out
 
+    def sampling_work(self, length: int, steps: int) -> int:
+        """What `sample_dyad`'s `on_step` calls add up to for T = `length` frames."""
+        return length * steps * (2 if self.config.fusion == "cascaded" else 1)
+
     def _euler(self, mel: torch.Tensor, motion: torch.Tensor, tokens: torch.Tensor,
-               voices: torch.Tensor, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Euler integration from noise (t=0) to data (t=1) for a dyad, (2, T, C) each."""
+               voices: torch.Tensor, steps: int, step_done=None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Euler integration from noise (t=0) to data (t=1) for a dyad, (2, T, C) each.
+        `step_done()` is called after each model evaluation's step."""
+        step_done = step_done or (lambda: None)
         partner_tokens = tokens.flip(0)
         dt = 1.0 / steps
         if self.config.fusion == "cascaded":  # all of the audio, then all of the motion
@@ -385,6 +396,7 @@ class AVFlow(nn.Module):
                 v_mel, _ = self(mel, motion, t, tokens, partner_tokens, torch.zeros_like(motion),
                                 voices, only="audio")
                 mel = mel + dt * v_mel
+                step_done()
         estimate = torch.zeros_like(motion)
         for k in range(steps):
             t = torch.full((2,), k * dt, device=mel.device)
@@ -398,6 +410,7 @@ class AVFlow(nn.Module):
             # clean-sample estimate x1 = x_t + (1 - t) v (exact for straight OT paths)
             estimate = motion + (1 - k * dt) * v_motion
             motion = motion + dt * v_motion
+            step_done()
         return mel, motion
 
 
