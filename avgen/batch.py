@@ -11,9 +11,10 @@ Exactly one of `script` (a script file), `text` (script text) or `turns` (a list
 [name, words] pairs) says what is spoken; `refs` names the two photos, first speaker
 first. Optional: `output` (a file name ending in .mp4, written into the output folder;
 default `job-LLLLL.mp4` from the line number L), `seed`, `steps`, `voices` (two names),
-`rate` (speaking rate, 1.2 is 20% faster), `gap` (seconds between turns); unset ones
-take the command's options. Relative paths are relative to the jobs file's
-folder, so a jobs file travels with its inputs.
+`rate` (speaking rate, 1.2 is 20% faster), `gap` (seconds between turns), `crop` (photo
+or face), `layout` (side, stacked or single: one MP4 per person, NAME-1.mp4 and
+NAME-2.mp4); unset ones take the command's options. Relative paths are relative to the
+jobs file's folder, so a jobs file travels with its inputs.
 
 A job is identified by its line number. Shard K/N (0-based: 0 <= K < N) takes the lines
 L with (L - 1) mod N == K, so N processes given 0/N .. N-1/N cover every line exactly
@@ -35,10 +36,12 @@ from pathlib import Path
 
 from avgen.constants import NUM_PEOPLE
 from avgen.errors import AvgenError, InputError
+from avgen.face.frames import CROPS, LAYOUTS
 from avgen.limits import SEED, STEPS
 from avgen.text.script import Dialogue
 
-KEYS = ("script", "text", "turns", "refs", "output", "seed", "steps", "voices", "rate", "gap")
+KEYS = ("script", "text", "turns", "refs", "output", "seed", "steps", "voices", "rate", "gap",
+        "crop", "layout")
 _OUTPUT_NAME = re.compile(r"^[\w][\w.+-]*\.mp4$")
 
 
@@ -82,6 +85,8 @@ class Job:
     voices: tuple[str, ...] | None = None
     rate: float | None = None
     gap: float | None = None
+    crop: str | None = None
+    layout: str | None = None
 
 
 @dataclass(frozen=True)
@@ -162,8 +167,13 @@ def parse_job(raw: str, line: int, jobs_path: Path) -> Job:
                           if v is not None})
     except InputError as exc:
         _fail(where, exc.reason)
+    crop, layout = spec.get("crop"), spec.get("layout")
+    for key, value, allowed in (("crop", crop, CROPS), ("layout", layout, LAYOUTS)):
+        if value is not None and value not in allowed:
+            _fail(where, f"'{key}' must be one of {', '.join(allowed)}, got {value!r}")
     return Job(line, output, script, tuple(path(r) for r in refs), seed, steps, voices,
-               None if rate is None else float(rate), None if gap is None else float(gap))
+               None if rate is None else float(rate), None if gap is None else float(gap),
+               crop, layout)
 
 
 def read_jobs(jobs_path: str | Path) -> list[Job | BadJob]:
@@ -267,12 +277,15 @@ def default_results(output_dir: Path, shard: Shard) -> Path:
 
 def run_job(job: Job, output_dir: Path, synthesizer) -> dict:
     """Synthesise one job unless its output is already complete; a result record."""
+    from avgen.face.frames import output_paths
+
     output = output_dir / job.output
-    if mp4_is_complete(output):
+    layout = job.layout or synthesizer.config.layout
+    if all(mp4_is_complete(path) for path in output_paths(output, layout, NUM_PEOPLE)):
         return {"status": "skipped"}
     result = synthesizer.synth(job.script, list(job.refs), str(output), seed=job.seed,
                                steps=job.steps, voices=job.voices, rate=job.rate,
-                               gap=job.gap, progress=False)
+                               gap=job.gap, layout=job.layout, crop=job.crop, progress=False)
     return {"status": "ok", "frames": result.frames}
 
 

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from avgen import formats, outputs
-from avgen.constants import DEFAULT_TEMPERATURE, EXPRESSION_NAMES, NUM_PEOPLE
+from avgen.constants import DEFAULT_TEMPERATURE, EXPRESSION_NAMES, NUM_PEOPLE, SAMPLE_RATE
 from avgen.errors import AvgenError, ConfigError, InputError
-from avgen.face.render import VideoConfig
+from avgen.face.frames import VideoConfig
 from avgen.text.timeline import Timeline, TimelineConfig, floor_log_probs
 
 AV_WEIGHTS = "av-flow"
@@ -219,7 +219,8 @@ class SynthConfig:
     vocoder: str = "vocos"
     fps: float = VideoConfig.fps
     size: int = VideoConfig.size
-    layout: str = VideoConfig.layout
+    layout: str = VideoConfig.layout  # side, stacked or single
+    crop: str = VideoConfig.crop      # photo (the whole photos) or face (square face crops)
     turn_gap: float = TimelineConfig.turn_gap  # seconds between turns (`--gap`)
     rate: float = TimelineConfig.rate  # speaking rate, 1.2 is 20% faster (`--rate`)
 
@@ -229,7 +230,7 @@ class SynthConfig:
         if self.vocoder not in VOCODERS:
             raise ConfigError(f"unknown vocoder {self.vocoder!r}; choose one of "
                               f"{', '.join(VOCODERS)}", "--vocoder")
-        VideoConfig(fps=self.fps, size=self.size, layout=self.layout)  # checks all three
+        self.video()  # the video settings are checked where they are defined: VideoConfig
         self.timeline()  # checks rate and gap
 
     def timeline(self, rate: float | None = None, gap: float | None = None) -> TimelineConfig:
@@ -237,11 +238,17 @@ class SynthConfig:
         return TimelineConfig(rate=self.rate if rate is None else rate,
                               turn_gap=self.turn_gap if gap is None else gap)
 
+    def video(self, layout: str | None = None, crop: str | None = None) -> VideoConfig:
+        """The `VideoConfig` of these settings (`layout`, `crop`: one job's overrides)."""
+        return VideoConfig(fps=self.fps, size=self.size, layout=layout or self.layout,
+                           crop=crop or self.crop)
+
 
 @dataclass(frozen=True)
 class SynthResult:
-    """What one `Synthesizer.synth` made. `seconds`: the video's length; `files`: every
-    file written, by kind (video, subtitles, tokens, av, wav, and wav:NAME per person)."""
+    """What one `Synthesizer.synth` made. `output`: the MP4 asked for; `seconds`: the
+    video's length; `files`: every file written, by kind (video, or video:NAME per person
+    with layout "single"; subtitles, tokens, av, wav, and wav:NAME per person)."""
 
     output: str
     frames: int
@@ -249,6 +256,12 @@ class SynthResult:
     voices: tuple[str, ...]
     timeline: Timeline
     files: dict[str, str]
+
+    @property
+    def videos(self) -> list[str]:
+        """The MP4s written: `output`, or one per person with layout "single"."""
+        return [path for kind, path in self.files.items()
+                if kind == "video" or kind.startswith("video:")]
 
 
 def mix(waves: list[np.ndarray], peak: float = 0.95) -> np.ndarray:
@@ -328,15 +341,17 @@ class Synthesizer:
 
     def synth(self, script, refs: list[str], output: str, *, seed: int | None = None,
               steps: int | None = None, voices: tuple[str, ...] | None = None,
-              rate: float | None = None, gap: float | None = None, keep: str | None = None,
+              rate: float | None = None, gap: float | None = None,
+              layout: str | None = None, crop: str | None = None, keep: str | None = None,
               subtitles: str | None = None, log=lambda message: None, progress=True
               ) -> SynthResult:
-        """One dialogue to one MP4 (written atomically).
+        """One dialogue to one MP4 (written atomically; layout "single": one per person,
+        see `avgen.face.frames.output_paths`).
 
         `script`: a script file path or a parsed `avgen.text.script.Dialogue`. `seed`,
-        `steps`, `voices`, `rate`, `gap` override the config's for this call. `keep`: a
-        folder for the side outputs (tokens, av file, mixed WAV, one WAV per person;
-        `keep_paths`); `subtitles`: an .srt or .vtt file, one cue per sentence.
+        `steps`, `voices`, `rate`, `gap`, `layout`, `crop` override the config's for this
+        call. `keep`: a folder for the side outputs (tokens, av file, mixed WAV, one WAV per
+        person; `keep_paths`); `subtitles`: an .srt or .vtt file, one cue per sentence.
         `progress`: an `avgen.progress` reporter, True (bars or lines on stderr) or False
         (nothing). Inputs (script, faces, settings, output places) are checked before the
         models run."""
@@ -344,12 +359,11 @@ class Synthesizer:
         from dataclasses import replace
         from pathlib import Path
 
-        import soundfile
-
         from avgen import progress as progress_reporters
         from avgen.audio.io import wav_bytes
         from avgen.audio.vocoder import vocode
-        from avgen.face.render import render_video
+        from avgen.face.frames import output_paths, render_video
+        from avgen.face.motion import motion_from_arrays
         from avgen.formats import atomic_write_bytes
         from avgen.text.script import Dialogue, read_script
         from avgen.text.timeline import build_timeline, save_timeline
@@ -362,6 +376,7 @@ class Synthesizer:
         overrides = {k: v for k, v in (("seed", seed), ("steps", steps), ("voices", voices))
                      if v is not None}
         settings = replace(config.generate, **overrides)
+        video = config.video(layout, crop)
         timeline_config = config.timeline(rate, gap)
         if len(refs) != NUM_PEOPLE:
             raise InputError(f"--ref takes one photo per person (2), got {len(refs)}")
@@ -380,7 +395,7 @@ class Synthesizer:
                 raise InputError("output folder does not exist", str(Path(keep).parent))
             outputs.check_writable(keep if Path(keep).is_dir() else Path(keep).parent)
         dialogue = script if isinstance(script, Dialogue) else read_script(script)
-        renderers = self.renderers.get(list(refs))  # no face -> error now
+        renderers = self.renderers.get(list(refs), video.framing)  # no face -> error now
         model, normalizer, vocoder, learned = self.load(progress)._models
         from avgen.speaker import choose_voices, model_voices
 
@@ -408,19 +423,17 @@ class Synthesizer:
                 waves.append(vocode(vocoder, av[f"p{p}/mel"]))
                 update(1)
         audio = mix(waves)
-        files = {"video": str(output)}
-        with outputs.temp_dir("synth") as work:
-            av_path = str(Path(work) / "dialogue.av.npz")
-            wav_path = str(Path(work) / "dialogue.wav")
-            formats.save(av_path, formats.AV, av)
-            soundfile.write(wav_path, audio, 22050)
-            log("render")
-            # on a terminal the renderer draws its own bar
-            with contextlib.nullcontext() if progress.terminal else progress.stage("render"):
-                count = render_video(av_path, list(refs), output, audio=wav_path,
-                                     config=VideoConfig(fps=config.fps, size=config.size,
-                                                        layout=config.layout),
-                                     progress=progress.terminal, renderers=renderers)
+        log("render")
+        # on a terminal the renderer draws its own bar
+        with contextlib.nullcontext() if progress.terminal else progress.stage("render"):
+            count = render_video(motion_from_arrays(av, "generated motion"), list(refs),
+                                 output, audio=audio, sample_rate=SAMPLE_RATE, config=video,
+                                 progress=progress.terminal, renderers=renderers)
+        videos = output_paths(output, video.layout, NUM_PEOPLE)
+        if len(videos) == 1:
+            files = {"video": str(videos[0])}
+        else:
+            files = {f"video:{name}": str(path) for name, path in zip(timeline.names, videos)}
         if subtitles is not None:
             from avgen.subtitles import write_subtitles
 
@@ -435,5 +448,5 @@ class Synthesizer:
             for person, name in enumerate(timeline.names):
                 atomic_write_bytes(kept[f"wav:{name}"], wav_bytes(waves[person]))
             files.update(kept)
-        return SynthResult(str(output), count, count / config.fps, tuple(settings.voices),
+        return SynthResult(str(output), count, count / video.fps, tuple(settings.voices),
                            timeline, files)

@@ -42,7 +42,7 @@ def run_one(seconds: float, threads: int) -> dict:
     from avgen import formats
     from avgen.audio.vocoder import load_vocoder, vocode
     from avgen.constants import FRAMES_PER_SECOND
-    from avgen.face.render import VideoConfig, render_video
+    from avgen.face.frames import VideoConfig, render_video
     from avgen.model.av_flow import MOTION_DIM, AVFlow
     from avgen.pipeline import GenerateConfig, generate, mix
     from avgen.text.script import parse_script
@@ -77,7 +77,8 @@ def run_one(seconds: float, threads: int) -> dict:
         import soundfile
 
         from avgen.face.motion import load_motion
-        from avgen.face.render import RenderConfig, VideoFrames, load_renderers
+        from avgen.face.frames import VideoFrames
+        from avgen.face.render import RenderConfig, load_renderers
 
         formats.save(f"{work}/d.av.npz", formats.AV, av)
         soundfile.write(f"{work}/d.wav", audio, 22050)

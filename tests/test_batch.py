@@ -113,6 +113,41 @@ def test_jobs_schema(tmp_path):
         read_jobs(tmp_path / "missing.jsonl")
 
 
+def test_jobs_framing_keys(tmp_path):
+    path = write_jobs(tmp_path, [
+        {"text": "A: Hi", "refs": REFS, "crop": "face", "layout": "single"},
+        {"text": "A: Hi", "refs": REFS, "output": "b.mp4"},
+        {"text": "A: Hi", "refs": REFS, "output": "c.mp4", "layout": "diagonal"},
+        {"text": "A: Hi", "refs": REFS, "output": "d.mp4", "crop": "chin"}])
+    first, second, bad_layout, bad_crop = read_jobs(path)
+    assert (first.crop, first.layout) == ("face", "single")
+    assert (second.crop, second.layout) == (None, None)  # the command's options
+    assert f"{path}:3: 'layout' must be one of side, stacked, single" in bad_layout.error
+    assert f"{path}:4: 'crop' must be one of photo, face" in bad_crop.error
+
+
+def test_single_layout_job_is_done_when_both_files_are(tmp_path):
+    """A layout 'single' job writes NAME-1.mp4 and NAME-2.mp4: resuming skips it only when
+    both are complete, and its layout and crop reach the synthesizer."""
+    from avgen.video import Mp4Writer
+
+    jobs = write_jobs(tmp_path, [{"text": "A: Hi", "refs": REFS, "layout": "single",
+                                  "crop": "face", "output": "talk.mp4"}])
+    out = tmp_path / "out"
+    out.mkdir()
+    wav = tmp_path / "a.wav"
+    import soundfile
+
+    soundfile.write(wav, np.zeros(4410, np.float32), 22050)
+    with Mp4Writer(out / "talk-1.mp4", 64, 64, 25, audio=wav) as writer:
+        writer.write(np.zeros((64, 64, 3), np.uint8))
+    synthesizer = FakeSynthesizer()
+    run_batch(jobs, out, synthesizer, progress=False)
+    assert synthesizer.calls == [str(out / "talk.mp4")]  # one of two files: not done
+    assert synthesizer.settings == [{"rate": None, "gap": None, "layout": "single",
+                                     "crop": "face"}]
+
+
 def test_results_file_closes_a_torn_line(tmp_path):
     path = tmp_path / "r.jsonl"
     path.write_text('{"line": 1, "status": "ok"}\n{"line": 2, "sta')  # crash mid-record
@@ -126,18 +161,21 @@ class FakeSynthesizer:
     """Writes a placeholder instead of synthesising: the batch logic without the models."""
 
     def __init__(self, fail_on=()):
-        self.loads, self.calls, self.fail_on = 0, [], fail_on
+        from avgen.pipeline import SynthConfig
+
+        self.loads, self.calls, self.fail_on, self.settings = 0, [], fail_on, []
+        self.config = SynthConfig()
 
     def load(self):
         self.loads += 1
         return self
 
     def synth(self, script, refs, output, seed=None, steps=None, voices=None, rate=None,
-              gap=None, progress=True):
+              gap=None, layout=None, crop=None, progress=True):
         from types import SimpleNamespace
 
         self.calls.append(output)
-        self.settings = (rate, gap)
+        self.settings.append({"rate": rate, "gap": gap, "layout": layout, "crop": crop})
         if len(self.calls) in self.fail_on:
             raise RuntimeError("boom")
         with open(output, "wb") as f:
@@ -298,6 +336,6 @@ def test_rate_and_gap_job_keys_reach_the_synthesizer(tmp_path, capsys):
     assert "turn gap must be from 0 to 10 s" in jobs[3].error
     fake = FakeSynthesizer()
     run_batch(path, tmp_path / "out", fake, Shard())
-    assert fake.settings == (1.25, 0.0)
+    assert [(job["rate"], job["gap"]) for job in fake.settings] == [(1.25, 0.0)]
     log = capsys.readouterr().err  # not a terminal: plain lines, no bar
     assert "line 1: ok job-00001.mp4" in log and "line 2: error:" in log and "\r" not in log

@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from avgen.cli import app
 from avgen.errors import ConfigError, InputError
-from avgen.face.render import VideoConfig
+from avgen.face.frames import VideoConfig
 from avgen.pipeline import GenerateConfig, SynthConfig
 from avgen.text.timeline import TimelineConfig
 
@@ -22,6 +22,8 @@ from avgen.text.timeline import TimelineConfig
     (lambda: TimelineConfig(rate=0.0), "rate"),
     (lambda: TimelineConfig(turn_gap=11.0), "turn gap"),
     (lambda: SynthConfig(layout="diagonal"), "layout"),
+    (lambda: SynthConfig(crop="chin"), "crop"),
+    (lambda: VideoConfig(size=101), "size"),
     (lambda: SynthConfig(rate=5.0), "rate"),
 ])
 def test_configs_reject_values_out_of_range(make, field):
@@ -47,6 +49,7 @@ def test_command_line_defaults_are_the_configs():
         got = options(command)
         assert (got["fps"], got["size"]) == (VideoConfig().fps, VideoConfig().size)
         assert got["layout"].value == VideoConfig().layout
+        assert got["crop"].value == VideoConfig().crop
     assert options("synth")["vocoder"].value == SynthConfig().vocoder
     got = options("tokens")
     assert (got["rate"], got["gap"]) == (TimelineConfig().rate, TimelineConfig().turn_gap)

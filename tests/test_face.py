@@ -177,7 +177,7 @@ def test_no_tearing_at_wide_jaw_and_head_turn(renderers):
             c = coeffs(jaw_open=1)
             verts, posed = renderer.vertices(c, pose)
             mx, my = renderer.warp_map(verts)
-            assert (renderer._ids >= 0).all(), (name, yaw)
+            assert (renderer.warp.ids >= 0).all(), (name, yaw)
             face = np.zeros(mx.shape, np.uint8)
             hull = cv2.convexHull(np.round(posed[:, :2]).astype(np.int32))
             cv2.fillPoly(face, [hull], 1)
@@ -304,7 +304,7 @@ def test_cli_track_bad_input(tmp_path):
 # -- round trip ---------------------------------------------------------------------------
 def round_trip(name: str, seconds: float, tmp_path: Path) -> dict[str, float]:
     """Render `scripted_motion` of one example face, track the MP4, and correlate."""
-    from avgen.face.render import VideoConfig, render_video
+    from avgen.face.frames import VideoConfig, render_video
     from avgen.face.track import track_video
 
     truth = scripted_motion(seconds, people=1)

@@ -1,5 +1,7 @@
 """The chain with a tiny random joint model: shapes, determinism, CLI errors."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -90,6 +92,41 @@ def test_synth_end_to_end_with_a_tiny_model(tiny_model, tmp_path, write_script):
     probe = subprocess.run([ffmpeg_exe(), "-i", str(out)], capture_output=True, text=True)
     assert "Video: h264" in probe.stderr and "Audio: aac" in probe.stderr
     assert [p.name for p in tmp_path.iterdir() if p.suffix == ".mp4"] == ["out.mp4"]
+
+
+def test_synth_layouts_and_crops(tiny_model, tmp_path, write_script):
+    """Whole photos side by side by default; --layout single writes one MP4 per person;
+    --crop face gives square face crops; a bad --layout is an error before any work."""
+    from conftest import EXAMPLES
+    from avgen.video import read_video
+
+    model, normalizer = tiny_model
+    checkpoint = tmp_path / "av.safetensors"
+    save_checkpoint(checkpoint, model, normalizer, 0, TrainConfig())
+    script = write_script("A: Hi.\nB: Hello!\n")
+    common = ["--ref", str(EXAMPLES / "eileen.png"), str(EXAMPLES / "grace.png"),
+              "--checkpoint", str(checkpoint), "--steps", "1", "--vocoder", "griffinlim"]
+    runner = CliRunner()
+    result = runner.invoke(app, ["synth", str(script), "-o", str(tmp_path / "both.mp4"),
+                                 "--size", "96", *common])
+    assert result.exit_code == 0, result.output
+    assert next(read_video(tmp_path / "both.mp4")[1]).shape == (96, 192, 3)
+    assert result.stdout.startswith(f"{tmp_path / 'both.mp4'}: ")  # the report line
+    result = runner.invoke(app, ["synth", str(script), "-o", str(tmp_path / "solo.mp4"),
+                                 "--layout", "single", "--crop", "face", "--size", "64",
+                                 "--json", *common])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    solos = [str(tmp_path / "solo-1.mp4"), str(tmp_path / "solo-2.mp4")]
+    assert report["videos"] == solos
+    assert report["files"] == {"video:A": solos[0], "video:B": solos[1]}
+    for k in (1, 2):
+        fps, frames, _ = read_video(tmp_path / f"solo-{k}.mp4")
+        assert next(frames).shape == (64, 64, 3)
+    assert not (tmp_path / "solo.mp4").exists()
+    bad = runner.invoke(app, ["synth", str(script), "-o", str(tmp_path / "x.mp4"),
+                              "--layout", "diagonal", *common])
+    assert bad.exit_code == 2 and not (tmp_path / "x.mp4").exists()
 
 
 def test_synth_checks_inputs_before_work(tmp_path, write_script):

@@ -40,12 +40,14 @@ def voiced(seconds: float, rate: int, f0: float, start: float, end: float) -> np
 
 def render(motion, refs, path: Path, audio: Path | None = None) -> None:
     from avgen.face.motion import save_motion
-    from avgen.face.render import VideoConfig, render_video
+    from avgen.face.frames import VideoConfig, render_video
 
     save_motion(path.with_suffix(".npz"), motion)
+    # square face crops, as recordings for training are framed (and the figures below were
+    # set on them: the H.264 noise of a different picture beside a face moves them a little)
     render_video(str(path.with_suffix(".npz")), [str(EXAMPLES / r) for r in refs], str(path),
                  audio=str(audio) if audio else None,
-                 config=VideoConfig(fps=VIDEO_FPS, size=FACE_SIZE), progress=False)
+                 config=VideoConfig(fps=VIDEO_FPS, size=FACE_SIZE, crop="face"), progress=False)
 
 
 @pytest.fixture(scope="module")

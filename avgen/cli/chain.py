@@ -10,12 +10,12 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from avgen.cli.common import (Device, Fps, Gap, JointCheckpoint, Layout, LayoutOption, Rate,
-                              Seed, Size, Steps, Temperature, Vocoder, VocoderChoice, Voices,
-                              err, split_refs, user_errors)
+from avgen.cli.common import (Crop, CropOption, Device, Fps, Gap, JointCheckpoint, Layout,
+                              LayoutOption, Rate, Seed, Size, Steps, Temperature, Vocoder,
+                              VocoderChoice, Voices, err, split_refs, user_errors)
 from avgen.constants import FRAMES_PER_SECOND, SAMPLE_RATE
 from avgen.errors import InputError
-from avgen.face.render import VideoConfig
+from avgen.face.frames import VideoConfig
 from avgen.outputs import check_output
 from avgen.pipeline import GenerateConfig, MotionStyle, SynthConfig
 from avgen.text.timeline import TimelineConfig
@@ -248,15 +248,17 @@ def render(
     fps: Fps = VideoConfig.fps,
     size: Size = VideoConfig.size,
     layout: LayoutOption = Layout(VideoConfig.layout),
+    crop: CropOption = Crop(VideoConfig.crop),
     frames: Optional[str] = typer.Option(None, "--frames", help="Also write every frame "
                                          "as PNG into this folder (for inspection)."),
 ) -> None:
     """Render talking/listening faces: warp each reference photo so its face follows the
     motion (head pose + expressions), fill open mouths, close lids on blinks, and write one
-    MP4 with both people side by side (or stacked)."""
-    from avgen.face.render import render_video
+    MP4 with both whole photos side by side (or stacked, or one MP4 per person; or the
+    square face crops with --crop face)."""
+    from avgen.face.frames import output_paths, render_video
 
-    config = VideoConfig(fps=fps, size=size, layout=layout.value)
+    config = VideoConfig(fps=fps, size=size, layout=layout.value, crop=crop.value)
     if output == "-":
         raise InputError("an MP4 cannot be streamed to stdout; give a file name", "-o")
     check_output(output, (".mp4",), inputs=[*inputs, *ref, audio])
@@ -266,7 +268,8 @@ def render(
                          f"{' '.join(motions)}", "render")
     motion = motions[0]
     count = render_video(motion, refs, output, audio=audio, config=config, frames_dir=frames)
-    err.print(f"{output}: {count} frames at {fps:g} fps ({count / fps:.2f} s)")
+    written = ", ".join(map(str, output_paths(output, config.layout, len(refs))))
+    err.print(f"{written}: {count} frames at {fps:g} fps ({count / fps:.2f} s)")
 
 
 @user_errors
@@ -306,8 +309,10 @@ def _script_from(inputs: list[str], text: Optional[str]):
 
 
 def _report(result, wall: float) -> dict:
-    """The final report: output, video length, wall time, real-time factor (wall / video)."""
-    return {"output": result.output, "video_seconds": round(result.seconds, 3),
+    """The final report: output, the MP4s written (one per person with --layout single),
+    video length, wall time, real-time factor (wall / video)."""
+    return {"output": result.output, "videos": result.videos,
+            "video_seconds": round(result.seconds, 3),
             "wall_seconds": round(wall, 3),
             "real_time_factor": round(wall / result.seconds, 3) if result.seconds else None,
             "frames": result.frames, "voices": list(result.voices), "files": result.files}
@@ -366,6 +371,7 @@ def synth(
     fps: Fps = SynthConfig.fps,
     size: Size = SynthConfig.size,
     layout: LayoutOption = Layout(SynthConfig.layout),
+    crop: CropOption = Crop(SynthConfig.crop),
     device: Device = GenerateConfig.device,
 ) -> None:
     """The whole chain: a dialogue script and two face photos in, one MP4 out, in which
@@ -379,11 +385,11 @@ def synth(
     per line: exactly one of `"script": "file.txt"`, `"text": "A: Hi\\nB: Hello"` or
     `"turns": [["A", "Hi"], ["B", "Hello"]]`; `"refs": ["a.png", "b.png"]`; optional
     `"output": "name.mp4"` (default job-LLLLL.mp4, L = line number), `"seed"`, `"steps"`,
-    `"voices": ["heart", "heart-low"]`, `"rate"`, `"gap"` (unset: the options above).
-    Relative paths are relative to the jobs file. Jobs whose MP4 is already complete are
-    skipped (re-run to resume); a bad line or failing job is recorded and the rest still
-    run. Each job appends {line, output, status: ok|skipped|error, seconds, error} to the
-    results file. Exit code 1 if any job failed (after all ran)."""
+    `"voices": ["heart", "heart-low"]`, `"rate"`, `"gap"`, `"crop"`, `"layout"` (unset: the
+    options above). Relative paths are relative to the jobs file. Jobs whose MP4 is already
+    complete are skipped (re-run to resume); a bad line or failing job is recorded and the
+    rest still run. Each job appends {line, output, status: ok|skipped|error, seconds,
+    error} to the results file. Exit code 1 if any job failed (after all ran)."""
     import json
     import sys
     import time
@@ -399,7 +405,7 @@ def synth(
                                                  voices=tuple(voice) if voice else None,
                                                  temperature=temperature, style=style),
                          vocoder=vocoder.value, fps=fps, size=size, layout=layout.value,
-                         rate=rate, turn_gap=gap)
+                         crop=crop.value, rate=rate, turn_gap=gap)
     if batch is not None:
         from avgen.batch import Shard, run_batch
 
@@ -436,7 +442,7 @@ def synth(
     if json_report:
         typer.echo(json.dumps(report, ensure_ascii=False))
     else:
-        typer.echo(f"{report['output']}: {report['video_seconds']:.2f} s of video in "
+        typer.echo(f"{', '.join(report['videos'])}: {report['video_seconds']:.2f} s of video in "
                    f"{report['wall_seconds']:.1f} s, real-time factor "
                    f"{report['real_time_factor']:.2f}")
 

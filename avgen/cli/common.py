@@ -77,8 +77,14 @@ def user_errors(command):
 
 
 class Layout(str, enum.Enum):
-    side_by_side = "side-by-side"
+    side = "side"
     stacked = "stacked"
+    single = "single"
+
+
+class Crop(str, enum.Enum):
+    photo = "photo"
+    face = "face"
 
 
 class VocoderChoice(str, enum.Enum):
@@ -101,8 +107,16 @@ Voices = Annotated[Optional[list[str]], typer.Option(
     "mapper's choice from the names, the faces and a '# voices:' script line.")]
 Fps = Annotated[float, typer.Option(
     "--fps", help="Video frame rate; motion is resampled from the 86.13 fps model clock.")]
-Size = Annotated[int, typer.Option("--size", help="Face size in pixels (square, even).")]
-LayoutOption = Annotated[Layout, typer.Option("--layout", help="How two people are composed.")]
+Size = Annotated[int, typer.Option("--size", help="Pixels (even): each photo's height (its "
+                                   "width with --layout stacked), or with --crop face the "
+                                   "side of each square face.")]
+LayoutOption = Annotated[Layout, typer.Option(
+    "--layout", help="side: the people side by side at a common height; stacked: one above "
+                     "the other at a common width; single: one MP4 per person (OUT-1.mp4, "
+                     "OUT-2.mp4, each with the audio).")]
+CropOption = Annotated[Crop, typer.Option(
+    "--crop", help="photo: each whole photo as given, the face animated in it; face: a "
+                   "square crop around each face.")]
 Rate = Annotated[float, typer.Option(
     "--rate", help="Speaking rate (0.25 to 4): 1.2 is 20% faster, 0.8 slower.")]
 Gap = Annotated[float, typer.Option(

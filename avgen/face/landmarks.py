@@ -229,6 +229,13 @@ def read_image(path: str | Path) -> np.ndarray:
     image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if image is None or image.shape[0] * image.shape[1] > MAX_IMAGE_PIXELS:
         raise InputError("not a readable image (PNG or JPEG expected)", source)
+    if data[:8].tobytes() == b"\x89PNG\r\n\x1a\n":
+        # IMREAD_COLOR drops a PNG's alpha, leaving whatever colour the transparent
+        # pixels happen to hold; show them over white, as image viewers do
+        full = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+        if full is not None and full.ndim == 3 and full.shape[2] == 4:
+            alpha = full[:, :, 3:].astype(np.float32) / np.iinfo(full.dtype).max
+            image = np.clip(image * alpha + 255.0 * (1 - alpha) + 0.5, 0, 255).astype(np.uint8)
     return np.ascontiguousarray(image[:, :, ::-1])
 
 
@@ -237,6 +244,22 @@ def detect_image(rgb: np.ndarray, source: str) -> np.ndarray:
     is no face, several faces or a tiny face."""
     with quiet_native_logs(), FaceMesh(video=False) as mesh:
         points = mesh.detect(rgb, source)
+        # MediaPipe looks at the whole picture shrunk to a small square, where the face of
+        # a tall portrait or a wide shot can be too small to find: look again in squares
+        # of the picture (the short side, then half of it), overlapping by half.
+        h, w = rgb.shape[:2]
+        for side in (min(h, w), min(h, w) // 2):
+            if points is not None or side < MIN_FACE_WIDTH or (side == min(h, w) and h == w):
+                continue
+            stride = max(side // 2, 1)
+            for y in sorted({*range(0, h - side + 1, stride), h - side}):
+                for x in sorted({*range(0, w - side + 1, stride), w - side}):
+                    found = mesh.detect(rgb[y:y + side, x:x + side], source)
+                    if found is not None:
+                        points = found + np.array([x, y, 0], np.float32)
+                        break
+                if points is not None:
+                    break
     if points is None:
         raise InputError("no face found in the image; use a frontal photo of one face, at least "
                          f"{MIN_FACE_WIDTH} px wide and filling a good part of the picture", source)

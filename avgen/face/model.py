@@ -113,6 +113,7 @@ class FaceModel:
         self.upper = np.ones(len(self.names))
         self._jaw = self.names.index("jaw_open")
         self._close = self.names.index("lips_close")
+        self._rotation = (None, None)  # (quaternion, matrix) of the last head pose
 
     # -- the basis -------------------------------------------------------------------
     def _build(self):
@@ -317,7 +318,11 @@ class FaceModel:
     def pose(self, shape: np.ndarray, head_pose: np.ndarray) -> np.ndarray:
         """Apply head_pose (7,) (quaternion w,x,y,z + translation in face widths) to a
         shape (478, 3)."""
-        R = quaternion_to_matrix(head_pose[:4])
+        # a frame poses several point sets with one head pose: reuse its rotation
+        key = tuple(np.asarray(head_pose[:4], dtype=np.float64).tolist())
+        if key != self._rotation[0]:
+            self._rotation = (key, quaternion_to_matrix(head_pose[:4]))
+        R = self._rotation[1]
         t = np.asarray(head_pose[4:7], dtype=np.float64) * self.width
         return (shape - self.pivot) @ R.T + self.pivot + t
 

@@ -67,6 +67,12 @@ def load_motion(path: str | Path) -> Motion:
     finally:
         if source == "-":
             Path(real).unlink(missing_ok=True)
+    return motion_from_arrays(arrays, source)
+
+
+def motion_from_arrays(arrays: dict[str, np.ndarray], source: str = "motion") -> Motion:
+    """Motion from `avgen.av/1` or `avgen.motion/1` arrays (as `generate` returns them, or
+    as read from a file); FormatError naming `source` for values no renderer can use."""
     stored = [str(n) for n in arrays["expression_names"]]
     known = [n for n in stored if n in EXPRESSION_NAMES]
     if stored and not known:

@@ -221,7 +221,8 @@ def track_video(path: str, ref: str | None = None, config: TrackConfig = TrackCo
                 region: tuple[float, float, float, float] | None = None) -> Motion:
     """Head pose + expression (one person) of a video of one face, on the model clock;
     `region` (x0, y0, x1, y1 in fractions) tracks only that part of each frame."""
-    from avgen.face.render import FaceRenderer, RenderConfig, crop_frame
+    from avgen.face.geometry import crop_frame
+    from avgen.face.render import FaceRenderer, RenderConfig
 
     fps, points, found, brightness = detect_video(path, progress, region)
     if found.mean() < config.min_found:
