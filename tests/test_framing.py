@@ -199,7 +199,7 @@ def test_bad_video_settings_are_one_line_errors():
         VideoConfig(layout="diagonal")
     with pytest.raises(InputError, match="^--crop: 'chin' is not a framing; use photo or face$"):
         VideoConfig(crop="chin")
-    with pytest.raises(InputError, match="^--size: 101 is not allowed"):
+    with pytest.raises(InputError, match="^--size: 101 is odd"):
         VideoConfig(size=101)
     assert VideoConfig(layout="side-by-side").layout == "side"
 

@@ -253,7 +253,11 @@ def test_batch_unknown_voice_names_the_line(tmp_path):
     from avgen.batch import run_batch
     from avgen.errors import InputError
 
+    from avgen.pipeline import SynthConfig
+
     class Synthesizer:  # raises what the pipeline raises for a voice the model lacks
+        config = SynthConfig()
+
         def load(self):
             return self
 

@@ -76,7 +76,7 @@ def weights_verify(names: Optional[list[str]] = typer.Argument(
     registry = _registry()
     files = [n for n in names or [] if n not in registry.entries and Path(n).exists()]
     if files:
-        from avgen.checkpoint import verify
+        from avgen.verify import verify
 
         failed = 0
         for name in files:
