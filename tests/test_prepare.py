@@ -292,7 +292,7 @@ def test_train_av_on_shards_then_finetune_with_init(prepared, monologues, tmp_pa
     assert tuned.config.d_model == 32  # the checkpoint's config, not the default
     a, b = base.state_dict(), tuned.state_dict()
     for key, value in a.items():
-        if key == "voice.weight":
+        if key == "voice.table.weight":
             assert torch.equal(b[key][:2], value)
             assert torch.equal(b[key][2], value[0]) and torch.equal(b[key][3], value[0])
         else:

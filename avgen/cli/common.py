@@ -18,10 +18,7 @@ from rich.text import Text
 
 from avgen.errors import AvgenError
 
-try:  # typer >= 0.20 carries its own copy of click; its exceptions are those
-    from typer import _click as click
-except ImportError:  # pragma: no cover - older typer uses click itself
-    import click
+from typer import _click as click  # typer >= 0.20 carries its own copy of click
 
 # markup=False: messages hold user text (script lines, file names) that must never be
 # read as rich markup ('[/]' would raise); styles are applied with Text instead.
