@@ -15,6 +15,7 @@ from avgen import formats
 from avgen.constants import DEFAULT_TEMPERATURE, EXPRESSION_NAMES, NUM_PEOPLE
 from avgen.errors import InputError
 from avgen.tokens import Timeline, floor_log_probs
+from avgen.video import EncoderConfig
 
 AV_WEIGHTS = "av-flow"
 
@@ -26,7 +27,11 @@ class GenerateConfig:
     voices: tuple[str, ...] | None = None  # per person; default: by face, or the first two
     device: str = "cpu"
     chunk_frames: int = 2048  # frames generated at a time (~24 s): bounds working memory
+    # synth/stream: the first chunk is this small (~0.55 s), so the first picture and
+    # sound come fast; chunks then double up to chunk_frames (less context recomputed)
+    first_chunk_frames: int = 48
     temperature: float = DEFAULT_TEMPERATURE  # mel's starting noise (AVFlow.sample_dyad)
+    solver: str = "euler"  # ODE solver of the sampler (avgen.model.av_flow.SOLVERS)
 
 
 def load_av_model(checkpoint: str | None = None, device: str = "cpu"):
@@ -111,7 +116,7 @@ def generate_from_tokens(tokens: np.ndarray, names, model, normalizer,
     mel, motion = model.sample_dyad(torch.from_numpy(tokens).to(device),
                                     voice_ids.to(device), config.steps, generator,
                                     chunk=config.chunk_frames, progress=progress,
-                                    temperature=config.temperature)
+                                    temperature=config.temperature, solver=config.solver)
     mel = mel.cpu().numpy() * normalizer.mel_std + normalizer.mel_mean
     motion = motion.cpu().numpy() * normalizer.motion_std + normalizer.motion_mean
     if cues:
@@ -137,23 +142,60 @@ class SynthConfig:
     layout: str = "side-by-side"
     turn_gap: float = 0.35
     rate: float = 1.0
+    encoder: EncoderConfig = EncoderConfig()
 
 
-def mix(waves: list[np.ndarray], peak: float = 0.95) -> np.ndarray:
-    """Sum the people's tracks; scale down only if the sum would clip."""
+def mix(waves: list[np.ndarray], peak: float = 0.95, knee: float = 0.8) -> np.ndarray:
+    """Sum the people's tracks. Samples above `knee` are compressed smoothly so that none
+    exceeds `peak`; below it the sum is untouched. Sample by sample, so a dialogue mixed
+    piece by piece (streaming) equals one mixed at once."""
     total = np.sum(waves, axis=0)
-    top = float(np.abs(total).max(initial=0.0))
-    return total * (peak / top) if top > peak else total
+    loud = np.abs(total) > knee
+    if loud.any():
+        over = np.abs(total[loud]) - knee
+        total[loud] = np.sign(total[loud]) * (knee + (peak - knee) * np.tanh(over / (peak - knee)))
+    return total
+
+
+def chunk_bounds(length: int, first: int, largest: int) -> list[int]:
+    """Chunk edges [0, ..., length]: `first` frames, then doubling up to `largest`."""
+    bounds, size = [0], max(1, min(first, largest))
+    while bounds[-1] < length:
+        bounds.append(min(length, bounds[-1] + size))
+        size = min(size * 2, largest)
+    return bounds
+
+
+# frames of mel context either side for chunk-wise vocoding: the shipped vocoder's
+# receptive field (7 convolutions of kernel 7, then the inverse STFT's frames reaching 2
+# either side) is 23 frames, so its chunks equal whole-dialogue vocoding; the other
+# vocoders' are close at this context
+VOCODER_CONTEXT = 24
+
+
+@dataclass(frozen=True)
+class AVChunk:
+    """A piece of a generated dialogue as `Synthesizer.stream` yields it: video frames
+    (N, H, W, 3) uint8 RGB and the mixed mono audio (M,) float32 at 22050 Hz, starting at
+    video frame `first_frame` and audio sample `first_sample`. The audio runs ahead of
+    the video by less than a frame (plus the last chunk's tail)."""
+
+    frames: np.ndarray
+    audio: np.ndarray
+    first_frame: int
+    first_sample: int
 
 
 def synth(script: str, refs: list[str], output: str, checkpoint: str | None = None,
-          config: SynthConfig = SynthConfig(), durations=None, log=lambda message: None) -> int:
+          config: SynthConfig = SynthConfig(), durations=None, log=lambda message: None,
+          stream: bool = False) -> int:
     """The whole chain: script -> tokens -> joint model -> vocoder -> renderer -> MP4.
 
     Inputs are all checked (script, faces, weights) before any long work; the MP4 is
     written atomically. Returns the number of video frames. For many dialogues, keep one
     `Synthesizer` instead: it loads the models once."""
-    return Synthesizer(checkpoint, config, durations).synth(script, refs, output, log=log)
+    return Synthesizer(checkpoint, config, durations).synth(script, refs, output, log=log,
+                                                            stream=stream)
 
 
 class Synthesizer:
@@ -164,7 +206,10 @@ class Synthesizer:
     that reuses two photos finds their landmarks once. One job's settings (seed, steps,
     voices) are per call; the rest (`config`: vocoder, fps, size, layout, device) is fixed.
     `durations`: a duration source for every job (default: the learned model, reseeded
-    per job with the job's seed, as `synth` does)."""
+    per job with the job's seed, as `synth` does).
+
+    `stream` yields the dialogue piece by piece as it is generated; `synth` writes the
+    same pieces to an MP4, so both give the same frames and audio for a seed."""
 
     def __init__(self, checkpoint: str | None = None, config: SynthConfig = SynthConfig(),
                  durations=None) -> None:
@@ -190,22 +235,20 @@ class Synthesizer:
             self._models = (model, normalizer, vocoder, learned)
         return self
 
-    def synth(self, script, refs: list[str], output: str, *, seed: int | None = None,
-              steps: int | None = None, voices: tuple[str, ...] | None = None,
-              log=lambda message: None, progress: bool = True) -> int:
-        """One dialogue to one MP4 (written atomically); returns the number of video frames.
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        """(width, height) of the video."""
+        c = self.config
+        return (c.size * NUM_PEOPLE, c.size) if c.layout == "side-by-side" else \
+            (c.size, c.size * NUM_PEOPLE)
 
-        `script`: a script file path or a parsed `avgen.script.Dialogue`. `seed`, `steps`,
-        `voices` override the config's for this call. Inputs (script, faces, settings) are
-        checked before the models run; `progress` shows the render bar."""
-        import tempfile
+    def prepare(self, script, refs: list[str], *, seed: int | None = None,
+                steps: int | None = None, voices: tuple[str, ...] | None = None,
+                log=lambda message: None):
+        """Check every input and build the timeline: (timeline, generate settings,
+        renderers). Everything a user can get wrong fails here, before long work."""
         from dataclasses import replace
-        from pathlib import Path
 
-        import soundfile
-
-        from avgen.audio.vocoder import vocode
-        from avgen.face.render import VideoConfig, render_video
         from avgen.script import Dialogue, read_script
         from avgen.tokens import TimelineConfig, build_timeline
 
@@ -215,13 +258,18 @@ class Synthesizer:
         settings = replace(config.generate, **overrides)
         if len(refs) != NUM_PEOPLE:
             raise InputError(f"--ref takes one photo per person (2), got {len(refs)}")
-        if not Path(output).parent.is_dir():
-            raise InputError("output folder does not exist", str(Path(output).parent))
         if settings.steps < 1:
             raise InputError(f"--steps must be >= 1, got {settings.steps}")
+        if config.size % 2 or config.size < 64:
+            raise InputError(f"{config.size} is not allowed; use an even size of at least 64",
+                             "--size")
+        if not 1 <= config.fps <= 120:
+            raise InputError(f"{config.fps:g} is out of range; use 1 to 120", "--fps")
+        if config.layout not in ("side-by-side", "stacked"):
+            raise InputError(f"--layout must be side-by-side or stacked, got {config.layout!r}")
         dialogue = script if isinstance(script, Dialogue) else read_script(script)
         renderers = self.renderers.get(list(refs))  # no face -> error now
-        model, normalizer, vocoder, learned = self.load()._models
+        model, _, _, learned = self.load()._models
         if settings.voices is None:  # each face keeps its voice across dialogues
             from avgen.speaker import voices_for_faces
 
@@ -231,17 +279,173 @@ class Synthesizer:
         log("tokens")
         timeline = build_timeline(dialogue, durations,
                                   TimelineConfig(turn_gap=config.turn_gap, rate=config.rate))
-        log("joint model")
-        av = generate(timeline, model, normalizer, settings)
-        log("vocoder")
-        audio = mix([vocode(vocoder, av[f"p{p}/mel"]) for p in range(NUM_PEOPLE)])
-        with tempfile.TemporaryDirectory(prefix="avgen-synth-") as work:
-            av_path = str(Path(work) / "dialogue.av.npz")
-            wav_path = str(Path(work) / "dialogue.wav")
-            formats.save(av_path, formats.AV, av)
-            soundfile.write(wav_path, audio, 22050)
-            log("render")
-            return render_video(av_path, list(refs), output, audio=wav_path,
-                                config=VideoConfig(fps=config.fps, size=config.size,
-                                                   layout=config.layout),
-                                progress=progress, renderers=renderers)
+        return timeline, settings, renderers
+
+    def stream(self, script, refs: list[str], *, seed: int | None = None,
+               steps: int | None = None, voices: tuple[str, ...] | None = None,
+               log=lambda message: None):
+        """The dialogue as an iterator of `AVChunk`s, each yielded as soon as it is made:
+        the joint model makes the next piece (in a thread of its own) while the caller
+        renders, encodes or plays this one. Working memory does not grow with the
+        dialogue's length. Inputs are checked before the first chunk is made."""
+        timeline, settings, renderers = self.prepare(script, refs, seed=seed, steps=steps,
+                                                     voices=voices, log=log)
+        log("joint model, vocoder and renderer")
+        return self._chunks(timeline, settings, renderers)
+
+    def _chunks(self, timeline, settings: GenerateConfig, renderers):
+        import queue
+        import threading
+
+        from avgen.constants import FRAMES_PER_SECOND
+        from avgen.video import compose, interpolate_window, resample_times
+
+        config = self.config
+        total = timeline.num_frames
+        positions = resample_times(total, FRAMES_PER_SECOND, config.fps)
+        pieces: queue.Queue = queue.Queue(maxsize=2)
+        stop = threading.Event()
+
+        def produce():
+            try:
+                for piece in self._audio_and_motion(timeline, settings):
+                    while True:
+                        if stop.is_set():
+                            return
+                        try:
+                            pieces.put(piece, timeout=0.1)
+                            break
+                        except queue.Full:
+                            continue
+                pieces.put(None)
+            except BaseException as error:  # reported by the consumer
+                pieces.put(error)
+
+        producer = threading.Thread(target=produce, name="avgen-joint-model", daemon=True)
+        producer.start()
+        try:
+            poses = expressions = None
+            first = 0  # model frame of poses[.][0]
+            frame = 0  # next video frame
+            while (piece := pieces.get()) is not None:
+                if isinstance(piece, BaseException):
+                    raise piece
+                audio, first_sample, new_poses, new_expressions, start, ready = piece
+                if poses is None:
+                    poses, expressions = new_poses, new_expressions
+                else:
+                    poses = [np.concatenate([a, b]) for a, b in zip(poses, new_poses)]
+                    expressions = [np.concatenate([a, b])
+                                   for a, b in zip(expressions, new_expressions)]
+                end = len(positions) if ready >= total else int(
+                    np.searchsorted(positions, ready, side="left"))
+                frames = np.empty((end - frame, *self.frame_size[::-1], 3), np.uint8)
+                if end > frame:
+                    at = positions[frame:end]
+                    pose = [interpolate_window(p, first, at, total, quaternions=True)
+                            for p in poses]
+                    expression = [interpolate_window(e, first, at, total) for e in expressions]
+                    for k in range(end - frame):
+                        frames[k] = compose([r.render(expression[i][k], pose[i][k])
+                                             for i, r in enumerate(renderers)], config.layout)
+                yield AVChunk(frames, audio, frame, first_sample)
+                frame = end
+                # keep the motion the next video frame interpolates from
+                keep = min(int(np.floor(positions[frame])) if frame < len(positions) else
+                           total, total - 1 if total > 1 else 0)
+                keep = max(first, min(keep, first + len(poses[0])))
+                poses = [p[keep - first:] for p in poses]
+                expressions = [e[keep - first:] for e in expressions]
+                first = keep
+        finally:
+            stop.set()
+            while producer.is_alive():
+                try:
+                    pieces.get(timeout=0.1)
+                except queue.Empty:
+                    pass
+            producer.join()
+
+    def _audio_and_motion(self, timeline, settings: GenerateConfig):
+        """Per model chunk: (audio samples, first sample, per-person head poses and
+        expressions of the chunk's model frames, the chunk's first model frame, the model
+        frame up to which audio is final). Runs in the producer thread."""
+        from avgen.audio.vocoder import vocode
+        from avgen.train.av_data import motion_from_features
+
+        model, normalizer, vocoder, _ = self._models
+        voice_ids, tokens, generator = _sampling_inputs(timeline, model, settings)
+        cues = [(c.person, c.kind, c.start_frame, c.duration) for c in timeline.cues]
+        total = timeline.num_frames
+        bounds = chunk_bounds(total, settings.first_chunk_frames, settings.chunk_frames)
+        mel_kept, mel_first, audio_done = None, 0, 0
+        for a, b, mel, motion in model.sample_chunks(
+                tokens, voice_ids, bounds, settings.steps, generator, settings.temperature,
+                settings.solver):
+            mel = mel.cpu().numpy() * normalizer.mel_std + normalizer.mel_mean
+            motion = motion.cpu().numpy() * normalizer.motion_std + normalizer.motion_mean
+            if cues:  # per frame, so a chunk is acted out as the whole dialogue would be
+                motion = act_cues(motion, [(p, k, s - a, d) for p, k, s, d in cues],
+                                  settings.seed)
+            poses, expressions = zip(*(motion_from_features(motion[p])
+                                       for p in range(NUM_PEOPLE)))
+            mel_kept = mel if mel_kept is None else np.concatenate([mel_kept, mel], axis=1)
+            ready = total if b == total else max(audio_done, b - VOCODER_CONTEXT)
+            audio = np.zeros(0, np.float32)
+            if ready > audio_done:
+                lo = max(mel_first, audio_done - VOCODER_CONTEXT)
+                hi = min(b, ready + VOCODER_CONTEXT)
+                waves = [vocode(vocoder, mel_kept[p, lo - mel_first:hi - mel_first])
+                         [(audio_done - lo) * 256:(ready - lo) * 256]
+                         for p in range(NUM_PEOPLE)]
+                audio = mix(waves).astype(np.float32)
+            yield (audio, audio_done * 256, poses, expressions, a, ready)
+            audio_done = ready
+            drop = max(0, audio_done - VOCODER_CONTEXT - mel_first)
+            mel_kept, mel_first = mel_kept[:, drop:], mel_first + drop
+
+    def synth(self, script, refs: list[str], output: str, *, seed: int | None = None,
+              steps: int | None = None, voices: tuple[str, ...] | None = None,
+              log=lambda message: None, progress: bool = True, stream: bool = False) -> int:
+        """One dialogue to one MP4 (written atomically); returns the number of video frames.
+
+        `script`: a script file path or a parsed `avgen.script.Dialogue`. `seed`, `steps`,
+        `voices` override the config's for this call. Inputs (script, faces, settings) are
+        checked before the models run; `progress` shows a bar. `stream`: a fragmented MP4
+        written as the dialogue is generated (playable while it grows; `output` "-" is
+        standard output); the frames and audio are the same either way."""
+        import sys
+
+        from tqdm import tqdm
+
+        from avgen.constants import SAMPLE_RATE
+        from avgen.video import AVWriter
+
+        config = self.config
+        writer = AVWriter(output, *self.frame_size, config.fps, SAMPLE_RATE,
+                          fragmented=stream, config=config.encoder)  # checks the output
+        chunks = self.stream(script, refs, seed=seed, steps=steps, voices=voices, log=log)
+        with writer, tqdm(desc="synth", unit="frame", disable=not progress, file=sys.stderr,
+                          dynamic_ncols=True) as bar:
+            for chunk in chunks:
+                writer.write(chunk.frames, chunk.audio)
+                bar.update(len(chunk.frames))
+        return writer.frames
+
+
+def _sampling_inputs(timeline: Timeline, model, settings: GenerateConfig):
+    """(voice ids, floored token log-probs (2, T, V), seeded generator) for the model."""
+    if settings.steps < 1:
+        raise InputError(f"--steps must be >= 1, got {settings.steps}")
+    if settings.chunk_frames < 1 or settings.first_chunk_frames < 1:
+        raise InputError("chunk_frames and first_chunk_frames must be >= 1")
+    voices = settings.voices or model.config.voices[:NUM_PEOPLE]
+    unknown = [v for v in voices if v not in model.config.voices]
+    if unknown or len(voices) != NUM_PEOPLE:
+        raise InputError(f"voices must be two of {', '.join(model.config.voices)}; got "
+                         f"{', '.join(voices)}")
+    device = settings.device
+    voice_ids = torch.tensor([model.config.voices.index(v) for v in voices]).to(device)
+    generator = torch.Generator(device=device).manual_seed(settings.seed)
+    tokens = np.stack([floor_log_probs(timeline.token_logits(p)) for p in range(NUM_PEOPLE)])
+    return voice_ids, torch.from_numpy(tokens).to(device), generator

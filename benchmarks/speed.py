@@ -3,18 +3,28 @@ per second of dialogue; < 1 is faster than real time), and peak memory, for dial
 about 10, 20 and 60 s -> benchmarks/results/speed.md.
 
     python benchmarks/speed.py [--lengths 10 20 60] [--threads 2]
+    python benchmarks/speed.py --against 16f0309 [--lengths 20 60] [--repeats 2]
 
 The joint model is the registered default ('av-flow'), or random weights of the
 default size where none is registered (speed does not depend on the weights). Each
 length runs in its own process so peak memory (max RSS) is per length. The last rows
 time the user's command, `avgen synth script.txt --ref a.png b.png -o out.mp4`, as a
 whole (process start, model loading and everything else included).
+
+`--against REV` compares this checkout with the release REV side by side: a git
+worktree of REV (made under /tmp unless `--old-tree` names one) runs its own
+`benchmarks/speed.py --one` and its own `avgen synth`, each with its own source tree
+first on PYTHONPATH, interleaved with this checkout's runs (old, new, old, new, ...) on
+the same scripts, so a machine that other work slows down slows both alike. It reports
+new/old wall-time ratios per stage and for the whole command, with each side's
+real-time factor beside them, and the load average over the runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -23,6 +33,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # this checkout's avgen, not whichever one is installed
 
 
 def script_of_length(seconds: float) -> str:
@@ -102,19 +113,166 @@ def run_one(seconds: float, threads: int) -> dict:
             "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
-def time_cli(seconds: float, threads: int) -> float:
-    """Wall seconds of the whole `avgen synth` command for a script of about `seconds`."""
+def tree_env(tree: Path, threads: int) -> dict:
+    """Environment that makes `python` import `tree`'s avgen."""
     import os
 
+    return {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": str(threads)}
+
+
+def time_cli(seconds: float, threads: int, tree: Path = REPO) -> dict:
+    """Wall seconds and peak memory of the whole `avgen synth` command of `tree` for a
+    script of about `seconds`."""
     with tempfile.TemporaryDirectory() as work:
         script = Path(work) / "s.txt"
         script.write_text(script_of_length(seconds))
+        command = [sys.executable, "-m", "avgen", "synth", str(script), "--ref",
+                   str(REPO / "examples" / "eileen.png"), str(REPO / "examples" / "grace.png"),
+                   "-o", f"{work}/d.mp4"]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "avgen", "synth", str(script), "--ref",
-                        str(REPO / "examples" / "eileen.png"), str(REPO / "examples" / "grace.png"),
-                        "-o", f"{work}/d.mp4"], check=True, capture_output=True,
-                       env={**os.environ, "OMP_NUM_THREADS": str(threads)})
-        return time.perf_counter() - start
+        subprocess.run(command, check=True, capture_output=True, cwd=tree,
+                       env=tree_env(tree, threads))
+        wall = time.perf_counter() - start
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        return {"wall": wall, "max_rss_mb": peak / 1024 if peak > before else None}
+
+
+def stage_times(seconds: float, threads: int, tree: Path = REPO) -> dict:
+    """`tree`'s own `benchmarks/speed.py --one` (stage times), in a process of its own."""
+    done = subprocess.run([sys.executable, str(tree / "benchmarks" / "speed.py"), "--one",
+                           str(seconds), "--threads", str(threads)], capture_output=True,
+                          text=True, cwd=tree, env=tree_env(tree, threads))
+    if done.returncode:
+        raise SystemExit(f"{tree}: speed.py --one failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# stage names of both releases -> one row each (the release names the joint model with its
+# step count)
+STAGES = (("tokens", "tokens"), ("joint model", "joint model"), ("vocoder", "vocoder"),
+          ("renderer setup", "renderer setup"), ("renderer (", "renderer"),
+          ("encoder", "encoder"))
+
+
+def canonical_stages(times: dict) -> dict:
+    out = {}
+    for name, value in times.items():
+        for prefix, row in STAGES:
+            if name.startswith(prefix):
+                out[row] = out.get(row, 0.0) + value
+                break
+        else:
+            out[name] = value
+    return out
+
+
+def load_average() -> float:
+    return float(open("/proc/loadavg").read().split()[0])
+
+
+def old_tree(rev: str, path: Path | None) -> Path:
+    """A git worktree of `rev` (made once, reused while it is at that commit)."""
+    resolved = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--verify", rev + "^{commit}"],
+                              capture_output=True, text=True)
+    if resolved.returncode:
+        raise SystemExit(f"--against: {rev!r} is not a commit of {REPO}")
+    commit = resolved.stdout.strip()
+    path = path or Path(tempfile.gettempdir()) / f"avgen-old-{commit[:7]}"
+    if path.exists():
+        head = subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"],
+                              capture_output=True, text=True).stdout.strip()
+        if head != commit:
+            raise SystemExit(f"--old-tree {path} is at {head[:7] or 'no commit'}, not {rev}")
+        return path
+    subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(path), commit],
+                   check=True, capture_output=True)
+    return path
+
+
+def against(args) -> None:
+    """Old and new side by side (see the module docstring) -> markdown."""
+    old = old_tree(args.against, args.old_tree)
+    sides = {"old": old, "new": REPO}
+    runs = {(side, length): [] for side in sides for length in args.lengths}
+    loads = [load_average()]
+    for length in args.lengths:
+        for repeat in range(args.repeats):
+            for side, tree in sides.items():
+                record = stage_times(length, args.threads, tree)
+                loads.append(load_average())
+                record["cli"] = time_cli(length, args.threads, tree)
+                loads.append(load_average())
+                runs[(side, length)].append(record)
+                print(f"{length:g} s, run {repeat + 1}, {side}: command "
+                      f"{record['cli']['wall']:.1f} s, load {loads[-1]:.1f}", file=sys.stderr,
+                      flush=True)
+    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True).stdout.strip()
+    lines = [f"# Speed: this checkout against {args.against} (side by side, one run)\n",
+             f"`python benchmarks/speed.py --against {args.against} --lengths "
+             f"{' '.join(f'{x:g}' for x in args.lengths)} --threads {args.threads} "
+             f"--repeats {args.repeats}` at {commit} (working tree as committed, plus any "
+             f"uncommitted changes). Runs interleaved old, new, old, new; each figure is the "
+             f"median over {args.repeats} run(s). Ratio = new / old wall time (< 1: new is "
+             f"faster); RTF = seconds of compute per second of dialogue. Load average (1 min) "
+             f"over the runs: mean {sum(loads) / len(loads):.1f}, min {min(loads):.1f}, max "
+             f"{max(loads):.1f} on {os.cpu_count()} cores.\n"]
+
+    def median(values):
+        values = sorted(values)
+        mid = len(values) // 2
+        return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+    header = "| stage | " + " | ".join(f"{length:g} s: old RTF | new RTF | **new/old**"
+                                        for length in args.lengths) + " |"
+    lines += [header, "| --- |" + " --- | --- | --- |" * len(args.lengths)]
+    rows = [row for _, row in STAGES]
+    cells = {row: [] for row in rows + ["command"]}
+    for length in args.lengths:
+        for row in rows + ["command"]:
+            pair = []
+            for side in sides:
+                records = runs[(side, length)]
+                duration = records[0]["seconds"]
+                if row == "command":
+                    values = [r["cli"]["wall"] for r in records]
+                else:
+                    values = [canonical_stages(r["times"]).get(row, 0.0) for r in records]
+                pair.append((median(values), duration))
+            (old_s, old_d), (new_s, new_d) = pair
+            ratio = new_s / old_s if old_s > 0 else float("nan")
+            cells[row].append(f"{old_s / old_d:.3f} | {new_s / new_d:.3f} | **{ratio:.2f}**")
+    for row in rows:
+        lines.append(f"| {row} | " + " | ".join(cells[row]) + " |")
+    lines.append("| **`avgen synth` command (all included)** | " + " | ".join(cells["command"])
+                 + " |")
+    lines.append("")
+    lines.append("| | " + " | ".join(f"{length:g} s: old | new" for length in args.lengths)
+                 + " |")
+    lines.append("| --- |" + " --- | --- |" * len(args.lengths))
+    for label, key in (("dialogue length (s)", None), ("command wall s (median)", "wall"),
+                       ("command peak RSS (MB)", "rss")):
+        out = []
+        for length in args.lengths:
+            for side in sides:
+                records = runs[(side, length)]
+                if key is None:
+                    out.append(f"{records[0]['seconds']:.1f}")
+                elif key == "wall":
+                    out.append(f"{median([r['cli']['wall'] for r in records]):.1f}")
+                else:
+                    peaks = [r["cli"]["max_rss_mb"] for r in records if r["cli"]["max_rss_mb"]]
+                    out.append(f"{max(peaks):.0f}" if peaks else "n/a")
+        lines.append(f"| {label} | " + " | ".join(out) + " |")
+    lines.append("")
+    lines.append("Every run (wall s of the command): " + "; ".join(
+        f"{length:g} s {side}: " + ", ".join(f"{r['cli']['wall']:.1f}" for r in runs[(side, length)])
+        for length in args.lengths for side in sides))
+    text = "\n".join(lines) + "\n"
+    args.o.parent.mkdir(parents=True, exist_ok=True)
+    args.o.write_text(text)
+    print(text)
 
 
 def main() -> None:
@@ -122,10 +280,17 @@ def main() -> None:
     parser.add_argument("--lengths", type=float, nargs="+", default=[10, 20, 60])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--one", type=float, help=argparse.SUPPRESS)
+    parser.add_argument("--against", metavar="REV", help="compare with release REV side by side")
+    parser.add_argument("--old-tree", type=Path, help="with --against: the worktree of REV to "
+                        "use (default: one made under /tmp)")
+    parser.add_argument("--repeats", type=int, default=2, help="with --against: runs per side")
     parser.add_argument("-o", type=Path, default=REPO / "benchmarks" / "results" / "speed.md")
     args = parser.parse_args()
     if args.one is not None:
         print(json.dumps(run_one(args.one, args.threads)))
+        return
+    if args.against:
+        against(args)
         return
     load_before = open("/proc/loadavg").read().split()[0]  # other work would skew the times
     results = []
@@ -133,7 +298,7 @@ def main() -> None:
         done = subprocess.run([sys.executable, __file__, "--one", str(length), "--threads",
                                str(args.threads)], capture_output=True, text=True, check=True)
         results.append(json.loads(done.stdout.strip().splitlines()[-1]))
-        results[-1]["cli"] = time_cli(length, args.threads)
+        results[-1]["cli"] = time_cli(length, args.threads)["wall"]
     stages = list(results[0]["times"])
     lines = ["# Speed per stage (real-time factor = compute s / dialogue s)\n",
              f"`python benchmarks/speed.py --lengths {' '.join(f'{x:g}' for x in args.lengths)} "

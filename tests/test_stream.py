@@ -1,0 +1,160 @@
+"""Streaming: the dialogue made piece by piece equals the dialogue made at once, and the
+streamed MP4 holds the same pictures and sound as the ordinary one."""
+
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+
+from avgen.constants import N_MELS
+from avgen.model.av_flow import MOTION_DIM, AVFlow, AVFlowConfig
+from avgen.pipeline import (AVChunk, GenerateConfig, SynthConfig, Synthesizer, chunk_bounds,
+                            mix)
+from avgen.script import parse_script
+from avgen.tokens import EspeakDurations
+from avgen.train.av_data import Normalizer
+
+TINY = AVFlowConfig(d_model=32, n_blocks=2, n_heads=2, ff_mult=2)
+SCRIPT = "A: Hello there, how are you?\nB: (smiles) Fine, thanks. (laughs) And you?\n"
+
+
+def randomise(model):
+    """Random weights everywhere (the zero-initialised highways and outputs included), so
+    every path of the model moves the result."""
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.normal_(0, 0.2)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def synthesizer():
+    from avgen.audio.vocoder import load_vocoder
+
+    model = randomise(AVFlow(TINY))
+    normalizer = Normalizer(np.full(N_MELS, -6.0, np.float32), np.full(N_MELS, 2.0, np.float32),
+                            np.zeros(MOTION_DIM, np.float32), np.full(MOTION_DIM, 0.1, np.float32))
+    # small chunks: a 3 s dialogue crosses many chunk edges
+    config = SynthConfig(generate=GenerateConfig(steps=2, first_chunk_frames=8,
+                                                 chunk_frames=40), size=64)
+    synth = Synthesizer(config=config, durations=EspeakDurations())
+    synth._models = (model, normalizer, load_vocoder("vocos"), None)
+    return synth
+
+
+def whole_dialogue(synth, refs, seed):
+    """The dialogue made at once the way the release made it: whole-dialogue sampling,
+    vocoding and rendering."""
+    from avgen import formats
+    from avgen.audio.vocoder import vocode
+    from avgen.face.motion import load_motion
+    from avgen.face.render import VideoConfig, VideoFrames
+    from avgen.pipeline import generate
+
+    timeline, settings, renderers = synth.prepare(parse_script(SCRIPT, "s"), refs, seed=seed)
+    model, normalizer, vocoder, _ = synth._models
+    av = generate(timeline, model, normalizer, GenerateConfig(
+        steps=settings.steps, seed=seed, voices=settings.voices, chunk_frames=10 ** 6))
+    audio = mix([vocode(vocoder, av[f"p{p}/mel"]) for p in range(2)])
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as work:
+        formats.save(f"{work}/d.av.npz", formats.AV, av)
+        frames = np.stack(list(VideoFrames(load_motion(f"{work}/d.av.npz"), renderers,
+                                           VideoConfig(size=64))))
+    return frames, audio
+
+
+def test_streamed_chunks_equal_the_whole_dialogue(synthesizer, example_refs):
+    chunks = list(synthesizer.stream(parse_script(SCRIPT, "s"), example_refs, seed=3))
+    assert len(chunks) > 5 and all(isinstance(c, AVChunk) for c in chunks)
+    # pieces follow each other without gaps or overlaps
+    frame = sample = 0
+    for chunk in chunks:
+        assert chunk.first_frame == frame and chunk.first_sample == sample
+        frame += len(chunk.frames)
+        sample += len(chunk.audio)
+    frames = np.concatenate([c.frames for c in chunks])
+    audio = np.concatenate([c.audio for c in chunks])
+    whole_frames, whole_audio = whole_dialogue(synthesizer, example_refs, 3)
+    assert frames.shape == whole_frames.shape and audio.shape == whole_audio.shape
+    assert np.abs(audio - whole_audio).max() < 1e-4
+    # pixels: float rounding may move a warped pixel by one level, no more
+    difference = np.abs(frames.astype(int) - whole_frames.astype(int))
+    assert difference.max() <= 1 and (difference > 0).mean() < 1e-3
+    # and the seed matters
+    other = np.concatenate([c.audio for c in synthesizer.stream(
+        parse_script(SCRIPT, "s"), example_refs, seed=4)])
+    assert np.abs(other - audio).max() > 1e-3
+
+
+def decode(path):
+    from avgen.video import ffmpeg_exe
+
+    video = subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(path), "-f", "rawvideo",
+                            "-pix_fmt", "rgb24", "-fps_mode", "passthrough", "-"],
+                           capture_output=True, check=True).stdout
+    audio = subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(path), "-f", "f32le",
+                            "-ac", "1", "-"], capture_output=True, check=True).stdout
+    return video, np.frombuffer(audio, np.float32)
+
+
+def test_streamed_mp4_decodes_to_the_same_video_and_audio(synthesizer, example_refs,
+                                                         tmp_path):
+    script = parse_script(SCRIPT, "s")
+    plain, streamed = tmp_path / "plain.mp4", tmp_path / "streamed.mp4"
+    count = synthesizer.synth(script, example_refs, str(plain), seed=3, progress=False)
+    assert synthesizer.synth(script, example_refs, str(streamed), seed=3, progress=False,
+                             stream=True) == count
+    assert b"moof" in streamed.read_bytes() and b"moof" not in plain.read_bytes()
+    plain_video, plain_audio = decode(plain)
+    streamed_video, streamed_audio = decode(streamed)
+    assert len(plain_video) == count * 128 * 64 * 3
+    assert plain_video == streamed_video
+    # the same samples; a fragmented MP4 cannot trim the AAC encoder's last partial frame
+    assert len(plain_audio) > 0 and 0 <= len(streamed_audio) - len(plain_audio) <= 1024
+    assert np.array_equal(plain_audio, streamed_audio[:len(plain_audio)])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plain.mp4", "streamed.mp4"]
+
+
+def test_a_failed_stream_leaves_nothing_behind(synthesizer, example_refs, tmp_path):
+    from avgen.constants import SAMPLE_RATE
+    from avgen.video import AVWriter
+
+    out = tmp_path / "x.mp4"
+    chunks = synthesizer.stream(parse_script(SCRIPT, "s"), example_refs, seed=3)
+    with pytest.raises(RuntimeError, match="disk full"):
+        with AVWriter(out, 128, 64, 25.0, SAMPLE_RATE, fragmented=True) as writer:
+            for k, chunk in enumerate(chunks):
+                writer.write(chunk.frames, chunk.audio)
+                if k == 2:
+                    assert (tmp_path / "x.mp4.part").exists()  # playable while it grows
+                    raise RuntimeError("disk full")
+    chunks.close()  # stops the model thread
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_chunk_bounds_start_small_and_double():
+    assert chunk_bounds(100, 8, 40) == [0, 8, 24, 56, 96, 100]
+    assert chunk_bounds(5, 8, 40) == [0, 5]
+    assert chunk_bounds(0, 8, 40) == [0]
+
+
+def test_mix_is_sample_by_sample_and_bounded():
+    rng = np.random.default_rng(0)
+    waves = [rng.normal(0, 0.5, 5000).astype(np.float32) for _ in range(2)]
+    whole = mix(waves)
+    pieces = np.concatenate([mix([w[a:b] for w in waves]) for a, b in ((0, 1234), (1234, 5000))])
+    assert np.array_equal(whole, pieces)
+    assert np.abs(whole).max() <= 0.95
+    quiet = [w * 0.1 for w in waves]  # nothing loud: the plain sum
+    assert np.array_equal(mix(quiet), np.sum(quiet, axis=0))
+
+
+@pytest.fixture
+def example_refs():
+    from conftest import EXAMPLES
+
+    return [str(EXAMPLES / "eileen.png"), str(EXAMPLES / "grace.png")]
