@@ -153,7 +153,8 @@ def mix(waves: list[np.ndarray], peak: float = 0.95, knee: float = 0.8) -> np.nd
     loud = np.abs(total) > knee
     if loud.any():
         over = np.abs(total[loud]) - knee
-        total[loud] = np.sign(total[loud]) * (knee + (peak - knee) * np.tanh(over / (peak - knee)))
+        squeezed = knee + (peak - knee) * np.tanh(over / (peak - knee))
+        total[loud] = np.sign(total[loud]) * np.minimum(squeezed, peak)  # float rounding
     return total
 
 
@@ -296,6 +297,7 @@ class Synthesizer:
     def _chunks(self, timeline, settings: GenerateConfig, renderers):
         import queue
         import threading
+        from concurrent.futures import ThreadPoolExecutor
 
         from avgen.constants import FRAMES_PER_SECOND
         from avgen.video import compose, interpolate_window, resample_times
@@ -322,6 +324,16 @@ class Synthesizer:
                 pieces.put(error)
 
         producer = threading.Thread(target=produce, name="avgen-joint-model", daemon=True)
+        # the two faces render at once (the warp releases the GIL); one renderer is not
+        # safe to share between threads, so the same photo twice renders in turn
+        pool = ThreadPoolExecutor(len(renderers)) if len(
+            {id(r) for r in renderers}) == len(renderers) > 1 else None
+
+        def faces_of(render_one):
+            people = range(len(renderers))
+            return list(pool.map(render_one, people)) if pool else [render_one(i)
+                                                                     for i in people]
+
         producer.start()
         try:
             poses = expressions = None
@@ -346,8 +358,9 @@ class Synthesizer:
                             for p in poses]
                     expression = [interpolate_window(e, first, at, total) for e in expressions]
                     for k in range(end - frame):
-                        frames[k] = compose([r.render(expression[i][k], pose[i][k])
-                                             for i, r in enumerate(renderers)], config.layout)
+                        faces = faces_of(lambda i: renderers[i].render(expression[i][k],
+                                                                        pose[i][k]))
+                        frames[k] = compose(faces, config.layout)
                 yield AVChunk(frames, audio, frame, first_sample)
                 frame = end
                 # keep the motion the next video frame interpolates from
@@ -359,6 +372,8 @@ class Synthesizer:
                 first = keep
         finally:
             stop.set()
+            if pool:
+                pool.shutdown()
             while producer.is_alive():
                 try:
                     pieces.get(timeout=0.1)

@@ -46,6 +46,7 @@ def script_of_length(seconds: float) -> str:
 
 
 def run_one(seconds: float, threads: int) -> dict:
+    import avgen  # noqa: F401 - first, as the command does: it sets up torch's threads
     import numpy as np
     import torch
 
@@ -53,8 +54,8 @@ def run_one(seconds: float, threads: int) -> dict:
     from avgen import formats
     from avgen.audio.vocoder import load_vocoder, vocode
     from avgen.constants import FRAMES_PER_SECOND
-    from avgen.face.render import VideoConfig, render_video
-    from avgen.model.av_flow import MOTION_DIM, AVFlow
+    from avgen.face.render import VideoConfig
+    from avgen.model.av_flow import MOTION_DIM, AVFlow, evaluations_of
     from avgen.pipeline import GenerateConfig, generate, mix
     from avgen.script import parse_script
     from avgen.tokens import LearnedDurations, build_timeline
@@ -77,33 +78,40 @@ def run_one(seconds: float, threads: int) -> dict:
         normalizer = Normalizer(np.full(80, -6.0, np.float32), np.full(80, 2.0, np.float32),
                                 np.zeros(MOTION_DIM, np.float32),
                                 np.full(MOTION_DIM, 0.1, np.float32))
+    settings = GenerateConfig()
+    evaluations = evaluations_of(settings.steps, settings.solver)
     start = time.perf_counter()
-    av = generate(timeline, model, normalizer, GenerateConfig(steps=8))
-    times["joint model (8 Euler steps)"] = time.perf_counter() - start
+    av = generate(timeline, model, normalizer, settings)
+    times[f"joint model ({settings.steps} {settings.solver} steps, {evaluations} "
+          "evaluations)"] = time.perf_counter() - start
     vocoder = load_vocoder("vocos")
     start = time.perf_counter()
     audio = mix([vocode(vocoder, av[f"p{p}/mel"]) for p in range(2)])
     times["vocoder (both people)"] = time.perf_counter() - start
     with tempfile.TemporaryDirectory() as work:
-        import soundfile
-
+        from avgen.constants import SAMPLE_RATE
         from avgen.face.motion import load_motion
         from avgen.face.render import RenderConfig, VideoFrames, load_renderers
+        from avgen.video import AVWriter
 
         formats.save(f"{work}/d.av.npz", formats.AV, av)
-        soundfile.write(f"{work}/d.wav", audio, 22050)
         refs = [str(REPO / "examples" / "eileen.png"), str(REPO / "examples" / "grace.png")]
         video = VideoConfig()
         start = time.perf_counter()
         renderers = load_renderers(refs, RenderConfig(size=video.size))
         times["renderer setup (face mesh of both photos)"] = time.perf_counter() - start
+        motion = load_motion(f"{work}/d.av.npz")
         start = time.perf_counter()
-        for _ in VideoFrames(load_motion(f"{work}/d.av.npz"), renderers, video):
+        for _ in VideoFrames(motion, renderers, video):
             pass
         render_only = time.perf_counter() - start
+        frames = VideoFrames(motion, renderers, video)
+        per_frame = len(audio) / max(len(frames), 1)
         start = time.perf_counter()
-        render_video(f"{work}/d.av.npz", refs, f"{work}/d.mp4", audio=f"{work}/d.wav",
-                     config=video, progress=False, renderers=renderers)
+        with AVWriter(f"{work}/d.mp4", video.size * 2, video.size, video.fps,
+                      SAMPLE_RATE) as writer:
+            for k, frame in enumerate(frames):
+                writer.write(frame[None], audio[round(k * per_frame):round((k + 1) * per_frame)])
         both = time.perf_counter() - start
         # ffmpeg encodes in its own process alongside the renderer: its cost is what it
         # adds to the wall time of rendering alone
@@ -129,13 +137,12 @@ def time_cli(seconds: float, threads: int, tree: Path = REPO) -> dict:
         command = [sys.executable, "-m", "avgen", "synth", str(script), "--ref",
                    str(REPO / "examples" / "eileen.png"), str(REPO / "examples" / "grace.png"),
                    "-o", f"{work}/d.mp4"]
-        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        peak = Path(work) / "rss"
         start = time.perf_counter()
-        subprocess.run(command, check=True, capture_output=True, cwd=tree,
-                       env=tree_env(tree, threads))
+        subprocess.run(["/usr/bin/time", "-f", "%M", "-o", str(peak), *command], check=True,
+                       capture_output=True, cwd=tree, env=tree_env(tree, threads))
         wall = time.perf_counter() - start
-        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        return {"wall": wall, "max_rss_mb": peak / 1024 if peak > before else None}
+        return {"wall": wall, "max_rss_mb": int(peak.read_text().split()[-1]) / 1024}
 
 
 def stage_times(seconds: float, threads: int, tree: Path = REPO) -> dict:
@@ -310,9 +317,6 @@ def main() -> None:
             f"{r['times'][stage] / r['seconds']:.3f}" for r in results) + " |")
     lines.append("| **end to end** | " + " | ".join(
         f"**{sum(r['times'].values()) / r['seconds']:.3f}**" for r in results) + " |")
-    lines.append("| joint model, one Euler step | " + " | ".join(
-        f"{r['times']['joint model (8 Euler steps)'] / 8 / r['seconds']:.3f}" for r in results)
-        + " |")
     lines.append("| `avgen synth` command, wall s (all included) | " + " | ".join(
         f"{r['cli']:.1f}" for r in results) + " |")
     lines.append("| `avgen synth` command, real-time factor | " + " | ".join(

@@ -148,7 +148,7 @@ def test_mix_is_sample_by_sample_and_bounded():
     whole = mix(waves)
     pieces = np.concatenate([mix([w[a:b] for w in waves]) for a, b in ((0, 1234), (1234, 5000))])
     assert np.array_equal(whole, pieces)
-    assert np.abs(whole).max() <= 0.95
+    assert np.abs(whole).max() <= np.float32(0.95)
     quiet = [w * 0.1 for w in waves]  # nothing loud: the plain sum
     assert np.array_equal(mix(quiet), np.sum(quiet, axis=0))
 
