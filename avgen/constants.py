@@ -4,6 +4,8 @@ Changing anything here changes a file contract: bump the format versions in
 `avgen.formats` in the same step.
 """
 
+import math
+
 SAMPLE_RATE = 22050
 N_FFT = 1024
 HOP_LENGTH = 256
@@ -11,6 +13,11 @@ WIN_LENGTH = 1024
 N_MELS = 80
 FMIN = 0.0
 FMAX = 8000.0
+
+# Log-mels are log(max(mel, LOG_FLOOR)); LOG_SILENCE = log(LOG_FLOOR) is a silent band,
+# the value vocoders, padding and off-speech frames use as "silence".
+LOG_FLOOR = 1e-5
+LOG_SILENCE = math.log(LOG_FLOOR)
 
 # Mel frames, token frames and motion frames all tick at this rate inside the model.
 FRAMES_PER_SECOND = SAMPLE_RATE / HOP_LENGTH  # 86.1328125
@@ -50,3 +57,8 @@ def seconds_to_frames(seconds: float) -> int:
 # Sampling temperature of the joint model's speech (scale of the mel's starting noise),
 # chosen by measured WER (benchmarks/results/av_eval.md).
 DEFAULT_TEMPERATURE = 0.333
+
+# ODE solvers of the joint model's sampler, with their model evaluations per step. Euler
+# is first order; midpoint and Heun are second order: fewer steps for the same error, at
+# two evaluations each.
+SOLVERS = {"euler": 1, "midpoint": 2, "heun": 2}

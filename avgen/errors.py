@@ -24,6 +24,11 @@ class InputError(AvgenError):
         super().__init__(where + message)
 
 
+class ConfigError(InputError, ValueError):
+    """A setting out of its range, raised by the config dataclass that owns it (so the
+    command line and Python callers get the same check). Exit code 2."""
+
+
 class FormatError(InputError):
     """A file between stages has the wrong format, version or contents."""
 

@@ -9,15 +9,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from avgen import formats
-from avgen.constants import DEFAULT_TEMPERATURE, EXPRESSION_NAMES, NUM_PEOPLE
-from avgen.errors import InputError
-from avgen.tokens import Timeline, floor_log_probs
+from avgen.constants import DEFAULT_TEMPERATURE, EXPRESSION_NAMES, NUM_PEOPLE, SOLVERS
+from avgen.errors import ConfigError, InputError
+from avgen.face.render import VideoConfig
+from avgen.tokens import Timeline, TimelineConfig, floor_log_probs
 from avgen.video import EncoderConfig
 
 AV_WEIGHTS = "av-flow"
+MAX_STEPS = 256  # Euler steps; past this the sampler is converged and only slower
+MAX_TEMPERATURE = 2.0
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,22 @@ class GenerateConfig:
     first_chunk_frames: int = 48
     temperature: float = DEFAULT_TEMPERATURE  # mel's starting noise (AVFlow.sample_dyad)
     solver: str = "euler"  # ODE solver of the sampler (avgen.model.av_flow.SOLVERS)
+
+    def __post_init__(self) -> None:
+        if type(self.steps) is not int or not 1 <= self.steps <= MAX_STEPS:
+            raise ConfigError(f"steps must be an integer from 1 to {MAX_STEPS}, "
+                              f"got {self.steps!r}")
+        if not 0.0 <= self.temperature <= MAX_TEMPERATURE:
+            raise ConfigError(f"temperature must be from 0 to {MAX_TEMPERATURE:g}, "
+                              f"got {self.temperature!r}")
+        if self.chunk_frames < 1 or self.first_chunk_frames < 1:
+            raise ConfigError("chunk_frames and first_chunk_frames must be >= 1, got "
+                              f"{self.chunk_frames} and {self.first_chunk_frames}")
+        if self.solver not in SOLVERS:
+            raise ConfigError(f"solver must be one of {', '.join(SOLVERS)}, got "
+                              f"{self.solver!r}")
+        if self.voices is not None and len(self.voices) != NUM_PEOPLE:
+            raise ConfigError(f"voices: one per person ({NUM_PEOPLE}), got {len(self.voices)}")
 
 
 def load_av_model(checkpoint: str | None = None, device: str = "cpu"):
@@ -98,12 +116,10 @@ def generate_from_tokens(tokens: np.ndarray, names, model, normalizer,
                          ) -> dict[str, np.ndarray]:
     """`generate` for per-person token log-probabilities (2, T, V) from any source.
     `progress(frames)` is called as chunks finish; `cues` as in `act_cues`."""
+    import torch
+
     from avgen.train.av_data import motion_from_features
 
-    if config.steps < 1:
-        raise InputError(f"--steps must be >= 1, got {config.steps}")
-    if config.chunk_frames < 1:
-        raise InputError(f"chunk_frames must be >= 1, got {config.chunk_frames}")
     voices = config.voices or model.config.voices[:NUM_PEOPLE]
     unknown = [v for v in voices if v not in model.config.voices]
     if unknown or len(voices) != NUM_PEOPLE:
@@ -133,16 +149,28 @@ def generate_from_tokens(tokens: np.ndarray, names, model, normalizer,
     return arrays
 
 
+LAYOUTS = ("side-by-side", "stacked")  # how two people share the frame
+
+
 @dataclass(frozen=True)
 class SynthConfig:
     generate: GenerateConfig = GenerateConfig()
     vocoder: str = "vocos"
-    fps: float = 25.0
-    size: int = 512
-    layout: str = "side-by-side"
-    turn_gap: float = 0.35
-    rate: float = 1.0
+    fps: float = VideoConfig.fps
+    size: int = VideoConfig.size
+    layout: str = VideoConfig.layout
+    turn_gap: float = TimelineConfig.turn_gap
+    rate: float = TimelineConfig.rate
     encoder: EncoderConfig = EncoderConfig()
+
+    def __post_init__(self) -> None:
+        if self.layout not in LAYOUTS:
+            raise ConfigError(f"layout must be {' or '.join(LAYOUTS)}, got {self.layout!r}")
+        if self.size % 2 or self.size < 64:
+            raise ConfigError(f"size must be even and at least 64, got {self.size}")
+        if not 1 <= self.fps <= 120:
+            raise ConfigError(f"fps must be from 1 to 120, got {self.fps:g}")
+        TimelineConfig(turn_gap=self.turn_gap, rate=self.rate)  # checks both
 
 
 def mix(waves: list[np.ndarray], peak: float = 0.95, knee: float = 0.8) -> np.ndarray:
@@ -251,7 +279,7 @@ class Synthesizer:
         from dataclasses import replace
 
         from avgen.script import Dialogue, read_script
-        from avgen.tokens import TimelineConfig, build_timeline
+        from avgen.tokens import build_timeline
 
         config = self.config
         overrides = {k: v for k, v in (("seed", seed), ("steps", steps), ("voices", voices))
@@ -259,15 +287,6 @@ class Synthesizer:
         settings = replace(config.generate, **overrides)
         if len(refs) != NUM_PEOPLE:
             raise InputError(f"--ref takes one photo per person (2), got {len(refs)}")
-        if settings.steps < 1:
-            raise InputError(f"--steps must be >= 1, got {settings.steps}")
-        if config.size % 2 or config.size < 64:
-            raise InputError(f"{config.size} is not allowed; use an even size of at least 64",
-                             "--size")
-        if not 1 <= config.fps <= 120:
-            raise InputError(f"{config.fps:g} is out of range; use 1 to 120", "--fps")
-        if config.layout not in ("side-by-side", "stacked"):
-            raise InputError(f"--layout must be side-by-side or stacked, got {config.layout!r}")
         dialogue = script if isinstance(script, Dialogue) else read_script(script)
         renderers = self.renderers.get(list(refs))  # no face -> error now
         model, _, _, learned = self.load()._models
@@ -450,10 +469,8 @@ class Synthesizer:
 
 def _sampling_inputs(timeline: Timeline, model, settings: GenerateConfig):
     """(voice ids, floored token log-probs (2, T, V), seeded generator) for the model."""
-    if settings.steps < 1:
-        raise InputError(f"--steps must be >= 1, got {settings.steps}")
-    if settings.chunk_frames < 1 or settings.first_chunk_frames < 1:
-        raise InputError("chunk_frames and first_chunk_frames must be >= 1")
+    import torch
+
     voices = settings.voices or model.config.voices[:NUM_PEOPLE]
     unknown = [v for v in voices if v not in model.config.voices]
     if unknown or len(voices) != NUM_PEOPLE:

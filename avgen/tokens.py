@@ -28,7 +28,7 @@ import numpy as np
 
 from avgen import formats
 from avgen.constants import FRAMES_PER_SECOND, NUM_PEOPLE
-from avgen.errors import AvgenError, FormatError, InputError
+from avgen.errors import AvgenError, ConfigError, FormatError
 from avgen.script import Cue, Dialogue, Pause, Speech
 from avgen.symbols import NUM_SYMBOLS, SILENCE_ID, SYMBOLS, SYMBOLS_VERSION, phones_to_ids
 from avgen.text import Phrase, to_phrases
@@ -172,6 +172,17 @@ class TimelineConfig:
     rate: float = 1.0
     cue_seconds: dict = field(default_factory=lambda: {"laughs": 0.9, "nods": 0.7,
                                                        "smiles": 1.2})
+
+    def __post_init__(self) -> None:
+        if not MIN_RATE <= self.rate <= MAX_RATE:
+            raise ConfigError(f"rate must be from {MIN_RATE:g} to {MAX_RATE:g}, got {self.rate!r}")
+        if not 0.0 <= self.turn_gap <= MAX_TURN_GAP:
+            raise ConfigError(f"turn gap must be from 0 to {MAX_TURN_GAP:g} s, "
+                              f"got {self.turn_gap!r}")
+
+
+MIN_RATE, MAX_RATE = 0.25, 4.0  # speaking rate: a quarter to four times the model's own
+MAX_TURN_GAP = 10.0  # seconds of silence between turns
 
 
 @dataclass(frozen=True)
@@ -340,8 +351,6 @@ class _Cursor:
 def build_timeline(dialogue: Dialogue, durations: DurationSource,
                    config: TimelineConfig = TimelineConfig()) -> Timeline:
     """Lay the dialogue's turns out on the model clock."""
-    if not config.rate > 0:
-        raise InputError(f"rate must be > 0, got {config.rate}")
     fps = FRAMES_PER_SECOND
     names = dialogue.names + (LISTENER_NAME,) * (NUM_PEOPLE - len(dialogue.names))
     cursor = _Cursor(int(round(config.lead_in * fps)))

@@ -15,11 +15,8 @@ import functools
 import numpy as np
 import torch
 
-from avgen.constants import FMAX, FMIN, HOP_LENGTH, N_FFT, N_MELS, SAMPLE_RATE, WIN_LENGTH
-
-LOG_FLOOR = 1e-5
-# log(LOG_FLOOR): the value of a silent band; vocoders and padding use it as "silence".
-LOG_SILENCE = float(np.log(LOG_FLOOR))
+from avgen.constants import (FMAX, FMIN, HOP_LENGTH, LOG_FLOOR, LOG_SILENCE, N_FFT, N_MELS,
+                             SAMPLE_RATE, WIN_LENGTH)
 
 
 def hz_to_mel(hz: np.ndarray | float) -> np.ndarray:

@@ -35,12 +35,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from avgen.constants import FRAMES_PER_SECOND
+from avgen.constants import FRAMES_PER_SECOND, LOG_SILENCE
 from avgen.motion import quaternion_to_euler
 
-# Same value as avgen.audio.mel.LOG_SILENCE (log of the 1e-5 mel floor); repeated here so
-# that evaluating does not import torch. tests/test_metrics_motion.py checks they agree.
-LOG_SILENCE = float(np.log(1e-5))
 
 # Phones whose closure is made with both lips (symbol table entries, stress-free).
 BILABIAL_PHONES = ("p", "b", "m", "m̩")

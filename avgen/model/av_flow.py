@@ -28,7 +28,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from avgen.constants import EXPRESSION_NAMES, N_MELS
+from avgen.constants import EXPRESSION_NAMES, N_MELS, SOLVERS
+from avgen.errors import ConfigError
 from avgen.symbols import NUM_SYMBOLS
 
 MOTION_DIM = 6 + len(EXPRESSION_NAMES)  # yaw, pitch, roll, tx, ty, tz, expressions
@@ -62,7 +63,7 @@ class AVFlowConfig:
 
     def __post_init__(self) -> None:
         if self.fusion not in FUSIONS:
-            raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}, got {self.fusion!r}")
+            raise ConfigError(f"fusion must be one of {', '.join(FUSIONS)}, got {self.fusion!r}")
 
     @property
     def highways(self) -> bool:
@@ -438,12 +439,6 @@ class AVFlow(nn.Module):
                     return v_mel, v_motion
                 mel, motion = _ode_step(velocity, (mel, motion), t0, dt, solver)
         return mel, motion
-
-
-# ODE solvers of the sampler, with their model evaluations per step. Euler is what the
-# model was validated with; midpoint and Heun are second order: fewer steps for the same
-# error, at two evaluations each.
-SOLVERS = {"euler": 1, "midpoint": 2, "heun": 2}
 
 
 def evaluations_of(steps: int, solver: str) -> int:

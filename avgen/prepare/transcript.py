@@ -21,10 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from avgen.audio.mel import LOG_SILENCE
-from avgen.constants import FRAMES_PER_SECOND
+from avgen.constants import FRAMES_PER_SECOND, LOG_SILENCE
 from avgen.errors import InputError
 from avgen.symbols import SILENCE_ID
 
@@ -54,6 +52,8 @@ def entry_priors(model, lines: list[tuple[int, str]], source: str
                  ) -> tuple[np.ndarray, np.ndarray]:
     """Symbol ids (N,) and prior mean log-mels (N, 80) of the transcript's entries, with
     a silence entry before, between and after the lines."""
+    import torch
+
     from avgen.model.text_to_tokens import collate_entries, phrases_to_entries
     from avgen.text import to_phrases
 

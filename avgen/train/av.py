@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from avgen.errors import WeightsError
+from avgen.errors import ConfigError, WeightsError
 from avgen.model.av_flow import AVFlow, AVFlowConfig
 from avgen.train import distributed
 from avgen.train.av_data import Normalizer
@@ -114,6 +114,20 @@ def export_half(checkpoint: str | Path, output: str | Path) -> Path:
                for k, v in tensors.items()}
     atomic_write_bytes(output, save(tensors, metadata=metadata))
     return Path(output)
+
+
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+def use_bf16(precision: str, device: str | None = None) -> bool:
+    """Whether to train under bfloat16 autocast: `precision` 'bf16' or 'fp32' says so;
+    'auto' uses it where the hardware makes it pay (`bf16_is_fast`) on `device` (default:
+    cuda if available, else cpu)."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision must be auto, bf16 or fp32, got {precision!r}")
+    if precision != "auto":
+        return precision == "bf16"
+    return bf16_is_fast(device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
 def bf16_is_fast(device: str) -> bool:

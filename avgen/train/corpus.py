@@ -21,7 +21,7 @@ import numpy as np
 
 from avgen import formats
 from avgen.constants import SAMPLE_RATE
-from avgen.errors import AvgenError
+from avgen.errors import AvgenError, ConfigError, InputError
 
 
 @dataclass(frozen=True)
@@ -33,11 +33,37 @@ class CorpusConfig:
     heldout_every: int = 50  # 2 of every 50 utterances (2 %) are held out of training
     coverage: bool = True  # append sentences.COVERAGE after the generated sentences
 
+    def __post_init__(self) -> None:
+        from avgen.train.teachers import VOICES
+
+        unknown = [v for v in self.voices if v not in VOICES]
+        if unknown or len(set(self.voices)) < 2:  # dialogues pair two different voices
+            raise ConfigError(f"voices needs at least two of {', '.join(VOICES)}; got "
+                              f"{','.join(self.voices)!r}")
+
     @property
     def num_utterances(self) -> int:
         from avgen.train.sentences import COVERAGE
 
         return self.num_sentences + (len(COVERAGE) if self.coverage else 0)
+
+
+def check_resumable(root: str | Path, config: CorpusConfig) -> None:
+    """An existing corpus folder is resumed only with the sentences, seed and voices it was
+    built with: anything else would mix two corpora in one folder."""
+    import json
+
+    config_file = Path(root) / "config.json"
+    if not config_file.exists():
+        return
+    existing = json.loads(config_file.read_text())
+    if (existing.get("num_sentences") != config.num_sentences
+            or existing.get("seed") != config.seed
+            or tuple(existing.get("voices", ())) != config.voices):
+        raise InputError(f"holds a corpus of {existing.get('num_sentences')} sentences, "
+                         f"seed {existing.get('seed')}, voices "
+                         f"{','.join(existing.get('voices', ()))}; use another folder",
+                         str(root))
 
 
 def corpus_texts(config: CorpusConfig) -> list[str]:
@@ -77,8 +103,6 @@ def build_utterances(root: str | Path, config: CorpusConfig = CorpusConfig(),
     root = Path(root)
     texts = corpus_texts(config)
     for voice in config.voices:
-        if voice not in VOICES:
-            raise AvgenError(f"unknown teacher voice {voice!r}; known: {', '.join(VOICES)}")
         (root / "audio" / voice).mkdir(parents=True, exist_ok=True)
     (root / "utterances").mkdir(parents=True, exist_ok=True)
     formats.atomic_write_bytes(root / "config.json", _json(asdict(config)))
