@@ -24,7 +24,7 @@ MAX_TEMPERATURE = 2.0
 
 @dataclass(frozen=True)
 class GenerateConfig:
-    steps: int = 8
+    steps: int = 4  # 4 Euler steps matched 8 on WER and lip F1 (benchmarks/results/sampler.md)
     seed: int = 0
     voices: tuple[str, ...] | None = None  # per person; default: by face, or the first two
     device: str = "cpu"

@@ -5,6 +5,7 @@ ships in `imageio-ffmpeg` (no system ffmpeg needed)."""
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -265,12 +266,16 @@ class AVWriter:
     def __enter__(self) -> "AVWriter":
         import queue
         import subprocess
-        import sys
         import threading
 
+        copy_out = None
         if self.stdout:
-            target, out = "pipe:1", sys.stdout.buffer
+            target, out = "pipe:1", getattr(sys.stdout, "buffer", sys.stdout)
             out.flush()
+            try:
+                out.fileno()
+            except (AttributeError, OSError, ValueError):  # e.g. a test's captured stdout
+                copy_out, out = out, subprocess.PIPE
         else:
             suffix = ".part" if self.fragmented else ".mp4"
             if self.fragmented:
@@ -294,6 +299,12 @@ class AVWriter:
         finally:
             os.close(read_audio)
         audio_out = os.fdopen(self._audio_pipe, "wb")
+        if copy_out is not None:
+            def copy():
+                while data := self._process.stdout.read(1 << 16):
+                    copy_out.write(data)
+            self._threads.append(threading.Thread(target=copy, daemon=True))
+            self._threads[-1].start()
         for stream in (self._process.stdin, audio_out):
             feed = queue.Queue(maxsize=4)
             thread = threading.Thread(target=self._feed, args=(feed, stream), daemon=True)
@@ -342,7 +353,10 @@ class AVWriter:
             feed.put(None)
         for thread in self._threads:
             thread.join()
-        return self._process.wait()
+        code = self._process.wait()
+        if self.stdout:
+            getattr(sys.stdout, "buffer", sys.stdout).flush()
+        return code
 
     def __exit__(self, kind, exc, tb):
         try:

@@ -158,3 +158,39 @@ def example_refs():
     from conftest import EXAMPLES
 
     return [str(EXAMPLES / "eileen.png"), str(EXAMPLES / "grace.png")]
+
+
+def test_synth_streams_to_standard_output(tmp_path, write_script, example_refs):
+    """`avgen synth ... --stream -o -` writes a fragmented MP4 to stdout that decodes to
+    the pictures and sound of the ordinary `-o FILE` run; without --stream, `-o -` is a
+    one-line error."""
+    import os
+    import sys
+
+    from avgen.train.av import TrainConfig, save_checkpoint
+
+    model = randomise(AVFlow(TINY))
+    normalizer = Normalizer(np.full(N_MELS, -6.0, np.float32), np.full(N_MELS, 2.0, np.float32),
+                            np.zeros(MOTION_DIM, np.float32), np.full(MOTION_DIM, 0.1, np.float32))
+    checkpoint = tmp_path / "av.safetensors"
+    save_checkpoint(checkpoint, model, normalizer, 0, TrainConfig())
+    script = write_script("A: Hi there.\nB: (nods) Hello!\n")
+    command = [sys.executable, "-m", "avgen", "synth", str(script), "--ref", *example_refs,
+               "--checkpoint", str(checkpoint), "--steps", "2", "--size", "64"]
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": repo}
+    piped = subprocess.run(command + ["--stream", "-o", "-"], capture_output=True, env=env,
+                           cwd=tmp_path)
+    assert piped.returncode == 0, piped.stderr.decode()[-2000:]
+    assert piped.stdout[4:8] == b"ftyp" and b"moof" in piped.stdout
+    (tmp_path / "piped.mp4").write_bytes(piped.stdout)
+    plain = subprocess.run(command + ["-o", str(tmp_path / "plain.mp4")], capture_output=True,
+                           env=env, cwd=tmp_path)
+    assert plain.returncode == 0, plain.stderr.decode()[-2000:]
+    piped_video, piped_audio = decode(tmp_path / "piped.mp4")
+    plain_video, plain_audio = decode(tmp_path / "plain.mp4")
+    assert piped_video == plain_video and len(plain_video) > 0
+    assert np.array_equal(plain_audio, piped_audio[:len(plain_audio)])
+    refused = subprocess.run(command + ["-o", "-"], capture_output=True, env=env, cwd=tmp_path)
+    assert refused.returncode == 2 and b"add --stream" in refused.stderr
+    assert refused.stdout == b""

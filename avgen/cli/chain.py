@@ -11,7 +11,8 @@ import typer
 from rich.table import Table
 
 from avgen.cli.common import (Device, Fps, JointCheckpoint, Layout, LayoutOption, Seed, Size,
-                              Steps, Temperature, Vocoder, VocoderChoice, Voices, err,
+                              Solver, SolverChoice, Steps, Temperature, Vocoder,
+                              VocoderChoice, Voices, err,
                               split_refs, user_errors)
 from avgen.constants import FRAMES_PER_SECOND, SAMPLE_RATE
 from avgen.errors import InputError
@@ -98,6 +99,7 @@ def generate(
     checkpoint: JointCheckpoint = None,
     voice: Voices = None,
     steps: Steps = GenerateConfig.steps,
+    solver: Solver = SolverChoice(GenerateConfig.solver),
     temperature: Temperature = GenerateConfig.temperature,
     seed: Seed = GenerateConfig.seed,
     device: Device = GenerateConfig.device,
@@ -112,7 +114,8 @@ def generate(
     tokens_file, refs = split_refs(inputs, ref)
     if refs and len(refs) != 2:
         raise InputError(f"--ref takes one photo per person (2), got {len(refs)}")
-    config = GenerateConfig(steps=steps, seed=seed, voices=tuple(voice) if voice else None,
+    config = GenerateConfig(steps=steps, solver=solver.value, seed=seed,
+                            voices=tuple(voice) if voice else None,
                             device=device, temperature=temperature)
     timeline = load_timeline(tokens_file)
     model, normalizer = load_av_model(checkpoint, device)
@@ -227,8 +230,14 @@ def synth(
     ref: Optional[list[str]] = typer.Option(None, "--ref", help="Two face photos, first speaker "
                                             "first: --ref a.png b.png (or --ref a.png --ref "
                                             "b.png); not with --batch."),
-    output: str = typer.Option(..., "-o", "--output", help="MP4 to write; with --batch, the "
-                               "folder for every job's MP4 and the results file."),
+    output: str = typer.Option(..., "-o", "--output", help="MP4 to write ('-': standard "
+                               "output, with --stream); with --batch, the folder for every "
+                               "job's MP4 and the results file."),
+    stream: bool = typer.Option(False, "--stream", help="Write a fragmented MP4 while the "
+                                "dialogue is generated, playable as it grows: '-o -' pipes "
+                                "it to a player (avgen synth ... --stream -o - | ffplay -); "
+                                "a file is written as FILE.part and renamed when complete. "
+                                "Same pictures and sound as without --stream."),
     batch: Optional[Path] = typer.Option(None, "--batch", help="Jobs file (JSON Lines, one job "
                                          "per line; see above): synthesise every job with the "
                                          "models loaded once."),
@@ -240,6 +249,7 @@ def synth(
     checkpoint: JointCheckpoint = None,
     voice: Voices = None,
     steps: Steps = GenerateConfig.steps,
+    solver: Solver = SolverChoice(GenerateConfig.solver),
     temperature: Temperature = GenerateConfig.temperature,
     seed: Seed = GenerateConfig.seed,
     vocoder: Vocoder = VocoderChoice(SynthConfig.vocoder),
@@ -262,7 +272,8 @@ def synth(
     1 if any job failed (after all ran)."""
     from avgen.pipeline import Synthesizer, synth as run_synth
 
-    config = SynthConfig(generate=GenerateConfig(steps=steps, seed=seed, device=device,
+    config = SynthConfig(generate=GenerateConfig(steps=steps, solver=solver.value, seed=seed,
+                                                 device=device,
                                                  voices=tuple(voice) if voice else None,
                                                  temperature=temperature),
                          vocoder=vocoder.value, fps=fps, size=size, layout=layout.value)
@@ -272,6 +283,8 @@ def synth(
         if inputs or ref:
             raise InputError("--batch takes scripts and photos from the jobs file; give no "
                              "script or --ref")
+        if stream:
+            raise InputError("--stream makes one video; it does not go with --batch")
         part = Shard.parse(shard)
         if Path(output).exists() and not Path(output).is_dir():
             raise InputError("with --batch, -o names a folder", output)
@@ -286,9 +299,13 @@ def synth(
     if not inputs:
         raise InputError("give a dialogue script (or --batch jobs.jsonl)")
     script, refs = split_refs(inputs, ref)
+    if output == "-" and not stream:
+        raise InputError("an MP4 on standard output must be streamed: add --stream", "-o")
     count = run_synth(script, refs, output, checkpoint, config,
-                      log=lambda stage: err.print(f"[dim]{stage}…[/]", markup=True))
-    err.print(f"{output}: {count} frames at {fps:g} fps ({count / fps:.2f} s)")
+                      log=lambda stage: err.print(f"[dim]{stage}…[/]", markup=True),
+                      stream=stream)
+    where = "standard output" if output == "-" else output
+    err.print(f"{where}: {count} frames at {fps:g} fps ({count / fps:.2f} s)")
 
 
 @user_errors
