@@ -121,11 +121,13 @@ def run_one(seconds: float, threads: int) -> dict:
             "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
+OLD_ENV: dict = {}  # extra environment of the old release's runs (--old-env)
+
+
 def tree_env(tree: Path, threads: int) -> dict:
     """Environment that makes `python` import `tree`'s avgen."""
-    import os
-
-    return {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": str(threads)}
+    extra = OLD_ENV if tree != REPO else {}
+    return {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": str(threads), **extra}
 
 
 def time_cli(seconds: float, threads: int, tree: Path = REPO) -> dict:
@@ -219,7 +221,9 @@ def against(args) -> None:
     lines = [f"# Speed: this checkout against {args.against} (side by side, one run)\n",
              f"`python benchmarks/speed.py --against {args.against} --lengths "
              f"{' '.join(f'{x:g}' for x in args.lengths)} --threads {args.threads} "
-             f"--repeats {args.repeats}` at {commit} (working tree as committed, plus any "
+             f"--repeats {args.repeats}"
+             + (f" --old-env {' '.join(args.old_env)}" if args.old_env else "")
+             + f"` at {commit} (working tree as committed, plus any "
              f"uncommitted changes). Runs interleaved old, new, old, new; each figure is the "
              f"median over {args.repeats} run(s). Ratio = new / old wall time (< 1: new is "
              f"faster); RTF = seconds of compute per second of dialogue. Load average (1 min) "
@@ -291,12 +295,16 @@ def main() -> None:
     parser.add_argument("--old-tree", type=Path, help="with --against: the worktree of REV to "
                         "use (default: one made under /tmp)")
     parser.add_argument("--repeats", type=int, default=2, help="with --against: runs per side")
+    parser.add_argument("--old-env", nargs="*", default=[], metavar="NAME=VALUE",
+                        help="with --against: environment for the old release's runs only "
+                        "(e.g. OMP_WAIT_POLICY=PASSIVE, which this checkout sets itself)")
     parser.add_argument("-o", type=Path, default=REPO / "benchmarks" / "results" / "speed.md")
     args = parser.parse_args()
     if args.one is not None:
         print(json.dumps(run_one(args.one, args.threads)))
         return
     if args.against:
+        OLD_ENV.update(item.split("=", 1) for item in args.old_env)
         against(args)
         return
     load_before = open("/proc/loadavg").read().split()[0]  # other work would skew the times
