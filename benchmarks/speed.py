@@ -144,7 +144,11 @@ def time_cli(seconds: float, threads: int, tree: Path = REPO) -> dict:
         subprocess.run(["/usr/bin/time", "-f", "%M", "-o", str(peak), *command], check=True,
                        capture_output=True, cwd=tree, env=tree_env(tree, threads))
         wall = time.perf_counter() - start
-        return {"wall": wall, "max_rss_mb": int(peak.read_text().split()[-1]) / 1024}
+        from avgen.video import read_video
+
+        fps, _, count = read_video(f"{work}/d.mp4")
+        return {"wall": wall, "max_rss_mb": int(peak.read_text().split()[-1]) / 1024,
+                "seconds": count / fps}
 
 
 def stage_times(seconds: float, threads: int, tree: Path = REPO) -> dict:
@@ -205,10 +209,13 @@ def against(args) -> None:
     sides = {"old": old, "new": REPO}
     runs = {(side, length): [] for side in sides for length in args.lengths}
     loads = [load_average()]
-    for length in args.lengths:
-        for repeat in range(args.repeats):
+    for repeat in range(args.repeats):  # every length once before any twice
+        for length in args.lengths:
             for side, tree in sides.items():
-                record = stage_times(length, args.threads, tree)
+                # the stages only in the first `--stage-repeats` runs: on a loaded machine
+                # each costs as much as the command itself
+                record = stage_times(length, args.threads, tree) \
+                    if repeat < args.stage_repeats else {}
                 loads.append(load_average())
                 record["cli"] = time_cli(length, args.threads, tree)
                 loads.append(load_average())
@@ -216,16 +223,26 @@ def against(args) -> None:
                 print(f"{length:g} s, run {repeat + 1}, {side}: command "
                       f"{record['cli']['wall']:.1f} s, load {loads[-1]:.1f}", file=sys.stderr,
                       flush=True)
+                if all(runs[(s, length)] for s in sides):  # figures so far, rewritten
+                    write_against(args, runs, loads, sides)
+
+
+def write_against(args, runs, loads, sides) -> None:
+    """The side-by-side tables of the runs made so far -> args.o."""
+    runs = {key: value for key, value in runs.items() if value}
+    lengths = [length for length in args.lengths if all((s, length) in runs for s in sides)]
     commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
                             capture_output=True, text=True).stdout.strip()
+    counts = {f"{length:g} s": len(runs[("new", length)]) for length in lengths}
     lines = [f"# Speed: this checkout against {args.against} (side by side, one run)\n",
              f"`python benchmarks/speed.py --against {args.against} --lengths "
              f"{' '.join(f'{x:g}' for x in args.lengths)} --threads {args.threads} "
-             f"--repeats {args.repeats}"
+             f"--repeats {args.repeats} --stage-repeats {args.stage_repeats}"
              + (f" --old-env {' '.join(args.old_env)}" if args.old_env else "")
              + f"` at {commit} (working tree as committed, plus any "
              f"uncommitted changes). Runs interleaved old, new, old, new; each figure is the "
-             f"median over {args.repeats} run(s). Ratio = new / old wall time (< 1: new is "
+             f"median over the runs made (per side: {counts}; stages from the first "
+             f"{args.stage_repeats}). Ratio = new / old wall time (< 1: new is "
              f"faster); RTF = seconds of compute per second of dialogue. Load average (1 min) "
              f"over the runs: mean {sum(loads) / len(loads):.1f}, min {min(loads):.1f}, max "
              f"{max(loads):.1f} on {os.cpu_count()} cores.\n"]
@@ -236,40 +253,43 @@ def against(args) -> None:
         return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
 
     header = "| stage | " + " | ".join(f"{length:g} s: old RTF | new RTF | **new/old**"
-                                        for length in args.lengths) + " |"
-    lines += [header, "| --- |" + " --- | --- | --- |" * len(args.lengths)]
+                                        for length in lengths) + " |"
+    lines += [header, "| --- |" + " --- | --- | --- |" * len(lengths)]
     rows = [row for _, row in STAGES]
     cells = {row: [] for row in rows + ["command"]}
-    for length in args.lengths:
+    for length in lengths:
         for row in rows + ["command"]:
             pair = []
             for side in sides:
                 records = runs[(side, length)]
-                duration = records[0]["seconds"]
+                timed = [r for r in records if "times" in r]
+                duration = records[0]["cli"]["seconds"]
                 if row == "command":
                     values = [r["cli"]["wall"] for r in records]
+                elif timed:
+                    values = [canonical_stages(r["times"]).get(row, 0.0) for r in timed]
                 else:
-                    values = [canonical_stages(r["times"]).get(row, 0.0) for r in records]
+                    values = [float("nan")]
                 pair.append((median(values), duration))
             (old_s, old_d), (new_s, new_d) = pair
-            ratio = new_s / old_s if old_s > 0 else float("nan")
+            ratio = new_s / old_s if old_s > 0 else float("nan")  # nan: not timed
             cells[row].append(f"{old_s / old_d:.3f} | {new_s / new_d:.3f} | **{ratio:.2f}**")
     for row in rows:
         lines.append(f"| {row} | " + " | ".join(cells[row]) + " |")
     lines.append("| **`avgen synth` command (all included)** | " + " | ".join(cells["command"])
                  + " |")
     lines.append("")
-    lines.append("| | " + " | ".join(f"{length:g} s: old | new" for length in args.lengths)
+    lines.append("| | " + " | ".join(f"{length:g} s: old | new" for length in lengths)
                  + " |")
-    lines.append("| --- |" + " --- | --- |" * len(args.lengths))
-    for label, key in (("dialogue length (s)", None), ("command wall s (median)", "wall"),
+    lines.append("| --- |" + " --- | --- |" * len(lengths))
+    for label, key in (("video length (s)", None), ("command wall s (median)", "wall"),
                        ("command peak RSS (MB)", "rss")):
         out = []
-        for length in args.lengths:
+        for length in lengths:
             for side in sides:
                 records = runs[(side, length)]
                 if key is None:
-                    out.append(f"{records[0]['seconds']:.1f}")
+                    out.append(f"{records[0]['cli']['seconds']:.1f}")
                 elif key == "wall":
                     out.append(f"{median([r['cli']['wall'] for r in records]):.1f}")
                 else:
@@ -279,7 +299,7 @@ def against(args) -> None:
     lines.append("")
     lines.append("Every run (wall s of the command): " + "; ".join(
         f"{length:g} s {side}: " + ", ".join(f"{r['cli']['wall']:.1f}" for r in runs[(side, length)])
-        for length in args.lengths for side in sides))
+        for length in lengths for side in sides))
     text = "\n".join(lines) + "\n"
     args.o.parent.mkdir(parents=True, exist_ok=True)
     args.o.write_text(text)
@@ -295,6 +315,8 @@ def main() -> None:
     parser.add_argument("--old-tree", type=Path, help="with --against: the worktree of REV to "
                         "use (default: one made under /tmp)")
     parser.add_argument("--repeats", type=int, default=2, help="with --against: runs per side")
+    parser.add_argument("--stage-repeats", type=int, default=1,
+                        help="with --against: runs per side that also time each stage")
     parser.add_argument("--old-env", nargs="*", default=[], metavar="NAME=VALUE",
                         help="with --against: environment for the old release's runs only "
                         "(e.g. OMP_WAIT_POLICY=PASSIVE, which this checkout sets itself)")

@@ -379,21 +379,79 @@ class AVFlow(nn.Module):
                       steps: int = 8, generator: torch.Generator | None = None,
                       temperature: float = 1.0, solver: str = "euler"):
         """`sample_dyad` one chunk at a time: yields (a, b, mel (2, b - a, 80),
-        motion (2, b - a, M)) for consecutive chunk bounds [0, ..., T], each computed
-        with its receptive field as context, so every chunk is exact whatever the bounds
-        (up to float rounding) and a caller can use it before the next one is made."""
+        motion (2, b - a, M)) for consecutive chunk bounds [0, ..., T]. Every chunk is
+        exact whatever the bounds (equal to whole-dialogue sampling up to float rounding),
+        and a caller can use it before the next one is made.
+
+        The state after every solver step is kept for the frames it is exact on, so a
+        chunk advances each step over its new frames plus one step's receptive field,
+        not the whole sampler's: small chunks (streaming) cost little more than one
+        whole-dialogue pass. The cascaded model (motion waits for the finished mel)
+        recomputes each chunk with the whole sampler's receptive field instead."""
         length = tokens.shape[1]
         if bounds[0] != 0 or bounds[-1] != length or any(
                 b <= a for a, b in zip(bounds, bounds[1:])):
             raise ValueError(f"chunk bounds must rise from 0 to {length}, got {bounds}")
         mel, motion = self.starting_noise(length, generator, tokens.device, temperature)
-        back, ahead = self.receptive_field(steps, solver)
+        if self.config.fusion == "cascaded":
+            back, ahead = self.receptive_field(steps, solver)
+            for a, b in zip(bounds, bounds[1:]):
+                lo, hi = max(0, a - back), min(length, b + ahead)
+                mel_w, motion_w = self._integrate(mel[:, lo:hi], motion[:, lo:hi],
+                                                  tokens[:, lo:hi], voices, steps, solver)
+                keep = slice(a - lo, b - lo)
+                yield a, b, mel_w[:, keep], motion_w[:, keep]
+            return
+        back, ahead = self.receptive_field(1, solver)  # of one step
+        # levels[k]: (first frame, mel, motion, partner estimate) after k steps, exact on
+        # frames first .. done[k] - 1; level 0 is the noise, exact everywhere
+        levels = [(0, mel, motion, torch.zeros_like(motion))] + [None] * steps
+        done = [length] + [0] * steps
         for a, b in zip(bounds, bounds[1:]):
-            lo, hi = max(0, a - back), min(length, b + ahead)
-            mel_w, motion_w = self._integrate(mel[:, lo:hi], motion[:, lo:hi],
-                                              tokens[:, lo:hi], voices, steps, solver)
-            keep = slice(a - lo, b - lo)
-            yield a, b, mel_w[:, keep], motion_w[:, keep]
+            for k in range(steps):
+                end = length if b == length else min(length, b + ahead * (steps - 1 - k))
+                start = done[k + 1]
+                if end <= start:
+                    continue
+                first, mel_k, motion_k, estimate_k = levels[k]
+                lo, hi = max(first, start - back), min(done[k], end + ahead)
+                window = slice(lo - first, hi - first)
+                mel_n, motion_n, estimate_n = self._step(
+                    mel_k[:, window], motion_k[:, window], estimate_k[:, window],
+                    tokens[:, lo:hi], voices, k, steps, solver)
+                keep = slice(start - lo, end - lo)
+                new = (mel_n[:, keep], motion_n[:, keep], estimate_n[:, keep])
+                if levels[k + 1] is None:
+                    levels[k + 1] = (start, *new)
+                else:
+                    old_first, *old = levels[k + 1]
+                    levels[k + 1] = (old_first, *(torch.cat([o, n], dim=1)
+                                                  for o, n in zip(old, new)))
+                done[k + 1] = end
+                if k > 0:  # the next window of this step starts at most `back` before end
+                    drop = max(0, end - back - first)
+                    levels[k] = (first + drop, *(x[:, drop:] for x in levels[k][1:]))
+            first, mel_s, motion_s, _ = levels[steps]
+            yield a, b, mel_s[:, a - first:b - first], motion_s[:, a - first:b - first]
+            levels[steps] = (b, *(x[:, b - first:] for x in levels[steps][1:]))
+
+    def _step(self, mel: torch.Tensor, motion: torch.Tensor, estimate: torch.Tensor,
+              tokens: torch.Tensor, voices: torch.Tensor, k: int, steps: int, solver: str
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Step k of `steps` of the joint (non-cascaded) sampler on a window: (mel,
+        motion, partner estimate) after it."""
+        partner_tokens = tokens.flip(0)
+        latest = [estimate]
+
+        def velocity(x, t):
+            v_mel, v_motion = self(x[0], x[1], torch.full((2,), t, device=mel.device), tokens,
+                                   partner_tokens, latest[0].flip(0), voices)
+            latest[0] = x[1] + (1 - t) * v_motion
+            return v_mel, v_motion
+
+        dt = 1.0 / steps
+        mel, motion = _ode_step(velocity, (mel, motion), k * dt, dt, solver)
+        return mel, motion, latest[0]
 
     def _integrate(self, mel: torch.Tensor, motion: torch.Tensor, tokens: torch.Tensor,
                    voices: torch.Tensor, steps: int, solver: str = "euler"
@@ -421,7 +479,6 @@ class AVFlow(nn.Module):
                 mel = _ode_step(audio_velocity, mel, k * dt, dt, solver)
         estimate = torch.zeros_like(motion)
         for k in range(steps):
-            t0 = k * dt
             if cascaded:
                 def velocity(x, t):
                     nonlocal estimate
@@ -429,15 +486,10 @@ class AVFlow(nn.Module):
                              voices, mel_condition=mel, only="visual")[1]
                     estimate = x + (1 - t) * v
                     return v
-                motion = _ode_step(velocity, motion, t0, dt, solver)
+                motion = _ode_step(velocity, motion, k * dt, dt, solver)
             else:
-                def velocity(x, t):
-                    nonlocal estimate
-                    v_mel, v_motion = self(x[0], x[1], times(t), tokens, partner_tokens,
-                                           estimate.flip(0), voices)
-                    estimate = x[1] + (1 - t) * v_motion
-                    return v_mel, v_motion
-                mel, motion = _ode_step(velocity, (mel, motion), t0, dt, solver)
+                mel, motion, estimate = self._step(mel, motion, estimate, tokens, voices, k,
+                                                   steps, solver)
         return mel, motion
 
 
