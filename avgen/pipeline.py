@@ -318,7 +318,7 @@ class Synthesizer:
         import threading
         from concurrent.futures import ThreadPoolExecutor
 
-        from avgen.constants import FRAMES_PER_SECOND
+        from avgen.constants import FRAMES_PER_SECOND, SAMPLE_RATE
         from avgen.video import compose, interpolate_window, resample_times
 
         config = self.config
@@ -370,17 +370,28 @@ class Synthesizer:
                                    for a, b in zip(expressions, new_expressions)]
                 end = len(positions) if ready >= total else int(
                     np.searchsorted(positions, ready, side="left"))
-                frames = np.empty((end - frame, *self.frame_size[::-1], 3), np.uint8)
-                if end > frame:
-                    at = positions[frame:end]
-                    pose = [interpolate_window(p, first, at, total, quaternions=True)
-                            for p in poses]
-                    expression = [interpolate_window(e, first, at, total) for e in expressions]
-                    for k in range(end - frame):
-                        faces = faces_of(lambda i: renderers[i].render(expression[i][k],
-                                                                        pose[i][k]))
-                        frames[k] = compose(faces, config.layout)
-                yield AVChunk(frames, audio, frame, first_sample)
+                at = positions[frame:end]
+                pose = [interpolate_window(p, first, at, total, quaternions=True)
+                        for p in poses]
+                expression = [interpolate_window(e, first, at, total) for e in expressions]
+                # yielded in pieces of at most half a second of video, so memory holds a
+                # few pieces of frames, not a whole model chunk's (25 s of 1024 x 512
+                # frames is 1.4 GB)
+                step = max(1, int(config.fps // 2))
+                sample = first_sample
+                for lo in range(frame, max(end, frame + 1), step):
+                    hi = min(end, lo + step)
+                    frames = np.empty((hi - lo, *self.frame_size[::-1], 3), np.uint8)
+                    for k in range(lo, hi):
+                        faces = faces_of(lambda i: renderers[i].render(
+                            expression[i][k - frame], pose[i][k - frame]))
+                        frames[k - lo] = compose(faces, config.layout)
+                    audio_end = first_sample + len(audio)
+                    until = audio_end if hi >= end else min(
+                        audio_end, max(sample, int(np.ceil(hi / config.fps * SAMPLE_RATE))))
+                    yield AVChunk(frames, audio[sample - first_sample:until - first_sample],
+                                  lo, sample)
+                    sample = until
                 frame = end
                 # keep the motion the next video frame interpolates from
                 keep = min(int(np.floor(positions[frame])) if frame < len(positions) else

@@ -318,7 +318,7 @@ class AVWriter:
         try:
             while (data := feed.get()) is not None:
                 if not self._errors:
-                    stream.write(data)
+                    stream.write(memoryview(data).cast("B"))  # the array's bytes, no copy
         except (BrokenPipeError, OSError) as error:  # ffmpeg died: reported on exit
             self._errors.append(error)
             while feed.get() is not None:
@@ -337,10 +337,10 @@ class AVWriter:
         if self._errors:
             raise InputError(f"ffmpeg stopped ({self._reason()})", str(self.path))
         if len(audio):  # audio first: it leads the video, so ffmpeg never waits for it
-            self._queues[1].put(np.ascontiguousarray(audio, dtype="<f4").tobytes())
+            self._queues[1].put(np.ascontiguousarray(audio, dtype="<f4"))
             self.samples += len(audio)
         if len(frames):
-            self._queues[0].put(np.ascontiguousarray(frames, dtype=np.uint8).tobytes())
+            self._queues[0].put(np.ascontiguousarray(frames, dtype=np.uint8))
             self.frames += len(frames)
 
     def _reason(self) -> str:
