@@ -490,5 +490,9 @@ def _sampling_inputs(timeline: Timeline, model, settings: GenerateConfig):
     device = settings.device
     voice_ids = torch.tensor([model.config.voices.index(v) for v in voices]).to(device)
     generator = torch.Generator(device=device).manual_seed(settings.seed)
-    tokens = np.stack([floor_log_probs(timeline.token_logits(p)) for p in range(NUM_PEOPLE)])
+    logits = [timeline.token_logits(p) for p in range(NUM_PEOPLE)]
+    tokens = np.empty((NUM_PEOPLE, *logits[0].shape), np.float32)
+    for p in range(NUM_PEOPLE):  # row by row, so in slices: no dialogue-sized float64 copies
+        for a in range(0, len(tokens[p]), 4096):
+            tokens[p, a:a + 4096] = floor_log_probs(logits[p][a:a + 4096])
     return voice_ids, torch.from_numpy(tokens).to(device), generator
