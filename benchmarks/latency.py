@@ -50,8 +50,9 @@ def warm_first_chunk(script: str, threads: int, calls: int = 3) -> list[float]:
     torch.set_num_threads(threads)
     synth = Synthesizer().load()
     dialogue = parse_script(script, "bench")
-    for chunk in synth.stream(dialogue, REFS):  # warm up: renderers, voices, allocations
-        pass
+    warm_up = synth.stream(dialogue, REFS)  # renderers, voices, first allocations
+    next(iter(warm_up))
+    warm_up.close()
     seconds = []
     for _ in range(calls):
         start = time.perf_counter()
@@ -78,7 +79,7 @@ def boxes(data: bytes):
         offset += size
 
 
-def streamed_command(seconds: float, threads: int) -> dict:
+def streamed_command(seconds: float, threads: int, first_only: bool = False) -> dict:
     """Run `avgen synth --stream -o -` on a dialogue of about `seconds`: when each
     fragment (moof + mdat) was complete on its standard output, and the media time
     where each fragment starts (and the video's end)."""
@@ -101,6 +102,10 @@ def streamed_command(seconds: float, threads: int) -> dict:
                 if kind == "mdat":
                     arrivals.append((now, end))
             seen = len(complete)
+            if first_only and arrivals:
+                process.kill()
+                process.wait()
+                return {"arrivals": [arrivals[0][0]]}
         process.wait()
         total = time.perf_counter() - start
         if process.returncode:
@@ -205,7 +210,9 @@ def peak_memory(minutes: float, threads: int, stream: bool) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--minutes", type=float, nargs="+", default=[1, 5, 20])
+    parser.add_argument("--minutes", type=float, nargs="*", default=[1, 5, 20])
+    parser.add_argument("--skip-steady", action="store_true",
+                        help="leave out the 60 s steady-state run")
     parser.add_argument("--warm", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("-o", type=Path, default=REPO / "benchmarks" / "results" / "latency.md")
     args = parser.parse_args()
@@ -219,10 +226,16 @@ def main() -> None:
         [sys.executable, __file__, "--warm", "--threads", str(args.threads)],
         capture_output=True, text=True, check=True, env=env(args.threads)).stdout.splitlines()[-1])
     load.append(float(open("/proc/loadavg").read().split()[0]))
-    cold = [steady_state(streamed_command(20, args.threads))["first"] for _ in range(2)]
+    print(f"warm first chunk: {warm}", file=sys.stderr, flush=True)
+    cold = [streamed_command(20, args.threads, first_only=True)["arrivals"][0]
+            for _ in range(2)]
     load.append(float(open("/proc/loadavg").read().split()[0]))
-    steady = steady_state(streamed_command(60, args.threads))
-    load.append(float(open("/proc/loadavg").read().split()[0]))
+    print(f"cold first fragment: {cold}", file=sys.stderr, flush=True)
+    steady = None
+    if not args.skip_steady:
+        steady = steady_state(streamed_command(60, args.threads))
+        load.append(float(open("/proc/loadavg").read().split()[0]))
+        print(f"steady: {steady}", file=sys.stderr, flush=True)
     memory = []
     for minutes in args.minutes:
         for stream in (True, False):
@@ -239,11 +252,11 @@ def main() -> None:
              f"and audio | {median:.2f} s (calls: {', '.join(f'{s:.2f}' for s in warm)}) |",
              f"| cold `avgen synth --stream -o -`, 20 s dialogue: first playable fragment on "
              f"stdout | {sorted(cold)[0]:.2f} s, {sorted(cold)[-1]:.2f} s |",
-             f"| 60 s dialogue streamed: wall s per media s after the first fragment | "
-             f"{steady['wall_per_media_second']:.2f} |",
-             f"| 60 s dialogue streamed: smallest margin of a fragment over playback "
-             f"({steady['fragments']} fragments; < 0 is a stall) | "
-             f"{steady['min_margin']:+.2f} s |", "",
+             *([f"| 60 s dialogue streamed: wall s per media s after the first fragment | "
+                f"{steady['wall_per_media_second']:.2f} |",
+                f"| 60 s dialogue streamed: smallest margin of a fragment over playback "
+                f"({steady['fragments']} fragments; < 0 is a stall) | "
+                f"{steady['min_margin']:+.2f} s |"] if steady else []), "",
              "| dialogue | output | peak RSS (MB) | wall s | real-time factor |",
              "| --- | --- | --- | --- | --- |"]
     for minutes, stream, m in memory:
