@@ -34,7 +34,7 @@ from pathlib import Path
 
 from avgen.constants import NUM_PEOPLE
 from avgen.errors import AvgenError, InputError
-from avgen.script import Dialogue
+from avgen.text.script import Dialogue
 
 KEYS = ("script", "text", "turns", "refs", "output", "seed", "steps", "voices")
 _OUTPUT_NAME = re.compile(r"^[\w][\w.+-]*\.mp4$")
@@ -95,7 +95,7 @@ def _fail(where: str, message: str):
 
 def parse_job(raw: str, line: int, jobs_path: Path) -> Job:
     """One JSON line -> Job; InputError naming `jobs_path:line` otherwise."""
-    from avgen.script import parse_script
+    from avgen.text.script import parse_script
 
     where = f"{jobs_path}:{line}"
     try:

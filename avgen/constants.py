@@ -1,4 +1,4 @@
-"""The one clock and the shared vocabularies of every stage (DESIGN.md section 3).
+"""The one clock and the shared vocabularies of every stage (docs/design.md, "Rates and shapes").
 
 Changing anything here changes a file contract: bump the format versions in
 `avgen.formats` in the same step.

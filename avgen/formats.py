@@ -1,4 +1,5 @@
-"""The versioned `.npz` files between stages (DESIGN.md section 4): one reader/writer.
+"""The versioned `.npz` files between stages (docs/design.md, "Files between stages"):
+one reader/writer.
 
 Every file holds `format` ("avgen.tokens/1", "avgen.av/1", "avgen.motion/1"),
 `sample_rate`, `hop_length`, `frames_per_second`, `num_people`, and per person i the

@@ -14,7 +14,7 @@ from avgen import formats
 from avgen.constants import DEFAULT_TEMPERATURE, EXPRESSION_NAMES, NUM_PEOPLE, SOLVERS
 from avgen.errors import ConfigError, InputError
 from avgen.face.render import VideoConfig
-from avgen.tokens import Timeline, TimelineConfig, floor_log_probs
+from avgen.text.timeline import Timeline, TimelineConfig, floor_log_probs
 from avgen.video import EncoderConfig
 
 AV_WEIGHTS = "av-flow"
@@ -36,7 +36,8 @@ class GenerateConfig:
     solver: str = "euler"  # ODE solver of the sampler (avgen.model.av_flow.SOLVERS)
 
     def __post_init__(self) -> None:
-        if type(self.steps) is not int or not 1 <= self.steps <= MAX_STEPS:
+        if (not isinstance(self.steps, (int, np.integer)) or isinstance(self.steps, bool)
+                or not 1 <= self.steps <= MAX_STEPS):
             raise ConfigError(f"steps must be an integer from 1 to {MAX_STEPS}, "
                               f"got {self.steps!r}")
         if not 0.0 <= self.temperature <= MAX_TEMPERATURE:
@@ -55,7 +56,7 @@ class GenerateConfig:
 def load_av_model(checkpoint: str | None = None, device: str = "cpu"):
     """(model, normaliser) from a checkpoint path, or the registered default."""
     from avgen.errors import WeightsError
-    from avgen.train.av import load_checkpoint
+    from avgen.model.av_checkpoint import load_checkpoint
     from avgen.weights import Weights
 
     if checkpoint is None:
@@ -83,11 +84,12 @@ def generate(timeline: Timeline, model, normalizer, config: GenerateConfig = Gen
 
 def act_cues(motion: np.ndarray, cues, seed: int = 0) -> np.ndarray:
     """The script's (nods)/(smiles)/(laughs) acted out on generated motion features
-    (2, T, M) (see `avgen.train.av_data.motion_features`), as the motion teacher acts them
+    (2, T, M) (see `avgen.model.features.motion_features`), as the motion teacher acts them
     out in the training dialogues: the joint model's inputs carry no cues, so they are
     added after generation. `cues`: (person, kind, start_frame, frames)."""
-    from avgen.train.av_data import EXPRESSION_FEATURES as X, PITCH_FEATURE
-    from avgen.train.motion_teacher import E, act_cues as act
+    from avgen.face.gestures import act_cues as act
+    from avgen.face.model import EXPRESSION_INDEX as E
+    from avgen.model.features import EXPRESSION_FEATURES as X, PITCH_FEATURE
 
     motion = motion.copy()
     rng = np.random.default_rng(seed)
@@ -118,7 +120,7 @@ def generate_from_tokens(tokens: np.ndarray, names, model, normalizer,
     `progress(frames)` is called as chunks finish; `cues` as in `act_cues`."""
     import torch
 
-    from avgen.train.av_data import motion_from_features
+    from avgen.model.features import motion_from_features
 
     voices = config.voices or model.config.voices[:NUM_PEOPLE]
     unknown = [v for v in voices if v not in model.config.voices]
@@ -254,7 +256,7 @@ class Synthesizer:
         """Load the models now (otherwise the first `synth` does); returns self."""
         if self._models is None:
             from avgen.audio import vocoder as vocoders
-            from avgen.tokens import LearnedDurations
+            from avgen.text.timeline import LearnedDurations
 
             device = self.config.generate.device
             model, normalizer = load_av_model(self.checkpoint, device)
@@ -275,11 +277,12 @@ class Synthesizer:
                 steps: int | None = None, voices: tuple[str, ...] | None = None,
                 log=lambda message: None):
         """Check every input and build the timeline: (timeline, generate settings,
-        renderers). Everything a user can get wrong fails here, before long work."""
+        renderers). Everything a user can get wrong fails here, before long work.
+        `script`: a script file path or a parsed `avgen.text.script.Dialogue`."""
         from dataclasses import replace
 
-        from avgen.script import Dialogue, read_script
-        from avgen.tokens import build_timeline
+        from avgen.text.script import Dialogue, read_script
+        from avgen.text.timeline import build_timeline
 
         config = self.config
         overrides = {k: v for k, v in (("seed", seed), ("steps", steps), ("voices", voices))
@@ -416,7 +419,7 @@ class Synthesizer:
         expressions of the chunk's model frames, the chunk's first model frame, the model
         frame up to which audio is final). Runs in the producer thread."""
         from avgen.audio.vocoder import vocode
-        from avgen.train.av_data import motion_from_features
+        from avgen.model.features import motion_from_features
 
         model, normalizer, vocoder, _ = self._models
         voice_ids, tokens, generator = _sampling_inputs(timeline, model, settings)
@@ -454,7 +457,7 @@ class Synthesizer:
               log=lambda message: None, progress: bool = True, stream: bool = False) -> int:
         """One dialogue to one MP4 (written atomically); returns the number of video frames.
 
-        `script`: a script file path or a parsed `avgen.script.Dialogue`. `seed`, `steps`,
+        `script`: a script file path or a parsed `avgen.text.script.Dialogue`. `seed`, `steps`,
         `voices` override the config's for this call. Inputs (script, faces, settings) are
         checked before the models run; `progress` shows a bar. `stream`: a fragmented MP4
         written as the dialogue is generated (playable while it grows; `output` "-" is

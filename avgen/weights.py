@@ -1,4 +1,4 @@
-"""The weights registry (`weights.toml`) and its checks (DESIGN.md section 11).
+"""The weights registry (`weights.toml`) and its checks (docs/design.md, "Weights").
 
 Every checkpoint avgen can load is named in `avgen/weights.toml`: component, file,
 sha256, size, licence and source. `source = "builtin"` means the file ships in the

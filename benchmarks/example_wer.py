@@ -25,9 +25,9 @@ def main() -> None:
     from avgen.audio.vocoder import load_vocoder, vocode
     from avgen.metrics.asr import WhisperTinyEn, word_error_rate
     from avgen.pipeline import GenerateConfig, generate, load_av_model
-    from avgen.script import read_script
+    from avgen.text.script import read_script
     from avgen.speaker import voices_for_faces
-    from avgen.tokens import LearnedDurations, build_timeline
+    from avgen.text.timeline import LearnedDurations, build_timeline
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, default=3)

@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from avgen.constants import EXPRESSION_NAMES  # noqa: E402
 from avgen.face import landmarks as lm  # noqa: E402
-from avgen.motion import degrees_from_quaternion, quaternion_from_degrees  # noqa: E402
+from avgen.face.rotations import degrees_from_quaternion, quaternion_from_degrees  # noqa: E402
 from avgen.face.motion import save_motion  # noqa: E402
 from avgen.face.render import FaceRenderer, VideoConfig, render_video  # noqa: E402
 from avgen.face.sequence import scripted_motion  # noqa: E402

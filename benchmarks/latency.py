@@ -45,7 +45,7 @@ def warm_first_chunk(script: str, threads: int, calls: int = 3) -> list[float]:
     import torch
 
     from avgen.pipeline import Synthesizer
-    from avgen.script import parse_script
+    from avgen.text.script import parse_script
 
     torch.set_num_threads(threads)
     synth = Synthesizer().load()

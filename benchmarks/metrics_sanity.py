@@ -31,9 +31,10 @@ import numpy as np
 from avgen import formats
 from avgen.constants import EXPRESSION_NAMES, FRAMES_PER_SECOND, SIGNED_EXPRESSIONS
 from avgen.metrics.evaluate import evaluate
-from avgen.motion import euler_to_quaternion, neutral_head_pose, quaternion_to_euler
-from avgen.tokens import Timeline, TimedTurn, save_timeline
+from avgen.face.rotations import euler_to_quaternion, neutral_head_pose, quaternion_to_euler
+from avgen.text.timeline import Timeline, TimedTurn, save_timeline
 from avgen.train import corpus
+from avgen.train.dialogues import dialogue_av, load_dialogues
 
 ROWS = ("lip_f1", "lip_precision", "lip_recall", "fde", "fde_speaking", "fde_listening",
         "bc_h", "bc_e", "bc_chance", "listener_energy", "listener_nods", "listener_nods_per_minute",
@@ -116,7 +117,7 @@ def main() -> None:
     started = time.time()
     work = args.work or Path(tempfile.mkdtemp(prefix="metrics-sanity-"))
     work.mkdir(parents=True, exist_ok=True)
-    heldout = [(d, mo) for d, mo in corpus.load_dialogues(args.corpus) if d.heldout]
+    heldout = [(d, mo) for d, mo in load_dialogues(args.corpus) if d.heldout]
     utterances = {u.index: u for u in corpus.load_utterances(args.corpus)}
     chosen = heldout[:args.dialogues]
     lines = [
@@ -142,7 +143,7 @@ def main() -> None:
     collected: dict[bool, list[dict]] = {True: [], False: []}
     details: list[str] = []
     for number, (dialogue, motion) in enumerate(chosen):
-        arrays, _ = corpus.dialogue_av(args.corpus, dialogue, motion, utterances)
+        arrays, _ = dialogue_av(args.corpus, dialogue, motion, utterances)
         stem = work / f"dialogue{dialogue.index}"
         teacher = f"{stem}.teacher.av.npz"
         tokens = f"{stem}.tokens.npz"

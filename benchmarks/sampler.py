@@ -31,9 +31,9 @@ def main() -> None:
     from avgen.metrics.evaluate import evaluate
     from avgen.model.av_flow import evaluations_of
     from avgen.pipeline import GenerateConfig, generate, load_av_model
-    from avgen.script import read_script
+    from avgen.text.script import read_script
     from avgen.speaker import voices_for_faces
-    from avgen.tokens import LearnedDurations, build_timeline, save_timeline
+    from avgen.text.timeline import LearnedDurations, build_timeline, save_timeline
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, default=3)

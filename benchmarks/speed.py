@@ -57,9 +57,9 @@ def run_one(seconds: float, threads: int) -> dict:
     from avgen.face.render import VideoConfig
     from avgen.model.av_flow import MOTION_DIM, AVFlow, evaluations_of
     from avgen.pipeline import GenerateConfig, generate, mix
-    from avgen.script import parse_script
-    from avgen.tokens import LearnedDurations, build_timeline
-    from avgen.train.av_data import Normalizer
+    from avgen.text.script import parse_script
+    from avgen.text.timeline import LearnedDurations, build_timeline
+    from avgen.model.features import Normalizer
 
     times = {}
     start = time.perf_counter()

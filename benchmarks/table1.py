@@ -1,6 +1,6 @@
 """AV-Flow's Table 1 for our joint model: the four ways the audio and motion streams can
 meet (highway fusion = ours, separate models, shared weights, cascaded audio-then-motion),
-trained with equal budgets and evaluated alike -> benchmarks/results/table1.md (issue 8).
+trained with equal budgets and evaluated alike -> benchmarks/results/table1.md.
 
     pip install -e '.[eval]'
     python benchmarks/table1.py CORPUS --runs RUNS [--budget 2000 --budget 4000] \
@@ -35,7 +35,8 @@ def checkpoint_at(corpus: Path, runs: Path, fusion: str, budget: int, schedule: 
                   threads: int) -> Path:
     """RUNS/eval/FUSION-BUDGET.safetensors, training (or resuming) the variant's run up to
     `budget` steps of the `schedule` if it is not there yet."""
-    from avgen.train.av import CHECKPOINT, load_checkpoint
+    from avgen.model.av_checkpoint import load_checkpoint
+    from avgen.train.av import CHECKPOINT
 
     kept = runs / "eval" / f"{fusion}-{budget}.safetensors"
     if kept.exists():

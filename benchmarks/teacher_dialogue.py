@@ -19,7 +19,7 @@ import soundfile
 
 from avgen import formats
 from avgen.constants import EXPRESSION_NAMES, FRAMES_PER_SECOND as FPS
-from avgen.train import corpus
+from avgen.train.dialogues import dialogue_av, load_dialogues
 
 REPO = Path(__file__).resolve().parents[1]
 E = {n: k for k, n in enumerate(EXPRESSION_NAMES)}
@@ -34,10 +34,10 @@ def main() -> None:
     parser.add_argument("--sheet", type=Path,
                         default=REPO / "benchmarks" / "results" / "teacher_dialogue.png")
     args = parser.parse_args()
-    dialogues = corpus.load_dialogues(args.root)
+    dialogues = load_dialogues(args.root)
     d, motion = next((d, m) for d, m in dialogues
                      if (d.index == args.dialogue if args.dialogue is not None else d.heldout))
-    av, audio = corpus.dialogue_av(args.root, d, motion)
+    av, audio = dialogue_av(args.root, d, motion)
     n = min(d.num_frames, int(args.seconds * FPS))
     for key in list(av):
         if key.startswith("p"):

@@ -34,9 +34,9 @@ sys.path.insert(0, str(REPO))
 
 from avgen.align import gaussian_log_likelihood, monotonic_alignment_search  # noqa: E402
 from avgen.model.text_to_tokens import collate_entries, phrases_to_entries  # noqa: E402
-from avgen.symbols import SILENCE_ID, phones_to_ids  # noqa: E402
-from avgen.text import to_phrases  # noqa: E402
-from avgen.tokens import EspeakDurations, LearnedDurations, _Cursor  # noqa: E402
+from avgen.text.symbols import SILENCE_ID, phones_to_ids  # noqa: E402
+from avgen.text.phrases import to_phrases  # noqa: E402
+from avgen.text.timeline import EspeakDurations, LearnedDurations, _Cursor  # noqa: E402
 from avgen.train.corpus import (CorpusConfig, is_heldout, load_features,  # noqa: E402
                                  load_utterances)
 
@@ -199,7 +199,7 @@ def main() -> None:
             f"| {np.median(np.concatenate(mas_err['phone'])):.2f} "
             f"| {np.concatenate(mas_err['pause']).mean():.2f} |",
             ""]),
-        "Targets (issue 6): utterance length error <= 5 %, phone duration MAE <= 2 frames, "
+        "Targets: utterance length error <= 5 %, phone duration MAE <= 2 frames, "
         "both better than espeak. Time per utterance: durations (+ decoding for learned), "
         "1 CPU thread on a shared machine.",
         "",

@@ -21,9 +21,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from avgen.constants import FRAMES_PER_SECOND as FPS  # noqa: E402
-from avgen.script import read_script  # noqa: E402
-from avgen.symbols import SILENCE_ID, SYMBOLS  # noqa: E402
-from avgen.tokens import EspeakDurations, LearnedDurations, build_timeline  # noqa: E402
+from avgen.text.script import read_script  # noqa: E402
+from avgen.text.symbols import SILENCE_ID, SYMBOLS  # noqa: E402
+from avgen.text.timeline import EspeakDurations, LearnedDurations, build_timeline  # noqa: E402
 
 
 def main() -> None:

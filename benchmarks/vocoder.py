@@ -1,5 +1,5 @@
 """Vocoder benchmark: WER (Whisper tiny.en), MCD against the teacher audio, and speed, on
-held-out teacher utterances (DESIGN.md section 10).
+held-out teacher utterances (docs/design.md, "Evaluation").
 
     python benchmarks/vocoder.py --corpus /work/corpus --limit 64
 

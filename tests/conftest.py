@@ -28,10 +28,11 @@ def tiny_corpus(tmp_path_factory):
     """A 24-sentence teacher corpus (speech, features, dialogues); ~10 s to build."""
     pytest.importorskip("hibari", reason="the teachers extra is not installed")
     from avgen.train import corpus
+    from avgen.train.dialogues import DialogueConfig, build_dialogues
 
     root = tmp_path_factory.mktemp("corpus")
     config = corpus.CorpusConfig(num_sentences=24, shard_size=8, heldout_every=12, coverage=False)
     corpus.build_utterances(root, config)
     corpus.build_features(root)
-    corpus.build_dialogues(root, corpus.DialogueConfig(dialogues_per_shard=2))
+    build_dialogues(root, DialogueConfig(dialogues_per_shard=2))
     return root, config

@@ -8,7 +8,7 @@ import torch
 
 from avgen.constants import EXPRESSION_NAMES
 from avgen.model.av_flow import MOTION_DIM, AVFlow, AVFlowConfig, window_mask
-from avgen.motion import euler_to_quaternion
+from avgen.face.rotations import euler_to_quaternion
 
 TINY = AVFlowConfig(d_model=32, n_blocks=2, n_heads=2, ff_mult=2)
 
@@ -142,7 +142,7 @@ def test_chunked_sampling_equals_whole_dialogue_sampling(fusion):
 
 
 def test_motion_features_round_trip():
-    from avgen.train.av_data import motion_features, motion_from_features
+    from avgen.model.features import motion_features, motion_from_features
 
     rng = np.random.default_rng(0)
     pose = np.zeros((20, 7), np.float32)
@@ -236,7 +236,7 @@ def test_model_fits_a_batch(tiny_corpus, ff_kernel, fusion):
 
 def test_bad_checkpoint_is_a_clear_error(tmp_path):
     from avgen.errors import WeightsError
-    from avgen.train.av import load_checkpoint
+    from avgen.model.av_checkpoint import load_checkpoint
 
     bad = tmp_path / "x.safetensors"
     bad.write_bytes(b"garbage")
@@ -253,8 +253,9 @@ def test_bad_checkpoint_is_a_clear_error(tmp_path):
 
 
 def test_half_precision_export_loads_and_generates_alike(tmp_path):
-    from avgen.train.av import TrainConfig, export_half, load_checkpoint, save_checkpoint
-    from avgen.train.av_data import Normalizer
+    from avgen.model.av_checkpoint import export_half, load_checkpoint, save_checkpoint
+    from avgen.train.av import TrainConfig
+    from avgen.model.features import Normalizer
 
     model = randomise(AVFlow(TINY)).eval()
     normalizer = Normalizer(np.full(80, -6.0, np.float32), np.full(80, 2.0, np.float32),
@@ -277,8 +278,9 @@ def test_half_precision_export_loads_and_generates_alike(tmp_path):
 
 def test_shared_fusion_checkpoint_round_trip(tmp_path):
     """Weight-tied blocks are stored once and tied again on load."""
-    from avgen.train.av import TrainConfig, load_checkpoint, save_checkpoint
-    from avgen.train.av_data import Normalizer
+    from avgen.model.av_checkpoint import load_checkpoint, save_checkpoint
+    from avgen.train.av import TrainConfig
+    from avgen.model.features import Normalizer
 
     model = randomise(AVFlow(replace(TINY, fusion="shared"))).eval()
     normalizer = Normalizer(np.zeros(80, np.float32), np.ones(80, np.float32),

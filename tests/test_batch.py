@@ -12,8 +12,9 @@ from avgen.cli import app
 from avgen.constants import N_MELS
 from avgen.errors import InputError
 from avgen.model.av_flow import MOTION_DIM, AVFlow, AVFlowConfig
-from avgen.train.av import TrainConfig, save_checkpoint
-from avgen.train.av_data import Normalizer
+from avgen.model.av_checkpoint import save_checkpoint
+from avgen.train.av import TrainConfig
+from avgen.model.features import Normalizer
 from conftest import EXAMPLES
 
 TINY = AVFlowConfig(d_model=32, n_blocks=2, n_heads=2, ff_mult=2)
@@ -260,7 +261,7 @@ def test_renderer_cache_reuses_until_the_photo_changes(tmp_path):
 
 
 def test_learned_durations_reseeded_share_the_model():
-    from avgen.tokens import LearnedDurations
+    from avgen.text.timeline import LearnedDurations
 
     base = LearnedDurations(seed=1)
     other = base.with_seed(7)

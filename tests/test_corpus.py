@@ -7,9 +7,10 @@ pytest.importorskip("hibari", reason="the teachers extra is not installed")
 
 from avgen import formats  # noqa: E402
 from avgen.constants import EXPRESSION_NAMES, FRAMES_PER_SECOND, HOP_LENGTH  # noqa: E402
-from avgen.symbols import SILENCE_ID, SYMBOLS  # noqa: E402
-from avgen.text import to_phrases  # noqa: E402
+from avgen.text.symbols import SILENCE_ID, SYMBOLS  # noqa: E402
+from avgen.text.phrases import to_phrases  # noqa: E402
 from avgen.train import corpus  # noqa: E402
+from avgen.train.dialogues import dialogue_av, dialogue_tracks, load_dialogues  # noqa: E402
 from avgen.train.sentences import sentences  # noqa: E402
 from avgen.train.teachers import VOICES, HibariTeacher, teacher_for  # noqa: E402
 
@@ -81,7 +82,7 @@ def test_tiny_corpus_builds_and_resumes(tiny_corpus):
 
 def test_dialogues_pair_two_voices_with_listener_motion(tiny_corpus):
     root, _ = tiny_corpus
-    dialogues = corpus.load_dialogues(root)
+    dialogues = load_dialogues(root)
     used = [u for d, _ in dialogues for u in d.utterances]
     assert len(used) == len(set(used))  # each utterance in at most one dialogue
     utterances = {u.index: u for u in corpus.load_utterances(root)}
@@ -96,17 +97,17 @@ def test_dialogues_pair_two_voices_with_listener_motion(tiny_corpus):
             assert pose.shape == (d.num_frames, 7) and expr.shape == (d.num_frames, len(E))
             assert np.allclose(np.linalg.norm(pose[:, :4], axis=1), 1, atol=1e-2)
     d, motion = dialogues[0]
-    av, audio = corpus.dialogue_av(root, d, motion)
+    av, audio = dialogue_av(root, d, motion)
     formats.save(root / "d.av.npz", formats.AV, av)  # valid avgen.av/1
     assert len(audio) == d.num_frames * HOP_LENGTH
 
 
 def test_motion_teacher_lip_closures_and_listener(tiny_corpus):
     root, _ = tiny_corpus
-    d, motion = corpus.load_dialogues(root)[0]
+    d, motion = load_dialogues(root)[0]
     utterances = {u.index: u for u in corpus.load_utterances(root)}
     _, energy, offsets = corpus.load_features(root)
-    tracks = corpus.dialogue_tracks(d, utterances, energy, dict(enumerate(offsets[:-1])))
+    tracks = dialogue_tracks(d, utterances, energy, dict(enumerate(offsets[:-1])))
     for person in range(2):
         expr = motion[f"p{person}/expression"]
         speaking = tracks[person].speaking(d.num_frames)

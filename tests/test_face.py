@@ -13,7 +13,7 @@ from avgen.constants import EXPRESSION_NAMES, FRAMES_PER_SECOND
 from avgen.errors import InputError
 from avgen.face import landmarks as lm
 from avgen.face.model import FaceModel
-from avgen.motion import (degrees_from_quaternion, matrix_to_quaternion,
+from avgen.face.rotations import (degrees_from_quaternion, matrix_to_quaternion,
                           quaternion_from_degrees, quaternion_to_matrix)
 from avgen.face.motion import Motion, load_motion, save_motion
 from avgen.face.render import FaceRenderer, RenderConfig

@@ -12,9 +12,9 @@ from avgen.cli import app
 from avgen.constants import EXPRESSION_NAMES
 from avgen.metrics import motion as m
 from avgen.metrics.evaluate import evaluate
-from avgen.motion import euler_to_quaternion
-from avgen.symbols import symbol_id
-from avgen.tokens import Timeline, TimedTurn, save_timeline
+from avgen.face.rotations import euler_to_quaternion
+from avgen.text.symbols import symbol_id
+from avgen.text.timeline import Timeline, TimedTurn, save_timeline
 
 runner = CliRunner()
 E = {name: k for k, name in enumerate(EXPRESSION_NAMES)}

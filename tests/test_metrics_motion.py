@@ -7,8 +7,8 @@ import pytest
 
 from avgen.constants import FRAMES_PER_SECOND as FPS
 from avgen.metrics import motion as m
-from avgen.motion import euler_to_quaternion
-from avgen.symbols import SILENCE_ID, symbol_id
+from avgen.face.rotations import euler_to_quaternion
+from avgen.text.symbols import SILENCE_ID, symbol_id
 
 CFG = m.MetricsConfig()
 

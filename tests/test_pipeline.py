@@ -10,10 +10,11 @@ from avgen.cli import app
 from avgen.constants import EXPRESSION_NAMES, N_MELS
 from avgen.model.av_flow import MOTION_DIM, AVFlow, AVFlowConfig
 from avgen.pipeline import GenerateConfig, generate
-from avgen.script import parse_script
-from avgen.tokens import EspeakDurations, build_timeline, save_timeline
-from avgen.train.av import TrainConfig, save_checkpoint
-from avgen.train.av_data import Normalizer
+from avgen.text.script import parse_script
+from avgen.text.timeline import EspeakDurations, build_timeline, save_timeline
+from avgen.model.av_checkpoint import save_checkpoint
+from avgen.train.av import TrainConfig
+from avgen.model.features import Normalizer
 
 TINY = AVFlowConfig(d_model=32, n_blocks=2, n_heads=2, ff_mult=2)
 
@@ -110,7 +111,7 @@ def test_synth_checks_inputs_before_work(tmp_path, write_script):
 def test_script_cues_are_acted_out_on_generated_motion():
     from avgen.model.av_flow import MOTION_DIM
     from avgen.pipeline import act_cues
-    from avgen.train.motion_teacher import E
+    from avgen.face.model import EXPRESSION_INDEX as E
 
     motion = np.zeros((2, 400, MOTION_DIM), np.float32)
     assert np.array_equal(act_cues(motion, []), motion)

@@ -1,4 +1,4 @@
-"""`avgen prepare`: recordings -> shards -> `train av` (issue 9).
+"""`avgen prepare`: recordings -> shards -> `train av`.
 
 Items are built from our own renderer (known motion) and synthetic voiced audio, so the
 ground truth is known: who speaks when, and how the faces move.
@@ -16,8 +16,8 @@ import soundfile
 from avgen.audio.mel import LOG_SILENCE
 from avgen.constants import EXPRESSION_NAMES, FRAMES_PER_SECOND, N_MELS
 from avgen.errors import InputError
-from avgen.motion import degrees_from_quaternion
-from avgen.symbols import NUM_SYMBOLS, SILENCE_ID
+from avgen.face.rotations import degrees_from_quaternion
+from avgen.text.symbols import NUM_SYMBOLS, SILENCE_ID
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 FACE_SIZE = 256  # the smallest render whose face MediaPipe still accepts (64 px wide)
@@ -243,7 +243,7 @@ def test_transcript_alignment_matches_teacher_durations(tiny_corpus):
 # -- training on shards ------------------------------------------------------------------------
 def test_windows_from_prepared_folders(prepared, monologues):
     from avgen.train.prepared import PreparedWindows, open_windows
-    from avgen.train.av_data import Normalizer
+    from avgen.model.features import Normalizer
 
     out, _, _ = prepared
     data = open_windows(out, ("alice", "bob"))

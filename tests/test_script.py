@@ -1,7 +1,7 @@
 import pytest
 
 from avgen.errors import InputError
-from avgen.script import Cue, Pause, Speech, parse_script, read_script
+from avgen.text.script import Cue, Pause, Speech, parse_script, read_script
 
 
 def test_name_style_maps_speakers_by_first_appearance():

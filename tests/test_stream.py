@@ -11,9 +11,9 @@ from avgen.constants import N_MELS
 from avgen.model.av_flow import MOTION_DIM, AVFlow, AVFlowConfig
 from avgen.pipeline import (AVChunk, GenerateConfig, SynthConfig, Synthesizer, chunk_bounds,
                             mix)
-from avgen.script import parse_script
-from avgen.tokens import EspeakDurations
-from avgen.train.av_data import Normalizer
+from avgen.text.script import parse_script
+from avgen.text.timeline import EspeakDurations
+from avgen.model.features import Normalizer
 
 TINY = AVFlowConfig(d_model=32, n_blocks=2, n_heads=2, ff_mult=2)
 SCRIPT = "A: Hello there, how are you?\nB: (smiles) Fine, thanks. (laughs) And you?\n"

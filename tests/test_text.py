@@ -1,10 +1,11 @@
 import pytest
 
-from avgen import numbers
+from avgen.text import numbers
 from avgen.errors import InputError
-from avgen.symbols import (NUM_SYMBOLS, SILENCE, SILENCE_ID, SYMBOLS, SYMBOLS_VERSION,
+from avgen.text.symbols import (NUM_SYMBOLS, SILENCE, SILENCE_ID, SYMBOLS, SYMBOLS_VERSION,
                            phones_to_ids, split_phone)
-from avgen.text import normalize, phonemize, split_phrases, to_phrases
+from avgen.text.normalize import normalize
+from avgen.text.phrases import phonemize, split_phrases, to_phrases
 
 
 @pytest.mark.parametrize("n, words", [

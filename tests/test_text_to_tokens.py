@@ -9,10 +9,10 @@ from avgen.errors import WeightsError
 from avgen.model.text_to_tokens import (BREAK, PUNCTUATION, WORD_WHOLE, TextToTokens,
                                         TextToTokensConfig, load_checkpoint, length_regulate,
                                         phrases_to_entries, save_checkpoint)
-from avgen.script import parse_script
-from avgen.symbols import NUM_SYMBOLS, SILENCE_ID, phones_to_ids
-from avgen.text import to_phrases
-from avgen.tokens import LearnedDurations, build_timeline
+from avgen.text.script import parse_script
+from avgen.text.symbols import NUM_SYMBOLS, SILENCE_ID, phones_to_ids
+from avgen.text.phrases import to_phrases
+from avgen.text.timeline import LearnedDurations, build_timeline
 
 TINY = TextToTokensConfig(embed_dim=16, conv_layers=1, attn_layers=1, attn_heads=2, ff_dim=32,
                           duration_layers=1, decoder_dim=16, decoder_layers=1, dropout=0.0)

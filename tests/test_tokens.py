@@ -2,11 +2,11 @@ import numpy as np
 import pytest
 
 from avgen.constants import FRAMES_PER_SECOND
-from avgen.espeak import espeak_timer
-from avgen.script import parse_script, read_script
-from avgen.symbols import NUM_SYMBOLS, SILENCE_ID, SYMBOLS
-from avgen.text import to_phrases
-from avgen.tokens import (EspeakDurations, TimelineConfig, build_timeline, load_timeline,
+from avgen.text.espeak import espeak_timer
+from avgen.text.script import parse_script, read_script
+from avgen.text.symbols import NUM_SYMBOLS, SILENCE_ID, SYMBOLS
+from avgen.text.phrases import to_phrases
+from avgen.text.timeline import (EspeakDurations, TimelineConfig, build_timeline, load_timeline,
                           save_timeline)
 
 
@@ -139,8 +139,8 @@ def test_phrase_timing_does_not_depend_on_what_came_before():
 
 
 def test_floor_log_probs_matches_training_tokens():
-    from avgen.symbols import NUM_SYMBOLS
-    from avgen.tokens import floor_log_probs, one_hot_log_probs
+    from avgen.text.symbols import NUM_SYMBOLS
+    from avgen.text.timeline import floor_log_probs, one_hot_log_probs
 
     ids = np.array([0, 5, 5, 17])
     smoothed = one_hot_log_probs(ids)

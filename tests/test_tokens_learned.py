@@ -6,9 +6,9 @@ from typer.testing import CliRunner
 
 from avgen.cli import app
 from avgen.constants import FRAMES_PER_SECOND
-from avgen.script import parse_script, read_script
-from avgen.symbols import NUM_SYMBOLS, SILENCE_ID
-from avgen.tokens import LearnedDurations, TimelineConfig, build_timeline
+from avgen.text.script import parse_script, read_script
+from avgen.text.symbols import NUM_SYMBOLS, SILENCE_ID
+from avgen.text.timeline import LearnedDurations, TimelineConfig, build_timeline
 from avgen.weights import Weights
 
 runner = CliRunner()

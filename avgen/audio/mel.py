@@ -1,4 +1,5 @@
-"""BigVGAN's 22 kHz / 80-band log-mel spectrogram (DESIGN.md section 3), in torch.
+"""BigVGAN's 22 kHz / 80-band log-mel spectrogram (docs/design.md, "Rates and shapes"),
+in torch.
 
 The recipe is BigVGAN's `meldataset.mel_spectrogram` with its 22 kHz config: reflect-pad
 (n_fft - hop) / 2 on both sides, STFT without centring (Hann 1024, hop 256), magnitude

@@ -18,7 +18,7 @@ from avgen.constants import FRAMES_PER_SECOND, SAMPLE_RATE
 from avgen.errors import InputError
 from avgen.face.render import VideoConfig
 from avgen.pipeline import GenerateConfig, SynthConfig
-from avgen.tokens import TimelineConfig
+from avgen.text.timeline import TimelineConfig
 
 
 class DurationChoice(str, enum.Enum):
@@ -56,8 +56,8 @@ def tokens(
     cues and pauses, and for each person token_logits (T, V) on the 86.13 fps model
     clock. Errors in the script name file and line; exit code 2, nothing written.
     """
-    from avgen.script import read_script
-    from avgen.tokens import EspeakDurations, LearnedDurations, build_timeline, save_timeline
+    from avgen.text.script import read_script
+    from avgen.text.timeline import EspeakDurations, LearnedDurations, build_timeline, save_timeline
 
     config = TimelineConfig(rate=rate, turn_gap=gap)
     if checkpoint is not None and durations != DurationChoice.learned:
@@ -109,7 +109,7 @@ def generate(
     reacts. Output is on the 86.13 fps model clock; vocode and render it next."""
     from avgen import formats
     from avgen.pipeline import generate as run_generate, load_av_model
-    from avgen.tokens import load_timeline
+    from avgen.text.timeline import load_timeline
 
     tokens_file, refs = split_refs(inputs, ref)
     if refs and len(refs) != 2:
@@ -312,8 +312,9 @@ def synth(
 def phonemize(text: str = typer.Argument(..., help="English text to normalise and phonemise."),
               ) -> None:
     """Show how the text frontend reads TEXT: normalised words, phonemes, pauses."""
-    from avgen.symbols import phones_to_ids
-    from avgen.text import normalize, to_phrases
+    from avgen.text.symbols import phones_to_ids
+    from avgen.text.normalize import normalize
+    from avgen.text.phrases import to_phrases
 
     typer.echo(normalize(text))
     for phrase in to_phrases(text, "<text>"):

@@ -45,6 +45,7 @@ def train_corpus(
     from tqdm import tqdm
 
     from avgen.train import corpus
+    from avgen.train.dialogues import DialogueConfig, build_dialogues
 
     names = tuple(v.strip() for v in voices.split(",") if v.strip())
     config = corpus.CorpusConfig(num_sentences=sentences, seed=seed, voices=names)
@@ -55,7 +56,7 @@ def train_corpus(
     with tqdm(total=config.num_utterances, desc="features", unit="utt", file=sys.stderr) as bar:
         corpus.build_features(root, progress=bar.update)
     with tqdm(desc="dialogues", unit="dlg", file=sys.stderr) as bar:
-        corpus.build_dialogues(root, corpus.DialogueConfig(seed=seed), progress=bar.update)
+        build_dialogues(root, DialogueConfig(seed=seed), progress=bar.update)
     err.print(corpus.summary(root))
 
 

@@ -1,2 +1,2 @@
-"""The face side (DESIGN.md section 8): landmarks, the face model over them, the renderer
-(photo + motion -> frames) and the tracker (video -> motion)."""
+"""The face side (docs/design.md, "Face renderer and tracker"): landmarks, the face model
+over them, the renderer (photo + motion -> frames) and the tracker (video -> motion)."""

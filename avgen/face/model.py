@@ -24,7 +24,11 @@ import numpy as np
 
 from avgen.constants import EXPRESSION_NAMES, SIGNED_EXPRESSIONS
 from avgen.face import landmarks as lm
-from avgen.motion import quaternion_to_matrix
+from avgen.face.rotations import quaternion_to_matrix
+from avgen.smoothing import smoothstep
+
+# position of each named expression in an (…, E) expression array
+EXPRESSION_INDEX = {name: k for k, name in enumerate(EXPRESSION_NAMES)}
 
 
 @dataclass(frozen=True)
@@ -46,11 +50,6 @@ class ModelConfig:
     gaze_y: float = 0.1
     pivot_depth: float = 0.6        # head pivot behind the face surface, face widths
     depth_smoothing: float = 0.06   # Gaussian radius for landmark depth, face widths
-
-
-def _smoothstep(x):
-    x = np.clip(x, 0.0, 1.0)
-    return x * x * (3 - 2 * x)
 
 
 def _smooth_depth(points: np.ndarray, radius: float) -> np.ndarray:
@@ -138,7 +137,7 @@ class FaceModel:
         hinge_y = 0.5 * (p[234, 1] + p[454, 1])
         lip_line = np.interp(p[:, 0], [p[234, 0], p[61, 0], p[291, 0], p[454, 0]],
                              [hinge_y, p[61, 1], p[291, 1], hinge_y])
-        below = _smoothstep((p[:, 1] - lip_line) / (0.05 * W) + 0.5)
+        below = smoothstep((p[:, 1] - lip_line) / (0.05 * W) + 0.5)
         for i in lower_lip:
             below[i] = 1.0
         for i in upper_lip:

@@ -24,6 +24,7 @@ import numpy as np
 
 from avgen.face import landmarks as lm
 from avgen.face.model import FaceModel, ModelConfig
+from avgen.smoothing import smoothstep as _smooth01
 
 # Landmarks that are warp vertices: the 468 mesh points. The irises are not warped: each
 # is cut out of the photo once and pasted where the gaze puts it, inside the lids.
@@ -54,11 +55,6 @@ def _chaikin(curve: np.ndarray, rounds: int = 2) -> np.ndarray:
         inner = np.stack([0.75 * a + 0.25 * b, 0.25 * a + 0.75 * b], 1).reshape(-1, 2)
         curve = np.concatenate([curve[:1], inner[1:-1], curve[-1:]])
     return curve
-
-
-def _smooth01(x):
-    x = np.clip(x, 0.0, 1.0)
-    return x * x * (3 - 2 * x)
 
 
 def crop_frame(shape: tuple, points: np.ndarray, size: int) -> tuple[int, int, float]:

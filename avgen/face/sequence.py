@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from avgen.constants import EXPRESSION_NAMES, FRAMES_PER_SECOND
-from avgen.motion import quaternion_from_degrees
+from avgen.face.rotations import quaternion_from_degrees
 from avgen.face.motion import Motion
 
 # (name, coefficients) of the visemes the sequence cycles through.

@@ -1,4 +1,4 @@
-"""Evaluation metrics (DESIGN.md section 10, issue 8) and the `avgen eval` report.
+"""Evaluation metrics (docs/design.md, "Evaluation") and the `avgen eval` report.
 
 motion.py: lip-closure F1, FDe, Div_h / Div_e, BC_h / BC_e and the listener checks;
 asr.py: WER of Whisper tiny.en transcripts; audio.py: MCD (13 MFCC, DTW);

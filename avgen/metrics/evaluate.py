@@ -320,7 +320,7 @@ def evaluate(generated: list[str], reference: str | None = None, tokens: str | N
     samples = [_align(s, anchor) if s is not anchor else s for s in samples]
     timeline = None
     if tokens is not None:
-        from avgen.tokens import load_timeline
+        from avgen.text.timeline import load_timeline
 
         timeline = load_timeline(tokens)
         if timeline.num_frames != anchor.num_frames:

@@ -1,4 +1,4 @@
-"""Motion and audio-visual metrics of issue 8 (DESIGN.md section 10), in numpy.
+"""Motion and audio-visual metrics (docs/design.md, "Evaluation"), in numpy.
 
 Everything works on the model clock (FRAMES_PER_SECOND = 86.13 fps) and on the arrays of
 an `avgen.av/1` file for one person: mel (T, 80) natural-log mel magnitudes,
@@ -36,7 +36,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from avgen.constants import FRAMES_PER_SECOND, LOG_SILENCE
-from avgen.motion import quaternion_to_euler
+from avgen.face.rotations import quaternion_to_euler
+from avgen.smoothing import gaussian_smooth
 
 
 # Phones whose closure is made with both lips (symbol table entries, stress-free).
@@ -103,23 +104,6 @@ def close_gaps(mask: np.ndarray, max_gap: int) -> np.ndarray:
     return out
 
 
-def gaussian_smooth(x: np.ndarray, sigma_frames: float) -> np.ndarray:
-    """(T,) or (T, D) smoothed along time with a Gaussian (edges padded by repetition, so
-    a constant signal stays constant and no minima appear at the ends)."""
-    x = np.asarray(x, np.float64)
-    if sigma_frames <= 0 or len(x) == 0:
-        return x.copy()
-    radius = int(math.ceil(4 * sigma_frames))
-    kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma_frames) ** 2)
-    kernel /= kernel.sum()
-    squeeze = x.ndim == 1
-    x2 = x[:, None] if squeeze else x
-    padded = np.pad(x2, ((radius, radius), (0, 0)), mode="edge")
-    out = np.stack([np.convolve(padded[:, d], kernel, mode="valid")
-                    for d in range(x2.shape[1])], axis=1)
-    return out[:, 0] if squeeze else out
-
-
 def local_minima(x: np.ndarray) -> np.ndarray:
     """Frames t (0 < t < T-1) where x[t] is a strict minimum, or the middle frame of a
     flat-bottomed valley (x falls into a plateau and rises out of it). Endpoints never
@@ -153,7 +137,7 @@ def activity_mask(mel: np.ndarray, config: MetricsConfig = MetricsConfig()) -> n
 
 def token_masks(token_ids: np.ndarray, silence_id: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(T,) symbol ids of one person -> (speaking (T,) bool, bilabial (T,) bool)."""
-    from avgen.symbols import symbol_id
+    from avgen.text.symbols import symbol_id
 
     ids = np.asarray(token_ids)
     bilabial_ids = [symbol_id(p) for p in BILABIAL_PHONES]

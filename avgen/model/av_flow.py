@@ -1,4 +1,4 @@
-"""Joint audio-visual flow model (AV-Flow + TAVID), DESIGN.md section 6.
+"""Joint audio-visual flow model (AV-Flow + TAVID), docs/design.md, "Joint audio-visual model".
 
 Two parallel diffusion transformers over the 86.13 fps model clock, one producing the
 log-mel (80) of a person, one their motion (head rotation as yaw/pitch/roll, translation,
@@ -30,7 +30,7 @@ from torch import nn
 
 from avgen.constants import EXPRESSION_NAMES, N_MELS, SOLVERS
 from avgen.errors import ConfigError
-from avgen.symbols import NUM_SYMBOLS
+from avgen.text.symbols import NUM_SYMBOLS
 
 MOTION_DIM = 6 + len(EXPRESSION_NAMES)  # yaw, pitch, roll, tx, ty, tz, expressions
 FUSIONS = ("highway", "separate", "shared", "cascaded")
@@ -211,7 +211,7 @@ class FinalLayer(nn.Module):
 class AVFlow(nn.Module):
     """Predicts the flow velocity of (mel, motion) for a batch of people.
 
-    All tensors are normalised (see `avgen.train.av_data.Normalizer`):
+    All tensors are normalised (see `avgen.model.features.Normalizer`):
     mel (B, T, 80), motion (B, T, M), token_logits (B, T, V) log-probabilities.
     """
 

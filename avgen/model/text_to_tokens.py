@@ -1,4 +1,4 @@
-"""Text-to-tokens model (DESIGN.md section 5; AV-Flow supp. B, Matcha-TTS style).
+"""Text-to-tokens model (docs/design.md, "Text to tokens"; AV-Flow supp. B, Matcha-TTS style).
 
     entries (B, N) -> embeddings 192 -> encoder (3 conv + small transformer) (B, N, 192)
       -> duration predictor: log frames per entry (B, N)
@@ -46,7 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from avgen.errors import WeightsError
-from avgen.symbols import NUM_SYMBOLS, SILENCE_ID, SYMBOLS_VERSION, phones_to_ids
+from avgen.text.symbols import NUM_SYMBOLS, SILENCE_ID, SYMBOLS_VERSION, phones_to_ids
 
 ARCHITECTURE = "avgen.text_to_tokens/1"
 
@@ -87,7 +87,7 @@ class Entries:
 
 def phrases_to_entries(phrases: Sequence, source: str | None = None,
                        line: int | None = None) -> Entries:
-    """`avgen.text.Phrase`s -> model entries (see the module docstring)."""
+    """`avgen.text.phrases.Phrase`s -> model entries (see the module docstring)."""
     cols: dict[str, list[int]] = {k: [] for k in ("s", "p", "u", "l", "o", "r")}
 
     def add(symbol, place, punct, last, phone, phrase):

@@ -1,7 +1,8 @@
 """`avgen prepare`: real conversation recordings -> training shards for `avgen train av`.
 
 Per item (see `avgen.prepare.manifest` for the manifest format) and person:
-  audio   -> 22050 Hz mono (resampled when needed), log-mel (T, 80) (DESIGN.md 3);
+  audio   -> 22050 Hz mono (resampled when needed), log-mel (T, 80) (docs/design.md,
+             "Rates and shapes");
   video   -> head pose (T, 7) + expression (T, E) from the tracker (`avgen.face.track`,
              the person's view of the frame), resampled from the video's fps to the
              86.13 fps model clock by the tracker and cut/padded to the audio's length;

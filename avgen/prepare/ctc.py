@@ -22,7 +22,7 @@ a phone over its whole duration; so each frame's non-blank distribution is held 
 the blank frames that follow it (a frame mixes its own non-blank part, weight 1 - p(blank),
 with the held one). Frames are mapped to the model clock by nearest CTC frame, frames the
 voice-activity detector calls silent are silence, and the result is label-smoothed like
-`avgen.tokens.one_hot_log_probs`.
+`avgen.text.timeline.one_hot_log_probs`.
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ import numpy as np
 
 from avgen.constants import FRAMES_PER_SECOND, SAMPLE_RATE
 from avgen.errors import InputError
-from avgen.symbols import NUM_SYMBOLS, SILENCE_ID, SYMBOLS, split_phone, symbol_id
-from avgen.tokens import TOKEN_SMOOTHING
+from avgen.text.symbols import NUM_SYMBOLS, SILENCE_ID, SYMBOLS, split_phone, symbol_id
+from avgen.text.timeline import TOKEN_SMOOTHING
 
 LETTER_PHONES = {
     "a": "æ", "b": "b", "c": "k", "d": "d", "e": "ɛ", "f": "f", "g": "ɡ", "h": "h", "i": "ɪ",

@@ -24,7 +24,7 @@ import numpy as np
 
 from avgen.constants import FRAMES_PER_SECOND, LOG_SILENCE
 from avgen.errors import InputError
-from avgen.symbols import SILENCE_ID
+from avgen.text.symbols import SILENCE_ID
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ def entry_priors(model, lines: list[tuple[int, str]], source: str
     import torch
 
     from avgen.model.text_to_tokens import collate_entries, phrases_to_entries
-    from avgen.text import to_phrases
+    from avgen.text.phrases import to_phrases
 
     silence = np.full((1, model.config.n_mels), LOG_SILENCE)
     ids, means = [np.array([SILENCE_ID])], [silence]
@@ -99,7 +99,7 @@ def align_transcript(model, lines: list[tuple[int, str]], mel: np.ndarray,
 def load_aligner(checkpoint: str | Path | None = None):
     """The text-to-tokens model whose mel prior scores frames (default: shipped)."""
     from avgen.model.text_to_tokens import load_checkpoint
-    from avgen.tokens import DEFAULT_WEIGHTS
+    from avgen.text.timeline import DEFAULT_WEIGHTS
     from avgen.weights import Weights
 
     path = Path(checkpoint) if checkpoint is not None else Weights().path(DEFAULT_WEIGHTS)

@@ -10,21 +10,21 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from avgen.errors import ConfigError, WeightsError
+from avgen.errors import ConfigError
+from avgen.model.av_checkpoint import load_checkpoint, save_checkpoint
 from avgen.model.av_flow import AVFlow, AVFlowConfig
 from avgen.train import distributed
-from avgen.train.av_data import Normalizer
 from avgen.train.distributed import Ranks
 from avgen.train.prepared import open_windows
+from avgen.train.schedule import cosine_schedule
 
 CHECKPOINT = "av-latest.safetensors"
-ARCHITECTURE = "avgen.av-flow/1"
 
 
 @dataclass(frozen=True)
@@ -51,69 +51,6 @@ class TrainConfig:
     def last_step(self) -> int:
         """The step this run stops at: `stop_at` if set (within the schedule), else `steps`."""
         return min(self.stop_at, self.steps) if self.stop_at else self.steps
-
-
-def save_checkpoint(path: Path, model: AVFlow, normalizer: Normalizer, step: int,
-                    train: TrainConfig) -> None:
-    from safetensors.torch import save
-
-    from avgen.formats import atomic_write_bytes
-
-    state = model.state_dict()
-    if model.config.fusion == "shared":  # tied blocks: safetensors stores each tensor once
-        state = {k: v for k, v in state.items() if not k.startswith("visual_blocks.")}
-    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in state.items()}
-    tensors.update(normalizer.to_tensors())
-    metadata = {"architecture": ARCHITECTURE, "config": json.dumps(model.config.to_dict()),
-                "train": json.dumps(asdict(train)), "step": str(step)}
-    atomic_write_bytes(path, save(tensors, metadata=metadata))
-
-
-def load_checkpoint(path: str | Path, device: str = "cpu"
-                    ) -> tuple[AVFlow, Normalizer, int, dict]:
-    """(model, normaliser, step, train config dict) from a checkpoint; clear errors."""
-    from avgen import checkpoint
-
-    tensors, metadata = checkpoint.read(path, ARCHITECTURE, "joint audio-visual", device)
-    try:
-        config = json.loads(metadata["config"])
-        config["voices"] = tuple(config["voices"])
-        if "highway" in config:  # saved before the fusion variants existed
-            config["fusion"] = "highway" if config.pop("highway") else "separate"
-        legacy = "ff_kernel" not in config  # saved before the conv feed-forward existed
-        config.setdefault("ff_kernel", 1)
-        model = AVFlow(AVFlowConfig(**config)).to(device)
-        state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
-        if legacy:  # blocks' MLPs were nn.Sequential (mlp.0 / mlp.2) then
-            state = {k.replace(".mlp.0.", ".mlp.inner.").replace(".mlp.2.", ".mlp.outer.")
-                     if "_blocks." in k else k: v for k, v in state.items()}
-        if model.config.fusion == "shared":
-            state.update({"visual_" + k[len("audio_"):]: v for k, v in state.items()
-                          if k.startswith("audio_blocks.")})
-        model.load_state_dict(state)
-        return model, Normalizer.from_tensors(tensors), int(metadata["step"]), json.loads(
-            metadata["train"])
-    except (KeyError, ValueError, TypeError, RuntimeError) as exc:
-        raise WeightsError(f"{path}: joint audio-visual checkpoint does not match its config "
-                           f"({exc})") from None
-
-
-def export_half(checkpoint: str | Path, output: str | Path) -> Path:
-    """Write a shippable copy of a checkpoint: model weights in float16 (half the size;
-    they are cast back to float32 on load), normaliser and metadata unchanged."""
-    from safetensors import safe_open
-    from safetensors.torch import save
-
-    from avgen.formats import atomic_write_bytes
-
-    load_checkpoint(checkpoint)  # a clear error now for anything that is not one
-    with safe_open(str(checkpoint), framework="pt") as handle:
-        metadata = handle.metadata()
-        tensors = {k: handle.get_tensor(k) for k in handle.keys()}
-    tensors = {k: v.half() if k.startswith("model.") and v.is_floating_point() else v
-               for k, v in tensors.items()}
-    atomic_write_bytes(output, save(tensors, metadata=metadata))
-    return Path(output)
 
 
 PRECISIONS = ("auto", "bf16", "fp32")
@@ -143,9 +80,8 @@ def bf16_is_fast(device: str) -> bool:
 
 
 def _lr(step: int, config: TrainConfig) -> float:
-    warm = min(1.0, (step + 1) / max(config.warmup_steps, 1))
-    progress = min(step / max(config.steps, 1), 1.0)
-    return float(config.learning_rate * warm * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * progress))))
+    return cosine_schedule(step, config.learning_rate, config.steps, config.warmup_steps,
+                           floor=0.1 * config.learning_rate)
 
 
 def train(corpus_root: str | Path, run_dir: str | Path, model_config: AVFlowConfig = AVFlowConfig(),

@@ -22,11 +22,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from avgen.constants import EXPRESSION_NAMES, FRAMES_PER_SECOND
-from avgen.motion import euler_to_quaternion
-from avgen.symbols import PRIMARY_STRESS, SECONDARY_STRESS, SILENCE_ID, SYMBOLS
+from avgen.face.gestures import act_cues, add as _add, bump as _bump
+from avgen.face.model import EXPRESSION_INDEX as E
+from avgen.face.rotations import euler_to_quaternion
+from avgen.smoothing import gaussian_smooth
+from avgen.text.symbols import PRIMARY_STRESS, SECONDARY_STRESS, SILENCE_ID, SYMBOLS
 
 FPS = FRAMES_PER_SECOND
-E = {name: k for k, name in enumerate(EXPRESSION_NAMES)}
 MOUTH = ("jaw_open", "lips_close", "lips_pucker", "lips_funnel", "mouth_stretch",
          "upper_lip_raise", "lower_lip_depress")
 REST = {"jaw_open": 0.03, "lips_close": 0.6}
@@ -118,35 +120,6 @@ class Track:
         return ends
 
 
-def _bump(length: int, rise: int, fall: int) -> np.ndarray:
-    """A raised-cosine pulse: up over `rise` frames, down over `fall`."""
-    up = 0.5 - 0.5 * np.cos(np.linspace(0, np.pi, max(rise, 1)))
-    down = 0.5 + 0.5 * np.cos(np.linspace(0, np.pi, max(fall, 1)))
-    hold = np.ones(max(length - rise - fall, 0))
-    return np.concatenate([up, hold, down])
-
-
-def _add(curve: np.ndarray, start: int, pulse: np.ndarray, amount: float, mode="max") -> None:
-    a, b = max(start, 0), min(start + len(pulse), len(curve))
-    if b <= a:
-        return
-    piece = pulse[a - start:b - start] * amount
-    if mode == "max":
-        curve[a:b] = np.maximum(curve[a:b], piece)
-    else:
-        curve[a:b] += piece
-
-
-def _smooth(x: np.ndarray, sigma: float) -> np.ndarray:
-    if sigma <= 0:
-        return x
-    radius = int(3 * sigma) + 1
-    kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
-    kernel /= kernel.sum()
-    padded = np.pad(x, (radius, radius), mode="edge")
-    return np.convolve(padded, kernel, mode="valid")
-
-
 def _ou(rng: np.random.Generator, n: int, sigma: float, tau_seconds: float) -> np.ndarray:
     """Smooth drift: Ornstein-Uhlenbeck noise (std `sigma`, correlation time `tau`),
     low-passed so that it has no frame-to-frame jitter (heads don't tremble)."""
@@ -157,7 +130,7 @@ def _ou(rng: np.random.Generator, n: int, sigma: float, tau_seconds: float) -> n
     for k in range(n):
         value = a * value + noise[k]
         out[k] = value
-    out = _smooth(out, 0.12 * FPS)
+    out = gaussian_smooth(out, 0.12 * FPS)
     return out * sigma
 
 
@@ -208,7 +181,7 @@ def _visemes(track: Track, n: int, energy: np.ndarray, cfg: TeacherConfig) -> di
     curves = {}
     for name in MOUTH:
         keys = np.asarray([values[k][name] for k in order])
-        curves[name] = _smooth(np.interp(frames, times, keys), 1.5)
+        curves[name] = gaussian_smooth(np.interp(frames, times, keys), 1.5)
     for start, dur in closures:  # full closure for the whole acoustic closure
         a, b = max(start - 1, 0), min(start + max(dur - 1, 1), n)
         curves["lips_close"][a:b] = 1.0
@@ -216,32 +189,6 @@ def _visemes(track: Track, n: int, energy: np.ndarray, cfg: TeacherConfig) -> di
         curves["lips_pucker"][a:b] *= 0.5
         curves["lips_funnel"][a:b] = 0.0
     return curves
-
-
-def act_cues(pitch: np.ndarray, smile: np.ndarray, jaw_open: np.ndarray, cues, partner_cues,
-             rng: np.random.Generator) -> None:
-    """Act out script cues in place on (T,) curves: `cues` and `partner_cues` are
-    (kind, start_frame, frames) of this person and of the partner. Nods nod, smiles smile,
-    laughs smile with a bobbing jaw and head; the partner's smiles and laughs are smiled
-    back. Used by the motion teacher and, on generated motion, by `avgen synth`."""
-    for kind, start, dur in cues:
-        if kind == "nods":
-            for k in range(2):
-                _add(pitch, start + k * int(0.35 * FPS), _bump(int(0.35 * FPS), 10, 18),
-                     np.radians(6.0), mode="add")
-        elif kind == "smiles":
-            _add(smile, start, _bump(max(dur, int(0.8 * FPS)), 10, 25), 0.85)
-        elif kind == "laughs":
-            _add(smile, start, _bump(max(dur, int(0.8 * FPS)), 6, 25), 0.95)
-            t = np.arange(dur)
-            bob = 0.5 - 0.5 * np.cos(2 * np.pi * 4.5 * t / FPS)
-            _add(jaw_open, start, bob, 0.35)
-            _add(pitch, start, bob, np.radians(2.0), mode="add")
-            _add(pitch, start, _bump(dur, 8, 20), np.radians(-3.0), mode="add")  # head back
-    for kind, start, dur in partner_cues:
-        if kind in ("smiles", "laughs"):
-            _add(smile, start + int(0.3 * FPS), _bump(max(dur, int(1.0 * FPS)), 15, 30),
-                 rng.uniform(0.4, 0.7))
 
 
 def animate(me: Track, partner: Track, person: int, num_frames: int, seed: int,
@@ -294,7 +241,7 @@ def animate(me: Track, partner: Track, person: int, num_frames: int, seed: int,
              np.radians(2.5) * rng.choice([-1, 1]), mode="add")
 
     # Speech moves the head a little more than silence does.
-    yaw += _smooth(_smooth(rng.standard_normal(n), 0.15 * FPS) * 6.0 * speaking, 0.1 * FPS) \
+    yaw += gaussian_smooth(gaussian_smooth(rng.standard_normal(n), 0.15 * FPS) * 6.0 * speaking, 0.1 * FPS) \
         * np.radians(1.5)
     # Listening: backchannels after the partner's phrase ends.
     for end in partner.phrase_ends(n):
@@ -329,7 +276,7 @@ def animate(me: Track, partner: Track, person: int, num_frames: int, seed: int,
             length = int(rng.uniform(0.5, 1.4) * FPS)
             gaze_x[onset:onset + length] = rng.uniform(-0.5, 0.5)
             gaze_y[onset:onset + length] = rng.uniform(0.1, 0.35)
-    gaze_x, gaze_y = _smooth(gaze_x, 2), _smooth(gaze_y, 2)
+    gaze_x, gaze_y = gaussian_smooth(gaze_x, 2), gaussian_smooth(gaze_y, 2)
 
     smile = np.clip(smile, 0, 1)
     asym = rng.uniform(0.9, 1.1)

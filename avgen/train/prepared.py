@@ -22,9 +22,11 @@ import torch
 from avgen.audio.mel import LOG_SILENCE
 from avgen.constants import EXPRESSION_NAMES, N_MELS
 from avgen.model.av_flow import MOTION_DIM
-from avgen.symbols import SILENCE_ID
-from avgen.tokens import one_hot_log_probs
-from avgen.train.av_data import DialogueWindows, Normalizer, motion_features
+from avgen.text.symbols import SILENCE_ID
+from avgen.text.timeline import one_hot_log_probs
+from avgen.model.av_checkpoint import load_checkpoint
+from avgen.model.features import Normalizer, motion_features
+from avgen.train.av_data import DialogueWindows
 
 PREPARED_FORMAT = "avgen.prepared/1"
 
@@ -166,8 +168,6 @@ def start_from(checkpoint: str | Path, voices: tuple[str, ...], device: str = "c
                log=print):
     """(model, normaliser) to fine-tune from: an existing checkpoint's weights and
     normaliser, its voice table extended by the data's new voices."""
-    from avgen.train.av import load_checkpoint
-
     model, normalizer, step, _ = load_checkpoint(checkpoint, device)
     log(f"starting from {checkpoint} (step {step}, voices {', '.join(model.config.voices)})")
     return extend_voices(model, voices, log), normalizer

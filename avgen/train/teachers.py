@@ -22,8 +22,8 @@ import numpy as np
 
 from avgen.constants import FRAMES_PER_SECOND, HOP_LENGTH, SAMPLE_RATE
 from avgen.errors import AvgenError
-from avgen.symbols import PRIMARY_STRESS, SECONDARY_STRESS, SILENCE_ID, SYMBOLS, phones_to_ids
-from avgen.text import Phrase
+from avgen.text.symbols import PRIMARY_STRESS, SECONDARY_STRESS, SILENCE_ID, SYMBOLS, phones_to_ids
+from avgen.text.phrases import Phrase
 
 # Our symbol (stress removed) -> misaki phoneme string understood by hibari/Kokoro.
 MISAKI = {

@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -35,7 +34,8 @@ from avgen.errors import AvgenError, InputError
 from avgen.model.text_to_tokens import (Entries, TextToTokens, TextToTokensConfig,
                                         collate_entries, length_regulate, phrases_to_entries,
                                         save_checkpoint)
-from avgen.symbols import SILENCE_ID
+from avgen.text.symbols import SILENCE_ID
+from avgen.train.schedule import cosine_schedule
 
 STATE = "state.pt"
 CHECKPOINT = "text_to_tokens.safetensors"
@@ -101,7 +101,7 @@ def corpus_items(root: str | Path, cache: Path | None = None, with_mel: bool = T
                  progress: Callable[[int], None] | None = None) -> tuple[list[Item], int]:
     """Teacher-corpus utterances as items (edge silences cut off) and the number skipped
     because the frontend no longer reproduces their symbols (a changed phonemizer)."""
-    from avgen.text import to_phrases
+    from avgen.text.phrases import to_phrases
     from avgen.train.corpus import CorpusConfig, is_heldout, load_features, load_utterances
 
     root = Path(root)
@@ -154,7 +154,7 @@ def recording_items(folder: str | Path, progress=None) -> list[Item]:
 
     from avgen.audio.mel import log_mel
     from avgen.constants import SAMPLE_RATE
-    from avgen.text import to_phrases
+    from avgen.text.phrases import to_phrases
 
     folder = Path(folder)
     wavs = sorted(folder.glob("*.wav"))
@@ -310,10 +310,8 @@ def evaluate(model: TextToTokens, items: list[Item], batch_size: int = 32,
 # ---------------------------------------------------------------------- loop
 
 def _lr(step: int, config: TrainConfig) -> float:
-    if step < config.warmup:
-        return config.learning_rate * (step + 1) / config.warmup
-    progress = (step - config.warmup) / max(config.steps - config.warmup, 1)
-    return config.learning_rate * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1))))
+    return cosine_schedule(step, config.learning_rate, config.steps, config.warmup,
+                           floor=0.1 * config.learning_rate)
 
 
 def _atomic_torch_save(obj, path: Path) -> None:

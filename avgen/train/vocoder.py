@@ -17,7 +17,6 @@ an uninterrupted one would.
 from __future__ import annotations
 
 import json
-import math
 import signal
 import sys
 import time
@@ -32,6 +31,7 @@ from avgen.audio.mel import MelSpectrogram
 from avgen.audio.vocos import Vocos, VocosConfig, load_checkpoint, save_checkpoint
 from avgen.constants import HOP_LENGTH
 from avgen.errors import InputError
+from avgen.train.schedule import cosine_schedule
 
 CHECKPOINT = "vocoder.safetensors"
 STATE = "state.pt"
@@ -145,10 +145,7 @@ def split_files(folders: list[Path], heldout: Path | None) -> tuple[list[Path], 
 
 
 def learning_rate(config: TrainConfig, step: int) -> float:
-    if step < config.warmup:
-        return config.lr * (step + 1) / config.warmup
-    progress = min(1.0, (step - config.warmup) / max(1, config.steps - config.warmup))
-    return config.lr_min + 0.5 * (config.lr - config.lr_min) * (1 + math.cos(math.pi * progress))
+    return cosine_schedule(step, config.lr, config.steps, config.warmup, floor=config.lr_min)
 
 
 def _log(out_dir: Path, record: dict) -> None:

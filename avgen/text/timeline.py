@@ -29,9 +29,9 @@ import numpy as np
 from avgen import formats
 from avgen.constants import FRAMES_PER_SECOND, NUM_PEOPLE
 from avgen.errors import AvgenError, ConfigError, FormatError
-from avgen.script import Cue, Dialogue, Pause, Speech
-from avgen.symbols import NUM_SYMBOLS, SILENCE_ID, SYMBOLS, SYMBOLS_VERSION, phones_to_ids
-from avgen.text import Phrase, to_phrases
+from avgen.text.script import Cue, Dialogue, Pause, Speech
+from avgen.text.symbols import NUM_SYMBOLS, SILENCE_ID, SYMBOLS, SYMBOLS_VERSION, phones_to_ids
+from avgen.text.phrases import Phrase, to_phrases
 
 LISTENER_NAME = "(listener)"
 # label smoothing of one-hot tokens: the form the joint model is trained on, which every
@@ -73,7 +73,7 @@ class EspeakDurations:
     fallback_frames = 0.08 * FRAMES_PER_SECOND
 
     def __init__(self) -> None:
-        from avgen.espeak import espeak_timer
+        from avgen.text.espeak import espeak_timer
 
         self._timer = espeak_timer()
 

@@ -1,4 +1,4 @@
-"""Dialogue scripts (DESIGN.md section 2).
+"""Dialogue scripts (docs/design.md, "Dialogue scripts").
 
 One turn per line, `NAME: words` or `[S1] words`. `#` starts a comment, blank lines are
 ignored. Inline cues: `(pause 0.8)` is silence in seconds; `(laughs)`, `(nods)`,

@@ -1,0 +1,80 @@
+"""The joint model's checkpoint: one safetensors file holding the weights, the normaliser,
+and in its metadata the architecture, model config, training config and step. Loading
+reads every version this project has written (older configs are upgraded here)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+from avgen.errors import WeightsError
+from avgen.model.av_flow import AVFlow, AVFlowConfig
+from avgen.model.features import Normalizer
+
+ARCHITECTURE = "avgen.av-flow/1"
+
+
+def save_checkpoint(path: str | Path, model: AVFlow, normalizer: Normalizer, step: int,
+                    train) -> None:
+    """Weights, normaliser, model config, step and the training config (`train`, a
+    dataclass) in one safetensors file."""
+    from safetensors.torch import save
+
+    from avgen.formats import atomic_write_bytes
+
+    state = model.state_dict()
+    if model.config.fusion == "shared":  # tied blocks: safetensors stores each tensor once
+        state = {k: v for k, v in state.items() if not k.startswith("visual_blocks.")}
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in state.items()}
+    tensors.update(normalizer.to_tensors())
+    metadata = {"architecture": ARCHITECTURE, "config": json.dumps(model.config.to_dict()),
+                "train": json.dumps(asdict(train)), "step": str(step)}
+    atomic_write_bytes(path, save(tensors, metadata=metadata))
+
+
+def load_checkpoint(path: str | Path, device: str = "cpu"
+                    ) -> tuple[AVFlow, Normalizer, int, dict]:
+    """(model, normaliser, step, train config dict) from a checkpoint; clear errors."""
+    from avgen import checkpoint
+
+    tensors, metadata = checkpoint.read(path, ARCHITECTURE, "joint audio-visual", device)
+    try:
+        config = json.loads(metadata["config"])
+        config["voices"] = tuple(config["voices"])
+        if "highway" in config:  # saved before the fusion variants existed
+            config["fusion"] = "highway" if config.pop("highway") else "separate"
+        legacy = "ff_kernel" not in config  # saved before the conv feed-forward existed
+        config.setdefault("ff_kernel", 1)
+        model = AVFlow(AVFlowConfig(**config)).to(device)
+        state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+        if legacy:  # blocks' MLPs were nn.Sequential (mlp.0 / mlp.2) then
+            state = {k.replace(".mlp.0.", ".mlp.inner.").replace(".mlp.2.", ".mlp.outer.")
+                     if "_blocks." in k else k: v for k, v in state.items()}
+        if model.config.fusion == "shared":
+            state.update({"visual_" + k[len("audio_"):]: v for k, v in state.items()
+                          if k.startswith("audio_blocks.")})
+        model.load_state_dict(state)
+        return model, Normalizer.from_tensors(tensors), int(metadata["step"]), json.loads(
+            metadata["train"])
+    except (KeyError, ValueError, TypeError, RuntimeError) as exc:
+        raise WeightsError(f"{path}: joint audio-visual checkpoint does not match its config "
+                           f"({exc})") from None
+
+
+def export_half(checkpoint: str | Path, output: str | Path) -> Path:
+    """Write a shippable copy of a checkpoint: model weights in float16 (half the size;
+    they are cast back to float32 on load), normaliser and metadata unchanged."""
+    from safetensors import safe_open
+    from safetensors.torch import save
+
+    from avgen.formats import atomic_write_bytes
+
+    load_checkpoint(checkpoint)  # a clear error now for anything that is not one
+    with safe_open(str(checkpoint), framework="pt") as handle:
+        metadata = handle.metadata()
+        tensors = {k: handle.get_tensor(k) for k in handle.keys()}
+    tensors = {k: v.half() if k.startswith("model.") and v.is_floating_point() else v
+               for k, v in tensors.items()}
+    atomic_write_bytes(output, save(tensors, metadata=metadata))
+    return Path(output)

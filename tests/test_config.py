@@ -1,0 +1,66 @@
+"""Each setting has one default and one range check, in its config; the command line
+reads the defaults from there and reports a bad value as a one-line error, exit 2."""
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from avgen.cli import app
+from avgen.errors import ConfigError, InputError
+from avgen.face.render import VideoConfig
+from avgen.pipeline import GenerateConfig, SynthConfig
+from avgen.text.timeline import TimelineConfig
+
+
+@pytest.mark.parametrize("make, field", [
+    (lambda: GenerateConfig(steps=0), "steps"),
+    (lambda: GenerateConfig(steps=257), "steps"),
+    (lambda: GenerateConfig(steps=2.5), "steps"),
+    (lambda: GenerateConfig(temperature=-0.1), "temperature"),
+    (lambda: GenerateConfig(voices=("heart",)), "voices"),
+    (lambda: GenerateConfig(chunk_frames=0), "chunk_frames"),
+    (lambda: TimelineConfig(rate=0.0), "rate"),
+    (lambda: TimelineConfig(turn_gap=11.0), "turn gap"),
+    (lambda: SynthConfig(layout="diagonal"), "layout"),
+    (lambda: SynthConfig(rate=5.0), "rate"),
+])
+def test_configs_reject_values_out_of_range(make, field):
+    with pytest.raises(ConfigError, match=field) as caught:
+        make()
+    # the command line's error (exit 2) and a Python caller's ValueError at once
+    assert isinstance(caught.value, InputError) and isinstance(caught.value, ValueError)
+
+
+def options(*command):
+    group = typer.main.get_command(app)
+    for name in command:
+        group = group.commands[name]
+    return {p.name: p.default for p in group.params}
+
+
+def test_command_line_defaults_are_the_configs():
+    for command in ("generate", "synth"):
+        got = options(command)
+        for field in ("steps", "temperature", "seed", "device"):
+            assert got[field] == getattr(GenerateConfig(), field), (command, field)
+    for command in ("render", "synth"):
+        got = options(command)
+        assert (got["fps"], got["size"]) == (VideoConfig().fps, VideoConfig().size)
+        assert got["layout"].value == VideoConfig().layout
+    assert options("synth")["vocoder"].value == SynthConfig().vocoder
+    got = options("tokens")
+    assert (got["rate"], got["gap"]) == (TimelineConfig().rate, TimelineConfig().turn_gap)
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--steps", "0", "steps must be an integer from 1 to 256"),
+    ("--temperature", "3", "temperature must be from 0 to 2"),
+])
+def test_bad_value_is_one_line_exit_2_nothing_written(example_script, tmp_path, flag, value,
+                                                      message):
+    out = tmp_path / "out.mp4"
+    result = CliRunner().invoke(app, ["synth", str(example_script), "--ref", "a.png", "b.png",
+                                      flag, value, "-o", str(out)], prog_name="avgen")
+    assert result.exit_code == 2 and message in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not out.exists()
