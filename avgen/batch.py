@@ -10,8 +10,9 @@ A jobs file is JSON Lines, one job per line (blank lines are ignored):
 Exactly one of `script` (a script file), `text` (script text) or `turns` (a list of
 [name, words] pairs) says what is spoken; `refs` names the two photos, first speaker
 first. Optional: `output` (a file name ending in .mp4, written into the output folder;
-default `job-LLLLL.mp4` from the line number L), `seed`, `steps`, `voices` (two names);
-unset ones take the command's options. Relative paths are relative to the jobs file's
+default `job-LLLLL.mp4` from the line number L), `seed`, `steps`, `voices` (two names),
+`rate` (speaking rate, 1.2 is 20% faster), `gap` (seconds between turns); unset ones
+take the command's options. Relative paths are relative to the jobs file's
 folder, so a jobs file travels with its inputs.
 
 A job is identified by its line number. Shard K/N (0-based: 0 <= K < N) takes the lines
@@ -36,7 +37,7 @@ from avgen.constants import NUM_PEOPLE
 from avgen.errors import AvgenError, InputError
 from avgen.text.script import Dialogue
 
-KEYS = ("script", "text", "turns", "refs", "output", "seed", "steps", "voices")
+KEYS = ("script", "text", "turns", "refs", "output", "seed", "steps", "voices", "rate", "gap")
 _OUTPUT_NAME = re.compile(r"^[\w][\w.+-]*\.mp4$")
 
 
@@ -78,6 +79,8 @@ class Job:
     seed: int | None = None
     steps: int | None = None
     voices: tuple[str, ...] | None = None
+    rate: float | None = None
+    gap: float | None = None
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,7 @@ def _fail(where: str, message: str):
 def parse_job(raw: str, line: int, jobs_path: Path) -> Job:
     """One JSON line -> Job; InputError naming `jobs_path:line` otherwise."""
     from avgen.text.script import parse_script
+    from avgen.text.timeline import TimelineConfig
 
     where = f"{jobs_path}:{line}"
     try:
@@ -147,7 +151,17 @@ def parse_job(raw: str, line: int, jobs_path: Path) -> Job:
                 and all(isinstance(v, str) for v in voices)):
             _fail(where, "'voices' must name two voices, first speaker first")
         voices = tuple(voices)
-    return Job(line, output, script, tuple(path(r) for r in refs), seed, steps, voices)
+    rate, gap = spec.get("rate"), spec.get("gap")
+    for key, value in (("rate", rate), ("gap", gap)):
+        if value is not None and (type(value) not in (int, float)):
+            _fail(where, f"'{key}' must be a number, got {value!r}")
+    try:  # the ranges live in TimelineConfig
+        TimelineConfig(**{k: float(v) for k, v in (("rate", rate), ("turn_gap", gap))
+                          if v is not None})
+    except InputError as exc:
+        _fail(where, exc.reason)
+    return Job(line, output, script, tuple(path(r) for r in refs), seed, steps, voices,
+               None if rate is None else float(rate), None if gap is None else float(gap))
 
 
 def read_jobs(jobs_path: str | Path) -> list[Job | BadJob]:
@@ -248,9 +262,10 @@ def run_job(job: Job, output_dir: Path, synthesizer) -> dict:
     output = output_dir / job.output
     if mp4_is_complete(output):
         return {"status": "skipped"}
-    frames = synthesizer.synth(job.script, list(job.refs), str(output), seed=job.seed,
-                               steps=job.steps, voices=job.voices, progress=False)
-    return {"status": "ok", "frames": frames}
+    result = synthesizer.synth(job.script, list(job.refs), str(output), seed=job.seed,
+                               steps=job.steps, voices=job.voices, rate=job.rate,
+                               gap=job.gap, progress=False)
+    return {"status": "ok", "frames": result.frames}
 
 
 def run_batch(jobs_path: str | Path, output_dir: str | Path, synthesizer,
@@ -267,9 +282,12 @@ def run_batch(jobs_path: str | Path, output_dir: str | Path, synthesizer,
     results_path = Path(results) if results is not None else default_results(output_dir, shard)
     synthesizer.load()
     counts = {"ok": 0, "skipped": 0, "error": 0}
+    # a bar on a terminal; in a log file, one plain line per job instead of a bar's
+    # carriage-return updates
+    terminal = sys.stderr.isatty()
     with ResultsFile(results_path) as log, tqdm(
             jobs, desc=f"synth {shard}" if shard.count > 1 else "synth", unit="job",
-            file=sys.stderr, disable=not progress, dynamic_ncols=True) as bar:
+            file=sys.stderr, disable=not (progress and terminal), dynamic_ncols=True) as bar:
         for job in bar:
             started = time.perf_counter()
             if isinstance(job, BadJob):
@@ -287,5 +305,8 @@ def run_batch(jobs_path: str | Path, output_dir: str | Path, synthesizer,
             counts[record["status"]] += 1
             if record["status"] == "error":
                 bar.write(f"line {job.line}: error: {record['error']}", file=sys.stderr)
+            elif progress and not terminal:
+                print(f"line {job.line}: {record['status']} {job.output} "
+                      f"({record['seconds']:.1f} s)", file=sys.stderr, flush=True)
             bar.set_postfix(ok=counts["ok"], skipped=counts["skipped"], error=counts["error"])
     return BatchSummary(counts["ok"], counts["skipped"], counts["error"], results_path)

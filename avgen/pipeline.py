@@ -23,6 +23,61 @@ MAX_TEMPERATURE = 2.0
 
 
 @dataclass(frozen=True)
+class MotionStyle:
+    """How strongly the generated motion is played back (SadTalker's pose and expression
+    scales). `head_scale` scales each frame's head rotation angle (about the photo's own
+    pose) and translation; `expression_scale` scales the expression coefficients (offsets
+    from the photo), except blinks, which stay whole; `still` keeps the head exactly at
+    the photo's pose (head_scale 0) while the face still talks and reacts."""
+
+    head_scale: float = 1.0
+    expression_scale: float = 1.0
+    still: bool = False
+
+    SCALE_RANGE = (0.0, 3.0)
+
+    def __post_init__(self) -> None:
+        low, high = self.SCALE_RANGE
+        for name in ("head_scale", "expression_scale"):
+            value = getattr(self, name)
+            if not low <= value <= high:  # also rejects nan
+                raise ConfigError(f"{name.replace('_', ' ')} must be from {low:g} to "
+                                  f"{high:g} (1 plays the motion as generated), got {value!r}")
+
+    @property
+    def identity(self) -> bool:
+        return not self.still and self.head_scale == 1.0 and self.expression_scale == 1.0
+
+    def apply_if_set(self, head_pose: np.ndarray, expression: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """`apply`, or the arrays untouched when the style is the identity."""
+        return (head_pose, expression) if self.identity else self.apply(head_pose, expression)
+
+    def apply(self, head_pose: np.ndarray, expression: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray]:
+        """Scaled copies of head_pose (T, 7) and expression (T, E) (EXPRESSION_NAMES)."""
+        from avgen.constants import SIGNED_EXPRESSIONS
+
+        head = 0.0 if self.still else self.head_scale
+        pose = head_pose.astype(np.float32, copy=True)
+        quaternion = pose[:, :4] / np.linalg.norm(pose[:, :4], axis=1, keepdims=True)
+        quaternion *= np.where(quaternion[:, :1] < 0, -1.0, 1.0)  # the shorter way round
+        sine = np.linalg.norm(quaternion[:, 1:], axis=1)
+        angle = 2 * np.arctan2(sine, quaternion[:, 0]) * head
+        axis = quaternion[:, 1:] / np.maximum(sine, 1e-12)[:, None]
+        pose[:, 0] = np.cos(angle / 2)
+        pose[:, 1:4] = axis * np.sin(angle / 2)[:, None]
+        pose[:, 4:] *= head
+        scaled = expression.astype(np.float32, copy=True)
+        for k, name in enumerate(EXPRESSION_NAMES):
+            if name.startswith("eye_blink"):
+                continue
+            low = -1.0 if name in SIGNED_EXPRESSIONS else 0.0
+            scaled[:, k] = np.clip(scaled[:, k] * self.expression_scale, low, 1.0)
+        return pose, scaled
+
+
+@dataclass(frozen=True)
 class GenerateConfig:
     steps: int = 4  # 4 Euler steps matched 8 on WER and lip F1 (benchmarks/results/sampler.md)
     seed: int = 0
@@ -34,6 +89,7 @@ class GenerateConfig:
     first_chunk_frames: int = 48
     temperature: float = DEFAULT_TEMPERATURE  # mel's starting noise (AVFlow.sample_dyad)
     solver: str = "euler"  # ODE solver of the sampler (avgen.model.av_flow.SOLVERS)
+    style: MotionStyle = MotionStyle()  # head and expression scales on the result
 
     def __post_init__(self) -> None:
         if (not isinstance(self.steps, (int, np.integer)) or isinstance(self.steps, bool)
@@ -71,15 +127,16 @@ def load_av_model(checkpoint: str | None = None, device: str = "cpu"):
 
 
 def generate(timeline: Timeline, model, normalizer, config: GenerateConfig = GenerateConfig(),
-             progress=None) -> dict[str, np.ndarray]:
+             progress=None, on_step=None) -> dict[str, np.ndarray]:
     """Mel and motion for both people over the whole timeline (T frames at 86.13 fps).
 
     Returns `avgen.av/1` arrays. Deterministic for `config.seed` on one device.
+    `progress`, `on_step`: as in `generate_from_tokens`.
     """
     tokens = np.stack([timeline.token_logits(p) for p in range(NUM_PEOPLE)])
     cues = [(c.person, c.kind, c.start_frame, c.duration) for c in timeline.cues]
     return generate_from_tokens(tokens, timeline.names, model, normalizer, config, progress,
-                                cues)
+                                cues, on_step)
 
 
 def act_cues(motion: np.ndarray, cues, seed: int = 0) -> np.ndarray:
@@ -114,10 +171,12 @@ def act_cues(motion: np.ndarray, cues, seed: int = 0) -> np.ndarray:
 
 
 def generate_from_tokens(tokens: np.ndarray, names, model, normalizer,
-                         config: GenerateConfig = GenerateConfig(), progress=None, cues=()
-                         ) -> dict[str, np.ndarray]:
+                         config: GenerateConfig = GenerateConfig(), progress=None, cues=(),
+                         on_step=None) -> dict[str, np.ndarray]:
     """`generate` for per-person token log-probabilities (2, T, V) from any source.
-    `progress(frames)` is called as chunks finish; `cues` as in `act_cues`."""
+    `progress(frames)` is called as chunks finish, `on_step(n)` after every solver step
+    (its calls add up to `model.sampling_work(T, config.steps)`); `cues` as in
+    `act_cues`. `config.style` scales the motion last."""
     import torch
 
     from avgen.model.features import motion_from_features
@@ -134,7 +193,8 @@ def generate_from_tokens(tokens: np.ndarray, names, model, normalizer,
     mel, motion = model.sample_dyad(torch.from_numpy(tokens).to(device),
                                     voice_ids.to(device), config.steps, generator,
                                     chunk=config.chunk_frames, progress=progress,
-                                    temperature=config.temperature, solver=config.solver)
+                                    temperature=config.temperature, solver=config.solver,
+                                    on_step=on_step)
     mel = mel.cpu().numpy() * normalizer.mel_std + normalizer.mel_mean
     motion = motion.cpu().numpy() * normalizer.motion_std + normalizer.motion_mean
     if cues:
@@ -144,7 +204,7 @@ def generate_from_tokens(tokens: np.ndarray, names, model, normalizer,
               "names": formats.string_array(names),
               "expression_names": formats.string_array(EXPRESSION_NAMES)}
     for person in range(NUM_PEOPLE):
-        pose, expression = motion_from_features(motion[person])
+        pose, expression = config.style.apply_if_set(*motion_from_features(motion[person]))
         arrays[f"p{person}/mel"] = mel[person].astype(np.float32)
         arrays[f"p{person}/head_pose"] = pose
         arrays[f"p{person}/expression"] = expression
@@ -161,8 +221,8 @@ class SynthConfig:
     fps: float = VideoConfig.fps
     size: int = VideoConfig.size
     layout: str = VideoConfig.layout
-    turn_gap: float = TimelineConfig.turn_gap
-    rate: float = TimelineConfig.rate
+    turn_gap: float = TimelineConfig.turn_gap  # seconds between turns (`--gap`)
+    rate: float = TimelineConfig.rate  # speaking rate, 1.2 is 20% faster (`--rate`)
     encoder: EncoderConfig = EncoderConfig()
 
     def __post_init__(self) -> None:
@@ -172,7 +232,25 @@ class SynthConfig:
             raise ConfigError(f"size must be even and at least 64, got {self.size}")
         if not 1 <= self.fps <= 120:
             raise ConfigError(f"fps must be from 1 to 120, got {self.fps:g}")
-        TimelineConfig(turn_gap=self.turn_gap, rate=self.rate)  # checks both
+        self.timeline()  # checks rate and gap
+
+    def timeline(self, rate: float | None = None, gap: float | None = None) -> TimelineConfig:
+        """The TimelineConfig for this config, or for one job's `rate` / `gap`."""
+        return TimelineConfig(rate=self.rate if rate is None else rate,
+                              turn_gap=self.turn_gap if gap is None else gap)
+
+
+@dataclass(frozen=True)
+class SynthResult:
+    """What one `Synthesizer.synth` made. `seconds`: the video's length; `files`: every
+    file written, by kind (video, subtitles, tokens, av, wav, and wav:NAME per person)."""
+
+    output: str
+    frames: int
+    seconds: float
+    voices: tuple[str, ...]
+    timeline: Timeline
+    files: dict[str, str]
 
 
 def mix(waves: list[np.ndarray], peak: float = 0.95, knee: float = 0.8) -> np.ndarray:
@@ -219,14 +297,35 @@ class AVChunk:
 
 def synth(script: str, refs: list[str], output: str, checkpoint: str | None = None,
           config: SynthConfig = SynthConfig(), durations=None, log=lambda message: None,
-          stream: bool = False) -> int:
+          **options) -> SynthResult:
     """The whole chain: script -> tokens -> joint model -> vocoder -> renderer -> MP4.
 
     Inputs are all checked (script, faces, weights) before any long work; the MP4 is
-    written atomically. Returns the number of video frames. For many dialogues, keep one
-    `Synthesizer` instead: it loads the models once."""
+    written atomically. `options`: as `Synthesizer.synth` (keep, subtitles, progress...).
+    For many dialogues, keep one `Synthesizer` instead: it loads the models once."""
     return Synthesizer(checkpoint, config, durations).synth(script, refs, output, log=log,
-                                                            stream=stream)
+                                                            **options)
+
+
+def _file_part(name: str) -> str:
+    """A speaker's name as a safe piece of a file name."""
+    import re
+
+    return re.sub(r"[^\w.-]+", "_", name).strip("._") or "person"
+
+
+def keep_paths(keep_dir, stem: str, names) -> dict[str, str]:
+    """Where `--keep DIR` puts the side outputs of the video `stem`.mp4."""
+    from pathlib import Path
+
+    folder = Path(keep_dir)
+    files = {"tokens": folder / f"{stem}.tokens.npz", "av": folder / f"{stem}.av.npz",
+             "wav": folder / f"{stem}.wav"}
+    for person, name in enumerate(names):
+        files[f"wav:{name}"] = folder / f"{stem}.p{person}-{_file_part(name)}.wav"
+    return {k: str(v) for k, v in files.items()}
+
+
 
 
 class Synthesizer:
@@ -235,9 +334,10 @@ class Synthesizer:
     The joint model, vocoder and text-to-tokens model load on the first `synth` (or on
     `load()`) and stay; face renderers are cached per photo (path, size, mtime), so a batch
     that reuses two photos finds their landmarks once. One job's settings (seed, steps,
-    voices) are per call; the rest (`config`: vocoder, fps, size, layout, device) is fixed.
-    `durations`: a duration source for every job (default: the learned model, reseeded
-    per job with the job's seed, as `synth` does).
+    voices, rate, gap) are per call; the rest (`config`: vocoder, fps, size, layout,
+    device, solver, motion style, encoder) is fixed. `durations`: a duration source for
+    every job (default: the learned model, reseeded per job with the job's seed, as
+    `synth` does).
 
     `stream` yields the dialogue piece by piece as it is generated; `synth` writes the
     same pieces to an MP4, so both give the same frames and audio for a seed."""
@@ -252,17 +352,20 @@ class Synthesizer:
         self._durations = durations
         self._models = None  # (joint model, normaliser, vocoder, learned durations | None)
 
-    def load(self) -> Synthesizer:
+    def load(self, progress=None) -> Synthesizer:
         """Load the models now (otherwise the first `synth` does); returns self."""
+        from avgen.progress import NullProgress
+
         if self._models is None:
             from avgen.audio import vocoder as vocoders
             from avgen.text.timeline import LearnedDurations
 
-            device = self.config.generate.device
-            model, normalizer = load_av_model(self.checkpoint, device)
-            vocoder = vocoders.load_vocoder(self.config.vocoder, device=device)
-            learned = None if self._durations is not None else LearnedDurations(
-                seed=self.config.generate.seed)
+            with (progress or NullProgress()).stage("load models", unit="model"):
+                device = self.config.generate.device
+                model, normalizer = load_av_model(self.checkpoint, device)
+                vocoder = vocoders.load_vocoder(self.config.vocoder, device=device)
+                learned = None if self._durations is not None else LearnedDurations(
+                    seed=self.config.generate.seed)
             self._models = (model, normalizer, vocoder, learned)
         return self
 
@@ -275,48 +378,66 @@ class Synthesizer:
 
     def prepare(self, script, refs: list[str], *, seed: int | None = None,
                 steps: int | None = None, voices: tuple[str, ...] | None = None,
-                log=lambda message: None):
+                rate: float | None = None, gap: float | None = None,
+                log=lambda message: None, progress=None):
         """Check every input and build the timeline: (timeline, generate settings,
         renderers). Everything a user can get wrong fails here, before long work.
-        `script`: a script file path or a parsed `avgen.text.script.Dialogue`."""
+        `script`: a script file path or a parsed `avgen.text.script.Dialogue`; `progress`:
+        an `avgen.progress` reporter (default: none)."""
         from dataclasses import replace
 
+        from avgen.progress import NullProgress
         from avgen.text.script import Dialogue, read_script
         from avgen.text.timeline import build_timeline
 
+        progress = progress or NullProgress()
         config = self.config
         overrides = {k: v for k, v in (("seed", seed), ("steps", steps), ("voices", voices))
                      if v is not None}
         settings = replace(config.generate, **overrides)
+        timeline_config = config.timeline(rate, gap)
         if len(refs) != NUM_PEOPLE:
             raise InputError(f"--ref takes one photo per person (2), got {len(refs)}")
         dialogue = script if isinstance(script, Dialogue) else read_script(script)
         renderers = self.renderers.get(list(refs))  # no face -> error now
-        model, _, _, learned = self.load()._models
+        model, _, _, learned = self.load(progress)._models
         if settings.voices is None:  # each face keeps its voice across dialogues
             from avgen.speaker import voices_for_faces
 
             settings = replace(settings, voices=voices_for_faces(refs, model.config.voices))
-            log(f"voices: {', '.join(settings.voices)}")
+        log(f"voices: {', '.join(settings.voices)}")
+        progress.note(f"voices: {', '.join(settings.voices)}")
         durations = self._durations or learned.with_seed(settings.seed)
         log("tokens")
-        timeline = build_timeline(dialogue, durations,
-                                  TimelineConfig(turn_gap=config.turn_gap, rate=config.rate))
+        with progress.stage("tokens"):
+            timeline = build_timeline(dialogue, durations, timeline_config)
         return timeline, settings, renderers
 
     def stream(self, script, refs: list[str], *, seed: int | None = None,
                steps: int | None = None, voices: tuple[str, ...] | None = None,
-               log=lambda message: None):
+               rate: float | None = None, gap: float | None = None,
+               log=lambda message: None, progress=None):
         """The dialogue as an iterator of `AVChunk`s, each yielded as soon as it is made:
         the joint model makes the next piece (in a thread of its own) while the caller
         renders, encodes or plays this one. Working memory does not grow with the
-        dialogue's length. Inputs are checked before the first chunk is made."""
+        dialogue's length. Inputs are checked before the first chunk is made.
+        `progress`: a reporter for the joint model and vocoder stages (their updates come
+        from the model's thread)."""
         timeline, settings, renderers = self.prepare(script, refs, seed=seed, steps=steps,
-                                                     voices=voices, log=log)
+                                                     voices=voices, rate=rate, gap=gap,
+                                                     log=log, progress=progress)
         log("joint model, vocoder and renderer")
-        return self._chunks(timeline, settings, renderers)
+        return self._chunks(timeline, settings, renderers, progress)
 
-    def _chunks(self, timeline, settings: GenerateConfig, renderers):
+    def video_frames(self, timeline: Timeline) -> int:
+        """How many video frames the dialogue of `timeline` makes at the config's fps."""
+        from avgen.constants import FRAMES_PER_SECOND
+        from avgen.video import resample_times
+
+        return len(resample_times(timeline.num_frames, FRAMES_PER_SECOND, self.config.fps))
+
+    def _chunks(self, timeline, settings: GenerateConfig, renderers, progress=None,
+                record=None):
         import queue
         import threading
         from concurrent.futures import ThreadPoolExecutor
@@ -332,7 +453,7 @@ class Synthesizer:
 
         def produce():
             try:
-                for piece in self._audio_and_motion(timeline, settings):
+                for piece in self._audio_and_motion(timeline, settings, progress, record):
                     while True:
                         if stop.is_set():
                             return
@@ -414,71 +535,150 @@ class Synthesizer:
                     pass
             producer.join()
 
-    def _audio_and_motion(self, timeline, settings: GenerateConfig):
+    def _audio_and_motion(self, timeline, settings: GenerateConfig, progress=None,
+                          record=None):
         """Per model chunk: (audio samples, first sample, per-person head poses and
         expressions of the chunk's model frames, the chunk's first model frame, the model
-        frame up to which audio is final). Runs in the producer thread."""
+        frame up to which audio is final). Runs in the producer thread. `record`: a dict
+        that gathers the whole dialogue's mel, motion and per-person waves (for `keep`)."""
         from avgen.audio.vocoder import vocode
         from avgen.model.features import motion_from_features
+        from avgen.progress import NullProgress
 
+        progress = progress or NullProgress()
         model, normalizer, vocoder, _ = self._models
         voice_ids, tokens, generator = _sampling_inputs(timeline, model, settings)
         cues = [(c.person, c.kind, c.start_frame, c.duration) for c in timeline.cues]
         total = timeline.num_frames
         bounds = chunk_bounds(total, settings.first_chunk_frames, settings.chunk_frames)
         mel_kept, mel_first, audio_done = None, 0, 0
-        for a, b, mel, motion in model.sample_chunks(
-                tokens, voice_ids, bounds, settings.steps, generator, settings.temperature,
-                settings.solver):
-            mel = mel.cpu().numpy() * normalizer.mel_std + normalizer.mel_mean
-            motion = motion.cpu().numpy() * normalizer.motion_std + normalizer.motion_mean
-            if cues:  # per frame, so a chunk is acted out as the whole dialogue would be
-                motion = act_cues(motion, [(p, k, s - a, d) for p, k, s, d in cues],
-                                  settings.seed)
-            poses, expressions = zip(*(motion_from_features(motion[p])
-                                       for p in range(NUM_PEOPLE)))
-            mel_kept = mel if mel_kept is None else np.concatenate([mel_kept, mel], axis=1)
-            ready = total if b == total else max(audio_done, b - VOCODER_CONTEXT)
-            audio = np.zeros(0, np.float32)
-            if ready > audio_done:
-                lo = max(mel_first, audio_done - VOCODER_CONTEXT)
-                hi = min(b, ready + VOCODER_CONTEXT)
-                waves = [vocode(vocoder, mel_kept[p, lo - mel_first:hi - mel_first])
-                         [(audio_done - lo) * 256:(ready - lo) * 256]
-                         for p in range(NUM_PEOPLE)]
-                audio = mix(waves).astype(np.float32)
-            yield (audio, audio_done * 256, poses, expressions, a, ready)
-            audio_done = ready
-            drop = max(0, audio_done - VOCODER_CONTEXT - mel_first)
-            mel_kept, mel_first = mel_kept[:, drop:], mel_first + drop
+        # both stages run side by side, chunk by chunk, in this thread
+        with progress.stage("joint model", model.sampling_work(total, settings.steps),
+                            "frame-steps") as on_step, \
+                progress.stage("vocoder", total, "frames") as vocoded:
+            for a, b, mel, motion in model.sample_chunks(
+                    tokens, voice_ids, bounds, settings.steps, generator,
+                    settings.temperature, settings.solver, on_step):
+                mel = mel.cpu().numpy() * normalizer.mel_std + normalizer.mel_mean
+                motion = motion.cpu().numpy() * normalizer.motion_std + normalizer.motion_mean
+                if cues:  # per frame, so a chunk is acted out as the whole dialogue would be
+                    motion = act_cues(motion, [(p, k, s - a, d) for p, k, s, d in cues],
+                                      settings.seed)
+                # the style is per frame too
+                poses, expressions = zip(*(settings.style.apply_if_set(
+                    *motion_from_features(motion[p])) for p in range(NUM_PEOPLE)))
+                mel_kept = mel if mel_kept is None else np.concatenate([mel_kept, mel], axis=1)
+                ready = total if b == total else max(audio_done, b - VOCODER_CONTEXT)
+                audio = np.zeros(0, np.float32)
+                if ready > audio_done:
+                    lo = max(mel_first, audio_done - VOCODER_CONTEXT)
+                    hi = min(b, ready + VOCODER_CONTEXT)
+                    waves = [vocode(vocoder, mel_kept[p, lo - mel_first:hi - mel_first])
+                             [(audio_done - lo) * 256:(ready - lo) * 256]
+                             for p in range(NUM_PEOPLE)]
+                    audio = mix(waves).astype(np.float32)
+                    vocoded(ready - audio_done)
+                    if record is not None:
+                        record.setdefault("waves", []).append(waves)
+                if record is not None:
+                    record.setdefault("mel", []).append(mel.astype(np.float32))
+                    record.setdefault("motion", []).append((poses, expressions))
+                yield (audio, audio_done * 256, poses, expressions, a, ready)
+                audio_done = ready
+                drop = max(0, audio_done - VOCODER_CONTEXT - mel_first)
+                mel_kept, mel_first = mel_kept[:, drop:], mel_first + drop
 
     def synth(self, script, refs: list[str], output: str, *, seed: int | None = None,
               steps: int | None = None, voices: tuple[str, ...] | None = None,
-              log=lambda message: None, progress: bool = True, stream: bool = False) -> int:
-        """One dialogue to one MP4 (written atomically); returns the number of video frames.
+              rate: float | None = None, gap: float | None = None, keep: str | None = None,
+              subtitles: str | None = None, log=lambda message: None, progress=True,
+              stream: bool = False) -> SynthResult:
+        """One dialogue to one MP4 (written atomically).
 
-        `script`: a script file path or a parsed `avgen.text.script.Dialogue`. `seed`, `steps`,
-        `voices` override the config's for this call. Inputs (script, faces, settings) are
-        checked before the models run; `progress` shows a bar. `stream`: a fragmented MP4
-        written as the dialogue is generated (playable while it grows; `output` "-" is
-        standard output); the frames and audio are the same either way."""
-        import sys
+        `script`: a script file path or a parsed `avgen.text.script.Dialogue`. `seed`,
+        `steps`, `voices`, `rate`, `gap` override the config's for this call. `keep`: a
+        folder for the side outputs (tokens, av file, mixed WAV, one WAV per person;
+        `keep_paths`); `subtitles`: an .srt or .vtt file, one cue per sentence.
+        `progress`: an `avgen.progress` reporter, True (bars or lines on stderr) or False
+        (nothing). `stream`: a fragmented MP4 written as the dialogue is generated
+        (playable while it grows; `output` "-" is standard output); the frames and audio
+        are the same either way. Inputs (script, faces, settings, output places) are
+        checked before the models run; the side outputs are written once the video is."""
+        from contextlib import closing
+        from pathlib import Path
 
-        from tqdm import tqdm
-
+        from avgen import progress as reporters
+        from avgen.audio.io import wav_bytes
         from avgen.constants import SAMPLE_RATE
+        from avgen.formats import atomic_write_bytes
+        from avgen.text.timeline import save_timeline
         from avgen.video import AVWriter
 
+        if progress is True:
+            progress = reporters.for_stream()
+        elif not progress:
+            progress = reporters.NullProgress()
         config = self.config
         writer = AVWriter(output, *self.frame_size, config.fps, SAMPLE_RATE,
                           fragmented=stream, config=config.encoder)  # checks the output
-        chunks = self.stream(script, refs, seed=seed, steps=steps, voices=voices, log=log)
-        with writer, tqdm(desc="synth", unit="frame", disable=not progress, file=sys.stderr,
-                          dynamic_ncols=True) as bar:
+        if subtitles is not None:
+            from avgen.subtitles import check_path
+
+            check_path(subtitles)
+        if keep is not None:
+            if Path(keep).exists() and not Path(keep).is_dir():
+                raise InputError("--keep names a folder, and this is a file", str(keep))
+            if not Path(keep).parent.is_dir():
+                raise InputError("output folder does not exist", str(Path(keep).parent))
+        timeline, settings, renderers = self.prepare(script, refs, seed=seed, steps=steps,
+                                                     voices=voices, rate=rate, gap=gap,
+                                                     log=log, progress=progress)
+        log("joint model, vocoder and renderer")
+        record = {} if keep is not None else None
+        audio = []
+        chunks = self._chunks(timeline, settings, renderers, progress, record)
+        # closing: a failed write stops the model's thread at once
+        with writer, closing(chunks), progress.stage("render", self.video_frames(timeline),
+                                                     "frame") as bar:
             for chunk in chunks:
                 writer.write(chunk.frames, chunk.audio)
-                bar.update(len(chunk.frames))
-        return writer.frames
+                if record is not None:
+                    audio.append(chunk.audio)
+                bar(len(chunk.frames))
+        files = {"video": str(output)}
+        if subtitles is not None:
+            from avgen.subtitles import write_subtitles
+
+            write_subtitles(subtitles, timeline)
+            files["subtitles"] = str(subtitles)
+        if keep is not None:
+            Path(keep).mkdir(exist_ok=True)
+            stem = "dialogue" if str(output) == "-" else Path(output).stem
+            kept = keep_paths(keep, stem, timeline.names)
+            save_timeline(kept["tokens"], timeline)
+            formats.save(kept["av"], formats.AV, _av_arrays(timeline, record))
+            atomic_write_bytes(kept["wav"], wav_bytes(np.concatenate(audio)))
+            for person, name in enumerate(timeline.names):
+                wave = np.concatenate([waves[person] for waves in record["waves"]])
+                atomic_write_bytes(kept[f"wav:{name}"], wav_bytes(wave))
+            files.update(kept)
+        return SynthResult(str(output), writer.frames, writer.frames / config.fps,
+                           tuple(settings.voices), timeline, files)
+
+
+def _av_arrays(timeline: Timeline, record: dict) -> dict[str, np.ndarray]:
+    """`avgen.av/1` arrays of a dialogue gathered chunk by chunk (`record` of
+    `Synthesizer._audio_and_motion`), as `generate` makes them at once."""
+    arrays = {"num_people": np.array(NUM_PEOPLE), "num_frames": np.array(timeline.num_frames),
+              "names": formats.string_array(timeline.names),
+              "expression_names": formats.string_array(EXPRESSION_NAMES)}
+    for person in range(NUM_PEOPLE):
+        arrays[f"p{person}/mel"] = np.concatenate([m[person] for m in record["mel"]])
+        arrays[f"p{person}/head_pose"] = np.concatenate(
+            [poses[person] for poses, _ in record["motion"]])
+        arrays[f"p{person}/expression"] = np.concatenate(
+            [expressions[person] for _, expressions in record["motion"]])
+    return arrays
 
 
 def _sampling_inputs(timeline: Timeline, model, settings: GenerateConfig):

@@ -36,3 +36,11 @@ def tiny_corpus(tmp_path_factory):
     corpus.build_features(root)
     build_dialogues(root, DialogueConfig(dialogues_per_shard=2))
     return root, config
+
+
+@pytest.fixture(scope="session")
+def whisper():
+    """Whisper tiny.en of the eval extra (README's test command installs it), loaded once."""
+    from avgen.metrics.asr import WhisperTinyEn
+
+    return WhisperTinyEn()

@@ -132,13 +132,17 @@ class FakeSynthesizer:
         self.loads += 1
         return self
 
-    def synth(self, script, refs, output, seed=None, steps=None, voices=None, progress=True):
+    def synth(self, script, refs, output, seed=None, steps=None, voices=None, rate=None,
+              gap=None, progress=True):
+        from types import SimpleNamespace
+
         self.calls.append(output)
+        self.settings = (rate, gap)
         if len(self.calls) in self.fail_on:
             raise RuntimeError("boom")
         with open(output, "wb") as f:
             f.write(b"not really an mp4")
-        return 1
+        return SimpleNamespace(frames=1)
 
 
 def test_sharded_runs_cover_the_batch_and_a_crash_is_one_error(tmp_path):
@@ -166,6 +170,19 @@ def test_mp4_is_complete(tmp_path):
         for _ in range(4):
             writer.write(np.zeros((64, 64, 3), np.uint8))
     assert not mp4_is_complete(tmp_path / "silent.mp4")  # synth always writes audio too
+
+
+def test_an_mp4_whose_writing_fails_leaves_nothing_behind(tmp_path):
+    """An error while frames are written (a renderer failing, ctrl-C) removes the
+    temp file; no output appears."""
+    from avgen.video import Mp4Writer
+
+    with pytest.raises(RuntimeError, match="renderer failed"):
+        with Mp4Writer(tmp_path / "out.mp4", 64, 64, 8) as writer:
+            writer.write(np.zeros((64, 64, 3), np.uint8))
+            assert len(list(tmp_path.iterdir())) == 1  # the temp file, while writing
+            raise RuntimeError("renderer failed")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_batch_end_to_end_resumes_and_loads_models_once(checkpoint, tmp_path, monkeypatch):
@@ -266,3 +283,21 @@ def test_learned_durations_reseeded_share_the_model():
     base = LearnedDurations(seed=1)
     other = base.with_seed(7)
     assert other.model is base.model and (base.seed, other.seed) == (1, 7)
+
+
+def test_rate_and_gap_job_keys_reach_the_synthesizer(tmp_path, capsys):
+    lines = [{"text": "A: Hi", "refs": REFS, "rate": 1.25, "gap": 0},
+             {"text": "A: Hi", "refs": REFS, "rate": 9},
+             {"text": "A: Hi", "refs": REFS, "gap": "long"},
+             {"text": "A: Hi", "refs": REFS, "gap": -1}]
+    path = write_jobs(tmp_path, lines)
+    jobs = read_jobs(path)
+    assert (jobs[0].rate, jobs[0].gap) == (1.25, 0.0)
+    assert "rate must be from 0.25 to 4, got 9" in jobs[1].error
+    assert "'gap' must be a number" in jobs[2].error
+    assert "turn gap must be from 0 to 10 s" in jobs[3].error
+    fake = FakeSynthesizer()
+    run_batch(path, tmp_path / "out", fake, Shard())
+    assert fake.settings == (1.25, 0.0)
+    log = capsys.readouterr().err  # not a terminal: plain lines, no bar
+    assert "line 1: ok job-00001.mp4" in log and "line 2: error:" in log and "\r" not in log

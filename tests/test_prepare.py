@@ -389,6 +389,21 @@ def test_item_errors_lengths_audio_faces(tmp_path, conversation, monologues, tin
     assert not (tmp_path / "out" / "items").exists()  # nothing written
 
 
+def test_ctc_vocabulary_maps_letters_and_phones_to_symbols():
+    """A character CTC model's letters become rough phones (not silence), its blank and
+    word delimiter silence; an IPA phone maps to itself; a token without counterpart is
+    left out and named."""
+    from avgen.prepare.ctc import vocabulary_map
+    from avgen.text.symbols import SILENCE_ID, symbol_id
+
+    vocab = {"<pad>": 0, "|": 1, "T": 2, "S": 3, "A": 4, "ʃ": 5, "ø": 6}
+    mapping, left_out = vocabulary_map(vocab, len(vocab))
+    assert mapping.sum(1).tolist() == [1, 1, 1, 1, 1, 1, 0]
+    assert mapping[:6].argmax(1).tolist() == [SILENCE_ID, SILENCE_ID, symbol_id("t"),
+                                              symbol_id("s"), symbol_id("æ"), symbol_id("ʃ")]
+    assert left_out == ["ø"]
+
+
 def test_ctc_model_folder_errors(tmp_path, tiny_ctc):
     from avgen.prepare.ctc import check_model_dir
 

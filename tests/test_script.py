@@ -76,3 +76,29 @@ def test_read_script_errors(tmp_path):
 def test_read_script_accepts_bom(write_script):
     path = write_script("\ufeffA: hi\n")
     assert read_script(path).names == ("A",)
+
+
+@pytest.mark.parametrize("text", ["A: hello [S2] hi there\n", "[S1] hi [S2] there\n"])
+def test_speaker_tag_inside_a_line_is_an_error(text):
+    with pytest.raises(InputError, match=r"s.txt:1: speaker tag '\[S2\]' inside a line"):
+        parse_script(text, "s.txt")
+
+
+def test_problems_list_collects_every_bad_line():
+    problems = []
+    dialogue = parse_script("A: hi\nB: (sings)\nC: ok\nD: no\nwhat\nA: fine\n", "s.txt",
+                            problems)
+    assert [p.line for p in problems] == [2, 3, 4, 5]
+    assert "third speaker 'C'" in str(problems[1])  # B's bad line still numbers B
+    assert [t.line for t in dialogue.turns] == [1, 6]
+    assert dialogue.names == ("A", "B")
+
+
+@pytest.mark.parametrize("data, kind", [
+    (b"\x89PNG\r\n\x1a\n" + bytes(20), "a PNG image"), (b"\xff\xd8\xff\xe0" + bytes(20), "a JPEG"),
+])
+def test_photo_given_as_script_is_named(tmp_path, data, kind):
+    path = tmp_path / "grace.png"
+    path.write_bytes(data)
+    with pytest.raises(InputError, match=f"grace.png: is {kind}.*not a dialogue script"):
+        read_script(path)

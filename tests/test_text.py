@@ -106,3 +106,55 @@ def test_text_the_phonemizer_cannot_handle(text, message):
 
 def test_accented_latin_is_fine():
     assert to_phrases("Un café, señor.")
+
+
+@pytest.mark.parametrize("written, spoken", [
+    # dates: month first, unless the first part can only be a day
+    ("on 3/4/2024", "on March fourth, twenty twenty-four"),
+    ("by 25/12/2023.", "by December twenty-fifth, twenty twenty-three."),
+    ("2024-03-04", "March fourth, twenty twenty-four"),
+    ("March 4th", "March fourth"),
+    ("Mar. 4, 2024", "March fourth, twenty twenty-four"),
+    ("the 4th of July", "the fourth of July"),
+    ("on 4 March", "on the fourth of March"),
+    ("May I help", "May I help"),
+    # phone numbers: digit by digit, a pause between groups
+    ("call 555-1234", "call five five five, one two three four"),
+    ("(555) 123-4567", "five five five, one two three, four five six seven"),
+    ("+1 555-123-4567", "plus one, five five five, one two three, four five six seven"),
+    # decades
+    ("the 1990s", "the nineteen nineties"),
+    ("the '80s", "the eighties"),
+    ("the 1900s", "the nineteen hundreds"),
+    # regnal numerals after a ruler's name; other numerals stay cardinals
+    ("Louis XVI", "Louis the sixteenth"),
+    ("Elizabeth II and Henry V", "Elizabeth the second and Henry the fifth"),
+    ("the Mark II", "the Mark two"),
+    # units
+    ("5 km", "five kilometers"),
+    ("1 kg", "one kilogram"),
+    ("3 kg", "three kilograms"),
+    ("20 °C", "twenty degrees Celsius"),
+    ("-5°C", "minus five degrees Celsius"),
+    ("80 km/h", "eighty kilometers per hour"),
+    ("2.5 GB", "two point five gigabytes"),
+    # scores, ratios, ranges
+    ("won 3-2", "won three to two"),
+    ("pages 10-20", "pages ten to twenty"),
+    ("a 16:9 screen", "a sixteen to nine screen"),
+    ("at 10:30", "at ten thirty"),
+    # addresses, spelled
+    ("mail jane.doe@example.com", "mail jane dot doe at example dot com"),
+    ("see https://www.example.com/docs.", "see w w w dot example dot com slash docs."),
+    ("visit github.com", "visit github dot com"),
+])
+def test_normalize_dates_phones_decades_regnal_units_scores_addresses(written, spoken):
+    assert normalize(written) == spoken
+
+
+def test_new_readings_are_speakable_and_phonemise():
+    phrases = to_phrases("On 3/4/2024 Louis XVI called 555-1234 about the 1990s: "
+                         "5 km at 20 °C, 3-2, jane@example.com")
+    assert all(p.phones for p in phrases)
+    for phrase in phrases:
+        phones_to_ids(phrase.phones, "<test>")

@@ -25,8 +25,18 @@ description = "a test entry"
     return Weights(registry, assets, cache=tmp_path / "cache")
 
 
-def test_shipped_registry_parses():
-    load_registry(REGISTRY_PATH)  # every entry complete, every sha256 well formed
+def test_shipped_registry_holds_every_default_and_they_verify():
+    from avgen.audio.vocoder import VOCOS_WEIGHTS
+    from avgen.pipeline import AV_WEIGHTS
+    from avgen.text.timeline import DEFAULT_WEIGHTS as TOKENS_WEIGHTS
+
+    entries = load_registry(REGISTRY_PATH)  # every entry complete, every sha256 well formed
+    weights = Weights()
+    builtin = [name for name, entry in entries.items() if entry.source == "builtin"]
+    defaults = {VOCOS_WEIGHTS, AV_WEIGHTS, TOKENS_WEIGHTS}
+    assert defaults <= set(builtin)
+    for name in builtin:  # shipped in the package, byte for byte
+        assert weights.status(name) == "ok", name
 
 
 def test_builtin_entry_verifies_and_resolves(tmp_path):

@@ -16,7 +16,7 @@ app = typer.Typer(
     help="avgen: a written two-person dialogue + two face photos -> one talking MP4.\n\n"
          "Each stage is its own command and file arguments take '-' for stdin/stdout, "
          "so stages compose in shell pipelines.",
-    add_completion=False, pretty_exceptions_enable=False, **TYPER_SETTINGS)
+    add_completion=True, pretty_exceptions_enable=False, **TYPER_SETTINGS)
 
 
 def _version(value: bool) -> None:
@@ -31,7 +31,7 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
     pass
 
 
-for command in (chain.tokens, chain.phonemize, chain.render, chain.track):
+for command in (chain.tokens, chain.check, chain.phonemize, chain.render, chain.track):
     app.command()(command)
 app.command("eval")(tools.evaluate)
 for command in (chain.synth, chain.generate, chain.vocode):

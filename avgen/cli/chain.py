@@ -10,14 +10,13 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from avgen.cli.common import (Device, Fps, JointCheckpoint, Layout, LayoutOption, Seed, Size,
-                              Solver, SolverChoice, Steps, Temperature, Vocoder,
-                              VocoderChoice, Voices, err,
-                              split_refs, user_errors)
+from avgen.cli.common import (Device, Fps, Gap, JointCheckpoint, Layout, LayoutOption, Rate,
+                              Seed, Size, Solver, SolverChoice, Steps, Temperature, Vocoder,
+                              VocoderChoice, Voices, err, split_refs, user_errors)
 from avgen.constants import FRAMES_PER_SECOND, SAMPLE_RATE
 from avgen.errors import InputError
 from avgen.face.render import VideoConfig
-from avgen.pipeline import GenerateConfig, SynthConfig
+from avgen.pipeline import GenerateConfig, MotionStyle, SynthConfig
 from avgen.text.timeline import TimelineConfig
 
 
@@ -45,10 +44,11 @@ def tokens(
     seed: int = typer.Option(GenerateConfig.seed, help="Seed for the token decoder's "
                              "sampling noise (the flow decoder; the direct head is "
                              "deterministic anyway)."),
-    rate: float = typer.Option(TimelineConfig.rate,
-                               help="Speaking rate (0.25 to 4); 1.2 is 20% faster."),
-    gap: float = typer.Option(TimelineConfig.turn_gap,
-                              help="Silence between turns, seconds (0 to 10)."),
+    rate: Rate = TimelineConfig.rate,
+    gap: Gap = TimelineConfig.turn_gap,
+    json_path: Optional[str] = typer.Option(
+        None, "--json", help="Also write word and phoneme timings (seconds, per turn) as "
+                             "JSON to this file ('-': stdout)."),
 ) -> None:
     """Turn a dialogue script into a timeline and per-frame phoneme tokens.
 
@@ -57,21 +57,74 @@ def tokens(
     clock. Errors in the script name file and line; exit code 2, nothing written.
     """
     from avgen.text.script import read_script
-    from avgen.text.timeline import EspeakDurations, LearnedDurations, build_timeline, save_timeline
+    from avgen.text.timeline import (EspeakDurations, LearnedDurations, build_timeline,
+                                     save_timeline)
 
     config = TimelineConfig(rate=rate, turn_gap=gap)
     if checkpoint is not None and durations != DurationChoice.learned:
         raise InputError("--checkpoint goes with --durations learned")
+    if json_path not in (None, "-") and not Path(json_path).parent.is_dir():
+        raise InputError("output folder does not exist", str(Path(json_path).parent))
     dialogue = read_script(script)
     if output is None:
         output = "-" if script == "-" else Path(script).name.split(".")[0] + ".tokens.npz"
+    if json_path == "-" and output == "-":
+        raise InputError("--json - and -o - would both write stdout; send one to a file")
     if durations == DurationChoice.learned:
         source = LearnedDurations(checkpoint, seed=seed)
     else:
         source = EspeakDurations()
     timeline = build_timeline(dialogue, source, config)
     save_timeline(output, timeline)
+    if json_path is not None:
+        import json
+
+        from avgen.formats import atomic_write_bytes
+        from avgen.text.timeline import timings
+
+        text = json.dumps(timings(timeline), indent=1, ensure_ascii=False)
+        atomic_write_bytes(json_path, (text + "\n").encode("utf-8"))
     _print_timeline_summary(timeline, output)
+
+
+@user_errors
+def check(
+    script: Optional[str] = typer.Argument(None, help="Dialogue script to check; '-' reads "
+                                           "stdin."),
+    text: Optional[str] = typer.Option(None, "--text", help="Check this script text instead "
+                                       "of a file (\\n between turns)."),
+    json_report: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Check a script without loading any model: every problem of every line (not only
+    the first), and what each line will say after normalisation. Exit code 2 if there
+    is any problem."""
+    import json
+
+    from avgen.check import check_script
+    from avgen.text.script import read_script_text
+
+    if (script is None) == (text is None):
+        raise InputError("give a script file ('-' for stdin) or --text")
+    if text is not None:
+        source, content = "--text", text.replace("\\n", "\n")
+    else:
+        content, source = read_script_text(script)
+    report = check_script(content, source)
+    if json_report:
+        typer.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=1))
+    else:
+        for line in report.lines:
+            mark = "  " if line.error is None else "! "
+            typer.echo(f"{mark}{line.line:>4} {line.speaker}: {line.spoken}")
+        for problem in report.problems:
+            err.print(f"[bold red]error:[/] {problem}", markup=True, highlight=False)
+        people = ", ".join(report.names) or "nobody"
+        summary = (f"{source}: {len(report.lines)} lines for {people}; "
+                   + (f"{len(report.problems)} problem{'s' * (len(report.problems) != 1)}"
+                      if report.problems else "no problems"))
+        err.print(summary, markup=False)
+    if not report.ok:
+        raise typer.Exit(2)
 
 
 def _print_timeline_summary(timeline, output: str) -> None:
@@ -111,7 +164,10 @@ def generate(
     from avgen.pipeline import generate as run_generate, load_av_model
     from avgen.text.timeline import load_timeline
 
-    tokens_file, refs = split_refs(inputs, ref)
+    files, refs = split_refs(inputs, ref, "a tokens file")
+    if len(files) != 1:
+        raise InputError(f"expected one tokens file, got {len(files)}: {' '.join(files)}")
+    tokens_file = files[0]
     if refs and len(refs) != 2:
         raise InputError(f"--ref takes one photo per person (2), got {len(refs)}")
     config = GenerateConfig(steps=steps, solver=solver.value, seed=seed,
@@ -125,7 +181,11 @@ def generate(
         from avgen.speaker import voices_for_faces
 
         config = replace(config, voices=tuple(voices_for_faces(refs, model.config.voices)))
-    arrays = run_generate(timeline, model, normalizer, config)
+    from avgen.progress import for_stream
+
+    with for_stream().stage("joint model", model.sampling_work(timeline.num_frames, steps),
+                            "frame-steps") as update:
+        arrays = run_generate(timeline, model, normalizer, config, on_step=update)
     formats.save(output, formats.AV, arrays)
     err.print(f"{output}: {timeline.num_frames} frames for {', '.join(timeline.names)}")
 
@@ -189,14 +249,11 @@ def render(
 
     if output == "-":
         raise InputError("an MP4 cannot be streamed to stdout; give a file name", "-o")
-    # `--ref a.png b.png` leaves b.png among the positional arguments next to the motion
-    # file; the motion file is the .npz (or '-').
-    motions = [a for a in inputs if a == "-" or a.lower().endswith(".npz")]
+    motions, refs = split_refs(inputs, ref, "a motion file", people=None)
     if len(motions) != 1:
         raise InputError(f"expected one motion file (.npz or '-'), got {len(motions)}: "
-                         f"{' '.join(inputs)}", "render")
+                         f"{' '.join(motions)}", "render")
     motion = motions[0]
-    refs = list(ref) + [a for a in inputs if a is not motion]
     count = render_video(motion, refs, output, audio=audio,
                          config=VideoConfig(fps=fps, size=size, layout=layout.value),
                          frames_dir=frames)
@@ -223,13 +280,38 @@ def track(
               f"({motion.num_frames / FRAMES_PER_SECOND:.2f} s) of head pose + expression")
 
 
+def _script_from(inputs: list[str], text: Optional[str]):
+    """The dialogue of `synth`: one script file ('-' for stdin) or --text."""
+    from avgen.text.script import parse_script, read_script
+
+    if text is not None:
+        if inputs:
+            raise InputError(f"give a script file or --text, not both (got {inputs[0]})")
+        # a shell passes "A: hi\\nB: hello" with a backslash-n: that is a line break too
+        return parse_script(text.replace("\\n", "\n"), "--text")
+    if len(inputs) != 1:
+        raise InputError("give one dialogue script (a file, '-' for stdin, or --text), got "
+                         + (f"{len(inputs)}: {' '.join(inputs)}" if inputs else "none"))
+    return read_script(inputs[0])
+
+
+def _report(result, wall: float) -> dict:
+    """The final report: output, video length, wall time, real-time factor (wall / video)."""
+    return {"output": result.output, "video_seconds": round(result.seconds, 3),
+            "wall_seconds": round(wall, 3),
+            "real_time_factor": round(wall / result.seconds, 3) if result.seconds else None,
+            "frames": result.frames, "voices": list(result.voices), "files": result.files}
+
+
 @user_errors
 def synth(
     inputs: Optional[list[str]] = typer.Argument(None, help="Dialogue script ('NAME: words' "
-                                                 "per line); not with --batch."),
+                                                 "per line; '-' reads stdin); not with "
+                                                 "--text or --batch."),
     ref: Optional[list[str]] = typer.Option(None, "--ref", help="Two face photos, first speaker "
                                             "first: --ref a.png b.png (or --ref a.png --ref "
-                                            "b.png); not with --batch."),
+                                            "b.png), before or after the script; not with "
+                                            "--batch."),
     output: str = typer.Option(..., "-o", "--output", help="MP4 to write ('-': standard "
                                "output, with --stream); with --batch, the folder for every "
                                "job's MP4 and the results file."),
@@ -238,6 +320,31 @@ def synth(
                                 "it to a player (avgen synth ... --stream -o - | ffplay -); "
                                 "a file is written as FILE.part and renamed when complete. "
                                 "Same pictures and sound as without --stream."),
+    text: Optional[str] = typer.Option(None, "--text", help="The script inline instead of a "
+                                       "file: --text \"A: Hi.\\nB: Hello.\" (\\n or a "
+                                       "real line break between turns)."),
+    rate: Rate = SynthConfig.rate,
+    gap: Gap = SynthConfig.turn_gap,
+    head_scale: float = typer.Option(MotionStyle.head_scale, "--head-scale",
+                                     help="Scale of head motion: 0.5 halves nods and turns, "
+                                     "0 keeps the head still (0 to 3)."),
+    expression_scale: float = typer.Option(MotionStyle.expression_scale, "--expression-scale",
+                                           help="Scale of mouth, brow and smile movement; "
+                                           "blinks stay whole (0 to 3)."),
+    still: bool = typer.Option(MotionStyle.still, "--still", help="No head motion: the head "
+                               "keeps the photo's pose while the face talks and reacts."),
+    keep: Optional[str] = typer.Option(None, "--keep", help="Also keep the side outputs in "
+                                       "this folder (created): the tokens, the av file, the "
+                                       "mixed WAV and one WAV per person, named after the "
+                                       "MP4."),
+    subtitles: Optional[str] = typer.Option(None, "--subtitles", help="Also write subtitles, "
+                                            "one cue per sentence: out.srt or out.vtt."),
+    json_report: bool = typer.Option(False, "--json", help="Print the final report as one "
+                                     "JSON object on stdout (on stderr with -o -)."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress on stderr; errors "
+                               "and the final report only."),
+    verbose: bool = typer.Option(False, "-v", "--verbose", help="Also say which voices "
+                                 "were chosen and how long each stage took."),
     batch: Optional[Path] = typer.Option(None, "--batch", help="Jobs file (JSON Lines, one job "
                                          "per line; see above): synthesise every job with the "
                                          "models loaded once."),
@@ -261,34 +368,52 @@ def synth(
     """The whole chain: a dialogue script and two face photos in, one MP4 out, in which
     both people speak their lines and the listener reacts.
 
+    At the end one line goes to stdout (to stderr with -o -, where stdout carries the
+    video): the MP4, the video's length, the wall time and the real-time factor (wall
+    time / video length; below 1 is faster than real time).
+    Progress goes to stderr: bars on a terminal, a few plain lines in a log.
+
     **Batch:** `avgen synth --batch jobs.jsonl -o outdir/ [--shard K/N]`. One JSON object
     per line: exactly one of `"script": "file.txt"`, `"text": "A: Hi\\nB: Hello"` or
     `"turns": [["A", "Hi"], ["B", "Hello"]]`; `"refs": ["a.png", "b.png"]`; optional
     `"output": "name.mp4"` (default job-LLLLL.mp4, L = line number), `"seed"`, `"steps"`,
-    `"voices": ["heart", "heart-low"]` (unset: the options above). Relative paths are
-    relative to the jobs file. Jobs whose MP4 is already complete are skipped (re-run to
-    resume); a bad line or failing job is recorded and the rest still run. Each job appends
-    {line, output, status: ok|skipped|error, seconds, error} to the results file. Exit code
-    1 if any job failed (after all ran)."""
-    from avgen.pipeline import Synthesizer, synth as run_synth
+    `"voices": ["heart", "heart-low"]`, `"rate"`, `"gap"` (unset: the options above).
+    Relative paths are relative to the jobs file. Jobs whose MP4 is already complete are
+    skipped (re-run to resume); a bad line or failing job is recorded and the rest still
+    run. Each job appends {line, output, status: ok|skipped|error, seconds, error} to the
+    results file. Exit code 1 if any job failed (after all ran)."""
+    import json
+    import sys
+    import time
 
+    from avgen import progress as reporters
+    from avgen.pipeline import Synthesizer
+
+    started = time.perf_counter()
+    if quiet and verbose:
+        raise InputError("--quiet and --verbose contradict each other")
+    style = MotionStyle(head_scale=head_scale, expression_scale=expression_scale, still=still)
     config = SynthConfig(generate=GenerateConfig(steps=steps, solver=solver.value, seed=seed,
                                                  device=device,
                                                  voices=tuple(voice) if voice else None,
-                                                 temperature=temperature),
-                         vocoder=vocoder.value, fps=fps, size=size, layout=layout.value)
+                                                 temperature=temperature, style=style),
+                         vocoder=vocoder.value, fps=fps, size=size, layout=layout.value,
+                         rate=rate, turn_gap=gap)
     if batch is not None:
         from avgen.batch import Shard, run_batch
 
-        if inputs or ref:
+        if inputs or ref or text is not None:
             raise InputError("--batch takes scripts and photos from the jobs file; give no "
-                             "script or --ref")
+                             "script or --ref (nor --text)")
+        if keep is not None or subtitles is not None:
+            raise InputError("--keep and --subtitles are for one dialogue, not --batch")
         if stream:
             raise InputError("--stream makes one video; it does not go with --batch")
         part = Shard.parse(shard)
         if Path(output).exists() and not Path(output).is_dir():
             raise InputError("with --batch, -o names a folder", output)
-        summary = run_batch(batch, output, Synthesizer(checkpoint, config), part, results)
+        summary = run_batch(batch, output, Synthesizer(checkpoint, config), part, results,
+                            progress=not quiet)
         err.print(f"{summary.jobs} jobs (shard {part}): {summary.ok} ok, {summary.skipped} "
                   f"skipped, {summary.errors} failed; results in {summary.results}")
         if summary.errors:
@@ -296,16 +421,23 @@ def synth(
         return
     if shard != "0/1" or results is not None:
         raise InputError("--shard and --results go with --batch")
-    if not inputs:
-        raise InputError("give a dialogue script (or --batch jobs.jsonl)")
-    script, refs = split_refs(inputs, ref)
     if output == "-" and not stream:
         raise InputError("an MP4 on standard output must be streamed: add --stream", "-o")
-    count = run_synth(script, refs, output, checkpoint, config,
-                      log=lambda stage: err.print(f"[dim]{stage}…[/]", markup=True),
-                      stream=stream)
-    where = "standard output" if output == "-" else output
-    err.print(f"{where}: {count} frames at {fps:g} fps ({count / fps:.2f} s)")
+    scripts, refs = split_refs(inputs, ref, "a dialogue script")
+    dialogue = _script_from(scripts, text)
+    progress = reporters.for_stream(sys.stderr, quiet=quiet, verbose=verbose)
+    result = Synthesizer(checkpoint, config).synth(dialogue, refs, output, keep=keep,
+                                                   subtitles=subtitles, progress=progress,
+                                                   stream=stream)
+    report = _report(result, time.perf_counter() - started)
+    to_stderr = output == "-"  # stdout carries the video
+    if json_report:
+        typer.echo(json.dumps(report, ensure_ascii=False), err=to_stderr)
+    else:
+        where = "standard output" if to_stderr else report["output"]
+        typer.echo(f"{where}: {report['video_seconds']:.2f} s of video in "
+                   f"{report['wall_seconds']:.1f} s, real-time factor "
+                   f"{report['real_time_factor']:.2f}", err=to_stderr)
 
 
 @user_errors

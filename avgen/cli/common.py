@@ -75,12 +75,55 @@ Fps = Annotated[float, typer.Option(
     "--fps", help="Video frame rate; motion is resampled from the 86.13 fps model clock.")]
 Size = Annotated[int, typer.Option("--size", help="Face size in pixels (square, even).")]
 LayoutOption = Annotated[Layout, typer.Option("--layout", help="How two people are composed.")]
+Rate = Annotated[float, typer.Option(
+    "--rate", help="Speaking rate (0.25 to 4): 1.2 is 20% faster, 0.8 slower.")]
+Gap = Annotated[float, typer.Option(
+    "--gap", help="Seconds of silence between turns (0 to 10).")]
 Vocoder = Annotated[VocoderChoice, typer.Option(
     help="vocos: our small fast default; griffinlim: no weights; bigvgan: NVIDIA's (fetch "
          "it first with 'avgen weights fetch').")]
 
 
-def split_refs(inputs: list[str], ref: Optional[list[str]]) -> tuple[str, list[str]]:
-    """`--ref a.png b.png`: click gives --ref one value, so b.png arrives as a positional
-    argument after the command's own input; returns (that input, every photo)."""
-    return inputs[0], list(ref or []) + inputs[1:]
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".heic")
+
+
+def _is_image(path: str) -> bool:
+    """By suffix, or by content for an existing file without one (a photo named 'face')."""
+    from pathlib import Path
+
+    from avgen.text.script import binary_kind
+
+    if path == "-":
+        return False
+    if Path(path).suffix.lower() in IMAGE_SUFFIXES:
+        return True
+    try:
+        with open(path, "rb") as handle:
+            kind = binary_kind(handle.read(16))
+    except OSError:
+        return False
+    return bool(kind) and "image" in kind
+
+
+def split_refs(inputs: Optional[list[str]], ref: Optional[list[str]], what: str,
+               people: Optional[int] = 2) -> tuple[list[str], list[str]]:
+    """(main inputs, photos) from a command's positional arguments and its --ref values.
+
+    Click gives --ref one value per flag, so in `--ref a.png b.png FILE` (or `FILE --ref
+    a.png b.png`) the second photo arrives as a positional argument, wherever it stands.
+    Photos among the positionals (by suffix, or image content) join --ref, in order; more
+    than `people` photos, or a photo without any --ref, means a photo stands where `what`
+    belongs: a one-line error."""
+    from avgen.errors import InputError
+
+    inputs, refs = list(inputs or []), list(ref or [])
+    photos = [a for a in inputs if _is_image(a)]
+    main = [a for a in inputs if a not in photos]
+    if photos and not refs:
+        raise InputError(f"is an image, not {what}; give the photos with --ref: "
+                         "--ref a.png b.png", photos[0])
+    refs += photos
+    if people is not None and len(refs) > people:
+        raise InputError(f"{len(refs)} photos for {people} people ({', '.join(refs)}): "
+                         f"--ref takes one photo per person, and a photo is not {what}")
+    return main, refs

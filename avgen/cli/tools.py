@@ -29,11 +29,30 @@ def _registry():
 
 @weights_app.command("list")
 @user_errors
-def weights_list() -> None:
-    """List registered weights: component, size, licence, source, and whether present."""
+def weights_list(json_report: bool = typer.Option(False, "--json", help="Print the entries "
+                                                  "as a JSON list (one object each).")
+                 ) -> None:
+    """List registered weights: component, size, licence, source, and whether present.
+    Piped (not a terminal), one tab-separated line per entry, names never cut."""
+    import json
+    import sys
+
     registry = _registry()
+    rows = [{"name": name, "component": entry.component, "size": entry.size,
+             "licence": entry.licence, "source": entry.source,
+             "status": registry.status(name)}
+            for name, entry in sorted(registry.entries.items())]
+    if json_report:
+        typer.echo(json.dumps(rows, indent=1))
+        return
     if not registry.entries:
         err.print(f"no weights registered yet in {registry.registry_path}")
+        return
+    if not sys.stdout.isatty():
+        columns = ("name", "component", "size", "licence", "source", "status")
+        typer.echo("\t".join(columns))
+        for row in rows:
+            typer.echo("\t".join(str(row[c]) for c in columns))
         return
     table = Table()
     for column in ("name", "component", "size MB", "licence", "source", "status"):

@@ -69,9 +69,12 @@ _VOCOS = VocosConfig
 def train_vocoder(
     audio: list[Path] = typer.Argument(..., help="Folders of 22050 Hz .wav/.flac files "
                                                  "(searched recursively)."),
-    out: Path = typer.Option(..., "-o", "--out", help="Run folder: checkpoint "
-                             "(vocoder.safetensors), optimizer state and train.log. Running "
-                             "again with the same folder resumes."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Run folder: "
+                                          "checkpoint (vocoder.safetensors), optimizer state "
+                                          "and train.log. Running again with the same folder "
+                                          "resumes."),
+    out: Optional[Path] = typer.Option(None, "--out", hidden=True,
+                                       help="Old name of -o/--output."),
     heldout: Optional[Path] = typer.Option(None, help="File listing audio paths (relative to "
                                            "AUDIO) to keep out of training; used to validate."),
     steps: int = typer.Option(_VOCODER.steps, min=1, help="Total steps of the learning-rate "
@@ -91,6 +94,11 @@ def train_vocoder(
     threads: Optional[int] = typer.Option(None, min=1, help="torch CPU threads."),
 ) -> None:
     """Train (or resume) the small Vocos-style vocoder: mel (B, 80, T) -> wave (B, T*256)."""
+    if output is not None and out is not None and output != out:
+        raise InputError("give the run folder once, with -o/--output")
+    out = output or out
+    if out is None:
+        raise InputError("give the run folder with -o/--output")
     config = vocoder_trainer.TrainConfig(steps=steps, batch_size=batch_size,
                                          segment_frames=segment_frames, lr=lr,
                                          mel_weight=mel_weight, seed=seed)

@@ -337,8 +337,8 @@ class AVFlow(nn.Module):
     @torch.inference_mode()
     def sample_dyad(self, tokens: torch.Tensor, voices: torch.Tensor, steps: int = 8,
                     generator: torch.Generator | None = None, chunk: int | None = None,
-                    progress=None, temperature: float = 1.0, solver: str = "euler"
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
+                    progress=None, temperature: float = 1.0, solver: str = "euler",
+                    on_step=None) -> tuple[torch.Tensor, torch.Tensor]:
         """Generate both people together: tokens (2, T, V), voices (2,) ids ->
         normalised mel (2, T, 80) and motion (2, T, M). Person i's partner is
         1 - i; the partner motion condition is the partner's current clean-motion estimate.
@@ -347,7 +347,9 @@ class AVFlow(nn.Module):
         context its receptive field needs (`receptive_field`), so working memory is bounded
         by the chunk, not the dialogue, and the result equals whole-dialogue sampling
         (RoPE attention depends only on relative positions). `progress(frames)` is called
-        after each chunk. `temperature` scales the mel's starting noise (Matcha-TTS's
+        after each chunk; `on_step(frames)` after every solver step of a chunk, with the
+        frames that chunk keeps, so its calls add up to `sampling_work(T, steps)` (a
+        progress bar of the whole sampler). `temperature` scales the mel's starting noise (Matcha-TTS's
         sampling temperature: below 1 trades variety for cleaner speech); motion keeps
         its full noise, so its variety is untouched. `solver`: see `SOLVERS`."""
         length = tokens.shape[1]
@@ -355,7 +357,7 @@ class AVFlow(nn.Module):
             list(range(0, length, chunk)) + [length]
         mel_out = motion_out = None
         for a, b, mel, motion in self.sample_chunks(tokens, voices, bounds, steps, generator,
-                                                    temperature, solver):
+                                                    temperature, solver, on_step):
             if mel_out is None:
                 mel_out = mel.new_empty((2, length, mel.shape[-1]))
                 motion_out = motion.new_empty((2, length, motion.shape[-1]))
@@ -377,7 +379,7 @@ class AVFlow(nn.Module):
     @torch.inference_mode()
     def sample_chunks(self, tokens: torch.Tensor, voices: torch.Tensor, bounds: list[int],
                       steps: int = 8, generator: torch.Generator | None = None,
-                      temperature: float = 1.0, solver: str = "euler"):
+                      temperature: float = 1.0, solver: str = "euler", on_step=None):
         """`sample_dyad` one chunk at a time: yields (a, b, mel (2, b - a, 80),
         motion (2, b - a, M)) for consecutive chunk bounds [0, ..., T]. Every chunk is
         exact whatever the bounds (equal to whole-dialogue sampling up to float rounding),
@@ -387,7 +389,8 @@ class AVFlow(nn.Module):
         chunk advances each step over its new frames plus one step's receptive field,
         not the whole sampler's: small chunks (streaming) cost little more than one
         whole-dialogue pass. The cascaded model (motion waits for the finished mel)
-        recomputes each chunk with the whole sampler's receptive field instead."""
+        recomputes each chunk with the whole sampler's receptive field instead.
+        `on_step(frames)`: as in `sample_dyad`."""
         length = tokens.shape[1]
         if bounds[0] != 0 or bounds[-1] != length or any(
                 b <= a for a, b in zip(bounds, bounds[1:])):
@@ -397,8 +400,9 @@ class AVFlow(nn.Module):
             back, ahead = self.receptive_field(steps, solver)
             for a, b in zip(bounds, bounds[1:]):
                 lo, hi = max(0, a - back), min(length, b + ahead)
-                mel_w, motion_w = self._integrate(mel[:, lo:hi], motion[:, lo:hi],
-                                                  tokens[:, lo:hi], voices, steps, solver)
+                mel_w, motion_w = self._integrate(
+                    mel[:, lo:hi], motion[:, lo:hi], tokens[:, lo:hi], voices, steps, solver,
+                    on_step and (lambda n=b - a: on_step(n)))
                 keep = slice(a - lo, b - lo)
                 yield a, b, mel_w[:, keep], motion_w[:, keep]
             return
@@ -412,6 +416,8 @@ class AVFlow(nn.Module):
                 end = length if b == length else min(length, b + ahead * (steps - 1 - k))
                 start = done[k + 1]
                 if end <= start:
+                    if on_step:
+                        on_step(b - a)
                     continue
                 first, mel_k, motion_k, estimate_k = levels[k]
                 lo, hi = max(first, start - back), min(done[k], end + ahead)
@@ -431,9 +437,15 @@ class AVFlow(nn.Module):
                 if k > 0:  # the next window of this step starts at most `back` before end
                     drop = max(0, end - back - first)
                     levels[k] = (first + drop, *(x[:, drop:] for x in levels[k][1:]))
+                if on_step:  # the chunk's own frames, so the calls add up to sampling_work
+                    on_step(b - a)
             first, mel_s, motion_s, _ = levels[steps]
             yield a, b, mel_s[:, a - first:b - first], motion_s[:, a - first:b - first]
             levels[steps] = (b, *(x[:, b - first:] for x in levels[steps][1:]))
+
+    def sampling_work(self, length: int, steps: int) -> int:
+        """What `sample_dyad`'s `on_step` calls add up to for T = `length` frames."""
+        return length * steps * (2 if self.config.fusion == "cascaded" else 1)
 
     def _step(self, mel: torch.Tensor, motion: torch.Tensor, estimate: torch.Tensor,
               tokens: torch.Tensor, voices: torch.Tensor, k: int, steps: int, solver: str
@@ -454,14 +466,17 @@ class AVFlow(nn.Module):
         return mel, motion, latest[0]
 
     def _integrate(self, mel: torch.Tensor, motion: torch.Tensor, tokens: torch.Tensor,
-                   voices: torch.Tensor, steps: int, solver: str = "euler"
+                   voices: torch.Tensor, steps: int, solver: str = "euler", step_done=None
                    ) -> tuple[torch.Tensor, torch.Tensor]:
         """ODE integration from noise (t=0) to data (t=1) for a dyad, (2, T, C) each.
+        `step_done()` is called after each solver step (of the mel, then of the motion,
+        for the cascaded model).
 
         The partner-motion condition is the partner's clean-motion estimate from the
         latest evaluation, x1 = x_t + (1 - t) v (exact for straight OT paths)."""
         if solver not in SOLVERS:
             raise ValueError(f"solver must be one of {', '.join(SOLVERS)}, got {solver!r}")
+        step_done = step_done or (lambda: None)
         partner_tokens = tokens.flip(0)
         cascaded = self.config.fusion == "cascaded"
         dt = 1.0 / steps
@@ -477,6 +492,7 @@ class AVFlow(nn.Module):
                             only="audio")[0]
             for k in range(steps):
                 mel = _ode_step(audio_velocity, mel, k * dt, dt, solver)
+                step_done()
         estimate = torch.zeros_like(motion)
         for k in range(steps):
             if cascaded:
@@ -490,6 +506,7 @@ class AVFlow(nn.Module):
             else:
                 mel, motion, estimate = self._step(mel, motion, estimate, tokens, voices, k,
                                                    steps, solver)
+            step_done()
         return mel, motion
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from avgen.text import numbers
+from avgen.text import numbers, readings
 from avgen.errors import InputError
 
 # Seconds of silence a punctuation mark puts after its phrase.
@@ -93,13 +93,20 @@ def normalize(text: str) -> str:
     'doctor Smith paid three dollars and fifty cents on the second, at ten thirty in nineteen eighty-four.'
     """
     text = unicodedata.normalize("NFKC", text).translate(_TRANSLATE)
+    text = readings.expand_addresses(text)  # before '.' and '/' mean anything else
     text = text.replace("...", "…")
     text = _ABBREVIATION_RE.sub(lambda m: _ABBREVIATIONS[m.group(1)], text)
     text = re.sub(r"([$£€])\s?(" + _NUMBER + r")" + _SCALE_WORDS, _money, text)
     text = re.sub(r"(" + _NUMBER + r")\s?%",
                   lambda m: _spell_number(m.group(1), years=False) + " percent", text)
+    text = readings.expand_dates(text)
+    text = readings.expand_phone_numbers(text)
+    text = readings.expand_decades(text)
+    text = readings.expand_units(text)
     text = re.sub(r"\b(\d+)(st|nd|rd|th)\b", lambda m: numbers.ordinal(int(m.group(1))), text)
     text = re.sub(r"\b(\d{1,2}):(\d{2})(\s?[ap]\.?m\.?)?(?!\d)", _time, text, flags=re.I)
+    text = readings.expand_scores(text)
+    text = readings.expand_regnal_numerals(text)
     text = re.sub(r"\b([A-Z][a-z]+) ((?:XL|L?X{0,3})(?:IX|IV|V?I{0,3}))\b(?!')",
                   lambda m: _roman(m) if len(m.group(2)) >= 2 else m.group(0), text)
     text = re.sub(r"(?<![\w.])-(?=\d)", "minus ", text)

@@ -24,6 +24,7 @@ MAX_NAME_LENGTH = 40
 _TAG_LINE = re.compile(r"^\[(S[12])\]\s*(.*)$", re.IGNORECASE)
 _NAME_LINE = re.compile(r"^([^:\[\]()#]{1,%d}?)\s*:\s*(.*)$" % MAX_NAME_LENGTH)
 _NAME_OK = re.compile(r"^[\w][\w .'-]*$")
+_INNER_TAG = re.compile(r"\[S\d+\]", re.IGNORECASE)
 _PAREN = re.compile(r"\(([^()]*)\)")
 
 
@@ -124,46 +125,79 @@ def _strip_comment(raw: str) -> str:
     return "".join(out).strip()
 
 
-def parse_script(text: str, source: str = "<script>") -> Dialogue:
-    """Parse script text. Errors are InputError('source:line: message')."""
+def parse_script(text: str, source: str = "<script>",
+                 problems: list[InputError] | None = None) -> Dialogue:
+    """Parse script text. Errors are InputError('source:line: message'): the first one is
+    raised, or, with a `problems` list, every bad line's error is appended to it, the line
+    skipped and parsing goes on (what `avgen check` reports)."""
     names: list[str] = []
     keys: list[str] = []
     turns: list[Turn] = []
     for number, raw in enumerate(text.splitlines(), start=1):
-        content = _strip_comment(raw.lstrip("\ufeff"))
-        if not content:
+        try:
+            turn = _parse_line(raw, source, number, names, keys)
+        except InputError as exc:
+            if problems is None:
+                raise
+            problems.append(exc)
             continue
-        tagged = _TAG_LINE.match(content)
-        named = None if tagged else _NAME_LINE.match(content)
-        if tagged:
-            name, words = tagged.group(1).upper(), tagged.group(2)
-        elif named and _NAME_OK.match(named.group(1).strip()):
-            name, words = named.group(1).strip(), named.group(2)
-        else:
-            raise InputError("expected 'NAME: words' or '[S1] words' / '[S2] words', got "
-                             f"{content[:40]!r}", source, number)
-        key = name.casefold()
-        if key not in keys:
-            if len(keys) == NUM_PEOPLE:
-                raise InputError(f"third speaker {name!r}: a dialogue has at most two people "
-                                 f"({names[0]}, {names[1]})", source, number)
-            keys.append(key)
-            names.append(name)
-        segments = _segments(words.strip(), source, number)
-        if not segments:
-            raise InputError(f"line for {name} has no text", source, number)
-        turns.append(Turn(keys.index(key), number, words.strip(), segments))
+        if turn is not None:
+            turns.append(turn)
     if not turns:
-        raise InputError("script is empty: no 'NAME: words' lines", source)
+        empty = InputError("script is empty: no 'NAME: words' lines", source)
+        if problems is None:
+            raise empty
+        if not problems:
+            problems.append(empty)
     return Dialogue(source, tuple(names), tuple(turns))
+
+
+def _parse_line(raw: str, source: str, number: int, names: list[str], keys: list[str]
+                ) -> Turn | None:
+    """One script line -> Turn (None for blank and comment lines); a new speaker is added
+    to `names`/`keys`."""
+    content = _strip_comment(raw.lstrip("\ufeff"))
+    if not content:
+        return None
+    tagged = _TAG_LINE.match(content)
+    named = None if tagged else _NAME_LINE.match(content)
+    if tagged:
+        name, words = tagged.group(1).upper(), tagged.group(2)
+    elif named and _NAME_OK.match(named.group(1).strip()):
+        name, words = named.group(1).strip(), named.group(2)
+    else:
+        raise InputError("expected 'NAME: words' or '[S1] words' / '[S2] words', got "
+                         f"{content[:40]!r}", source, number)
+    inner_tag = _INNER_TAG.search(words)
+    if inner_tag:
+        raise InputError(f"speaker tag {inner_tag.group(0)!r} inside a line: start each "
+                         "turn on a line of its own", source, number)
+    key = name.casefold()
+    if key not in keys and len(keys) == NUM_PEOPLE:
+        raise InputError(f"third speaker {name!r}: a dialogue has at most two people "
+                         f"({names[0]}, {names[1]})", source, number)
+    if key not in keys:  # a speaker is numbered by the first line naming them, good or bad
+        keys.append(key)
+        names.append(name)
+    segments = _segments(words.strip(), source, number)
+    if not segments:
+        raise InputError(f"line for {name} has no text", source, number)
+    return Turn(keys.index(key), number, words.strip(), segments)
 
 
 def read_script(path: str | Path) -> Dialogue:
     """Read and parse a script file; '-' reads standard input."""
+    text, source = read_script_text(path)
+    return parse_script(text, source)
+
+
+def read_script_text(path: str | Path) -> tuple[str, str]:
+    """(text, source name) of a script file; '-' reads standard input. A photo or other
+    binary file given as the script is a one-line InputError naming it."""
     import sys
 
     if str(path) == "-":
-        return parse_script(sys.stdin.read(), "<stdin>")
+        return sys.stdin.read(), "<stdin>"
     path = Path(path)
     try:
         data = path.read_bytes()
@@ -171,9 +205,32 @@ def read_script(path: str | Path) -> Dialogue:
         raise InputError("no such file", str(path)) from None
     except IsADirectoryError:
         raise InputError("is a directory, not a script", str(path)) from None
+    kind = binary_kind(data)
+    if kind:
+        raise InputError(f"is {kind}, not a dialogue script (photos go after --ref)", str(path))
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data[:exc.start].count(b"\n") + 1
         raise InputError("not UTF-8 text", str(path), line) from None
-    return parse_script(text, str(path))
+    return text, str(path)
+
+
+_MAGIC = ((b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"),
+          (b"GIF8", "a GIF image"), (b"II*\x00", "a TIFF image"),
+          (b"MM\x00*", "a TIFF image"), (b"PK\x03\x04", "a zip or .npz file"),
+          (b"\x93NUMPY", "a .npy file"))
+
+
+def binary_kind(data: bytes) -> str | None:
+    """'a PNG image' etc. when `data` starts like an image or array file; else None."""
+    for magic, kind in _MAGIC:
+        if data.startswith(magic):
+            return kind
+    if data[:2] == b"BM" and data[6:10] == b"\0\0\0\0":  # reserved bytes: text has none
+        return "a BMP image"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "a WebP image"
+    if data[4:8] == b"ftyp":
+        return "a video (MP4/MOV/HEIC)"
+    return None

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import itertools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -197,6 +198,19 @@ class TimedTurn:
 
 
 @dataclass(frozen=True)
+class TimedWord:
+    """One word as spoken: `text` is its normalised form ("twenty-four" for "24"); the
+    phonemizer joins some function words to their neighbour ("of the"), which then
+    share one entry. Frames are [start_frame, end_frame) on the model clock."""
+
+    turn: int
+    text: str
+    start_frame: int
+    end_frame: int
+    phonemes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class TimedCue:
     kind: str  # laughs | nods | smiles | pause
     person: int
@@ -220,6 +234,10 @@ class Timeline:
     # (T, V) log-probabilities per person when a token decoder wrote them (or a file
     # held them); None: label-smoothed one-hot tokens of the hard timeline.
     logits: tuple[np.ndarray, ...] | None = None
+    # word timings, known when the timeline is built (not stored in tokens files)
+    words: tuple[TimedWord, ...] = ()
+    # (turn index, start frame, end frame) of every phrase, in order (also not stored)
+    phrases: tuple[tuple[int, int, int], ...] = ()
 
     def turn_phonemes(self, index: int) -> list[str]:
         turn = self.turns[index]
@@ -358,6 +376,8 @@ def build_timeline(dialogue: Dialogue, durations: DurationSource,
     cues: list[TimedCue] = []
     decoder = getattr(durations, "decode", None)
     decoded: list[tuple[int, int, np.ndarray]] = []  # (person, start frame, (n, V))
+    words: list[TimedWord] = []
+    phrase_spans: list[tuple[int, int, int]] = []
     for index, turn in enumerate(dialogue.turns):
         if index:
             cursor.time = turns[-1].end_frame + config.turn_gap * fps
@@ -371,11 +391,17 @@ def build_timeline(dialogue: Dialogue, durations: DurationSource,
                 spans: list[tuple[int, int]] = []
                 for phrase, phone_frames, pause in zip(phrases, timing.phone_frames,
                                                        timing.pause_frames):
+                    phone_spans = []
                     for phone, length in zip(phrase.phones, phone_frames / config.rate):
                         # a phone the table splits (`ææ`) shares its duration
                         ids = phones_to_ids([phone], dialogue.source, turn.line)
                         for sid in ids:
                             spans.append(cursor.add(sid, float(length) / len(ids)))
+                        phone_spans.append((spans[-len(ids)][0], spans[-1][1]))
+                    for text, a, b in word_spans(phrase):
+                        words.append(TimedWord(index, text, phone_spans[a][0],
+                                               phone_spans[b - 1][1], phrase.phones[a:b]))
+                    phrase_spans.append((index, phone_spans[0][0], phone_spans[-1][1]))
                     if pause > 0:
                         spans.append(cursor.add(SILENCE_ID, pause / config.rate))
                 if decoder is not None and spans:
@@ -398,7 +424,8 @@ def build_timeline(dialogue: Dialogue, durations: DurationSource,
     num_frames = turns[-1].end_frame + int(round(config.tail * fps))
     timeline = Timeline(names, num_frames, tuple(turns), np.array(cursor.ids, np.int64),
                         np.array(cursor.starts, np.int64),
-                        np.array(cursor.durations, np.int64), tuple(cues), durations.name)
+                        np.array(cursor.durations, np.int64), tuple(cues), durations.name,
+                        words=tuple(words), phrases=tuple(phrase_spans))
     if decoder is None:
         return timeline
     # Silence (between turns, pauses, laughs, the listener) keeps the smoothed one-hot.
@@ -406,6 +433,77 @@ def build_timeline(dialogue: Dialogue, durations: DurationSource,
     for person, start, block in decoded:
         logits[person][start:start + len(block)] = block
     return dataclasses.replace(timeline, logits=tuple(logits))
+
+
+def word_spans(phrase: Phrase) -> list[tuple[str, int, int]]:
+    """(written word(s), first phone, end phone) for each of the phonemizer's words in
+    `phrase`. Where espeak joined or split words, the written words are matched to its
+    groups by each word's own phone count (one extra phonemizer call)."""
+    groups = list(phrase.word_sizes or (len(phrase.phones),))
+    texts = phrase.text.split()
+    bounds = [0, *itertools.accumulate(groups)]
+    if len(texts) == len(groups) or not texts:
+        labels = texts or [phrase.text] * len(groups)
+        return [(t, a, b) for t, a, b in zip(labels, bounds, bounds[1:])]
+    from avgen.text.phrases import phonemize
+
+    sizes = [len(p) for p in phonemize(texts)]
+    if len(texts) > len(groups):  # joined: partition the words over the groups
+        blocks = _partition(sizes, groups)
+        return [(" ".join(texts[i:j]), bounds[k], bounds[k + 1])
+                for k, (i, j) in enumerate(blocks)]
+    blocks = _partition(groups, sizes)  # split: partition the groups over the words
+    return [(texts[k], bounds[i], bounds[j]) for k, (i, j) in enumerate(blocks)]
+
+
+def _partition(items: list[int], targets: list[int]) -> list[tuple[int, int]]:
+    """Split `items` into len(targets) non-empty runs [i, j) whose sums are closest to
+    `targets` (least total absolute difference), by dynamic programming."""
+    n, m = len(items), len(targets)
+    prefix = [0, *itertools.accumulate(items)]
+    inf = float("inf")
+    cost = [[inf] * (n + 1) for _ in range(m + 1)]
+    back = [[0] * (n + 1) for _ in range(m + 1)]
+    cost[0][0] = 0.0
+    for k in range(1, m + 1):
+        for j in range(k, n - (m - k) + 1):
+            for i in range(k - 1, j):
+                c = cost[k - 1][i] + abs(prefix[j] - prefix[i] - targets[k - 1])
+                if c < cost[k][j]:
+                    cost[k][j], back[k][j] = c, i
+    runs, j = [], n
+    for k in range(m, 0, -1):
+        i = back[k][j]
+        runs.append((i, j))
+        j = i
+    return runs[::-1]
+
+
+def timings(timeline: Timeline) -> dict:
+    """Word and phoneme timings in seconds, per turn (what `avgen tokens --json` writes).
+    Words need a freshly built timeline (tokens files keep phonemes, not words)."""
+    fps = FRAMES_PER_SECOND
+
+    def seconds(frame) -> float:
+        return round(float(frame) / fps, 3)
+
+    turns = []
+    for index, turn in enumerate(timeline.turns):
+        span = slice(turn.phoneme_start, turn.phoneme_start + turn.phoneme_count)
+        phonemes = [{"phoneme": SYMBOLS[int(sid)], "start": seconds(start),
+                     "end": seconds(start + dur)}
+                    for sid, start, dur in zip(timeline.phoneme_ids[span],
+                                               timeline.phoneme_starts[span],
+                                               timeline.phoneme_durations[span])]
+        words = [{"word": w.text, "start": seconds(w.start_frame), "end": seconds(w.end_frame),
+                  "phonemes": list(w.phonemes)}
+                 for w in timeline.words if w.turn == index]
+        turns.append({"line": turn.line, "speaker": timeline.names[turn.person],
+                      "text": turn.text, "start": seconds(turn.start_frame),
+                      "end": seconds(turn.end_frame), "words": words, "phonemes": phonemes})
+    return {"names": list(timeline.names), "frames_per_second": fps,
+            "seconds": seconds(timeline.num_frames), "silence": SYMBOLS[SILENCE_ID],
+            "turns": turns}
 
 
 def save_timeline(path, timeline: Timeline) -> None:
