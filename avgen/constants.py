@@ -57,3 +57,8 @@ def seconds_to_frames(seconds: float) -> int:
 # Sampling temperature of the joint model's speech (scale of the mel's starting noise),
 # chosen by measured WER (benchmarks/results/av_eval.md).
 DEFAULT_TEMPERATURE = 0.333
+
+# ODE solvers of the joint model's sampler, with their model evaluations per step. Euler
+# is first order; midpoint and Heun are second order: fewer steps for the same error, at
+# two evaluations each.
+SOLVERS = {"euler": 1, "midpoint": 2, "heun": 2}

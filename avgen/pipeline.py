@@ -7,14 +7,17 @@ returns `avgen.av/1` arrays; the CLI's `generate` and `synth` are thin wrappers.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from avgen import formats, outputs
-from avgen.constants import DEFAULT_TEMPERATURE, EXPRESSION_NAMES, NUM_PEOPLE, SAMPLE_RATE
+from avgen.constants import (DEFAULT_TEMPERATURE, EXPRESSION_NAMES, NUM_PEOPLE, SAMPLE_RATE,
+                             SOLVERS)
 from avgen.errors import AvgenError, ConfigError, InputError
 from avgen.face.frames import VideoConfig
 from avgen.text.timeline import Timeline, TimelineConfig, floor_log_probs
+from avgen.video import EncoderConfig
 
 AV_WEIGHTS = "av-flow"
 
@@ -45,6 +48,11 @@ class MotionStyle:
     def identity(self) -> bool:
         return not self.still and self.head_scale == 1.0 and self.expression_scale == 1.0
 
+    def apply_if_set(self, head_pose: np.ndarray, expression: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """`apply`, or the arrays untouched when the style is the identity."""
+        return (head_pose, expression) if self.identity else self.apply(head_pose, expression)
+
     def apply(self, head_pose: np.ndarray, expression: np.ndarray
               ) -> tuple[np.ndarray, np.ndarray]:
         """Scaled copies of head_pose (T, 7) and expression (T, E) (EXPRESSION_NAMES)."""
@@ -71,14 +79,18 @@ class MotionStyle:
 
 @dataclass(frozen=True)
 class GenerateConfig:
-    steps: int = 8
+    steps: int = 4  # 4 Euler steps matched 8 on WER and lip F1 (benchmarks/results/sampler.md)
     seed: int = 0
     # per person, a voice spec (`af_bella`, `af_bella+am_michael`, see avgen.speaker);
     # default: the speaker mapper's choice (synth), or the model's first two voices
     voices: tuple[str, ...] | None = None
     device: str = "cpu"
     chunk_frames: int = 2048  # frames generated at a time (~24 s): bounds working memory
+    # synth/stream: the first chunk is this small (~0.55 s), so the first picture and
+    # sound come fast; chunks then double up to chunk_frames (less context recomputed)
+    first_chunk_frames: int = 48
     temperature: float = DEFAULT_TEMPERATURE  # mel's starting noise (AVFlow.sample_dyad)
+    solver: str = "euler"  # ODE solver of the sampler (avgen.model.av_flow.SOLVERS)
     style: MotionStyle = MotionStyle()  # head and expression scales on the result
 
     def __post_init__(self) -> None:
@@ -89,6 +101,11 @@ class GenerateConfig:
         check_range(self.temperature, TEMPERATURE, "--temperature", name="temperature")
         check_range(self.chunk_frames, (1, 1 << 20), "chunk_frames", integer=True,
                     name="chunk_frames")
+        if self.first_chunk_frames < 1:
+            raise ConfigError(f"first_chunk_frames must be >= 1, got {self.first_chunk_frames}")
+        if self.solver not in SOLVERS:
+            raise ConfigError(f"solver must be one of {', '.join(SOLVERS)}, got "
+                              f"{self.solver!r}", "--solver")
         if self.voices is not None and len(self.voices) != NUM_PEOPLE:
             raise ConfigError(f"voices: one per person ({NUM_PEOPLE}), "
                               f"got {len(self.voices)}", "--voice")
@@ -176,7 +193,7 @@ def generate_from_tokens(tokens: np.ndarray, names, model, normalizer,
                          config: GenerateConfig = GenerateConfig(), progress=None, cues=(),
                          on_step=None) -> dict[str, np.ndarray]:
     """`generate` for per-person token log-probabilities (2, T, V) from any source.
-    `progress(frames)` is called as chunks finish, `on_step(n)` after every Euler step
+    `progress(frames)` is called as chunks finish, `on_step(n)` after every solver step
     (its calls add up to `model.sampling_work(T, config.steps)`); `cues` as in
     `act_cues`. `config.style` scales the motion last."""
     import torch
@@ -190,7 +207,8 @@ def generate_from_tokens(tokens: np.ndarray, names, model, normalizer,
     mel, motion = model.sample_dyad(torch.from_numpy(tokens).to(device),
                                     voice_ids.to(device), config.steps, generator,
                                     chunk=config.chunk_frames, progress=progress,
-                                    temperature=config.temperature, on_step=on_step)
+                                    temperature=config.temperature, solver=config.solver,
+                                    on_step=on_step)
     mel = mel.cpu().numpy() * normalizer.mel_std + normalizer.mel_mean
     motion = motion.cpu().numpy() * normalizer.motion_std + normalizer.motion_mean
     if not (np.isfinite(mel).all() and np.isfinite(motion).all()):
@@ -204,9 +222,7 @@ def generate_from_tokens(tokens: np.ndarray, names, model, normalizer,
               "names": formats.string_array(names),
               "expression_names": formats.string_array(EXPRESSION_NAMES)}
     for person in range(NUM_PEOPLE):
-        pose, expression = motion_from_features(motion[person])
-        if not config.style.identity:
-            pose, expression = config.style.apply(pose, expression)
+        pose, expression = config.style.apply_if_set(*motion_from_features(motion[person]))
         arrays[f"p{person}/mel"] = mel[person].astype(np.float32)
         arrays[f"p{person}/head_pose"] = pose
         arrays[f"p{person}/expression"] = expression
@@ -223,6 +239,7 @@ class SynthConfig:
     crop: str = VideoConfig.crop      # photo (the whole photos) or face (square face crops)
     turn_gap: float = TimelineConfig.turn_gap  # seconds between turns (`--gap`)
     rate: float = TimelineConfig.rate  # speaking rate, 1.2 is 20% faster (`--rate`)
+    encoder: EncoderConfig = EncoderConfig()
 
     def __post_init__(self) -> None:
         from avgen.audio.vocoder import VOCODERS
@@ -264,11 +281,46 @@ class SynthResult:
                 if kind == "video" or kind.startswith("video:")]
 
 
-def mix(waves: list[np.ndarray], peak: float = 0.95) -> np.ndarray:
-    """Sum the people's tracks; scale down only if the sum would clip."""
+def mix(waves: list[np.ndarray], peak: float = 0.95, knee: float = 0.8) -> np.ndarray:
+    """Sum the people's tracks. Samples above `knee` are compressed smoothly so that none
+    exceeds `peak`; below it the sum is untouched. Sample by sample, so a dialogue mixed
+    piece by piece (streaming) equals one mixed at once."""
     total = np.sum(waves, axis=0)
-    top = float(np.abs(total).max(initial=0.0))
-    return total * (peak / top) if top > peak else total
+    loud = np.abs(total) > knee
+    if loud.any():
+        over = np.abs(total[loud]) - knee
+        squeezed = knee + (peak - knee) * np.tanh(over / (peak - knee))
+        total[loud] = np.sign(total[loud]) * np.minimum(squeezed, peak)  # float rounding
+    return total
+
+
+def chunk_bounds(length: int, first: int, largest: int) -> list[int]:
+    """Chunk edges [0, ..., length]: `first` frames, then doubling up to `largest`."""
+    bounds, size = [0], max(1, min(first, largest))
+    while bounds[-1] < length:
+        bounds.append(min(length, bounds[-1] + size))
+        size = min(size * 2, largest)
+    return bounds
+
+
+# frames of mel context either side for chunk-wise vocoding: the shipped vocoder's
+# receptive field (7 convolutions of kernel 7, then the inverse STFT's frames reaching 2
+# either side) is 23 frames, so its chunks equal whole-dialogue vocoding; the other
+# vocoders' are close at this context
+VOCODER_CONTEXT = 24
+
+
+@dataclass(frozen=True)
+class AVChunk:
+    """A piece of a generated dialogue as `Synthesizer.stream` yields it: video frames
+    (N, H, W, 3) uint8 RGB and the mixed mono audio (M,) float32 at 22050 Hz, starting at
+    video frame `first_frame` and audio sample `first_sample`. The audio runs ahead of
+    the video by less than a frame (plus the last chunk's tail)."""
+
+    frames: np.ndarray
+    audio: np.ndarray
+    first_frame: int
+    first_sample: int
 
 
 def synth(script: str, refs: list[str], output: str, checkpoint: str | None = None,
@@ -302,6 +354,8 @@ def keep_paths(keep_dir, stem: str, names) -> dict[str, str]:
     return {k: str(v) for k, v in files.items()}
 
 
+
+
 class Synthesizer:
     """The chain with its models loaded once, for many dialogues (`avgen synth --batch`).
 
@@ -309,8 +363,12 @@ class Synthesizer:
     `load()`) and stay; face renderers are cached per photo (path, size, mtime), so a batch
     that reuses two photos finds their landmarks once. One job's settings (seed, steps,
     voices, rate, gap) are per call; the rest (`config`: vocoder, fps, size, layout,
-    device, motion style) is fixed. `durations`: a duration source for every job (default:
-    the learned model, reseeded per job with the job's seed, as `synth` does)."""
+    device, solver, motion style, encoder) is fixed. `durations`: a duration source for
+    every job (default: the learned model, reseeded per job with the job's seed, as
+    `synth` does).
+
+    `stream` yields the dialogue piece by piece as it is generated; `synth` writes the
+    same pieces to an MP4, so both give the same frames and audio for a seed."""
 
     def __init__(self, checkpoint: str | None = None, config: SynthConfig = SynthConfig(),
                  durations=None) -> None:
@@ -339,39 +397,23 @@ class Synthesizer:
             self._models = (model, normalizer, vocoder, learned)
         return self
 
-    def synth(self, script, refs: list[str], output: str, *, seed: int | None = None,
-              steps: int | None = None, voices: tuple[str, ...] | None = None,
-              rate: float | None = None, gap: float | None = None,
-              layout: str | None = None, crop: str | None = None, keep: str | None = None,
-              subtitles: str | None = None, log=lambda message: None, progress=True
-              ) -> SynthResult:
-        """One dialogue to one MP4 (written atomically; layout "single": one per person,
-        see `avgen.face.frames.output_paths`).
-
-        `script`: a script file path or a parsed `avgen.text.script.Dialogue`. `seed`,
-        `steps`, `voices`, `rate`, `gap`, `layout`, `crop` override the config's for this
-        call. `keep`: a folder for the side outputs (tokens, av file, mixed WAV, one WAV per
-        person; `keep_paths`); `subtitles`: an .srt or .vtt file, one cue per sentence.
-        `progress`: an `avgen.progress` reporter, True (bars or lines on stderr) or False
-        (nothing). Inputs (script, faces, settings, output places) are checked before the
-        models run."""
-        import contextlib
+    def prepare(self, script, refs: list[str], *, seed: int | None = None,
+                steps: int | None = None, voices: tuple[str, ...] | None = None,
+                rate: float | None = None, gap: float | None = None,
+                layout: str | None = None, crop: str | None = None,
+                log=lambda message: None, progress=None):
+        """Check every input and build the timeline: (timeline, generate settings,
+        renderers framed for `layout` / `crop`). Everything a user can get wrong fails
+        here, before long work. `script`: a script file path or a parsed
+        `avgen.text.script.Dialogue`; `progress`: an `avgen.progress` reporter (default:
+        none)."""
         from dataclasses import replace
-        from pathlib import Path
 
-        from avgen import progress as progress_reporters
-        from avgen.audio.io import wav_bytes
-        from avgen.audio.vocoder import vocode
-        from avgen.face.frames import output_paths, render_video
-        from avgen.face.motion import motion_from_arrays
-        from avgen.formats import atomic_write_bytes
+        from avgen.progress import NullProgress
         from avgen.text.script import Dialogue, read_script
-        from avgen.text.timeline import build_timeline, save_timeline
+        from avgen.text.timeline import build_timeline
 
-        if progress is True:
-            progress = progress_reporters.for_stream()
-        elif not progress:
-            progress = progress_reporters.NullProgress()
+        progress = progress or NullProgress()
         config = self.config
         overrides = {k: v for k, v in (("seed", seed), ("steps", steps), ("voices", voices))
                      if v is not None}
@@ -380,23 +422,9 @@ class Synthesizer:
         timeline_config = config.timeline(rate, gap)
         if len(refs) != NUM_PEOPLE:
             raise InputError(f"--ref takes one photo per person (2), got {len(refs)}")
-        script_path = script if isinstance(script, (str, Path)) else None
-        outputs.check_output(output, (".mp4",), inputs=[*refs, script_path])
-        if subtitles is not None:
-            from avgen.subtitles import check_path
-
-            check_path(subtitles)
-            outputs.check_output(subtitles, inputs=[*refs, script_path, output],
-                                 option="--subtitles")
-        if keep is not None:
-            if Path(keep).exists() and not Path(keep).is_dir():
-                raise InputError("--keep names a folder, and this is a file", str(keep))
-            if not Path(keep).parent.is_dir():
-                raise InputError("output folder does not exist", str(Path(keep).parent))
-            outputs.check_writable(keep if Path(keep).is_dir() else Path(keep).parent)
         dialogue = script if isinstance(script, Dialogue) else read_script(script)
         renderers = self.renderers.get(list(refs), video.framing)  # no face -> error now
-        model, normalizer, vocoder, learned = self.load(progress)._models
+        model, _, _, learned = self.load(progress)._models
         from avgen.speaker import choose_voices, model_voices
 
         choices = choose_voices(dialogue.names, list(refs), model_voices(model.config),
@@ -411,24 +439,282 @@ class Synthesizer:
         log("tokens")
         with progress.stage("tokens"):
             timeline = build_timeline(dialogue, durations, timeline_config)
-        log("joint model")
-        with progress.stage("joint model", model.sampling_work(timeline.num_frames,
-                                                               settings.steps),
-                            "frame-steps") as update:
-            av = generate(timeline, model, normalizer, settings, on_step=update)
-        log("vocoder")
-        with progress.stage("vocoder", NUM_PEOPLE, "tracks") as update:
-            waves = []
-            for p in range(NUM_PEOPLE):
-                waves.append(vocode(vocoder, av[f"p{p}/mel"]))
-                update(1)
-        audio = mix(waves)
-        log("render")
-        # on a terminal the renderer draws its own bar
-        with contextlib.nullcontext() if progress.terminal else progress.stage("render"):
-            count = render_video(motion_from_arrays(av, "generated motion"), list(refs),
-                                 output, audio=audio, sample_rate=SAMPLE_RATE, config=video,
-                                 progress=progress.terminal, renderers=renderers)
+        return timeline, settings, renderers
+
+    def stream(self, script, refs: list[str], *, seed: int | None = None,
+               steps: int | None = None, voices: tuple[str, ...] | None = None,
+               rate: float | None = None, gap: float | None = None,
+               layout: str | None = None, crop: str | None = None,
+               log=lambda message: None, progress=None):
+        """The dialogue as an iterator of `AVChunk`s, each yielded as soon as it is made:
+        the joint model makes the next piece (in a thread of its own) while the caller
+        renders, encodes or plays this one. Working memory does not grow with the
+        dialogue's length. Inputs are checked before the first chunk is made.
+        `progress`: a reporter for the joint model and vocoder stages (their updates come
+        from the model's thread). Layout "single" (one video per person) is not streamed:
+        use `synth`."""
+        video = self._streamable(layout, crop)
+        timeline, settings, renderers = self.prepare(script, refs, seed=seed, steps=steps,
+                                                     voices=voices, rate=rate, gap=gap,
+                                                     layout=layout, crop=crop,
+                                                     log=log, progress=progress)
+        log("joint model, vocoder and renderer")
+        return self._chunks(timeline, settings, renderers, video, progress)
+
+    def _streamable(self, layout: str | None, crop: str | None) -> VideoConfig:
+        """The video settings, checked to be ones the chunked path makes (one picture)."""
+        video = self.config.video(layout, crop)
+        if video.layout == "single":
+            raise InputError("streaming writes one video; --layout single (one MP4 per "
+                             "person) cannot be streamed yet", "--stream")
+        return video
+
+    def video_frames(self, timeline: Timeline) -> int:
+        """How many video frames the dialogue of `timeline` makes at the config's fps."""
+        from avgen.constants import FRAMES_PER_SECOND
+        from avgen.video import resample_times
+
+        return len(resample_times(timeline.num_frames, FRAMES_PER_SECOND, self.config.fps))
+
+    @staticmethod
+    def frame_size(renderers, layout: str) -> tuple[int, int]:
+        """(width, height) of the one picture per frame of `layout` side or stacked."""
+        shapes = [r.shape for r in renderers]
+        if layout == "side":
+            return sum(w for _, w in shapes), max(h for h, _ in shapes)
+        return max(w for _, w in shapes), sum(h for h, _ in shapes)
+
+    def _chunks(self, timeline, settings: GenerateConfig, renderers, video: VideoConfig,
+                progress=None, record=None):
+        import queue
+        import threading
+        from concurrent.futures import ThreadPoolExecutor
+
+        from avgen.constants import FRAMES_PER_SECOND, SAMPLE_RATE
+        from avgen.face.frames import compose
+        from avgen.video import interpolate_window, resample_times
+
+        config = video
+        width, height = self.frame_size(renderers, video.layout)
+        total = timeline.num_frames
+        positions = resample_times(total, FRAMES_PER_SECOND, config.fps)
+        pieces: queue.Queue = queue.Queue(maxsize=2)
+        stop = threading.Event()
+
+        def produce():
+            try:
+                for piece in self._audio_and_motion(timeline, settings, progress, record):
+                    while True:
+                        if stop.is_set():
+                            return
+                        try:
+                            pieces.put(piece, timeout=0.1)
+                            break
+                        except queue.Full:
+                            continue
+                pieces.put(None)
+            except BaseException as error:  # reported by the consumer
+                pieces.put(error)
+
+        producer = threading.Thread(target=produce, name="avgen-joint-model", daemon=True)
+        # the two faces render at once (the warp releases the GIL); one renderer is not
+        # safe to share between threads, so the same photo twice renders in turn
+        pool = ThreadPoolExecutor(len(renderers)) if len(
+            {id(r) for r in renderers}) == len(renderers) > 1 else None
+
+        def faces_of(render_one):
+            people = range(len(renderers))
+            return list(pool.map(render_one, people)) if pool else [render_one(i)
+                                                                     for i in people]
+
+        producer.start()
+        try:
+            poses = expressions = None
+            first = 0  # model frame of poses[.][0]
+            frame = 0  # next video frame
+            while (piece := pieces.get()) is not None:
+                if isinstance(piece, BaseException):
+                    raise piece
+                audio, first_sample, new_poses, new_expressions, start, ready = piece
+                if poses is None:
+                    poses, expressions = new_poses, new_expressions
+                else:
+                    poses = [np.concatenate([a, b]) for a, b in zip(poses, new_poses)]
+                    expressions = [np.concatenate([a, b])
+                                   for a, b in zip(expressions, new_expressions)]
+                end = len(positions) if ready >= total else int(
+                    np.searchsorted(positions, ready, side="left"))
+                at = positions[frame:end]
+                pose = [interpolate_window(p, first, at, total, quaternions=True)
+                        for p in poses]
+                expression = [interpolate_window(e, first, at, total) for e in expressions]
+                # yielded in pieces of at most half a second of video, so memory holds a
+                # few pieces of frames, not a whole model chunk's (25 s of 1024 x 512
+                # frames is 1.4 GB)
+                step = max(1, int(config.fps // 2))
+                sample = first_sample
+                for lo in range(frame, max(end, frame + 1), step):
+                    hi = min(end, lo + step)
+                    frames = np.empty((hi - lo, height, width, 3), np.uint8)
+                    for k in range(lo, hi):
+                        faces = faces_of(lambda i: renderers[i].render(
+                            expression[i][k - frame], pose[i][k - frame]))
+                        frames[k - lo] = compose(faces, config.layout)
+                    audio_end = first_sample + len(audio)
+                    until = audio_end if hi >= end else min(
+                        audio_end, max(sample, int(np.ceil(hi / config.fps * SAMPLE_RATE))))
+                    yield AVChunk(frames, audio[sample - first_sample:until - first_sample],
+                                  lo, sample)
+                    sample = until
+                frame = end
+                # keep the motion the next video frame interpolates from
+                keep = min(int(np.floor(positions[frame])) if frame < len(positions) else
+                           total, total - 1 if total > 1 else 0)
+                keep = max(first, min(keep, first + len(poses[0])))
+                poses = [p[keep - first:] for p in poses]
+                expressions = [e[keep - first:] for e in expressions]
+                first = keep
+        finally:
+            stop.set()
+            if pool:
+                pool.shutdown()
+            while producer.is_alive():
+                try:
+                    pieces.get(timeout=0.1)
+                except queue.Empty:
+                    pass
+            producer.join()
+
+    def _audio_and_motion(self, timeline, settings: GenerateConfig, progress=None,
+                          record=None):
+        """Per model chunk: (audio samples, first sample, per-person head poses and
+        expressions of the chunk's model frames, the chunk's first model frame, the model
+        frame up to which audio is final). Runs in the producer thread. `record`: a dict
+        that gathers the whole dialogue's mel, motion and per-person waves (for `keep`)."""
+        from avgen.audio.vocoder import vocode
+        from avgen.model.features import motion_from_features
+        from avgen.progress import NullProgress
+
+        progress = progress or NullProgress()
+        model, normalizer, vocoder, _ = self._models
+        voice_ids, tokens, generator = _sampling_inputs(timeline, model, settings)
+        cues = [(c.person, c.kind, c.start_frame, c.duration) for c in timeline.cues]
+        total = timeline.num_frames
+        bounds = chunk_bounds(total, settings.first_chunk_frames, settings.chunk_frames)
+        mel_kept, mel_first, audio_done = None, 0, 0
+        # both stages run side by side, chunk by chunk, in this thread
+        with progress.stage("joint model", model.sampling_work(total, settings.steps),
+                            "frame-steps") as on_step, \
+                progress.stage("vocoder", total, "frames") as vocoded:
+            for a, b, mel, motion in model.sample_chunks(
+                    tokens, voice_ids, bounds, settings.steps, generator,
+                    settings.temperature, settings.solver, on_step):
+                mel = mel.cpu().numpy() * normalizer.mel_std + normalizer.mel_mean
+                motion = motion.cpu().numpy() * normalizer.motion_std + normalizer.motion_mean
+                if cues:  # per frame, so a chunk is acted out as the whole dialogue would be
+                    motion = act_cues(motion, [(p, k, s - a, d) for p, k, s, d in cues],
+                                      settings.seed)
+                # the style is per frame too
+                poses, expressions = zip(*(settings.style.apply_if_set(
+                    *motion_from_features(motion[p])) for p in range(NUM_PEOPLE)))
+                mel_kept = mel if mel_kept is None else np.concatenate([mel_kept, mel], axis=1)
+                ready = total if b == total else max(audio_done, b - VOCODER_CONTEXT)
+                audio = np.zeros(0, np.float32)
+                if ready > audio_done:
+                    lo = max(mel_first, audio_done - VOCODER_CONTEXT)
+                    hi = min(b, ready + VOCODER_CONTEXT)
+                    waves = [vocode(vocoder, mel_kept[p, lo - mel_first:hi - mel_first])
+                             [(audio_done - lo) * 256:(ready - lo) * 256]
+                             for p in range(NUM_PEOPLE)]
+                    audio = mix(waves).astype(np.float32)
+                    vocoded(ready - audio_done)
+                    if record is not None:
+                        record.setdefault("waves", []).append(waves)
+                if record is not None:
+                    record.setdefault("mel", []).append(mel.astype(np.float32))
+                    record.setdefault("motion", []).append((poses, expressions))
+                yield (audio, audio_done * 256, poses, expressions, a, ready)
+                audio_done = ready
+                drop = max(0, audio_done - VOCODER_CONTEXT - mel_first)
+                mel_kept, mel_first = mel_kept[:, drop:], mel_first + drop
+
+    def synth(self, script, refs: list[str], output: str, *, seed: int | None = None,
+              steps: int | None = None, voices: tuple[str, ...] | None = None,
+              rate: float | None = None, gap: float | None = None,
+              layout: str | None = None, crop: str | None = None, keep: str | None = None,
+              subtitles: str | None = None, log=lambda message: None, progress=True,
+              stream: bool = False) -> SynthResult:
+        """One dialogue to one MP4 (written atomically; layout "single": one per person,
+        see `avgen.face.frames.output_paths`).
+
+        `script`: a script file path or a parsed `avgen.text.script.Dialogue`. `seed`,
+        `steps`, `voices`, `rate`, `gap`, `layout`, `crop` override the config's for this
+        call. `keep`: a folder for the side outputs (tokens, av file, mixed WAV, one WAV per
+        person; `keep_paths`); `subtitles`: an .srt or .vtt file, one cue per sentence.
+        `progress`: an `avgen.progress` reporter, True (bars or lines on stderr) or False
+        (nothing). `stream`: a fragmented MP4 written as the dialogue is generated
+        (playable while it grows; `output` "-" is standard output; not with layout
+        "single"); the frames and audio are the same either way. Inputs (script, faces,
+        settings, output places) are checked before the models run; the side outputs are
+        written once the video is."""
+        from contextlib import closing
+
+        from avgen import progress as reporters
+        from avgen.audio.io import wav_bytes
+        from avgen.formats import atomic_write_bytes
+        from avgen.text.timeline import save_timeline
+        from avgen.video import AVWriter
+
+        if progress is True:
+            progress = reporters.for_stream()
+        elif not progress:
+            progress = reporters.NullProgress()
+        video = self._streamable(layout, crop) if stream else self.config.video(layout, crop)
+        script_path = script if isinstance(script, (str, Path)) else None
+        outputs.check_output(output, (".mp4",), inputs=[*refs, script_path], stdout=stream)
+        if subtitles is not None:
+            from avgen.subtitles import check_path
+
+            check_path(subtitles)
+            outputs.check_output(subtitles, inputs=[*refs, script_path, output],
+                                 option="--subtitles")
+        if keep is not None:
+            if Path(keep).exists() and not Path(keep).is_dir():
+                raise InputError("--keep names a folder, and this is a file", str(keep))
+            if not Path(keep).parent.is_dir():
+                raise InputError("output folder does not exist", str(Path(keep).parent))
+            outputs.check_writable(keep if Path(keep).is_dir() else Path(keep).parent)
+        timeline, settings, renderers = self.prepare(script, refs, seed=seed, steps=steps,
+                                                     voices=voices, rate=rate, gap=gap,
+                                                     layout=layout, crop=crop,
+                                                     log=log, progress=progress)
+        if video.layout == "single":
+            av, waves, count = self._single(timeline, settings, refs, renderers, video,
+                                            output, progress, log)
+            audio = mix(waves)
+        else:
+            log("joint model, vocoder and renderer")
+            record = {} if keep is not None else None
+            pieces = []
+            writer = AVWriter(output, *self.frame_size(renderers, video.layout), video.fps,
+                              SAMPLE_RATE, fragmented=stream, config=self.config.encoder)
+            chunks = self._chunks(timeline, settings, renderers, video, progress, record)
+            # closing: a failed write stops the model's thread at once
+            with writer, closing(chunks), progress.stage(
+                    "render", self.video_frames(timeline), "frame") as bar:
+                for chunk in chunks:
+                    writer.write(chunk.frames, chunk.audio)
+                    if record is not None:
+                        pieces.append(chunk.audio)
+                    bar(len(chunk.frames))
+            count = writer.frames
+            if record is not None:
+                av = _av_arrays(timeline, record)
+                audio = np.concatenate(pieces)
+                waves = [np.concatenate([w[person] for w in record["waves"]])
+                         for person in range(NUM_PEOPLE)]
+        from avgen.face.frames import output_paths
+
         videos = output_paths(output, video.layout, NUM_PEOPLE)
         if len(videos) == 1:
             files = {"video": str(videos[0])}
@@ -441,7 +727,8 @@ class Synthesizer:
             files["subtitles"] = str(subtitles)
         if keep is not None:
             Path(keep).mkdir(exist_ok=True)
-            kept = keep_paths(keep, Path(output).stem, timeline.names)
+            stem = "dialogue" if str(output) == "-" else Path(output).stem
+            kept = keep_paths(keep, stem, timeline.names)
             save_timeline(kept["tokens"], timeline)
             formats.save(kept["av"], formats.AV, av)
             atomic_write_bytes(kept["wav"], wav_bytes(audio))
@@ -450,3 +737,63 @@ class Synthesizer:
             files.update(kept)
         return SynthResult(str(output), count, count / video.fps, tuple(settings.voices),
                            timeline, files)
+
+    def _single(self, timeline, settings: GenerateConfig, refs, renderers,
+                video: VideoConfig, output, progress, log):
+        """Layout "single" (one MP4 per person), made whole-dialogue stage by stage (the
+        chunked path writes one video): (av arrays, per-person waves, frames written)."""
+        import contextlib
+
+        from avgen.audio.vocoder import vocode
+        from avgen.face.frames import render_video
+        from avgen.face.motion import motion_from_arrays
+
+        model, normalizer, vocoder, _ = self._models
+        log("joint model")
+        with progress.stage("joint model", model.sampling_work(timeline.num_frames,
+                                                               settings.steps),
+                            "frame-steps") as update:
+            av = generate(timeline, model, normalizer, settings, on_step=update)
+        log("vocoder")
+        with progress.stage("vocoder", NUM_PEOPLE, "tracks") as update:
+            waves = []
+            for p in range(NUM_PEOPLE):
+                waves.append(vocode(vocoder, av[f"p{p}/mel"]))
+                update(1)
+        log("render")
+        # on a terminal the renderer draws its own bar
+        with contextlib.nullcontext() if progress.terminal else progress.stage("render"):
+            count = render_video(motion_from_arrays(av, "generated motion"), list(refs), output, audio=mix(waves), sample_rate=SAMPLE_RATE,
+                config=video, progress=progress.terminal, renderers=renderers)
+        return av, waves, count
+
+
+def _av_arrays(timeline: Timeline, record: dict) -> dict[str, np.ndarray]:
+    """`avgen.av/1` arrays of a dialogue gathered chunk by chunk (`record` of
+    `Synthesizer._audio_and_motion`), as `generate` makes them at once."""
+    arrays = {"num_people": np.array(NUM_PEOPLE), "num_frames": np.array(timeline.num_frames),
+              "names": formats.string_array(timeline.names),
+              "expression_names": formats.string_array(EXPRESSION_NAMES)}
+    for person in range(NUM_PEOPLE):
+        arrays[f"p{person}/mel"] = np.concatenate([m[person] for m in record["mel"]])
+        arrays[f"p{person}/head_pose"] = np.concatenate(
+            [poses[person] for poses, _ in record["motion"]])
+        arrays[f"p{person}/expression"] = np.concatenate(
+            [expressions[person] for _, expressions in record["motion"]])
+    return arrays
+
+
+def _sampling_inputs(timeline: Timeline, model, settings: GenerateConfig):
+    """(voice ids, floored token log-probs (2, T, V), seeded generator) for the model."""
+    import torch
+
+    device = settings.device
+    # ids, or blend weights for blended voices (as `generate_from_tokens`)
+    voice_ids = voice_condition(model.config.voices, settings.voices).to(device)
+    generator = torch.Generator(device=device).manual_seed(settings.seed)
+    logits = [timeline.token_logits(p) for p in range(NUM_PEOPLE)]
+    tokens = np.empty((NUM_PEOPLE, *logits[0].shape), np.float32)
+    for p in range(NUM_PEOPLE):  # row by row, so in slices: no dialogue-sized float64 copies
+        for a in range(0, len(tokens[p]), 4096):
+            tokens[p, a:a + 4096] = floor_log_probs(logits[p][a:a + 4096])
+    return voice_ids, torch.from_numpy(tokens).to(device), generator

@@ -4,7 +4,10 @@ ships in `imageio-ffmpeg` (no system ffmpeg needed)."""
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +49,29 @@ def resample_head_pose(head_pose: np.ndarray, positions: np.ndarray) -> np.ndarr
     pose[:, :4] = continuous_quaternions(pose[:, :4])
     out = interpolate(pose, positions)
     out[:, :4] /= np.maximum(np.linalg.norm(out[:, :4], axis=1, keepdims=True), 1e-12)
+    return out
+
+
+def interpolate_window(values: np.ndarray, first: int, positions: np.ndarray, total: int,
+                       quaternions: bool = False) -> np.ndarray:
+    """`interpolate` (or `resample_head_pose` with `quaternions`) of a T-frame sequence of
+    which only rows first..first+len(values)-1 are at hand, at positions (N,) on the whole
+    sequence's clock: each output frame reads the same two source frames with the same
+    weights as the whole-sequence call, so a video can be made piece by piece. Quaternions
+    are taken into the hemisphere of the earlier frame (sign alone: same rotation)."""
+    values = np.asarray(values, dtype=np.float64)
+    if total == 1:
+        out = np.repeat(values[:1], len(positions), axis=0)
+    else:
+        lo = np.clip(np.floor(positions).astype(int), 0, total - 2)
+        frac = (positions - lo)[:, None]
+        a, b = values[lo - first], values[lo + 1 - first].copy()
+        if quaternions:
+            flip = (a[:, :4] * b[:, :4]).sum(axis=1) < 0
+            b[flip, :4] = -b[flip, :4]
+        out = a * (1 - frac) + b * frac
+    if quaternions:
+        out[:, :4] /= np.maximum(np.linalg.norm(out[:, :4], axis=1, keepdims=True), 1e-12)
     return out
 
 
@@ -195,3 +221,207 @@ def read_video(path: str | Path):
             yield np.frombuffer(raw, dtype=np.uint8).reshape(height, width, 3)
 
     return fps, frames(), count
+
+
+# -- audio + video writer for generated dialogues ------------------------------------------
+@dataclass(frozen=True)
+class EncoderConfig:
+    """H.264 + AAC settings of generated videos. `preset` and `tune` were chosen by
+    measuring encode time, file size and PSNR on rendered dialogues
+    (benchmarks/results/speed.md); `crf` 20 keeps the faces visually lossless.
+    `keyframe_seconds` bounds how far a player must go back to seek."""
+
+    crf: int = 20
+    preset: str = "veryfast"
+    tune: str | None = None
+    keyframe_seconds: float = 2.0
+    fragment_seconds: float = 0.5  # streamed MP4: a fragment at least this often
+    audio_bitrate: str = "128k"
+    threads: int = 0  # x264 threads; 0: ffmpeg's choice
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.crf <= 51:
+            raise InputError(f"crf must be 0 to 51, got {self.crf}")
+        if self.keyframe_seconds <= 0:
+            raise InputError(f"keyframe_seconds must be > 0, got {self.keyframe_seconds}")
+
+
+class AVWriter:
+    """Streams RGB frames (H, W, 3) uint8 and mono float audio into an H.264 + AAC MP4
+    through one ffmpeg process (video on its stdin, raw float32 audio on a second pipe,
+    each fed by its own thread, so neither input can stall the other).
+
+    `fragmented`: a fragmented MP4 (moov first, then self-contained fragments at every
+    keyframe) that players can start while it grows; otherwise an ordinary MP4 with its
+    index moved to the front. `path` "-" writes to standard output (fragmented only).
+    A file is written under a temporary name in the output folder and renamed into place
+    when everything succeeded (fragmented: `NAME.part`, playable while it grows); on any
+    failure nothing is left behind. Use as a context manager; `write(frames, audio)`
+    takes any number of frames (N, H, W, 3) and samples (M,), in order."""
+
+    def __init__(self, path: str | Path, width: int, height: int, fps: float,
+                 sample_rate: int, fragmented: bool = False,
+                 config: EncoderConfig = EncoderConfig()) -> None:
+        self.stdout = str(path) == "-"
+        self.path = Path(path)
+        if self.stdout and not fragmented:
+            raise InputError("an MP4 written to standard output must be fragmented "
+                             "(streamed)", "-o")
+        if not self.stdout and not self.path.parent.is_dir():
+            raise InputError("output folder does not exist", str(self.path.parent))
+        if width % 2 or height % 2:
+            raise InputError(f"frame size {width}x{height} must be even for yuv420p",
+                             str(path))
+        self.size, self.fps, self.sample_rate = (width, height), fps, sample_rate
+        self.fragmented, self.config = fragmented, config
+        self.frames = self.samples = 0
+        self._process = self._tmp = None
+        self._queues, self._threads, self._errors = [], [], []
+
+    def command(self, target: str, audio_fd: int) -> list[str]:
+        from fractions import Fraction
+
+        c = self.config
+        rate = Fraction(self.fps).limit_denominator()
+        keyint = max(1, round(c.keyframe_seconds * self.fps))
+        # delay_moov: the index waits for the first fragment, so it can carry the edit list
+        # that hides the AAC encoder's priming samples (as the ordinary MP4's does)
+        fragments = ["-movflags", "frag_keyframe+delay_moov+default_base_moof",
+                     "-frag_duration", str(round(c.fragment_seconds * 1e6))]
+        flags = fragments if self.fragmented else ["-movflags", "+faststart"]
+        return [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+                "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{self.size[0]}x{self.size[1]}",
+                "-r", str(rate), "-i", "pipe:0",
+                "-f", "f32le", "-ar", str(self.sample_rate), "-ac", "1",
+                "-i", f"pipe:{audio_fd}",
+                "-map", "0:v:0", "-map", "1:a:0",
+                "-c:v", "libx264", "-pix_fmt", "yuv420p", "-preset", c.preset,
+                "-crf", str(c.crf), "-g", str(keyint),
+                *(["-tune", c.tune] if c.tune else []),
+                *(["-threads", str(c.threads)] if c.threads else []),
+                "-c:a", "aac", "-b:a", c.audio_bitrate,
+                *flags, "-f", "mp4", target]
+
+    def __enter__(self) -> "AVWriter":
+        import queue
+        import subprocess
+        import threading
+
+        copy_out = None
+        if self.stdout:
+            target, out = "pipe:1", getattr(sys.stdout, "buffer", sys.stdout)
+            out.flush()
+            try:
+                out.fileno()
+            except (AttributeError, OSError, ValueError):  # e.g. a test's captured stdout
+                copy_out, out = out, subprocess.PIPE
+        else:
+            suffix = ".part" if self.fragmented else ".mp4"
+            if self.fragmented:
+                self._tmp = str(self.path.with_name(self.path.name + ".part"))
+                open(self._tmp, "wb").close()
+            else:
+                fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=suffix,
+                                                 dir=self.path.parent)
+                os.close(fd)
+            target, out = self._tmp, subprocess.DEVNULL
+        self._log = tempfile.TemporaryFile()
+        read_audio, self._audio_pipe = os.pipe()
+        try:
+            self._process = subprocess.Popen(self.command(target, read_audio),
+                                             stdin=subprocess.PIPE, stdout=out,
+                                             stderr=self._log, pass_fds=(read_audio,))
+        except BaseException:
+            os.close(self._audio_pipe)
+            self._cleanup()
+            raise
+        finally:
+            os.close(read_audio)
+        audio_out = os.fdopen(self._audio_pipe, "wb")
+        if copy_out is not None:
+            def copy():
+                while data := self._process.stdout.read(1 << 16):
+                    copy_out.write(data)
+            self._threads.append(threading.Thread(target=copy, daemon=True))
+            self._threads[-1].start()
+        for stream in (self._process.stdin, audio_out):
+            feed = queue.Queue(maxsize=4)
+            thread = threading.Thread(target=self._feed, args=(feed, stream), daemon=True)
+            thread.start()
+            self._queues.append(feed)
+            self._threads.append(thread)
+        return self
+
+    def _feed(self, feed, stream) -> None:
+        """Write what arrives on `feed` to `stream` until None; then close it."""
+        try:
+            while (data := feed.get()) is not None:
+                if not self._errors:
+                    stream.write(memoryview(data).cast("B"))  # the array's bytes, no copy
+        except (BrokenPipeError, OSError) as error:  # ffmpeg died: reported on exit
+            self._errors.append(error)
+            while feed.get() is not None:
+                pass
+        finally:
+            try:
+                stream.close()
+            except OSError:
+                pass
+
+    def write(self, frames: np.ndarray, audio: np.ndarray) -> None:
+        """Frames (N, H, W, 3) uint8 and the audio samples (M,) that go with them."""
+        frames = np.asarray(frames)
+        if frames.ndim != 4 or frames.shape[1:] != (self.size[1], self.size[0], 3):
+            raise ValueError(f"frames of shape {frames.shape} do not match {self.size}")
+        if self._errors:
+            raise InputError(f"ffmpeg stopped ({self._reason()})", str(self.path))
+        if len(audio):  # audio first: it leads the video, so ffmpeg never waits for it
+            self._queues[1].put(np.ascontiguousarray(audio, dtype="<f4"))
+            self.samples += len(audio)
+        if len(frames):
+            self._queues[0].put(np.ascontiguousarray(frames, dtype=np.uint8))
+            self.frames += len(frames)
+
+    def _reason(self) -> str:
+        self._log.seek(0)
+        text = self._log.read().decode(errors="replace").strip().splitlines()
+        return text[-1] if text else "no message"
+
+    def _finish(self) -> int:
+        for feed in self._queues:
+            feed.put(None)
+        for thread in self._threads:
+            thread.join()
+        code = self._process.wait()
+        if self.stdout:
+            getattr(sys.stdout, "buffer", sys.stdout).flush()
+        return code
+
+    def __exit__(self, kind, exc, tb):
+        try:
+            if self._process is None:
+                return False
+            if kind is None:
+                code = self._finish()
+                if code != 0 or self._errors:
+                    raise InputError(f"ffmpeg could not write the video ({self._reason()})",
+                                     str(self.path))
+                if not self.stdout:
+                    os.chmod(self._tmp, 0o644)
+                    os.replace(self._tmp, self.path)
+                    self._tmp = None
+            else:
+                self._process.kill()
+                self._errors.append(RuntimeError("stopped"))
+                self._finish()
+        finally:
+            self._cleanup()
+        return False
+
+    def _cleanup(self) -> None:
+        if self._tmp and os.path.exists(self._tmp):
+            os.unlink(self._tmp)
+        self._tmp = None
+        if getattr(self, "_log", None) is not None:
+            self._log.close()
+            self._log = None

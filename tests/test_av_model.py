@@ -219,8 +219,8 @@ def test_long_dialogue_in_chunks_equals_one_pass_with_a_far_reaching_model():
         whole, chunked = sample(None), sample(chunk)
         for a, b in zip(whole, chunked):
             assert (a - b).abs().max() < 1e-10
-        back, ahead = model.receptive_field(steps)
-        model.receptive_field = lambda steps: (back, ahead - 1)
+        field = model.receptive_field  # whatever step count the sampler asks it for
+        model.receptive_field = lambda *args: (field(*args)[0], field(*args)[1] - 1)
         short = sample(chunk)
         assert (short[0] - whole[0]).abs().max() > 1e-8
     finally:

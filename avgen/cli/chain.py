@@ -11,7 +11,8 @@ import typer
 from rich.table import Table
 
 from avgen.cli.common import (Crop, CropOption, Device, Fps, Gap, JointCheckpoint, Layout,
-                              LayoutOption, Rate, Seed, Size, Steps, Temperature, Vocoder,
+                              LayoutOption, Rate, Seed, Size, Solver, SolverChoice, Steps,
+                              Temperature, Vocoder,
                               VocoderChoice, Voices, err, split_refs, user_errors)
 from avgen.constants import FRAMES_PER_SECOND, SAMPLE_RATE
 from avgen.errors import InputError
@@ -158,6 +159,7 @@ def generate(
     checkpoint: JointCheckpoint = None,
     voice: Voices = None,
     steps: Steps = GenerateConfig.steps,
+    solver: Solver = SolverChoice(GenerateConfig.solver),
     temperature: Temperature = GenerateConfig.temperature,
     seed: Seed = GenerateConfig.seed,
     device: Device = GenerateConfig.device,
@@ -175,7 +177,8 @@ def generate(
     tokens_file = files[0]
     if refs and len(refs) != 2:
         raise InputError(f"--ref takes one photo per person (2), got {len(refs)}")
-    config = GenerateConfig(steps=steps, seed=seed, voices=tuple(voice) if voice else None,
+    config = GenerateConfig(steps=steps, solver=solver.value, seed=seed,
+                            voices=tuple(voice) if voice else None,
                             device=device, temperature=temperature)
     check_output(output, (".npz",), inputs=[tokens_file, *refs], stdout=True)
     timeline = load_timeline(tokens_file)
@@ -327,8 +330,14 @@ def synth(
                                             "first: --ref a.png b.png (or --ref a.png --ref "
                                             "b.png), before or after the script; not with "
                                             "--batch."),
-    output: str = typer.Option(..., "-o", "--output", help="MP4 to write; with --batch, the "
-                               "folder for every job's MP4 and the results file."),
+    output: str = typer.Option(..., "-o", "--output", help="MP4 to write ('-': standard "
+                               "output, with --stream); with --batch, the folder for every "
+                               "job's MP4 and the results file."),
+    stream: bool = typer.Option(False, "--stream", help="Write a fragmented MP4 while the "
+                                "dialogue is generated, playable as it grows: '-o -' pipes "
+                                "it to a player (avgen synth ... --stream -o - | ffplay -); "
+                                "a file is written as FILE.part and renamed when complete. "
+                                "Same pictures and sound as without --stream."),
     text: Optional[str] = typer.Option(None, "--text", help="The script inline instead of a "
                                        "file: --text \"A: Hi.\\nB: Hello.\" (\\n or a "
                                        "real line break between turns)."),
@@ -349,7 +358,7 @@ def synth(
     subtitles: Optional[str] = typer.Option(None, "--subtitles", help="Also write subtitles, "
                                             "one cue per sentence: out.srt or out.vtt."),
     json_report: bool = typer.Option(False, "--json", help="Print the final report as one "
-                                     "JSON object on stdout."),
+                                     "JSON object on stdout (on stderr with -o -)."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress on stderr; errors "
                                "and the final report only."),
     verbose: bool = typer.Option(False, "-v", "--verbose", help="Also say which voices "
@@ -365,6 +374,7 @@ def synth(
     checkpoint: JointCheckpoint = None,
     voice: Voices = None,
     steps: Steps = GenerateConfig.steps,
+    solver: Solver = SolverChoice(GenerateConfig.solver),
     temperature: Temperature = GenerateConfig.temperature,
     seed: Seed = GenerateConfig.seed,
     vocoder: Vocoder = VocoderChoice(SynthConfig.vocoder),
@@ -377,8 +387,9 @@ def synth(
     """The whole chain: a dialogue script and two face photos in, one MP4 out, in which
     both people speak their lines and the listener reacts.
 
-    At the end one line goes to stdout: the MP4, the video's length, the wall time and the
-    real-time factor (wall time / video length; below 1 is faster than real time).
+    At the end one line goes to stdout (to stderr with -o -, where stdout carries the
+    video): the MP4, the video's length, the wall time and the real-time factor (wall
+    time / video length; below 1 is faster than real time).
     Progress goes to stderr: bars on a terminal, a few plain lines in a log.
 
     **Batch:** `avgen synth --batch jobs.jsonl -o outdir/ [--shard K/N]`. One JSON object
@@ -401,7 +412,8 @@ def synth(
     if quiet and verbose:
         raise InputError("--quiet and --verbose contradict each other")
     style = MotionStyle(head_scale=head_scale, expression_scale=expression_scale, still=still)
-    config = SynthConfig(generate=GenerateConfig(steps=steps, seed=seed, device=device,
+    config = SynthConfig(generate=GenerateConfig(steps=steps, solver=solver.value, seed=seed,
+                                                 device=device,
                                                  voices=tuple(voice) if voice else None,
                                                  temperature=temperature, style=style),
                          vocoder=vocoder.value, fps=fps, size=size, layout=layout.value,
@@ -414,6 +426,8 @@ def synth(
                              "script or --ref (nor --text)")
         if keep is not None or subtitles is not None:
             raise InputError("--keep and --subtitles are for one dialogue, not --batch")
+        if stream:
+            raise InputError("--stream makes one video; it does not go with --batch")
         part = Shard.parse(shard)
         if Path(output).exists() and not Path(output).is_dir():
             raise InputError("with --batch, -o names a folder", output)
@@ -431,20 +445,23 @@ def synth(
         return
     if shard != "0/1" or results is not None:
         raise InputError("--shard and --results go with --batch")
-    if output == "-":
-        raise InputError("an MP4 cannot be streamed to stdout; give a file name", "-o")
+    if output == "-" and not stream:
+        raise InputError("an MP4 on standard output must be streamed: add --stream", "-o")
     scripts, refs = split_refs(inputs, ref, "a dialogue script")
     dialogue = _script_from(scripts, text)
     progress = reporters.for_stream(sys.stderr, quiet=quiet, verbose=verbose)
     result = Synthesizer(checkpoint, config).synth(dialogue, refs, output, keep=keep,
-                                                   subtitles=subtitles, progress=progress)
+                                                   subtitles=subtitles, progress=progress,
+                                                   stream=stream)
     report = _report(result, time.perf_counter() - started)
+    to_stderr = output == "-"  # stdout carries the video
     if json_report:
-        typer.echo(json.dumps(report, ensure_ascii=False))
+        typer.echo(json.dumps(report, ensure_ascii=False), err=to_stderr)
     else:
-        typer.echo(f"{', '.join(report['videos'])}: {report['video_seconds']:.2f} s of video in "
+        where = "standard output" if to_stderr else ", ".join(report["videos"])
+        typer.echo(f"{where}: {report['video_seconds']:.2f} s of video in "
                    f"{report['wall_seconds']:.1f} s, real-time factor "
-                   f"{report['real_time_factor']:.2f}")
+                   f"{report['real_time_factor']:.2f}", err=to_stderr)
 
 
 @user_errors

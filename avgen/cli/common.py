@@ -90,8 +90,18 @@ class VocoderChoice(str, enum.Enum):
     bigvgan = "bigvgan"
 
 
+class SolverChoice(str, enum.Enum):
+    euler = "euler"
+    midpoint = "midpoint"
+    heun = "heun"
+
+
 # -- options of the chain's commands (defaults: GenerateConfig, VideoConfig, SynthConfig) --
-Steps = Annotated[int, typer.Option(help="Euler steps of the flow sampler (1 to 256).")]
+Steps = Annotated[int, typer.Option(help="Steps of the flow sampler (1 to 256); each costs "
+                                    "one model evaluation (euler) or two (midpoint, heun).")]
+Solver = Annotated[SolverChoice, typer.Option(
+    help="ODE solver of the flow sampler: euler (first order), midpoint or heun (second "
+         "order: fewer steps for the same accuracy).")]
 Temperature = Annotated[float, typer.Option(
     help="Scale of the speech's starting noise (0 to 2): lower is cleaner and less varied.")]
 Seed = Annotated[int, typer.Option(help="Noise seed; the same seed gives the same output.")]

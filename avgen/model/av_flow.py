@@ -9,7 +9,7 @@ stream's input is [noisy target, own token_logits, partner token_logits, partner
 projected to d. Flow time and the voice embedding enter through adaLN-zero. Attention
 is limited to a window (default 7 frames back, 2 ahead, 10 in all), so generation can
 stream; positions use RoPE. Trained with OT conditional flow matching and L1; sampled
-with Euler steps (8 by default).
+with an ODE solver (`sample_chunks`; 4 Euler steps by default, `GenerateConfig`).
 
 `AVFlowConfig.fusion` selects the ablations of AV-Flow's Table 1: `separate` (no
 highways), `shared` (weight-tied streams with highways) and `cascaded` (the mel is
@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from avgen.constants import EXPRESSION_NAMES, N_MELS
+from avgen.constants import EXPRESSION_NAMES, N_MELS, SOLVERS
 from avgen.errors import ConfigError
 from avgen.text.symbols import NUM_SYMBOLS, SILENCE_ID
 
@@ -366,20 +366,21 @@ class AVFlow(nn.Module):
         parts = {"mel": l_mel.item(), "head": l_head.item(), "face": l_face.item()}
         return total, parts
 
-    def receptive_field(self, steps: int) -> tuple[int, int]:
-        """(frames back, frames ahead) that `steps` Euler steps of sampling reach: each
-        model evaluation sees n_blocks x (window + conv) frames either way, and every step
-        feeds the next one."""
+    def receptive_field(self, steps: int, solver: str = "euler") -> tuple[int, int]:
+        """(frames back, frames ahead) that `steps` steps of `solver` reach: each model
+        evaluation sees n_blocks x (window + conv) frames either way, and every
+        evaluation feeds the next one."""
         c = self.config
         back = c.n_blocks * (c.window_past + c.ff_kernel // 2)
         stages = 2 if c.fusion == "cascaded" else 1  # motion waits for the finished mel
-        return stages * steps * back, stages * steps * c.lookahead
+        evaluations = stages * evaluations_of(steps, solver)
+        return evaluations * back, evaluations * c.lookahead
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def sample_dyad(self, tokens: torch.Tensor, voices: torch.Tensor, steps: int = 8,
                     generator: torch.Generator | None = None, chunk: int | None = None,
-                    progress=None, temperature: float = 1.0, on_step=None
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
+                    progress=None, temperature: float = 1.0, solver: str = "euler",
+                    on_step=None) -> tuple[torch.Tensor, torch.Tensor]:
         """Generate both people together: tokens (2, T, V), voices (2,) ids or (2, voices)
         blend weights ->
         normalised mel (2, T, 80) and motion (2, T, M). Person i's partner is
@@ -389,72 +390,193 @@ class AVFlow(nn.Module):
         context its receptive field needs (`receptive_field`), so working memory is bounded
         by the chunk, not the dialogue, and the result equals whole-dialogue sampling
         (RoPE attention depends only on relative positions). `progress(frames)` is called
-        after each chunk; `on_step(frames)` after every Euler step of a chunk, with the
+        after each chunk; `on_step(frames)` after every solver step of a chunk, with the
         frames that chunk keeps, so its calls add up to `sampling_work(T, steps)` (a
-        progress bar of the whole sampler). `temperature` scales the mel's starting
-        noise (Matcha-TTS's sampling temperature: below 1 trades variety for cleaner speech); motion keeps
-        its full noise, so its variety is untouched."""
-        c = self.config
-        _, length, _ = tokens.shape
-        device = tokens.device
-        # all noise is drawn up front (output-sized), so chunking does not change it
-        mel = temperature * torch.randn((2, length, c.mel_dim), device=device,
-                                        generator=generator)
-        motion = torch.randn((2, length, c.motion_dim), device=device, generator=generator)
-        if chunk is None or chunk >= length:
-            mel, motion = self._euler(mel, motion, tokens, voices, steps,
-                                      on_step and (lambda: on_step(length)))
-            if progress:
-                progress(length)
-            return mel, motion
-        back, ahead = self.receptive_field(steps)
-        mel_out, motion_out = torch.empty_like(mel), torch.empty_like(motion)
-        for a in range(0, length, chunk):
-            b = min(a + chunk, length)
-            lo, hi = max(0, a - back), min(length, b + ahead)
-            mel_w, motion_w = self._euler(mel[:, lo:hi], motion[:, lo:hi], tokens[:, lo:hi],
-                                          voices, steps,
-                                          on_step and (lambda n=b - a: on_step(n)))
-            keep = slice(a - lo, b - lo)
-            mel_out[:, a:b], motion_out[:, a:b] = mel_w[:, keep], motion_w[:, keep]
+        progress bar of the whole sampler). `temperature` scales the mel's starting noise (Matcha-TTS's
+        sampling temperature: below 1 trades variety for cleaner speech); motion keeps
+        its full noise, so its variety is untouched. `solver`: see `SOLVERS`."""
+        length = tokens.shape[1]
+        bounds = [0, length] if chunk is None or chunk >= length else \
+            list(range(0, length, chunk)) + [length]
+        mel_out = motion_out = None
+        for a, b, mel, motion in self.sample_chunks(tokens, voices, bounds, steps, generator,
+                                                    temperature, solver, on_step):
+            if mel_out is None:
+                mel_out = mel.new_empty((2, length, mel.shape[-1]))
+                motion_out = motion.new_empty((2, length, motion.shape[-1]))
+            mel_out[:, a:b], motion_out[:, a:b] = mel, motion
             if progress:
                 progress(b - a)
         return mel_out, motion_out
+
+    def starting_noise(self, length: int, generator: torch.Generator | None, device,
+                       temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Noise of mel (2, T, 80) and motion (2, T, M), drawn for the whole dialogue at
+        once (output-sized), so how it is cut into chunks does not change it."""
+        c = self.config
+        mel = temperature * torch.randn((2, length, c.mel_dim), device=device,
+                                        generator=generator)
+        motion = torch.randn((2, length, c.motion_dim), device=device, generator=generator)
+        return mel, motion
+
+    @torch.inference_mode()
+    def sample_chunks(self, tokens: torch.Tensor, voices: torch.Tensor, bounds: list[int],
+                      steps: int = 8, generator: torch.Generator | None = None,
+                      temperature: float = 1.0, solver: str = "euler", on_step=None):
+        """`sample_dyad` one chunk at a time: yields (a, b, mel (2, b - a, 80),
+        motion (2, b - a, M)) for consecutive chunk bounds [0, ..., T]. Every chunk is
+        exact whatever the bounds (equal to whole-dialogue sampling up to float rounding),
+        and a caller can use it before the next one is made.
+
+        The state after every solver step is kept for the frames it is exact on, so a
+        chunk advances each step over its new frames plus one step's receptive field,
+        not the whole sampler's: small chunks (streaming) cost little more than one
+        whole-dialogue pass. The cascaded model (motion waits for the finished mel)
+        recomputes each chunk with the whole sampler's receptive field instead.
+        `on_step(frames)`: as in `sample_dyad`."""
+        length = tokens.shape[1]
+        if bounds[0] != 0 or bounds[-1] != length or any(
+                b <= a for a, b in zip(bounds, bounds[1:])):
+            raise ValueError(f"chunk bounds must rise from 0 to {length}, got {bounds}")
+        mel, motion = self.starting_noise(length, generator, tokens.device, temperature)
+        if self.config.fusion == "cascaded":
+            back, ahead = self.receptive_field(steps, solver)
+            for a, b in zip(bounds, bounds[1:]):
+                lo, hi = max(0, a - back), min(length, b + ahead)
+                mel_w, motion_w = self._integrate(
+                    mel[:, lo:hi], motion[:, lo:hi], tokens[:, lo:hi], voices, steps, solver,
+                    on_step and (lambda n=b - a: on_step(n)))
+                keep = slice(a - lo, b - lo)
+                yield a, b, mel_w[:, keep], motion_w[:, keep]
+            return
+        back, ahead = self.receptive_field(1, solver)  # of one step
+        # levels[k]: (first frame, mel, motion, partner estimate) after k steps, exact on
+        # frames first .. done[k] - 1; level 0 is the noise, exact everywhere
+        levels = [(0, mel, motion, torch.zeros_like(motion))] + [None] * steps
+        done = [length] + [0] * steps
+        for a, b in zip(bounds, bounds[1:]):
+            for k in range(steps):
+                end = length if b == length else min(length, b + ahead * (steps - 1 - k))
+                start = done[k + 1]
+                if end <= start:
+                    if on_step:
+                        on_step(b - a)
+                    continue
+                first, mel_k, motion_k, estimate_k = levels[k]
+                lo, hi = max(first, start - back), min(done[k], end + ahead)
+                window = slice(lo - first, hi - first)
+                mel_n, motion_n, estimate_n = self._step(
+                    mel_k[:, window], motion_k[:, window], estimate_k[:, window],
+                    tokens[:, lo:hi], voices, k, steps, solver)
+                keep = slice(start - lo, end - lo)
+                new = (mel_n[:, keep], motion_n[:, keep], estimate_n[:, keep])
+                if levels[k + 1] is None:
+                    levels[k + 1] = (start, *new)
+                else:
+                    old_first, *old = levels[k + 1]
+                    levels[k + 1] = (old_first, *(torch.cat([o, n], dim=1)
+                                                  for o, n in zip(old, new)))
+                done[k + 1] = end
+                if k > 0:  # the next window of this step starts at most `back` before end
+                    drop = max(0, end - back - first)
+                    levels[k] = (first + drop, *(x[:, drop:] for x in levels[k][1:]))
+                if on_step:  # the chunk's own frames, so the calls add up to sampling_work
+                    on_step(b - a)
+            first, mel_s, motion_s, _ = levels[steps]
+            yield a, b, mel_s[:, a - first:b - first], motion_s[:, a - first:b - first]
+            levels[steps] = (b, *(x[:, b - first:] for x in levels[steps][1:]))
 
     def sampling_work(self, length: int, steps: int) -> int:
         """What `sample_dyad`'s `on_step` calls add up to for T = `length` frames."""
         return length * steps * (2 if self.config.fusion == "cascaded" else 1)
 
-    def _euler(self, mel: torch.Tensor, motion: torch.Tensor, tokens: torch.Tensor,
-               voices: torch.Tensor, steps: int, step_done=None
-               ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Euler integration from noise (t=0) to data (t=1) for a dyad, (2, T, C) each.
-        `step_done()` is called after each model evaluation's step."""
+    def _step(self, mel: torch.Tensor, motion: torch.Tensor, estimate: torch.Tensor,
+              tokens: torch.Tensor, voices: torch.Tensor, k: int, steps: int, solver: str
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Step k of `steps` of the joint (non-cascaded) sampler on a window: (mel,
+        motion, partner estimate) after it."""
+        partner_tokens = tokens.flip(0)
+        latest = [estimate]
+
+        def velocity(x, t):
+            v_mel, v_motion = self(x[0], x[1], torch.full((2,), t, device=mel.device), tokens,
+                                   partner_tokens, latest[0].flip(0), voices)
+            latest[0] = x[1] + (1 - t) * v_motion
+            return v_mel, v_motion
+
+        dt = 1.0 / steps
+        mel, motion = _ode_step(velocity, (mel, motion), k * dt, dt, solver)
+        return mel, motion, latest[0]
+
+    def _integrate(self, mel: torch.Tensor, motion: torch.Tensor, tokens: torch.Tensor,
+                   voices: torch.Tensor, steps: int, solver: str = "euler", step_done=None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+        """ODE integration from noise (t=0) to data (t=1) for a dyad, (2, T, C) each.
+        `step_done()` is called after each solver step (of the mel, then of the motion,
+        for the cascaded model).
+
+        The partner-motion condition is the partner's clean-motion estimate from the
+        latest evaluation, x1 = x_t + (1 - t) v (exact for straight OT paths)."""
+        if solver not in SOLVERS:
+            raise ValueError(f"solver must be one of {', '.join(SOLVERS)}, got {solver!r}")
         step_done = step_done or (lambda: None)
         partner_tokens = tokens.flip(0)
+        cascaded = self.config.fusion == "cascaded"
         dt = 1.0 / steps
-        if self.config.fusion == "cascaded":  # all of the audio, then all of the motion
+
+        def times(t: float) -> torch.Tensor:
+            return torch.full((2,), t, device=mel.device)
+
+        if cascaded:  # all of the audio, then all of the motion
+            silent = torch.zeros_like(motion)
+
+            def audio_velocity(x, t):
+                return self(x, motion, times(t), tokens, partner_tokens, silent, voices,
+                            only="audio")[0]
             for k in range(steps):
-                t = torch.full((2,), k * dt, device=mel.device)
-                v_mel, _ = self(mel, motion, t, tokens, partner_tokens, torch.zeros_like(motion),
-                                voices, only="audio")
-                mel = mel + dt * v_mel
+                mel = _ode_step(audio_velocity, mel, k * dt, dt, solver)
                 step_done()
         estimate = torch.zeros_like(motion)
         for k in range(steps):
-            t = torch.full((2,), k * dt, device=mel.device)
-            if self.config.fusion == "cascaded":
-                _, v_motion = self(mel, motion, t, tokens, partner_tokens, estimate.flip(0),
-                                   voices, mel_condition=mel, only="visual")
+            if cascaded:
+                def velocity(x, t):
+                    nonlocal estimate
+                    v = self(mel, x, times(t), tokens, partner_tokens, estimate.flip(0),
+                             voices, mel_condition=mel, only="visual")[1]
+                    estimate = x + (1 - t) * v
+                    return v
+                motion = _ode_step(velocity, motion, k * dt, dt, solver)
             else:
-                v_mel, v_motion = self(mel, motion, t, tokens, partner_tokens,
-                                       estimate.flip(0), voices)
-                mel = mel + dt * v_mel
-            # clean-sample estimate x1 = x_t + (1 - t) v (exact for straight OT paths)
-            estimate = motion + (1 - k * dt) * v_motion
-            motion = motion + dt * v_motion
+                mel, motion, estimate = self._step(mel, motion, estimate, tokens, voices, k,
+                                                   steps, solver)
             step_done()
         return mel, motion
+
+
+def evaluations_of(steps: int, solver: str) -> int:
+    """Model evaluations of `steps` steps of `solver` (the sampler's cost)."""
+    if solver not in SOLVERS:
+        raise ValueError(f"solver must be one of {', '.join(SOLVERS)}, got {solver!r}")
+    return steps * SOLVERS[solver]
+
+
+def _ode_step(velocity, x, t: float, dt: float, solver: str):
+    """One step from t to t + dt of dx/dt = velocity(x, t); x a tensor or a tuple of them."""
+    def add(x, v, h):
+        if isinstance(x, tuple):
+            return tuple(xi + h * vi for xi, vi in zip(x, v))
+        return x + h * v
+
+    v = velocity(x, t)
+    if solver == "euler":
+        return add(x, v, dt)
+    if solver == "midpoint":
+        return add(x, velocity(add(x, v, dt / 2), t + dt / 2), dt)
+    # heun: the trapezoid of the velocities at both ends of an Euler step
+    v_end = velocity(add(x, v, dt), t + dt)
+    mean = tuple((a + b) / 2 for a, b in zip(v, v_end)) if isinstance(v, tuple) \
+        else (v + v_end) / 2
+    return add(x, mean, dt)
 
 
 def parameter_count(model: nn.Module) -> int:

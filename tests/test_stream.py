@@ -1,0 +1,231 @@
+"""Streaming: the dialogue made piece by piece equals the dialogue made at once, and the
+streamed MP4 holds the same pictures and sound as the ordinary one."""
+
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+
+from avgen.constants import N_MELS
+from avgen.model.av_flow import MOTION_DIM, AVFlow, AVFlowConfig
+from avgen.pipeline import (AVChunk, GenerateConfig, SynthConfig, Synthesizer, chunk_bounds,
+                            mix)
+from avgen.text.script import parse_script
+from avgen.text.timeline import EspeakDurations
+from avgen.model.features import Normalizer
+
+TINY = AVFlowConfig(d_model=32, n_blocks=2, n_heads=2, ff_mult=2)
+SCRIPT = "A: Hello there, how are you?\nB: (smiles) Fine, thanks. (laughs) And you?\n"
+
+
+def randomise(model):
+    """Random weights everywhere (the zero-initialised highways and outputs included), so
+    every path of the model moves the result."""
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.normal_(0, 0.2)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def synthesizer():
+    from avgen.audio.vocoder import load_vocoder
+
+    model = randomise(AVFlow(TINY))
+    normalizer = Normalizer(np.full(N_MELS, -6.0, np.float32), np.full(N_MELS, 2.0, np.float32),
+                            np.zeros(MOTION_DIM, np.float32), np.full(MOTION_DIM, 0.1, np.float32))
+    # small chunks: a 3 s dialogue crosses many chunk edges
+    config = SynthConfig(generate=GenerateConfig(steps=2, first_chunk_frames=8,
+                                                 chunk_frames=40), size=64)
+    synth = Synthesizer(config=config, durations=EspeakDurations())
+    synth._models = (model, normalizer, load_vocoder("vocos"), None)
+    return synth
+
+
+def whole_dialogue(synth, refs, seed):
+    """The dialogue made at once the way the release made it: whole-dialogue sampling,
+    vocoding and rendering."""
+    from avgen import formats
+    from avgen.audio.vocoder import vocode
+    from avgen.face.motion import load_motion
+    from avgen.face.frames import VideoConfig, VideoFrames
+    from avgen.pipeline import generate
+
+    timeline, settings, renderers = synth.prepare(parse_script(SCRIPT, "s"), refs, seed=seed)
+    model, normalizer, vocoder, _ = synth._models
+    av = generate(timeline, model, normalizer, GenerateConfig(
+        steps=settings.steps, seed=seed, voices=settings.voices, chunk_frames=10 ** 6))
+    audio = mix([vocode(vocoder, av[f"p{p}/mel"]) for p in range(2)])
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as work:
+        formats.save(f"{work}/d.av.npz", formats.AV, av)
+        frames = np.stack([picture for picture, in VideoFrames(
+            load_motion(f"{work}/d.av.npz"), renderers, VideoConfig(size=64))])
+    return frames, audio
+
+
+def test_streamed_chunks_equal_the_whole_dialogue(synthesizer, example_refs):
+    chunks = list(synthesizer.stream(parse_script(SCRIPT, "s"), example_refs, seed=3))
+    assert len(chunks) > 5 and all(isinstance(c, AVChunk) for c in chunks)
+    # pieces follow each other without gaps or overlaps
+    frame = sample = 0
+    for chunk in chunks:
+        assert chunk.first_frame == frame and chunk.first_sample == sample
+        frame += len(chunk.frames)
+        sample += len(chunk.audio)
+    frames = np.concatenate([c.frames for c in chunks])
+    audio = np.concatenate([c.audio for c in chunks])
+    whole_frames, whole_audio = whole_dialogue(synthesizer, example_refs, 3)
+    assert frames.shape == whole_frames.shape and audio.shape == whole_audio.shape
+    assert np.abs(audio - whole_audio).max() < 1e-4
+    # pixels: float rounding in the motion may tip a few pixels at a painted edge
+    difference = np.abs(frames.astype(int) - whole_frames.astype(int))
+    assert (difference > 0).mean() < 1e-3 and (difference > 4).mean() < 1e-5
+    # and the seed matters
+    other = np.concatenate([c.audio for c in synthesizer.stream(
+        parse_script(SCRIPT, "s"), example_refs, seed=4)])
+    assert np.abs(other - audio).max() > 1e-3
+
+
+def decode(path):
+    from avgen.video import ffmpeg_exe
+
+    video = subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(path), "-f", "rawvideo",
+                            "-pix_fmt", "rgb24", "-fps_mode", "passthrough", "-"],
+                           capture_output=True, check=True).stdout
+    audio = subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(path), "-f", "f32le",
+                            "-ac", "1", "-"], capture_output=True, check=True).stdout
+    return video, np.frombuffer(audio, np.float32)
+
+
+def test_streamed_mp4_decodes_to_the_same_video_and_audio(synthesizer, example_refs,
+                                                         tmp_path):
+    script = parse_script(SCRIPT, "s")
+    plain, streamed = tmp_path / "plain.mp4", tmp_path / "streamed.mp4"
+    count = synthesizer.synth(script, example_refs, str(plain), seed=3, progress=False).frames
+    assert synthesizer.synth(script, example_refs, str(streamed), seed=3, progress=False,
+                             stream=True).frames == count
+    assert b"moof" in streamed.read_bytes() and b"moof" not in plain.read_bytes()
+    plain_video, plain_audio = decode(plain)
+    streamed_video, streamed_audio = decode(streamed)
+    assert len(plain_video) == count * 128 * 64 * 3
+    assert plain_video == streamed_video
+    # the same samples; a fragmented MP4 cannot trim the AAC encoder's last partial frame
+    assert len(plain_audio) > 0 and 0 <= len(streamed_audio) - len(plain_audio) <= 1024
+    assert np.array_equal(plain_audio, streamed_audio[:len(plain_audio)])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plain.mp4", "streamed.mp4"]
+
+
+def test_a_failed_stream_leaves_nothing_behind(synthesizer, example_refs, tmp_path):
+    from avgen.constants import SAMPLE_RATE
+    from avgen.video import AVWriter
+
+    out = tmp_path / "x.mp4"
+    chunks = synthesizer.stream(parse_script(SCRIPT, "s"), example_refs, seed=3)
+    with pytest.raises(RuntimeError, match="disk full"):
+        with AVWriter(out, 128, 64, 25.0, SAMPLE_RATE, fragmented=True) as writer:
+            for k, chunk in enumerate(chunks):
+                writer.write(chunk.frames, chunk.audio)
+                if k == 2:
+                    assert (tmp_path / "x.mp4.part").exists()  # playable while it grows
+                    raise RuntimeError("disk full")
+    chunks.close()  # stops the model thread
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_chunk_bounds_start_small_and_double():
+    assert chunk_bounds(100, 8, 40) == [0, 8, 24, 56, 96, 100]
+    assert chunk_bounds(5, 8, 40) == [0, 5]
+    assert chunk_bounds(0, 8, 40) == [0]
+
+
+def test_mix_is_sample_by_sample_and_bounded():
+    rng = np.random.default_rng(0)
+    waves = [rng.normal(0, 0.5, 5000).astype(np.float32) for _ in range(2)]
+    whole = mix(waves)
+    pieces = np.concatenate([mix([w[a:b] for w in waves]) for a, b in ((0, 1234), (1234, 5000))])
+    assert np.array_equal(whole, pieces)
+    assert np.abs(whole).max() <= np.float32(0.95)
+    quiet = [w * 0.1 for w in waves]  # nothing loud: the plain sum
+    assert np.array_equal(mix(quiet), np.sum(quiet, axis=0))
+
+
+@pytest.fixture
+def example_refs():
+    from conftest import EXAMPLES
+
+    return [str(EXAMPLES / "eileen.png"), str(EXAMPLES / "grace.png")]
+
+
+def test_synth_streams_to_standard_output(tmp_path, write_script, example_refs):
+    """`avgen synth ... --stream -o -` writes a fragmented MP4 to stdout that decodes to
+    the pictures and sound of the ordinary `-o FILE` run; without --stream, `-o -` is a
+    one-line error."""
+    import os
+    import sys
+
+    from avgen.train.av import TrainConfig, save_checkpoint
+
+    model = randomise(AVFlow(TINY))
+    normalizer = Normalizer(np.full(N_MELS, -6.0, np.float32), np.full(N_MELS, 2.0, np.float32),
+                            np.zeros(MOTION_DIM, np.float32), np.full(MOTION_DIM, 0.1, np.float32))
+    checkpoint = tmp_path / "av.safetensors"
+    save_checkpoint(checkpoint, model, normalizer, 0, TrainConfig())
+    script = write_script("A: Hi there.\nB: (nods) Hello!\n")
+    command = [sys.executable, "-m", "avgen", "synth", str(script), "--ref", *example_refs,
+               "--checkpoint", str(checkpoint), "--steps", "2", "--size", "64"]
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": repo}
+    piped = subprocess.run(command + ["--stream", "-o", "-"], capture_output=True, env=env,
+                           cwd=tmp_path)
+    assert piped.returncode == 0, piped.stderr.decode()[-2000:]
+    assert piped.stdout[4:8] == b"ftyp" and b"moof" in piped.stdout
+    (tmp_path / "piped.mp4").write_bytes(piped.stdout)
+    plain = subprocess.run(command + ["-o", str(tmp_path / "plain.mp4")], capture_output=True,
+                           env=env, cwd=tmp_path)
+    assert plain.returncode == 0, plain.stderr.decode()[-2000:]
+    piped_video, piped_audio = decode(tmp_path / "piped.mp4")
+    plain_video, plain_audio = decode(tmp_path / "plain.mp4")
+    assert piped_video == plain_video and len(plain_video) > 0
+    assert np.array_equal(plain_audio, piped_audio[:len(plain_audio)])
+    refused = subprocess.run(command + ["-o", "-"], capture_output=True, env=env, cwd=tmp_path)
+    assert refused.returncode == 2 and b"add --stream" in refused.stderr
+    assert refused.stdout == b""
+
+
+@pytest.mark.parametrize("solver", ["euler", "midpoint"])
+def test_chunks_of_any_size_equal_whole_dialogue_sampling(solver):
+    """The sampler keeps each step's state between chunks: chunks of 1 frame, of odd
+    sizes or of the whole dialogue all give the whole-dialogue result."""
+    model = randomise(AVFlow(TINY))
+    torch.manual_seed(1)
+    tokens = torch.randn(2, 120, TINY.num_symbols).log_softmax(-1)
+    voices = torch.tensor([0, 1])
+    whole = model.sample_dyad(tokens, voices, 3, torch.Generator().manual_seed(5),
+                              solver=solver)
+    for bounds in ([0, 1, 7, 50, 51, 120], [0, 120], list(range(0, 121, 30))):
+        chunks = list(model.sample_chunks(tokens, voices, bounds, 3,
+                                          torch.Generator().manual_seed(5), solver=solver))
+        assert [(a, b) for a, b, _, _ in chunks] == list(zip(bounds, bounds[1:]))
+        mel = torch.cat([m for _, _, m, _ in chunks], dim=1)
+        motion = torch.cat([m for _, _, _, m in chunks], dim=1)
+        assert torch.allclose(mel, whole[0], atol=1e-5)
+        assert torch.allclose(motion, whole[1], atol=1e-5)
+
+
+def test_layout_single_cannot_be_streamed_and_says_so(tmp_path, example_refs):
+    """One MP4 per person is made whole-dialogue only: streaming it fails at once with a
+    one-line error naming --stream, writing nothing."""
+    from avgen.errors import InputError
+    from avgen.pipeline import Synthesizer
+
+    synth = Synthesizer(config=SynthConfig(layout="single", size=64))
+    output = tmp_path / "out.mp4"
+    with pytest.raises(InputError, match="--layout single") as error:
+        synth.synth(parse_script(SCRIPT, "s"), example_refs, str(output), stream=True,
+                    progress=False)
+    assert "\n" not in str(error.value)
+    assert list(tmp_path.iterdir()) == []
