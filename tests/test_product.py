@@ -13,6 +13,7 @@ decoded with ffmpeg for everything a viewer gets.
 
 from __future__ import annotations
 
+import json
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,35 +109,33 @@ def shipped(tmp_path_factory):
     script = folder / "script.txt"
     script.write_text(SCRIPT, encoding="utf-8")
     vocoder = load_vocoder()
-    records = []
-    real_generate = pipeline.generate
 
-    def recording_generate(timeline, model, normalizer, config, *args, **kwargs):
-        av = real_generate(timeline, model, normalizer, config, *args, **kwargs)
-        records.append((timeline, av, tuple(config.voices)))
-        return av
+    def finish(mp4, frames, voices):
+        # the side outputs of --keep: the dialogue's timeline and joint-model arrays
+        from avgen import formats
+        from avgen.text.timeline import load_timeline
 
-    def finish(mp4, frames):
-        timeline, av, voices = records.pop()
+        kept = pipeline.keep_paths(folder / f"kept-{mp4.stem}", mp4.stem, ())
+        timeline = load_timeline(kept["tokens"])
+        av = formats.load(kept["av"], formats.AV)
         waves = [vocode(vocoder, av[f"p{p}/mel"]) for p in range(2)]
         video_frames, fps = count_video_frames(mp4)
-        return Run(mp4, frames, timeline, av, voices, waves, decode_audio(mp4),
+        return Run(mp4, frames, timeline, av, tuple(voices), waves, decode_audio(mp4),
                    video_frames, fps)
 
     runs = {}
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(pipeline, "generate", recording_generate)
-        out = folder / "cli.mp4"
-        result = CliRunner().invoke(app, ["synth", str(script), "--ref", *REFS, "-o", str(out),
-                                          "--seed", str(SEED), "--size", str(SIZE)])
-        assert result.exit_code == 0, result.output
-        runs["cli"] = finish(out, None)
-        given = runs["cli"].voices[1]
-        out = folder / "api.mp4"
-        synth = pipeline.Synthesizer(config=pipeline.SynthConfig(size=SIZE))
-        result = synth.synth(str(script), REFS, str(out), seed=SEED, voices=(given, given),
-                             progress=False)
-        runs["api"] = finish(out, result.frames)
+    out = folder / "cli.mp4"
+    result = CliRunner().invoke(app, ["synth", str(script), "--ref", *REFS, "-o", str(out),
+                                      "--seed", str(SEED), "--size", str(SIZE), "--json",
+                                      "--keep", str(folder / "kept-cli")])
+    assert result.exit_code == 0, result.output
+    runs["cli"] = finish(out, None, json.loads(result.stdout.strip().splitlines()[-1])["voices"])
+    given = runs["cli"].voices[1]
+    out = folder / "api.mp4"
+    synth = pipeline.Synthesizer(config=pipeline.SynthConfig(size=SIZE))
+    result = synth.synth(str(script), REFS, str(out), seed=SEED, voices=(given, given),
+                         progress=False, keep=str(folder / "kept-api"))
+    runs["api"] = finish(out, result.frames, result.voices)
     return runs
 
 
