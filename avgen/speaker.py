@@ -187,7 +187,10 @@ def choose_voices(names, refs, voices: tuple[VoiceInfo, ...], explicit=None,
         return tuple(Choice(spec, "--voice") for spec in explicit)
     directives = {k.casefold(): v for k, v in (directives or {}).items()}
     names = list(names) + [""] * (len(refs) - len(names))
-    faces = list(faces) if faces is not None else [face_attributes(r) for r in refs]
+    # the face model (a few seconds to load) is asked only when its answer can matter:
+    # for a person no script line sets, and when the voices carry a gender to match
+    attributed = any(v.gender for v in voices)
+    faces = list(faces) if faces is not None else [None] * len(refs)
     digests = [face_digest(r) for r in refs]
     f0_of = {v.name: v.f0_median for v in voices}
     choices: list[Choice] = []
@@ -197,6 +200,8 @@ def choose_voices(names, refs, voices: tuple[VoiceInfo, ...], explicit=None,
             parse_voice(spec, known, "script voices")
             choices.append(Choice(spec, "script"))
             continue
+        if faces[k] is None and attributed:
+            faces[k] = face_attributes(ref)
         candidates, reason = _candidates(names[k], faces[k], voices)
         if k and choices and digests[k] != digests[0]:
             # two people of one gender: prefer voices pitched clearly apart from the
