@@ -117,6 +117,10 @@ SCRIPT_CASES = {
     "long-line": ("A: " + "word " * 2000 + "\n", "characters long"),
     "many-lines": ("".join(f"{'AB'[k % 2]}: Line {k}.\n" for k in range(5000)),
                    "more than 1000 turns"),
+    # within every per-line and per-file limit, but hours long: stopped at the turn that
+    # passes 30 minutes, before the whole timeline is laid out (that once took 11 GB)
+    "hours-long": ("".join(f"{'AB'[k % 2]}: " + "word " * 390 + "\n" for k in range(60)),
+                   "the limit is 30 minutes"),
     "nul-bytes": ("A: hi\0there\n", "NUL"),
     "third-speaker": ("A: hi\nB: yo\nC: hey\n", "third speaker"),
     "nan-pause": ("A: hi (pause nan)\n", "pause length"),

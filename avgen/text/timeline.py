@@ -29,7 +29,8 @@ import numpy as np
 
 from avgen import formats
 from avgen.constants import FRAMES_PER_SECOND, NUM_PEOPLE
-from avgen.errors import AvgenError, ConfigError, FormatError
+from avgen.errors import AvgenError, ConfigError, FormatError, InputError
+from avgen.limits import MAX_FRAMES, MAX_SECONDS
 from avgen.text.script import Cue, Dialogue, Pause, Speech
 from avgen.text.symbols import NUM_SYMBOLS, SILENCE_ID, SYMBOLS, SYMBOLS_VERSION, phones_to_ids
 from avgen.text.phrases import Phrase, to_phrases
@@ -418,6 +419,12 @@ def build_timeline(dialogue: Dialogue, durations: DurationSource,
                     cursor.add(SILENCE_ID, length)
                 turn_end = max(turn_end, start + length)
         turn_end = max(turn_end, cursor.frame)
+        if turn_end > MAX_FRAMES:
+            # checked turn by turn, so a script of hours stops here, not after the model
+            # has laid out (and held in memory) every frame of it
+            raise InputError(f"the dialogue reaches {turn_end / fps / 60:.1f} minutes by "
+                             f"this turn; the limit is {MAX_SECONDS / 60:g} minutes: split "
+                             "the script into several dialogues", dialogue.source, turn.line)
         turns.append(TimedTurn(turn.person, turn.line, turn.text, turn_start, turn_end,
                                first_phoneme, len(cursor.ids) - first_phoneme))
     num_frames = turns[-1].end_frame + int(round(config.tail * fps))

