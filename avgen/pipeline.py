@@ -111,21 +111,39 @@ class GenerateConfig:
                               f"got {len(self.voices)}", "--voice")
 
 
-def load_av_model(checkpoint: str | None = None, device: str = "cpu"):
-    """(model, normaliser) from a checkpoint path, or the registered default."""
+def av_checkpoint_path(checkpoint: str | None = None) -> str:
+    """`checkpoint`, or the registered default joint model's verified path."""
     from avgen.errors import WeightsError
-    from avgen.model.av_checkpoint import load_checkpoint
     from avgen.weights import Weights
 
-    if checkpoint is None:
-        registry = Weights()
-        if AV_WEIGHTS not in registry.entries:
-            raise WeightsError("no trained joint audio-visual model is registered yet "
-                               f"('{AV_WEIGHTS}' in weights.toml); train one with "
-                               "'avgen train av' and pass --checkpoint")
-        checkpoint = str(registry.path(AV_WEIGHTS))
-    model, normalizer, _, _ = load_checkpoint(checkpoint, device)
+    if checkpoint is not None:
+        return str(checkpoint)
+    registry = Weights()
+    if AV_WEIGHTS not in registry.entries:
+        raise WeightsError("no trained joint audio-visual model is registered yet "
+                           f"('{AV_WEIGHTS}' in weights.toml); train one with "
+                           "'avgen train av' and pass --checkpoint")
+    return str(registry.path(AV_WEIGHTS))
+
+
+def load_av_model(checkpoint: str | None = None, device: str = "cpu"):
+    """(model, normaliser) from a checkpoint path, or the registered default."""
+    from avgen.model.av_checkpoint import load_checkpoint
+
+    model, normalizer, _, _ = load_checkpoint(av_checkpoint_path(checkpoint), device)
     return model.eval(), normalizer
+
+
+def check_voices(specs, checkpoint: str | None = None, field: str = "--voice") -> None:
+    """Each voice spec (`af_bella`, `af_bella+am_michael`, `af_bella*3+am_michael`) names
+    voices of the joint model; InputError otherwise. Reads the checkpoint's metadata only,
+    so a mistyped voice is refused in a fraction of a second, before any model loads."""
+    from avgen.model.av_checkpoint import checkpoint_voices
+    from avgen.speaker import parse_voice
+
+    known = checkpoint_voices(av_checkpoint_path(checkpoint))
+    for spec in specs:
+        parse_voice(spec, known, field)
 
 
 def generate(timeline: Timeline, model, normalizer, config: GenerateConfig = GenerateConfig(),

@@ -19,8 +19,9 @@ can be known about them, strongest first:
 
 Among the matching voices the face picks one by a digest of its decoded pixels, so a
 face keeps its voice across dialogues; the two people of a dialogue always get different
-voices: the second prefers a voice pitched at least 12 % apart from the first's, and
-moves off the first's voice if it still lands on it. A voice is a name of the model's
+voices: the second prefers a voice pitched at least 12 % apart from the first's and of
+another accent, and moves off the first's voice if it still lands on it. A whispering
+voice (af_nicole) is left to those who ask for it. A voice is a name of the model's
 (`af_bella`) or a blend `af_bella+am_michael` (equal parts) / `af_bella*3+am_michael`
 (weights, normalised to sum to one).
 """
@@ -42,6 +43,9 @@ NAME_SHARE = 0.8  # share of births of one sex
 FACE_CONFIDENCE = 0.6
 OLDER_AGE, YOUNGER_AGE = 50, 25  # apparent ages that pick the lower / higher voices
 PITCH_APART = 1.12  # the second person's voice prefers an F0 median this far from the first's
+# Voices the mapper never picks by itself (they stay available to --voice and `# voices:`):
+# af_nicole whispers, a speaking style rather than a person's voice, and its pitch wanders.
+NOT_CHOSEN_AUTOMATICALLY = frozenset({"af_nicole"})
 _TERM = re.compile(r"^\s*([A-Za-z0-9_.-]+)\s*(?:\*\s*([0-9]*\.?[0-9]+)\s*)?$")
 
 
@@ -202,15 +206,31 @@ def choose_voices(names, refs, voices: tuple[VoiceInfo, ...], explicit=None,
             continue
         if faces[k] is None and attributed:
             faces[k] = face_attributes(ref)
-        candidates, reason = _candidates(names[k], faces[k], voices)
+        candidates, gendered, reason = _candidates(names[k], faces[k], voices)
         if k and choices and digests[k] != digests[0]:
             # two people of one gender: prefer voices pitched clearly apart from the
-            # partner's, so the two are told apart (same pair of photos, same choice)
+            # partner's, so the two are told apart (same pair of photos, same choice),
+            # looking beyond the age band when nothing in it is
             partner = f0_of.get(choices[0].voice, 0.0)
-            apart = [v for v in candidates if partner and f0_of.get(v)
-                     and abs(np.log(f0_of[v] / partner)) >= np.log(PITCH_APART)]
+
+            def pitched_apart(pool):
+                return [v for v in pool if partner and f0_of.get(v)
+                        and abs(np.log(f0_of[v] / partner)) >= np.log(PITCH_APART)]
+
+            apart = pitched_apart(candidates)
             if apart and len(apart) < len(candidates):
                 candidates, reason = apart, reason + "; pitched apart from the partner"
+            elif not apart and (wider := pitched_apart(gendered)):
+                candidates = wider
+                reason += "; pitched apart from the partner, outside the age band"
+            # and a different accent where one is left: two voices that differ in pitch
+            # and accent are told apart more surely than by pitch alone
+            accent_of = {v.name: v.accent for v in voices}
+            partner_accent = accent_of.get(choices[0].voice, "")
+            other = [v for v in candidates if partner_accent and accent_of[v]
+                     and accent_of[v] != partner_accent]
+            if other and len(other) < len(candidates):
+                candidates, reason = other, reason + ", other accent"
         chosen = candidates[digests[k] % len(candidates)]
         if k and choices and chosen == choices[0].voice:
             if digests[k] != digests[0]:  # the same photo twice is one person, one voice
@@ -223,8 +243,9 @@ def choose_voices(names, refs, voices: tuple[VoiceInfo, ...], explicit=None,
 
 
 def _candidates(name: str, face: FaceAttributes | None, voices: tuple[VoiceInfo, ...]
-                ) -> tuple[list[str], str]:
-    """The voices matching what is known of a person (in F0 order) and why."""
+                ) -> tuple[list[str], list[str], str]:
+    """The voices matching what is known of a person (in F0 order), those of the person's
+    gender before apparent age narrows them, and why."""
     parts = []
     by_name = name_gender(name) if name else None
     gender = ""
@@ -239,15 +260,17 @@ def _candidates(name: str, face: FaceAttributes | None, voices: tuple[VoiceInfo,
             gender = face.gender
     else:
         parts.append("face: no attributes")
-    pool = [v for v in voices if gender and v.gender == gender] or list(voices)
+    usable = [v for v in voices if v.name not in NOT_CHOSEN_AUTOMATICALLY] or list(voices)
+    pool = [v for v in usable if gender and v.gender == gender] or usable
     pool.sort(key=lambda v: (v.f0_median, v.name))
+    gendered = [v.name for v in pool]
     if face is not None and len(pool) >= 4 and any(v.f0_median for v in pool):
         half = len(pool) // 2
         if face.age >= OLDER_AGE:
             pool = pool[:half]
         elif face.age <= YOUNGER_AGE:
             pool = pool[half:]
-    return [v.name for v in pool], "; ".join(parts)
+    return [v.name for v in pool], gendered, "; ".join(parts)
 
 
 def voices_for_faces(refs: list[str | Path], voices: tuple[str, ...]) -> tuple[str, ...]:

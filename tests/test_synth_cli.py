@@ -172,3 +172,34 @@ def test_train_vocoder_takes_dash_o_and_the_old_out(tmp_path):
 
 def test_shell_completion_is_on():
     assert "--install-completion" in run("--help").stdout
+
+
+@pytest.mark.parametrize("command", ["synth", "generate"])
+def test_unknown_voice_is_refused_before_any_model_loads(command, checkpoint, tmp_path,
+                                                         monkeypatch):
+    """A mistyped --voice costs a fraction of a second (read from the checkpoint's
+    metadata), not the model loads and a whole run: the loaders fail this test if called."""
+    import avgen.pipeline
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(avgen.pipeline, "load_av_model", no_loading)
+    monkeypatch.setattr(avgen.pipeline.Synthesizer, "load", no_loading)
+    script = tmp_path / "d.txt"
+    script.write_text("A: Hello there.\nB: Hi.\n")
+    if command == "synth":
+        out = tmp_path / "d.mp4"
+        args = ["synth", script, "--ref", EILEEN, GRACE, "-o", out]
+    else:
+        tokens = tmp_path / "d.tokens.npz"
+        assert run("tokens", script, "-o", tokens, "--durations", "espeak").exit_code == 0
+        out = tmp_path / "d.av.npz"
+        args = ["generate", tokens, "-o", out]
+    result = run(*args, "--checkpoint", checkpoint, "--voice", "nobody", "--voice", "heart")
+    assert result.exit_code == 2, result.output
+    assert "--voice: unknown voice 'nobody'" in result.output
+    assert "a model was loaded" not in result.output and not out.exists()
+    # the shipped default's voices are read the same way
+    result = run(*args, "--voice", "heart+nobody*2", "--voice", "heart")
+    assert result.exit_code == 2 and "unknown voice 'nobody'" in result.output, result.output

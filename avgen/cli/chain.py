@@ -168,7 +168,7 @@ def generate(
     dialogue with the joint audio-visual flow model: the speaker talks, the listener
     reacts. Output is on the 86.13 fps model clock; vocode and render it next."""
     from avgen import formats
-    from avgen.pipeline import generate as run_generate, load_av_model
+    from avgen.pipeline import check_voices, generate as run_generate, load_av_model
     from avgen.text.timeline import load_timeline
 
     files, refs = split_refs(inputs, ref, "a tokens file")
@@ -181,6 +181,8 @@ def generate(
                             voices=tuple(voice) if voice else None,
                             device=device, temperature=temperature)
     check_output(output, (".npz",), inputs=[tokens_file, *refs], stdout=True)
+    if config.voices:
+        check_voices(config.voices, checkpoint)
     timeline = load_timeline(tokens_file)
     model, normalizer = load_av_model(checkpoint, device)
     if config.voices is None and refs:
@@ -449,6 +451,10 @@ def synth(
         raise InputError("an MP4 on standard output must be streamed: add --stream", "-o")
     scripts, refs = split_refs(inputs, ref, "a dialogue script")
     dialogue = _script_from(scripts, text)
+    if config.generate.voices:
+        from avgen.pipeline import check_voices
+
+        check_voices(config.generate.voices, checkpoint)
     progress = reporters.for_stream(sys.stderr, quiet=quiet, verbose=verbose)
     result = Synthesizer(checkpoint, config).synth(dialogue, refs, output, keep=keep,
                                                    subtitles=subtitles, progress=progress,
