@@ -44,7 +44,7 @@ def _photos(tmp_path, count=2):
 
     paths = []
     for k in range(count):
-        image = np.full((64, 64, 3), 40 * (k + 1), np.uint8)
+        image = np.full((64, 64, 3), (40 * (k + 1)) % 256, np.uint8)
         image[10 + k:20 + k, 10:30] = 255  # distinct pixels -> distinct digests
         path = tmp_path / f"face{k}.png"
         cv2.imwrite(str(path), image)
@@ -156,3 +156,29 @@ def test_fine_tuning_onto_style_voices_keeps_every_other_weight():
             assert torch.equal(new.state_dict()[key], value), key
     # the new voice embedder starts silent: the model behaves as before without a voice
     assert torch.count_nonzero(new.voice(torch.tensor([0, 1]))) == 0
+
+
+def test_the_mapper_keeps_pairs_apart_and_leaves_the_whisperer_alone(tmp_path):
+    """Many pairs of photos: the second person's voice is pitched >= 12 % from the first's
+    whenever the gender has such a voice (even outside the age band), prefers the other
+    accent, and the whispering af_nicole is only ever chosen on request."""
+    from avgen.speaker import NOT_CHOSEN_AUTOMATICALLY, PITCH_APART
+
+    # each accent has a high and a low voice, so another accent is always at hand
+    voices = (VoiceInfo("af_a", "female", "US", 220.0), VoiceInfo("bf_c", "female", "GB", 225.0),
+              VoiceInfo("af_b", "female", "US", 180.0), VoiceInfo("bf_d", "female", "GB", 175.0),
+              VoiceInfo("af_nicole", "female", "US", 150.0))
+    f0 = {v.name: v.f0_median for v in voices}
+    accent = {v.name: v.accent for v in voices}
+    refs = _photos(tmp_path, 12)
+    other_accent = 0
+    for k in range(0, 12, 2):
+        pair = [refs[k], refs[k + 1]]
+        faces = [FaceAttributes("female", 0.9, 30), FaceAttributes("female", 0.9, 80)]
+        first, second = choose_voices(("ANN", "MARY"), pair, voices, faces=faces)
+        assert {first.voice, second.voice}.isdisjoint(NOT_CHOSEN_AUTOMATICALLY)
+        assert abs(np.log(f0[first.voice] / f0[second.voice])) >= np.log(PITCH_APART) - 1e-9
+        other_accent += accent[first.voice] != accent[second.voice]
+    assert other_accent == 6
+    asked = choose_voices(("ANN", "MARY"), refs[:2], voices, explicit=["af_nicole", "af_a"])
+    assert asked[0].voice == "af_nicole"
