@@ -23,8 +23,9 @@ REGISTRY_PATH = PACKAGE_DIR / "weights.toml"
 CACHE_ENV = "AVGEN_CACHE_DIR"
 _FIELDS = ("component", "file", "sha256", "size", "licence", "source")
 # A URL entry whose publisher gives no digest we could check offline may say
-# sha256 = "unpinned" (and size = 0): its first fetch records the digest it got in
-# FILE.sha256 and every later load is checked against that record. Pin it when you can.
+# sha256 = "unpinned" (and size = 0): `avgen weights fetch` downloads it and records the
+# digest it got in FILE.sha256, but it is never loaded by name (a planted file and record
+# would pass); the user checks it and passes the file as a checkpoint. Pin it when you can.
 UNPINNED = "unpinned"
 
 
@@ -124,6 +125,13 @@ class Weights:
             hint = ("the avgen installation is incomplete; reinstall it" if entry.builtin
                     else f"run 'avgen weights fetch {name}' on a machine with internet access")
             raise WeightsError(f"{path}: weights {name!r} not found; {hint}")
+        if state == "unpinned":
+            # whoever can write the cache can write the digest record beside a file too,
+            # so only a digest in the registry (shipped with the code) makes it trusted
+            raise WeightsError(f"{path}: weights {name!r} have no sha256 pinned in the "
+                               "registry, so a file put there by anyone would pass as "
+                               "them; compare its sha256 with the publisher's yourself, "
+                               "then pass its folder with --checkpoint")
         if state == "corrupt":
             raise WeightsError(f"{path}: weights {name!r} fail their sha256/size check "
                                f"(expected {entry.sha256[:12]}…, {entry.size} bytes); "

@@ -518,6 +518,32 @@ def test_unpinned_weights_are_never_reported_ok(tmp_path):
     weights = Weights(registry, cache=cache)
     assert weights.status("thing") == "unpinned"
     assert run("weights", "list").exit_code == 0
+    # and never loaded by name: the planted file and its record are refused together
+    from avgen.errors import WeightsError
+
+    with pytest.raises(WeightsError, match="no sha256 pinned"):
+        weights.path("thing")
+
+
+def test_unpinned_bigvgan_is_not_loaded_by_name(tmp_path, monkeypatch):
+    """The registered BigVGAN entries carry no digest: a generator planted in the cache
+    with its own records is refused (exit 3, one line) instead of being loaded."""
+    import hashlib
+
+    from avgen.weights import Weights
+
+    monkeypatch.setenv("AVGEN_CACHE_DIR", str(tmp_path / "cache"))
+    registry = Weights()
+    for name in ("bigvgan-v2-22khz-80band-fmax8k", "bigvgan-v2-22khz-80band-fmax8k-config"):
+        path = registry.location(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"planted " + name.encode())
+        path.with_name(path.name + ".sha256").write_text(
+            hashlib.sha256(path.read_bytes()).hexdigest() + "\n")
+    mel = write_npz(tmp_path / "m.npz", av_arrays())
+    result = run("vocode", mel, "-o", tmp_path / "m.wav", "--vocoder", "bigvgan")
+    assert_clean_error(result, 3, "no sha256 pinned")
+    assert not (tmp_path / "m.wav").exists()
 
 
 

@@ -105,7 +105,9 @@ def test_unpinned_url_entry_records_its_digest_on_first_fetch(tmp_path, monkeypa
     assert path.read_bytes() == b"remote bytes"
     record = path.with_name(path.name + ".sha256").read_text().strip()
     assert record == hashlib.sha256(b"remote bytes").hexdigest()
-    assert registry.path("tiny") == path
+    assert registry.status("tiny") == "unpinned"
+    with pytest.raises(WeightsError, match="no sha256 pinned"):
+        registry.path("tiny")  # fetched, but not trusted by name: its record is no pin
     path.write_bytes(b"remote bytez")  # later corruption is caught against the record
     assert registry.status("tiny") == "corrupt"
 
