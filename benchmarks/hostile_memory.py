@@ -10,6 +10,7 @@ under 10 MB makes any command use more than 1.5 GB. The inputs:
 - a 1.2 MB PNG of 20000 x 20000 pixels as a `--ref` photo (`render`);
 - `render --size 100000` (a 30 GB frame buffer if it were allocated);
 - a script with one 10,000-character line, and one with 5,000 lines (`tokens`);
+- a 1 MB script of 500 lines at the line limit: hours of speech (`tokens`);
 
 and valid inputs at the limits (`avgen/limits.py`), which must run within the target:
 a 2,000-character line and a 1,000-line script (`tokens`), a 6000x6000 JPEG portrait
@@ -134,6 +135,11 @@ def main() -> None:
     max_lines = work / "max_lines.txt"
     max_lines.write_text("".join(f"{'AB'[k % 2]}: This is line number {k}.\n"
                                  for k in range(MAX_TURNS)))
+    # every line and the file within their limits, but hours of speech: refused at the
+    # turn that passes 30 minutes
+    hours = work / "hours.txt"
+    hours.write_text("".join(f"{'AB'[k % 2]}: " + (words * 40)[:MAX_LINE_CHARS - 3] + "\n"
+                             for k in range(500)))
     portrait = work / "portrait.jpg"
     big = cv2.resize(cv2.imread(str(examples / "eileen.png")), (6000, 6000),
                      interpolation=cv2.INTER_CUBIC)
@@ -145,6 +151,8 @@ def main() -> None:
          ["tokens", max_line, "-o", "out/max_line.tokens.npz"]),
         (f"tokens: {MAX_TURNS}-line script (the limit)", max_lines,
          ["tokens", max_lines, "-o", "out/max_lines.tokens.npz"]),
+        ("tokens: 1 MB script of 500 full lines (hours of speech)", hours,
+         ["tokens", hours, "-o", "out/hours.tokens.npz"]),
         ("render: 6000x6000 JPEG portrait as --ref", portrait,
          ["render", short, "--ref", portrait, examples / "grace.png", "-o", "out/big.mp4"]),
         ("render --size 2048 (the limit)", short,

@@ -7,8 +7,8 @@ intact -> benchmarks/results/kill.md.
 
 Even trials: SIGTERM after a moment drawn uniformly between 0.5 s and the duration of an
 uninterrupted run (measured first), so kills land in start-up, model loading, generation
-and vocoding alike. Odd trials: SIGTERM a moment after the render stage began (the run's
-synth scratch folder appeared), drawn uniformly within the render stage's length, when
+and vocoding alike. Odd trials: SIGTERM a moment after the render stage began (the ffmpeg
+encoder started), drawn uniformly within the render stage's length, when
 ffmpeg runs and the temp MP4 grows. SIGHUP takes
 the same path as SIGTERM in avgen.
 """
@@ -74,7 +74,7 @@ def launch(args: list[str], cwd: Path) -> subprocess.Popen:
 
 def run_until(args, cwd, kill_after: float | None, in_render: bool = False):
     """Run avgen; SIGTERM it after `kill_after` s (counted from the start of the render
-    stage when `in_render`: the run's synth scratch folder appearing). (exit code, seconds,
+    stage when `in_render`: the encoder starting). (exit code, seconds,
     descendants seen, scratch folders seen, pid, stderr, when rendering began)."""
     process = launch(args, cwd)
     started = time.perf_counter()
@@ -83,9 +83,13 @@ def run_until(args, cwd, kill_after: float | None, in_render: bool = False):
     render_at = None
     killed = False
     while process.poll() is None:
-        seen_children |= children(process.pid)
+        now_children = children(process.pid)
+        seen_children |= now_children
         scratch = set(scratch_of(process.pid))
-        if render_at is None and any(s.startswith("avgen-synth-") for s in scratch):
+        # rendering has begun once the encoder (ffmpeg, avgen's only child process) runs,
+        # or, in releases that rendered from a scratch folder, once that folder appeared
+        if render_at is None and (now_children
+                                  or any(s.startswith("avgen-synth-") for s in scratch)):
             render_at = time.perf_counter() - started
         seen_scratch |= scratch
         since = (time.perf_counter() - started - (render_at or 0.0)) if in_render else \
