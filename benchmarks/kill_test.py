@@ -232,11 +232,12 @@ def write_report(path: Path, rows: dict, full: float, full_batch: float, args) -
              f"{full_batch:.1f} s.", "",
              "Exit 143 is avgen's own exit after cleaning up (128 + SIGTERM); 0 means the "
              "run finished before the kill moment came (run times vary with the machine's "
-             "load). -15 means the signal's default action ended the process: it arrives "
-             "only when the signal lands while the interpreter is shutting down after its "
-             "exit-time cleanup, when Python no longer runs signal handlers (our reading; "
-             "those runs had finished rendering), and the checks show nothing left there "
-             "either.", ""]
+             "load). -15 means the signal's default action ended the process: the signal "
+             "landed before avgen's handler was installed (the first second or two of "
+             "start-up, while Python imports the CLI and nothing is written yet) or while "
+             "the interpreter shut down after its exit-time cleanup, when Python no longer "
+             "runs signal handlers (our reading of when each happened, from the kill "
+             "moments); the checks show nothing left there either.", ""]
     for name, title in (("synth", "avgen synth -o out/video.mp4 (previous video.mp4 "
                                   "present)"),
                         ("batch", "avgen synth --batch (2 of 3 jobs finished before)")):
