@@ -156,6 +156,15 @@ def test_fine_tuning_onto_style_voices_keeps_every_other_weight():
             assert torch.equal(new.state_dict()[key], value), key
     # the new voice embedder starts silent: the model behaves as before without a voice
     assert torch.count_nonzero(new.voice(torch.tensor([0, 1]))) == 0
+    # continuing on a grown corpus (same voices, new F0 figures) keeps the learned embedder
+    with torch.no_grad():
+        for p in new.voice.parameters():
+            p.add_(0.1)
+    table = {v: {**t, "f0_median": 120.0} for v, t in table.items()}
+    again = to_style_voices(new, ("p", "q"), table, log=lambda m: None)
+    assert again.config.voice_info[0][2] == 120.0
+    for key, value in new.state_dict().items():
+        assert torch.equal(again.state_dict()[key], value), key
 
 
 def test_the_mapper_keeps_pairs_apart_and_leaves_the_whisperer_alone(tmp_path):
