@@ -4,7 +4,7 @@ A jobs file is JSON Lines, one job per line (blank lines are ignored):
 
     {"script": "scripts/intro.txt", "refs": ["alice.png", "bob.png"]}
     {"turns": [["Alice", "Hi there."], ["Bob", "Hello."]], "refs": ["a.png", "b.png"],
-     "output": "hello.mp4", "seed": 3, "steps": 16, "voices": ["heart", "heart-low"]}
+     "output": "hello.mp4", "seed": 3, "steps": 16, "voices": ["af_bella", "bm_george"]}
     {"text": "Alice: Hi\\nBob: Hello", "refs": ["a.png", "b.png"]}
 
 Exactly one of `script` (a script file), `text` (script text) or `turns` (a list of

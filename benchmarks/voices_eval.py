@@ -167,6 +167,8 @@ def main() -> None:
     args = parser.parse_args()
     import tempfile
 
+    from avgen.pipeline import GenerateConfig
+
     from avgen.metrics.asr import WhisperTinyEn
 
     encoder = SpeakerEncoder()
@@ -180,7 +182,8 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     lines = ["# Voices", "", f"Checkpoint: `{report['checkpoint']}`; corpus `{args.corpus.name}`; "
-             "unseen utterances, teacher tokens, 8 Euler steps, shipped vocoder.", "",
+             f"unseen utterances, teacher tokens, {GenerateConfig.steps} Euler steps (the "
+             "default), shipped vocoder.", "",
              "| voice | utterances | WER | fidelity (cosine) | F0 median (Hz) |",
              "| --- | --- | --- | --- | --- |"]
     for voice, r in rows.items():

@@ -398,7 +398,7 @@ def synth(
     per line: exactly one of `"script": "file.txt"`, `"text": "A: Hi\\nB: Hello"` or
     `"turns": [["A", "Hi"], ["B", "Hello"]]`; `"refs": ["a.png", "b.png"]`; optional
     `"output": "name.mp4"` (default job-LLLLL.mp4, L = line number), `"seed"`, `"steps"`,
-    `"voices": ["heart", "heart-low"]`, `"rate"`, `"gap"`, `"crop"`, `"layout"` (unset: the
+    `"voices": ["af_bella", "bm_george"]`, `"rate"`, `"gap"`, `"crop"`, `"layout"` (unset: the
     options above). Relative paths are relative to the jobs file. Jobs whose MP4 is already
     complete are skipped (re-run to resume); a bad line or failing job is recorded and the
     rest still run. Each job appends {line, output, status: ok|skipped|error, seconds,
