@@ -4,6 +4,7 @@ foreign file gives the same clear error everywhere."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -14,23 +15,40 @@ def read(path: str | Path, architecture: str, what: str, device: str = "cpu"
          ) -> tuple[dict, dict[str, str]]:
     """(state dict, raw metadata) of a checkpoint whose metadata names `architecture`.
     `what` names the model in errors ("vocoder", "text-to-tokens", ...)."""
-    from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
 
-    path = Path(path)
-    try:
+    metadata = read_metadata(path, architecture, what)
+    with _readable(path, what):
+        state = load_file(str(path), device=str(device))
+    check_finite(state, path)
+    return state, metadata
+
+
+def read_metadata(path: str | Path, architecture: str, what: str) -> dict[str, str]:
+    """The raw metadata of a checkpoint whose metadata names `architecture`, without
+    reading its tensors; the same errors as `read`."""
+    from safetensors import safe_open
+
+    with _readable(path, what):
         with safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}
-        state = load_file(str(path), device=str(device))
+    if metadata.get("architecture") != architecture:
+        raise WeightsError(f"{path}: not an {architecture} checkpoint "
+                           f"(architecture {metadata.get('architecture')!r})")
+    return metadata
+
+
+@contextlib.contextmanager
+def _readable(path, what: str):
+    """A missing or unreadable file as one WeightsError naming it."""
+    from safetensors import SafetensorError
+
+    try:
+        yield
     except FileNotFoundError:
         raise WeightsError(f"{path}: {what} checkpoint not found") from None
     except (SafetensorError, OSError, ValueError) as exc:
         raise WeightsError(f"{path}: not a readable safetensors file ({exc})") from None
-    if metadata.get("architecture") != architecture:
-        raise WeightsError(f"{path}: not an {architecture} checkpoint "
-                           f"(architecture {metadata.get('architecture')!r})")
-    check_finite(state, path)
-    return state, metadata
 
 
 def check_finite(state: dict, path) -> None:

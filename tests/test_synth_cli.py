@@ -203,3 +203,19 @@ def test_unknown_voice_is_refused_before_any_model_loads(command, checkpoint, tm
     # the shipped default's voices are read the same way
     result = run(*args, "--voice", "nobody*2", "--voice", "nobody")
     assert result.exit_code == 2 and "unknown voice 'nobody'" in result.output, result.output
+
+
+@pytest.mark.parametrize("content", [b"junk", b""])
+def test_voice_check_of_an_unreadable_checkpoint_is_one_line(content, tmp_path):
+    """--voice is checked from the checkpoint's metadata; a file that is no checkpoint at
+    all gives the loaders' one-line error (exit 3), not a traceback."""
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(content)
+    script = tmp_path / "d.txt"
+    script.write_text("A: Hello there.\nB: Hi.\n")
+    out = tmp_path / "d.mp4"
+    result = run("synth", script, "--ref", EILEEN, GRACE, "-o", out, "--checkpoint", bad,
+                 "--voice", "af_bella", "--voice", "bm_george")
+    assert result.exit_code == 3, result.output
+    assert "Traceback" not in result.output and str(bad) in result.output
+    assert not out.exists()

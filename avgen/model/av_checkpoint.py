@@ -36,16 +36,14 @@ def save_checkpoint(path: str | Path, model: AVFlow, normalizer: Normalizer, ste
 def checkpoint_voices(path: str | Path) -> tuple[str, ...]:
     """The voice names of a joint-model checkpoint, from its metadata alone (no tensor is
     read), so a wrong --voice is refused before any model loads."""
-    from safetensors import safe_open
+    from avgen import checkpoint
 
+    metadata = checkpoint.read_metadata(path, ARCHITECTURE, "joint audio-visual")
     try:
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
         return tuple(json.loads(metadata["config"])["voices"])
-    except FileNotFoundError:
-        raise WeightsError(f"{path}: checkpoint not found") from None
-    except (OSError, KeyError, ValueError, TypeError) as exc:
-        raise WeightsError(f"{path}: not a joint audio-visual checkpoint ({exc})") from None
+    except (KeyError, ValueError, TypeError) as exc:
+        raise WeightsError(f"{path}: joint audio-visual checkpoint has no voice list "
+                           f"({exc})") from None
 
 
 def load_checkpoint(path: str | Path, device: str = "cpu"
