@@ -197,6 +197,7 @@ def choose_voices(names, refs, voices: tuple[VoiceInfo, ...], explicit=None,
     faces = list(faces) if faces is not None else [None] * len(refs)
     digests = [face_digest(r) for r in refs]
     f0_of = {v.name: v.f0_median for v in voices}
+    accent_of = {v.name: v.accent for v in voices}
     choices: list[Choice] = []
     for k, ref in enumerate(refs):
         spec = directives.get(names[k].casefold()) if names[k] else None
@@ -225,7 +226,6 @@ def choose_voices(names, refs, voices: tuple[VoiceInfo, ...], explicit=None,
                 reason += "; pitched apart from the partner, outside the age band"
             # and a different accent where one is left: two voices that differ in pitch
             # and accent are told apart more surely than by pitch alone
-            accent_of = {v.name: v.accent for v in voices}
             partner_accent = accent_of.get(choices[0].voice, "")
             other = [v for v in candidates if partner_accent and accent_of[v]
                      and accent_of[v] != partner_accent]

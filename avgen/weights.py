@@ -120,7 +120,8 @@ class Weights:
         """Verified path of `name`; WeightsError says what to do when it is unusable."""
         entry = self.entry(name)
         path = self.location(name)
-        state = self.status(name)
+        # an unpinned file is refused whatever its digest, so it is not hashed first
+        state = "unpinned" if not entry.pinned and path.is_file() else self.status(name)
         if state == "missing":
             hint = ("the avgen installation is incomplete; reinstall it" if entry.builtin
                     else f"run 'avgen weights fetch {name}' on a machine with internet access")

@@ -192,21 +192,18 @@ def to_style_voices(model, voices: tuple[str, ...], table: dict, log=print):
     config = style_voice_config(model.config, voices, table)
     if config == model.config:
         return model
+    # the same voices, measured again on a grown corpus (their F0 figures move), keep the
+    # learned voice embedder; other voices start it fresh
     same_voices = (model.config.voices == voices and model.config.voice_dim == config.voice_dim)
     new = AVFlow(config).to(next(model.parameters()).device)
-    if same_voices:
-        # the same voices, measured again on a corpus that has grown (their F0 figures
-        # move): the learned voice embedder carries over with everything else
-        new.load_state_dict(model.state_dict())
-        set_voice_table(new, voices, table)
-        log(f"voices {', '.join(voices)} kept, their figures from this corpus")
-        return new
-    state = {k: v for k, v in model.state_dict().items() if not k.startswith("voice.")}
+    state = {k: v for k, v in model.state_dict().items()
+             if same_voices or not k.startswith("voice.")}
     missing, unexpected = new.load_state_dict(state, strict=False)
-    if unexpected or any(not k.startswith("voice.") for k in missing):
+    if unexpected or any(same_voices or not k.startswith("voice.") for k in missing):
         raise ValueError(f"cannot carry weights over: missing {missing}, unexpected {unexpected}")
     set_voice_table(new, voices, table)
-    log(f"voices are now {len(voices)} style vectors ({', '.join(voices)}); "
+    log(f"voices {', '.join(voices)} kept, their figures from this corpus" if same_voices else
+        f"voices are now {len(voices)} style vectors ({', '.join(voices)}); "
         "the voice embedder starts fresh")
     return new
 
