@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from avgen import formats, outputs
-from avgen.constants import (DEFAULT_TEMPERATURE, EXPRESSION_NAMES, NUM_PEOPLE, SAMPLE_RATE,
-                             SOLVERS)
+from avgen.constants import (DEFAULT_TEMPERATURE, EXPRESSION_NAMES, NUM_PEOPLE, PRECISIONS,
+                             SAMPLE_RATE, SOLVERS)
 from avgen.errors import AvgenError, ConfigError, InputError
 from avgen.face.frames import VideoConfig
 from avgen.text.timeline import Timeline, TimelineConfig, floor_log_probs
@@ -92,6 +92,10 @@ class GenerateConfig:
     temperature: float = DEFAULT_TEMPERATURE  # mel's starting noise (AVFlow.sample_dyad)
     solver: str = "euler"  # ODE solver of the sampler (avgen.model.av_flow.SOLVERS)
     style: MotionStyle = MotionStyle()  # head and expression scales on the result
+    # the model's arithmetic (PRECISIONS): "auto" is bfloat16 where `device` does it
+    # natively (half the sampler's time on CPU), float32 elsewhere (emulated bfloat16
+    # would be slower); float32 gives the same numbers on every CPU
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         from avgen.limits import SEED, STEPS, TEMPERATURE, check_range
@@ -109,6 +113,18 @@ class GenerateConfig:
         if self.voices is not None and len(self.voices) != NUM_PEOPLE:
             raise ConfigError(f"voices: one per person ({NUM_PEOPLE}), "
                               f"got {len(self.voices)}", "--voice")
+        if self.precision not in ("auto", *PRECISIONS):
+            raise ConfigError(f"precision must be auto, {' or '.join(PRECISIONS)}, got "
+                              f"{self.precision!r}", "--precision")
+
+    def evaluation_precision(self) -> str:
+        """The precision the sampler runs at: `precision`, with "auto" resolved for
+        `device`."""
+        if self.precision != "auto":
+            return self.precision
+        from avgen.model.av_flow import native_bfloat16
+
+        return "bfloat16" if native_bfloat16(self.device) else "float32"
 
 
 def av_checkpoint_path(checkpoint: str | None = None) -> str:
@@ -226,7 +242,8 @@ def generate_from_tokens(tokens: np.ndarray, names, model, normalizer,
                                     voice_ids.to(device), config.steps, generator,
                                     chunk=config.chunk_frames, progress=progress,
                                     temperature=config.temperature, solver=config.solver,
-                                    on_step=on_step)
+                                    on_step=on_step,
+                                    precision=config.evaluation_precision())
     mel = mel.cpu().numpy() * normalizer.mel_std + normalizer.mel_mean
     motion = motion.cpu().numpy() * normalizer.motion_std + normalizer.motion_mean
     if not (np.isfinite(mel).all() and np.isfinite(motion).all()):
@@ -506,10 +523,10 @@ class Synthesizer:
                 progress=None, record=None):
         import queue
         import threading
-        from concurrent.futures import ThreadPoolExecutor
 
         from avgen.constants import FRAMES_PER_SECOND, SAMPLE_RATE
         from avgen.face.frames import compose
+        from avgen.face.render import one_render_thread
         from avgen.video import interpolate_window, resample_times
 
         config = video
@@ -535,17 +552,10 @@ class Synthesizer:
                 pieces.put(error)
 
         producer = threading.Thread(target=produce, name="avgen-joint-model", daemon=True)
-        # the two faces render at once (the warp releases the GIL); one renderer is not
-        # safe to share between threads, so the same photo twice renders in turn
-        pool = ThreadPoolExecutor(len(renderers)) if len(
-            {id(r) for r in renderers}) == len(renderers) > 1 else None
-
-        def faces_of(render_one):
-            people = range(len(renderers))
-            return list(pool.map(render_one, people)) if pool else [render_one(i)
-                                                                     for i in people]
-
         producer.start()
+        # The faces render one after the other in this thread, OpenCV on one thread: the
+        # joint model and the encoder keep the other cores busy, and rendering the two
+        # faces in parallel threads took as long and a third more CPU (the GIL)
         try:
             poses = expressions = None
             first = 0  # model frame of poses[.][0]
@@ -574,10 +584,12 @@ class Synthesizer:
                 for lo in range(frame, max(end, frame + 1), step):
                     hi = min(end, lo + step)
                     frames = np.empty((hi - lo, height, width, 3), np.uint8)
-                    for k in range(lo, hi):
-                        faces = faces_of(lambda i: renderers[i].render(
-                            expression[i][k - frame], pose[i][k - frame]))
-                        frames[k - lo] = compose(faces, config.layout)
+                    with one_render_thread():
+                        for k in range(lo, hi):
+                            faces = [renderer.render(expression[i][k - frame],
+                                                     pose[i][k - frame])
+                                     for i, renderer in enumerate(renderers)]
+                            frames[k - lo] = compose(faces, config.layout)
                     audio_end = first_sample + len(audio)
                     until = audio_end if hi >= end else min(
                         audio_end, max(sample, int(np.ceil(hi / config.fps * SAMPLE_RATE))))
@@ -594,8 +606,6 @@ class Synthesizer:
                 first = keep
         finally:
             stop.set()
-            if pool:
-                pool.shutdown()
             while producer.is_alive():
                 try:
                     pieces.get(timeout=0.1)
@@ -626,7 +636,8 @@ class Synthesizer:
                 progress.stage("vocoder", total, "frames") as vocoded:
             for a, b, mel, motion in model.sample_chunks(
                     tokens, voice_ids, bounds, settings.steps, generator,
-                    settings.temperature, settings.solver, on_step):
+                    settings.temperature, settings.solver, on_step,
+                    settings.evaluation_precision()):
                 mel = mel.cpu().numpy() * normalizer.mel_std + normalizer.mel_mean
                 motion = motion.cpu().numpy() * normalizer.motion_std + normalizer.motion_mean
                 if cues:  # per frame, so a chunk is acted out as the whole dialogue would be

@@ -232,7 +232,11 @@ class EncoderConfig:
     `keyframe_seconds` bounds how far a player must go back to seek."""
 
     crf: int = 20
-    preset: str = "veryfast"
+    # superfast with veryfast's macroblock-tree rate control: on rendered dialogues, 27 %
+    # less encoder CPU than veryfast for 14 % more bytes and 0.7 dB less PSNR (41.0 ->
+    # 40.3 dB at CRF 20); plain superfast saves as much CPU for 66 % more bytes
+    preset: str = "superfast"
+    x264_params: str | None = "mbtree=1:rc-lookahead=10"
     tune: str | None = None
     keyframe_seconds: float = 2.0
     fragment_seconds: float = 0.5  # streamed MP4: a fragment at least this often
@@ -298,6 +302,7 @@ class AVWriter:
                 "-c:v", "libx264", "-pix_fmt", "yuv420p", "-preset", c.preset,
                 "-crf", str(c.crf), "-g", str(keyint),
                 *(["-tune", c.tune] if c.tune else []),
+                *(["-x264-params", c.x264_params] if c.x264_params else []),
                 *(["-threads", str(c.threads)] if c.threads else []),
                 "-c:a", "aac", "-b:a", c.audio_bitrate,
                 *flags, "-f", "mp4", target]

@@ -19,6 +19,7 @@ from avgen.text.timeline import TimelineConfig
     (lambda: GenerateConfig(temperature=-0.1), "temperature"),
     (lambda: GenerateConfig(voices=("heart",)), "voices"),
     (lambda: GenerateConfig(chunk_frames=0), "chunk_frames"),
+    (lambda: GenerateConfig(precision="float16"), "precision"),
     (lambda: TimelineConfig(rate=0.0), "rate"),
     (lambda: TimelineConfig(turn_gap=11.0), "turn gap"),
     (lambda: SynthConfig(layout="diagonal"), "layout"),
@@ -45,6 +46,7 @@ def test_command_line_defaults_are_the_configs():
         got = options(command)
         for field in ("steps", "temperature", "seed", "device"):
             assert got[field] == getattr(GenerateConfig(), field), (command, field)
+        assert got["precision"].value == GenerateConfig().precision
     for command in ("render", "synth"):
         got = options(command)
         assert (got["fps"], got["size"]) == (VideoConfig().fps, VideoConfig().size)
@@ -58,6 +60,7 @@ def test_command_line_defaults_are_the_configs():
 @pytest.mark.parametrize("flag, value, message", [
     ("--steps", "0", "steps must be an integer from 1 to 256"),
     ("--temperature", "3", "temperature must be from 0 to 2"),
+    ("--precision", "half", "'half' is not one of"),
 ])
 def test_bad_value_is_one_line_exit_2_nothing_written(example_script, tmp_path, flag, value,
                                                       message):
@@ -67,3 +70,12 @@ def test_bad_value_is_one_line_exit_2_nothing_written(example_script, tmp_path, 
     assert result.exit_code == 2 and message in result.output
     assert len(result.output.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_auto_precision_is_bfloat16_only_where_native():
+    from avgen.model.av_flow import native_bfloat16
+
+    assert GenerateConfig(precision="float32").evaluation_precision() == "float32"
+    assert GenerateConfig(precision="bfloat16").evaluation_precision() == "bfloat16"
+    auto = GenerateConfig().evaluation_precision()
+    assert auto == ("bfloat16" if native_bfloat16("cpu") else "float32")

@@ -408,3 +408,31 @@ def test_non_square_photo_any_size(faces):
     # the face is inside the crop, centred-ish
     p = renderer.model.neutral
     assert 0.25 * 256 < p[:, 0].mean() < 0.75 * 256 and 0.2 * 256 < p[:, 1].mean() < 0.8 * 256
+
+
+def test_face_mesh_loads_without_matplotlib_and_leaves_mediapipe_whole():
+    """The face mesh is imported without mediapipe's drawing utilities (and matplotlib,
+    a third of a second of every start-up); a program that wants them still gets the
+    real ones afterwards."""
+    code = ("import sys\n"
+            "from avgen.face import landmarks as lm\n"
+            f"lm.detect_image(lm.read_image({str(EXAMPLES / 'eileen.png')!r}), 'eileen')\n"
+            "assert 'matplotlib' not in sys.modules, 'matplotlib imported'\n"
+            "from mediapipe.python.solutions import drawing_utils\n"
+            "assert callable(drawing_utils.draw_landmarks)\n"
+            "import mediapipe as mp\n"
+            "assert callable(mp.solutions.drawing_utils.draw_landmarks)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_one_render_thread_restores_opencv_threads():
+    from avgen.face.render import one_render_thread
+
+    before = cv2.getNumThreads()
+    with one_render_thread():
+        assert cv2.getNumThreads() == 1
+    assert cv2.getNumThreads() == before
+    with pytest.raises(RuntimeError), one_render_thread():
+        raise RuntimeError("stop")
+    assert cv2.getNumThreads() == before

@@ -11,8 +11,8 @@ import typer
 from rich.table import Table
 
 from avgen.cli.common import (Crop, CropOption, Device, Fps, Gap, JointCheckpoint, Layout,
-                              LayoutOption, Rate, Seed, Size, Solver, SolverChoice, Steps,
-                              Temperature, Vocoder,
+                              LayoutOption, Precision, PrecisionChoice, Rate, Seed, Size,
+                              Solver, SolverChoice, Steps, Temperature, Vocoder,
                               VocoderChoice, Voices, err, split_refs, user_errors)
 from avgen.constants import FRAMES_PER_SECOND, SAMPLE_RATE
 from avgen.errors import InputError
@@ -163,6 +163,7 @@ def generate(
     temperature: Temperature = GenerateConfig.temperature,
     seed: Seed = GenerateConfig.seed,
     device: Device = GenerateConfig.device,
+    precision: Precision = PrecisionChoice(GenerateConfig.precision),
 ) -> None:
     """Generate speech (log-mel) and motion (head pose, expressions) for both people of a
     dialogue with the joint audio-visual flow model: the speaker talks, the listener
@@ -179,7 +180,8 @@ def generate(
         raise InputError(f"--ref takes one photo per person (2), got {len(refs)}")
     config = GenerateConfig(steps=steps, solver=solver.value, seed=seed,
                             voices=tuple(voice) if voice else None,
-                            device=device, temperature=temperature)
+                            device=device, temperature=temperature,
+                            precision=precision.value)
     check_output(output, (".npz",), inputs=[tokens_file, *refs], stdout=True)
     if config.voices:
         check_voices(config.voices, checkpoint)
@@ -385,6 +387,7 @@ def synth(
     layout: LayoutOption = Layout(SynthConfig.layout),
     crop: CropOption = Crop(SynthConfig.crop),
     device: Device = GenerateConfig.device,
+    precision: Precision = PrecisionChoice(GenerateConfig.precision),
 ) -> None:
     """The whole chain: a dialogue script and two face photos in, one MP4 out, in which
     both people speak their lines and the listener reacts.
@@ -417,7 +420,8 @@ def synth(
     config = SynthConfig(generate=GenerateConfig(steps=steps, solver=solver.value, seed=seed,
                                                  device=device,
                                                  voices=tuple(voice) if voice else None,
-                                                 temperature=temperature, style=style),
+                                                 temperature=temperature, style=style,
+                                                 precision=precision.value),
                          vocoder=vocoder.value, fps=fps, size=size, layout=layout.value,
                          crop=crop.value, rate=rate, turn_gap=gap)
     if batch is not None:

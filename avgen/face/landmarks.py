@@ -103,6 +103,32 @@ def quiet_native_logs():
         os.close(devnull)
 
 
+def _face_mesh_solution():
+    """MediaPipe's face mesh solution. The package's `__init__` imports every solution,
+    and their drawing utilities import matplotlib: a third of a second of every
+    command's start-up that avgen never uses. While it imports, those two modules are
+    stand-ins; they are taken out again afterwards, so a later import of them (by a
+    program that uses avgen as a library) gets the real ones."""
+    import sys
+    import types
+
+    package = "mediapipe.python.solutions"
+    stand_ins = [f"{package}.{name}" for name in ("drawing_utils", "drawing_styles")
+                 if f"{package}.{name}" not in sys.modules]
+    for name in stand_ins:
+        sys.modules[name] = types.ModuleType(name)
+    try:
+        from mediapipe.python.solutions import face_mesh
+    finally:
+        for name in stand_ins:
+            module = sys.modules.pop(name, None)
+            parent = sys.modules.get(package)
+            short = name.rsplit(".", 1)[1]
+            if parent is not None and getattr(parent, short, None) is module:
+                delattr(parent, short)
+    return face_mesh
+
+
 @dataclass(frozen=True)
 class DetectorConfig:
     min_detection_confidence: float = 0.5
@@ -117,7 +143,7 @@ class FaceMesh:
     def __init__(self, video: bool = False, config: DetectorConfig = DetectorConfig()):
         with quiet_native_logs():
             try:
-                from mediapipe.python.solutions import face_mesh
+                face_mesh = _face_mesh_solution()
             except ImportError as exc:
                 raise AvgenError(
                     f"MediaPipe is not installed ({exc}); install it with: pip install "

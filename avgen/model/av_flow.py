@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from avgen.constants import EXPRESSION_NAMES, N_MELS, SOLVERS
+from avgen.constants import EXPRESSION_NAMES, N_MELS, PRECISIONS, SOLVERS
 from avgen.errors import ConfigError
 from avgen.text.symbols import NUM_SYMBOLS, SILENCE_ID
 
@@ -192,12 +192,19 @@ class Block(nn.Module):
         b, t, d = x.shape
         q, k, v = self.qkv(x).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
         q, k = rope(q, positions), rope(k, positions)
-        if t <= DENSE_ATTENTION_FRAMES:
-            # training windows: a masked dense kernel beats gathering windows
-            mask = window_mask(t, self.past, self.future, device=q.device)
-            attended = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        else:
-            attended = local_attention(q, k, v, self.past, self.future)
+        # The attention itself stays float32 under bfloat16 autocast (a few % of the
+        # block's work): its two kernels below, dense and gathered, then agree as they
+        # do in float32, so a dialogue sampled in chunks of any size (streaming) equals
+        # the whole; rounding its scores to bfloat16 made them drift apart.
+        with torch.autocast(q.device.type, enabled=False):
+            q, k, v = q.float(), k.float(), v.float()
+            if t <= DENSE_ATTENTION_FRAMES:
+                # training windows: a masked dense kernel beats gathering windows
+                mask = window_mask(t, self.past, self.future, device=q.device)
+                attended = nn.functional.scaled_dot_product_attention(q, k, v,
+                                                                      attn_mask=mask)
+            else:
+                attended = local_attention(q, k, v, self.past, self.future)
         h = h + gate1 * self.proj(attended.transpose(1, 2).reshape(b, t, d))
         x = self.norm2(h) * (1 + scale2) + shift2
         return h + gate2 * self.mlp(x)
@@ -380,7 +387,8 @@ class AVFlow(nn.Module):
     def sample_dyad(self, tokens: torch.Tensor, voices: torch.Tensor, steps: int = 8,
                     generator: torch.Generator | None = None, chunk: int | None = None,
                     progress=None, temperature: float = 1.0, solver: str = "euler",
-                    on_step=None) -> tuple[torch.Tensor, torch.Tensor]:
+                    on_step=None, precision: str = "float32"
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Generate both people together: tokens (2, T, V), voices (2,) ids or (2, voices)
         blend weights ->
         normalised mel (2, T, 80) and motion (2, T, M). Person i's partner is
@@ -394,13 +402,15 @@ class AVFlow(nn.Module):
         frames that chunk keeps, so its calls add up to `sampling_work(T, steps)` (a
         progress bar of the whole sampler). `temperature` scales the mel's starting noise (Matcha-TTS's
         sampling temperature: below 1 trades variety for cleaner speech); motion keeps
-        its full noise, so its variety is untouched. `solver`: see `SOLVERS`."""
+        its full noise, so its variety is untouched. `solver`: see `SOLVERS`.
+        `precision`: see `PRECISIONS`."""
         length = tokens.shape[1]
         bounds = [0, length] if chunk is None or chunk >= length else \
             list(range(0, length, chunk)) + [length]
         mel_out = motion_out = None
         for a, b, mel, motion in self.sample_chunks(tokens, voices, bounds, steps, generator,
-                                                    temperature, solver, on_step):
+                                                    temperature, solver, on_step,
+                                                    precision):
             if mel_out is None:
                 mel_out = mel.new_empty((2, length, mel.shape[-1]))
                 motion_out = motion.new_empty((2, length, motion.shape[-1]))
@@ -422,7 +432,8 @@ class AVFlow(nn.Module):
     @torch.inference_mode()
     def sample_chunks(self, tokens: torch.Tensor, voices: torch.Tensor, bounds: list[int],
                       steps: int = 8, generator: torch.Generator | None = None,
-                      temperature: float = 1.0, solver: str = "euler", on_step=None):
+                      temperature: float = 1.0, solver: str = "euler", on_step=None,
+                      precision: str = "float32"):
         """`sample_dyad` one chunk at a time: yields (a, b, mel (2, b - a, 80),
         motion (2, b - a, M)) for consecutive chunk bounds [0, ..., T]. Every chunk is
         exact whatever the bounds (equal to whole-dialogue sampling up to float rounding),
@@ -438,14 +449,17 @@ class AVFlow(nn.Module):
         if bounds[0] != 0 or bounds[-1] != length or any(
                 b <= a for a, b in zip(bounds, bounds[1:])):
             raise ValueError(f"chunk bounds must rise from 0 to {length}, got {bounds}")
+        evaluation_precision(precision, tokens.device)  # a bad name fails before any work
         mel, motion = self.starting_noise(length, generator, tokens.device, temperature)
+        evaluating = lambda: evaluation_precision(precision, tokens.device)  # noqa: E731
         if self.config.fusion == "cascaded":
             back, ahead = self.receptive_field(steps, solver)
             for a, b in zip(bounds, bounds[1:]):
                 lo, hi = max(0, a - back), min(length, b + ahead)
-                mel_w, motion_w = self._integrate(
-                    mel[:, lo:hi], motion[:, lo:hi], tokens[:, lo:hi], voices, steps, solver,
-                    on_step and (lambda n=b - a: on_step(n)))
+                with evaluating():
+                    mel_w, motion_w = self._integrate(
+                        mel[:, lo:hi], motion[:, lo:hi], tokens[:, lo:hi], voices, steps,
+                        solver, on_step and (lambda n=b - a: on_step(n)))
                 keep = slice(a - lo, b - lo)
                 yield a, b, mel_w[:, keep], motion_w[:, keep]
             return
@@ -465,9 +479,10 @@ class AVFlow(nn.Module):
                 first, mel_k, motion_k, estimate_k = levels[k]
                 lo, hi = max(first, start - back), min(done[k], end + ahead)
                 window = slice(lo - first, hi - first)
-                mel_n, motion_n, estimate_n = self._step(
-                    mel_k[:, window], motion_k[:, window], estimate_k[:, window],
-                    tokens[:, lo:hi], voices, k, steps, solver)
+                with evaluating():
+                    mel_n, motion_n, estimate_n = self._step(
+                        mel_k[:, window], motion_k[:, window], estimate_k[:, window],
+                        tokens[:, lo:hi], voices, k, steps, solver)
                 keep = slice(start - lo, end - lo)
                 new = (mel_n[:, keep], motion_n[:, keep], estimate_n[:, keep])
                 if levels[k + 1] is None:
@@ -551,6 +566,32 @@ class AVFlow(nn.Module):
                                                    steps, solver)
             step_done()
         return mel, motion
+
+
+def evaluation_precision(precision: str, device):
+    """Context manager for the network's evaluations at `precision` (`PRECISIONS`) on
+    `device`. The sampler's state (the noisy mel and motion, the solver's updates) stays
+    float32 either way; "bfloat16" runs the matrix products in bfloat16 (autocast), as
+    the model was trained."""
+    import contextlib
+
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "float32":
+        return contextlib.nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
+
+
+def native_bfloat16(device="cpu") -> bool:
+    """Whether `device` does bfloat16 matrix products natively (else they are emulated,
+    slower than float32)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return bool(torch.backends.mkldnn.is_available()
+                    and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return False
 
 
 def evaluations_of(steps: int, solver: str) -> int:
