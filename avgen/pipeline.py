@@ -275,6 +275,9 @@ class SynthConfig:
     turn_gap: float = TimelineConfig.turn_gap  # seconds between turns (`--gap`)
     rate: float = TimelineConfig.rate  # speaking rate, 1.2 is 20% faster (`--rate`)
     encoder: EncoderConfig = EncoderConfig()
+    # the second face renders in a process of its own (avgen.face.worker) where more than
+    # one CPU is available, while this one renders the first: frames come out the same
+    render_process: bool = True
 
     def __post_init__(self) -> None:
         from avgen.audio.vocoder import VOCODERS
@@ -414,6 +417,33 @@ class Synthesizer:
         self.renderers = RendererCache(RenderConfig(size=config.size))
         self._durations = durations
         self._models = None  # (joint model, normaliser, vocoder, learned durations | None)
+        self._render_process = None  # avgen.face.worker.RenderProcess, started when needed
+
+    def close(self) -> None:
+        """Stop the renderer's helper process, if one was started (it is also stopped when
+        the program exits)."""
+        if self._render_process is not None:
+            self._render_process.close()
+            self._render_process = None
+
+    def _render_helper(self, renderers):
+        """The RenderProcess holding `renderers[1]`, or None where the faces render here
+        (one face, one CPU, or `config.render_process` off)."""
+        import os
+
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+            os.cpu_count() or 1)
+        if len(renderers) != 2 or cpus < 2 or not self.config.render_process:
+            return None
+        if self._render_process is None:
+            import weakref
+
+            from avgen.face.worker import RenderProcess
+
+            self._render_process = RenderProcess()
+            weakref.finalize(self, self._render_process.close)
+        self._render_process.load(renderers[1])
+        return self._render_process
 
     def load(self, progress=None) -> Synthesizer:
         """Load the models now (otherwise the first `synth` does); returns self."""
@@ -552,6 +582,7 @@ class Synthesizer:
                 pieces.put(error)
 
         producer = threading.Thread(target=produce, name="avgen-joint-model", daemon=True)
+        helper = self._render_helper(renderers)
         producer.start()
         # The faces render one after the other in this thread, OpenCV on one thread: the
         # joint model and the encoder keep the other cores busy, and rendering the two
@@ -584,12 +615,19 @@ class Synthesizer:
                 for lo in range(frame, max(end, frame + 1), step):
                     hi = min(end, lo + step)
                     frames = np.empty((hi - lo, height, width, 3), np.uint8)
+                    rows = slice(lo - frame, hi - frame)
                     with one_render_thread():
-                        for k in range(lo, hi):
-                            faces = [renderer.render(expression[i][k - frame],
-                                                     pose[i][k - frame])
-                                     for i, renderer in enumerate(renderers)]
-                            frames[k - lo] = compose(faces, config.layout)
+                        if helper is not None and hi > lo:  # the second face, alongside
+                            helper.submit(expression[1][rows], pose[1][rows])
+                        here = renderers[:1] if helper is not None else renderers
+                        faces = [[renderer.render(e, p)
+                                  for e, p in zip(expression[i][rows], pose[i][rows])]
+                                 for i, renderer in enumerate(here)]
+                        if helper is not None:
+                            faces.append(helper.collect() if hi > lo else [])
+                        for k in range(hi - lo):
+                            frames[k] = compose([person[k] for person in faces],
+                                                config.layout)
                     audio_end = first_sample + len(audio)
                     until = audio_end if hi >= end else min(
                         audio_end, max(sample, int(np.ceil(hi / config.fps * SAMPLE_RATE))))
@@ -606,6 +644,8 @@ class Synthesizer:
                 first = keep
         finally:
             stop.set()
+            if helper is not None and helper.pending:  # interrupted mid-batch: start afresh
+                self.close()
             while producer.is_alive():
                 try:
                     pieces.get(timeout=0.1)

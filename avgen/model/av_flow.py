@@ -34,7 +34,6 @@ from avgen.text.symbols import NUM_SYMBOLS, SILENCE_ID
 
 MOTION_DIM = 6 + len(EXPRESSION_NAMES)  # yaw, pitch, roll, tx, ty, tz, expressions
 FUSIONS = ("highway", "separate", "shared", "cascaded")
-DENSE_ATTENTION_FRAMES = 512  # up to this length attention is computed densely with a mask
 
 
 @dataclass(frozen=True)
@@ -106,25 +105,41 @@ def rope(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
 
 
 def local_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, past: int,
-                    future: int) -> torch.Tensor:
+                    future: int, first_frame: int = 0, block: int = 32) -> torch.Tensor:
     """Attention of each query to keys t-past..t+future, (B, H, T, Dh) -> (B, H, T, Dh).
 
-    Equal to scaled_dot_product_attention with `window_mask`, but gathers only the
-    window, so memory and time grow linearly with T: a long dialogue costs what its
-    output costs, not the square of it.
+    Equal to scaled_dot_product_attention with `window_mask`, but in blocks of `block`
+    queries, each against the `block + past + future` keys its window can reach: memory
+    and time grow linearly with T (a long dialogue costs what its output costs, not the
+    square of it), and the products are matrix products of a useful size. (Gathering
+    each query's own 10 keys made a million tiny products: 4x slower.)
+
+    The blocks are laid on the dialogue's frames, not the window's: with the window's
+    `first_frame` given, a frame is computed in the same place of the same block shape
+    whichever window it is in, so sampling in chunks (streaming) gives the whole
+    dialogue's numbers to the last bit, which bfloat16 layers after it need.
     """
-    length = q.shape[2]
-    span = past + future + 1
-    pad_k = nn.functional.pad(k, (0, 0, past, future))
-    pad_v = nn.functional.pad(v, (0, 0, past, future))
-    k_win = pad_k.unfold(2, span, 1).transpose(-1, -2)  # (B, H, T, span, Dh)
-    v_win = pad_v.unfold(2, span, 1).transpose(-1, -2)
-    scores = torch.einsum("bhtd,bhtsd->bhts", q, k_win) / math.sqrt(q.shape[-1])
-    offsets = torch.arange(span, device=q.device) - past
-    position = torch.arange(length, device=q.device)[:, None] + offsets[None, :]
-    valid = (position >= 0) & (position < length)  # keys beyond the edges are padding
-    scores = scores.masked_fill(~valid, float("-inf"))
-    return torch.einsum("bhts,bhtsd->bhtd", scores.softmax(-1), v_win)
+    batch, heads, length, dim = q.shape
+    lead = first_frame % block
+    blocks = -(-(lead + length) // block)
+    extra = blocks * block - lead - length
+    span = block + past + future
+    queries = nn.functional.pad(q, (0, 0, lead, extra)).view(batch, heads, blocks, block, dim)
+    pad_k = nn.functional.pad(k, (0, 0, past + lead, extra + future))
+    pad_v = nn.functional.pad(v, (0, 0, past + lead, extra + future))
+    k_win = pad_k.unfold(2, span, block).transpose(-1, -2)  # (B, H, blocks, span, Dh)
+    v_win = pad_v.unfold(2, span, block).transpose(-1, -2)
+    scores = queries @ k_win.transpose(-1, -2) / math.sqrt(dim)  # (B, H, blocks, block, span)
+    row = torch.arange(block, device=q.device)[:, None]
+    column = torch.arange(span, device=q.device)[None, :]
+    offset = column - row - past  # key position minus query position
+    key = torch.arange(blocks, device=q.device)[:, None, None] * block + column - past - lead
+    valid = (offset >= -past) & (offset <= future) & (key >= 0) & (key < length)
+    # the lowest finite value, not -inf: the padding rows beyond the end see no key at
+    # all, and a row of -inf is NaN, which training's backward pass would spread
+    scores = scores.masked_fill(~valid, torch.finfo(scores.dtype).min)
+    attended = scores.softmax(-1) @ v_win  # (B, H, blocks, block, Dh)
+    return attended.reshape(batch, heads, blocks * block, dim)[:, :, lead:lead + length]
 
 
 class TimestepEmbedding(nn.Module):
@@ -183,28 +198,23 @@ class Block(nn.Module):
         nn.init.zeros_(self.modulation.weight)
         nn.init.zeros_(self.modulation.bias)
 
-    def forward(self, h: torch.Tensor, cond: torch.Tensor, positions: torch.Tensor
-                ) -> torch.Tensor:
-        """h (B, T, d), cond (B, d), positions (T,) -> (B, T, d)."""
+    def forward(self, h: torch.Tensor, cond: torch.Tensor, positions: torch.Tensor,
+                first_frame: int = 0) -> torch.Tensor:
+        """h (B, T, d), cond (B, d), positions (T,) -> (B, T, d). `first_frame`: the
+        dialogue frame of h[:, 0] (see `local_attention`)."""
         shift1, scale1, gate1, shift2, scale2, gate2 = self.modulation(
             nn.functional.silu(cond))[:, None].chunk(6, dim=-1)
         x = self.norm1(h) * (1 + scale1) + shift1
         b, t, d = x.shape
         q, k, v = self.qkv(x).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
         q, k = rope(q, positions), rope(k, positions)
-        # The attention itself stays float32 under bfloat16 autocast (a few % of the
-        # block's work): its two kernels below, dense and gathered, then agree as they
-        # do in float32, so a dialogue sampled in chunks of any size (streaming) equals
-        # the whole; rounding its scores to bfloat16 made them drift apart.
+        # The attention itself stays float32 under bfloat16 autocast (a small part of
+        # the block's work): with its scores rounded to bfloat16, a dialogue sampled in
+        # chunks (streaming) drifted away from the same dialogue sampled whole.
         with torch.autocast(q.device.type, enabled=False):
-            q, k, v = q.float(), k.float(), v.float()
-            if t <= DENSE_ATTENTION_FRAMES:
-                # training windows: a masked dense kernel beats gathering windows
-                mask = window_mask(t, self.past, self.future, device=q.device)
-                attended = nn.functional.scaled_dot_product_attention(q, k, v,
-                                                                      attn_mask=mask)
-            else:
-                attended = local_attention(q, k, v, self.past, self.future)
+            q, k, v = (x.float() if x.dtype in (torch.bfloat16, torch.float16) else x
+                       for x in (q, k, v))
+            attended = local_attention(q, k, v, self.past, self.future, first_frame)
         h = h + gate1 * self.proj(attended.transpose(1, 2).reshape(b, t, d))
         x = self.norm2(h) * (1 + scale2) + shift2
         return h + gate2 * self.mlp(x)
@@ -288,13 +298,15 @@ class AVFlow(nn.Module):
     def forward(self, mel_t: torch.Tensor, motion_t: torch.Tensor, t: torch.Tensor,
                 tokens: torch.Tensor, partner_tokens: torch.Tensor,
                 partner_motion: torch.Tensor, voice: torch.Tensor,
-                mel_condition: torch.Tensor | None = None, only: str | None = None
-                ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+                mel_condition: torch.Tensor | None = None, only: str | None = None,
+                first_frame: int = 0) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """Velocities (B, T, 80) and (B, T, M) at flow time t (B,).
 
         `mel_condition` (B, T, 80) is the clean mel the cascaded model's visual stream
         reads. `only` ("audio" or "visual") computes one stream where the streams do not
-        exchange (separate, cascaded); the other velocity is None."""
+        exchange (separate, cascaded); the other velocity is None. `first_frame`: the dialogue
+        frame of the inputs' first frame, when they are a window of a longer dialogue (the
+        result does not depend on it beyond float rounding; see `local_attention`)."""
         c = self.config
         if only is not None and c.highways:
             raise ValueError(f"streams of a {c.fusion!r} model cannot run alone")
@@ -317,9 +329,9 @@ class AVFlow(nn.Module):
         positions = torch.arange(mel_t.shape[1], device=mel_t.device)
         for k in range(c.n_blocks):
             if h_a is not None:
-                h_a = self.audio_blocks[k](h_a, cond_a, positions)
+                h_a = self.audio_blocks[k](h_a, cond_a, positions, first_frame)
             if h_v is not None:
-                h_v = self.visual_blocks[k](h_v, cond_v, positions)
+                h_v = self.visual_blocks[k](h_v, cond_v, positions, first_frame)
             if c.highways:
                 h_a, h_v = h_a + self.highway_va[k](h_v), h_v + self.highway_av[k](h_a)
         return (None if h_a is None else self.audio_out(h_a, cond_a),
@@ -459,7 +471,7 @@ class AVFlow(nn.Module):
                 with evaluating():
                     mel_w, motion_w = self._integrate(
                         mel[:, lo:hi], motion[:, lo:hi], tokens[:, lo:hi], voices, steps,
-                        solver, on_step and (lambda n=b - a: on_step(n)))
+                        solver, on_step and (lambda n=b - a: on_step(n)), first_frame=lo)
                 keep = slice(a - lo, b - lo)
                 yield a, b, mel_w[:, keep], motion_w[:, keep]
             return
@@ -482,7 +494,7 @@ class AVFlow(nn.Module):
                 with evaluating():
                     mel_n, motion_n, estimate_n = self._step(
                         mel_k[:, window], motion_k[:, window], estimate_k[:, window],
-                        tokens[:, lo:hi], voices, k, steps, solver)
+                        tokens[:, lo:hi], voices, k, steps, solver, first_frame=lo)
                 keep = slice(start - lo, end - lo)
                 new = (mel_n[:, keep], motion_n[:, keep], estimate_n[:, keep])
                 if levels[k + 1] is None:
@@ -506,16 +518,17 @@ class AVFlow(nn.Module):
         return length * steps * (2 if self.config.fusion == "cascaded" else 1)
 
     def _step(self, mel: torch.Tensor, motion: torch.Tensor, estimate: torch.Tensor,
-              tokens: torch.Tensor, voices: torch.Tensor, k: int, steps: int, solver: str
-              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Step k of `steps` of the joint (non-cascaded) sampler on a window: (mel,
-        motion, partner estimate) after it."""
+              tokens: torch.Tensor, voices: torch.Tensor, k: int, steps: int, solver: str,
+              first_frame: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Step k of `steps` of the joint (non-cascaded) sampler on a window that starts
+        at dialogue frame `first_frame`: (mel, motion, partner estimate) after it."""
         partner_tokens = tokens.flip(0)
         latest = [estimate]
 
         def velocity(x, t):
             v_mel, v_motion = self(x[0], x[1], torch.full((2,), t, device=mel.device), tokens,
-                                   partner_tokens, latest[0].flip(0), voices)
+                                   partner_tokens, latest[0].flip(0), voices,
+                                   first_frame=first_frame)
             latest[0] = x[1] + (1 - t) * v_motion
             return v_mel, v_motion
 
@@ -524,11 +537,11 @@ class AVFlow(nn.Module):
         return mel, motion, latest[0]
 
     def _integrate(self, mel: torch.Tensor, motion: torch.Tensor, tokens: torch.Tensor,
-                   voices: torch.Tensor, steps: int, solver: str = "euler", step_done=None
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
-        """ODE integration from noise (t=0) to data (t=1) for a dyad, (2, T, C) each.
-        `step_done()` is called after each solver step (of the mel, then of the motion,
-        for the cascaded model).
+                   voices: torch.Tensor, steps: int, solver: str = "euler", step_done=None,
+                   first_frame: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """ODE integration from noise (t=0) to data (t=1) for a dyad, (2, T, C) each,
+        starting at dialogue frame `first_frame`. `step_done()` is called after each
+        solver step (of the mel, then of the motion, for the cascaded model).
 
         The partner-motion condition is the partner's clean-motion estimate from the
         latest evaluation, x1 = x_t + (1 - t) v (exact for straight OT paths)."""
@@ -547,7 +560,7 @@ class AVFlow(nn.Module):
 
             def audio_velocity(x, t):
                 return self(x, motion, times(t), tokens, partner_tokens, silent, voices,
-                            only="audio")[0]
+                            only="audio", first_frame=first_frame)[0]
             for k in range(steps):
                 mel = _ode_step(audio_velocity, mel, k * dt, dt, solver)
                 step_done()
@@ -557,13 +570,14 @@ class AVFlow(nn.Module):
                 def velocity(x, t):
                     nonlocal estimate
                     v = self(mel, x, times(t), tokens, partner_tokens, estimate.flip(0),
-                             voices, mel_condition=mel, only="visual")[1]
+                             voices, mel_condition=mel, only="visual",
+                             first_frame=first_frame)[1]
                     estimate = x + (1 - t) * v
                     return v
                 motion = _ode_step(velocity, motion, k * dt, dt, solver)
             else:
                 mel, motion, estimate = self._step(mel, motion, estimate, tokens, voices, k,
-                                                   steps, solver)
+                                                   steps, solver, first_frame)
             step_done()
         return mel, motion
 

@@ -1,0 +1,146 @@
+"""A face renderer in a process of its own, so that two faces render at once.
+
+Threads cannot do it: a frame makes about a thousand short OpenCV calls, each releasing
+and retaking the GIL, and two faces rendered in two threads took as long as one after
+the other, for a third more CPU. `RenderProcess` runs `python -m avgen.face.worker`,
+hands it a renderer (pickled by this process: the child only ever unpickles what its
+parent wrote on its stdin, never a file) and then, per batch of frames, their
+expressions and head poses; the child writes the frames back, raw RGB, on its stdout.
+The child is started with `avgen.outputs.spawn`, so it dies with avgen however avgen
+exits, and it exits by itself when its stdin closes.
+"""
+
+from __future__ import annotations
+
+import pickle
+import struct
+import subprocess
+import sys
+
+import numpy as np
+
+from avgen.errors import AvgenError
+
+_LENGTH = struct.Struct("<Q")
+
+
+def _send(stream, message) -> None:
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(_LENGTH.pack(len(data)))
+    stream.write(data)
+    stream.flush()
+
+
+def _receive(stream):
+    head = stream.read(_LENGTH.size)
+    if len(head) < _LENGTH.size:
+        return None  # the parent closed our stdin: done
+    (length,) = _LENGTH.unpack(head)
+    return pickle.loads(stream.read(length))
+
+
+class RenderProcess:
+    """One renderer at a time, in a child process: `load(renderer)` (a `FaceRenderer` or
+    `PhotoRenderer`; sent again only when it changes), then `submit(expressions (N, E),
+    head_poses (N, 7))` and `collect()` -> frames (N, height, width, 3) uint8, equal to
+    `renderer.render` of each row. Submit, render something else meanwhile, collect."""
+
+    def __init__(self) -> None:
+        from avgen import outputs
+
+        self._process = outputs.spawn([sys.executable, "-m", "avgen.face.worker"],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE)
+        self._loaded = None  # the renderer the child holds
+        self._shape = None
+        self._pending = 0
+
+    @property
+    def pending(self) -> int:
+        """Frames submitted and not yet collected."""
+        return self._pending
+
+    def load(self, renderer) -> None:
+        if renderer is not self._loaded:
+            self._write(("renderer", renderer))
+            self._loaded, self._shape = renderer, renderer.shape
+
+    def submit(self, expressions: np.ndarray, head_poses: np.ndarray) -> None:
+        if self._pending:
+            raise RuntimeError("collect the frames submitted before submitting more")
+        self._write(("frames", np.asarray(expressions), np.asarray(head_poses)))
+        self._pending = len(expressions)
+
+    def collect(self) -> np.ndarray:
+        height, width = self._shape
+        frames = np.empty((self._pending, height, width, 3), np.uint8)
+        view = memoryview(frames).cast("B")
+        got = self._process.stdout.readinto(view)
+        self._pending = 0
+        if got != len(view):
+            self._failed()
+        return frames
+
+    def close(self) -> None:
+        """Stop the child (it finishes when its stdin closes; killed if it does not)."""
+        from avgen import outputs
+
+        if self._process.poll() is None:
+            try:
+                self._process.stdin.close()
+                self._process.wait(timeout=2)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+        outputs.stop(self._process)
+
+    def _write(self, message) -> None:
+        try:
+            _send(self._process.stdin, message)
+        except (BrokenPipeError, OSError):
+            self._failed()
+
+    def _failed(self):
+        from avgen import outputs
+
+        try:
+            self._process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        reason = ""
+        if self._process.poll() is not None:
+            lines = self._process.stderr.read().decode(errors="replace").strip().splitlines()
+            reason = f": {lines[-1]}" if lines else f" (exit code {self._process.returncode})"
+        outputs.stop(self._process)
+        raise AvgenError(f"the face renderer's process stopped{reason}")
+
+
+def main() -> int:
+    import cv2
+
+    cv2.setNumThreads(1)  # the parent renders the other face on the other core
+    source, sink = sys.stdin.buffer, sys.stdout.buffer
+    renderer = None
+    try:
+        while (message := _receive(source)) is not None:
+            if message[0] == "renderer":
+                renderer = message[1]
+            else:
+                _, expressions, head_poses = message
+                # the whole batch first, then written: a frame is larger than the pipe,
+                # and writing each as it is made would wait for the parent, which is
+                # rendering its own face meanwhile
+                frames = [np.ascontiguousarray(renderer.render(expression, head_pose))
+                          for expression, head_pose in zip(expressions, head_poses)]
+                for frame in frames:
+                    sink.write(memoryview(frame).cast("B"))
+                sink.flush()
+    except (BrokenPipeError, KeyboardInterrupt):
+        return 0  # the parent is gone, or Ctrl-C reached the whole process group
+    except Exception as exc:  # reported by the parent, whose read comes up short
+        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
