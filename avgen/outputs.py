@@ -204,6 +204,24 @@ def spawn(args: list[str], **kwargs) -> subprocess.Popen:
     return process
 
 
+def widen_pipe(stream, size: int = 1 << 20) -> None:
+    """Ask for a pipe buffer of `size` bytes (Linux; the default 64 KB makes a video
+    frame two dozen writes, each a switch to the reader and back). Best effort: where
+    the system refuses, the pipe stays as it is."""
+    import fcntl
+
+    setter = getattr(fcntl, "F_SETPIPE_SZ", None)
+    if setter is None:
+        return
+    try:
+        limit = int(Path("/proc/sys/fs/pipe-max-size").read_text())
+    except (OSError, ValueError):
+        limit = size
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(stream.fileno() if hasattr(stream, "fileno") else stream, setter,
+                    min(size, limit))
+
+
 def stop(process: subprocess.Popen, timeout: float = 5.0) -> None:
     """Kill a child started by `spawn` (if still running) and wait for it."""
     with _lock:

@@ -342,6 +342,9 @@ class AVWriter:
             raise
         finally:
             os.close(read_audio)
+        from avgen.outputs import widen_pipe
+
+        widen_pipe(self._process.stdin)  # a frame is 0.8-1.6 MB
         audio_out = os.fdopen(self._audio_pipe, "wb")
         if copy_out is not None:
             def copy():

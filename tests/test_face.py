@@ -436,3 +436,47 @@ def test_one_render_thread_restores_opencv_threads():
     with pytest.raises(RuntimeError), one_render_thread():
         raise RuntimeError("stop")
     assert cv2.getNumThreads() == before
+
+
+def test_render_process_gives_the_frames_of_the_renderer_it_holds(renderers, faces):
+    """The worker process renders what the renderer renders here, bit for bit, and
+    takes a new renderer when handed one."""
+    from avgen.face.render import PhotoRenderer
+    from avgen.face.worker import RenderProcess
+
+    rng = np.random.default_rng(0)
+    names = list(EXPRESSION_NAMES)
+    expressions = np.clip(rng.normal(0, 0.3, (5, len(names))), 0, 1)
+    poses = np.tile(IDENTITY, (5, 1))
+    poses[:, 1:4] = rng.normal(0, 0.03, (5, 3))
+    poses[:, 0] = np.sqrt(1 - (poses[:, 1:4] ** 2).sum(1))
+    helper = RenderProcess()
+    try:
+        for renderer in (renderers["grace"], PhotoRenderer(*faces["eileen"])):
+            helper.load(renderer)
+            helper.submit(expressions, poses)
+            got = helper.collect()
+            assert got.shape == (5, *renderer.shape, 3)
+            for frame, e, p in zip(got, expressions, poses):
+                assert np.array_equal(frame, renderer.render(e, p))
+        with pytest.raises(RuntimeError, match="collect"):
+            helper.submit(expressions[:1], poses[:1])
+            helper.submit(expressions[:1], poses[:1])
+    finally:
+        helper.close()
+    assert helper._process.poll() is not None  # stopped
+
+
+def test_a_render_process_that_dies_is_a_one_line_error(renderers):
+    from avgen.errors import AvgenError
+    from avgen.face.worker import RenderProcess
+
+    helper = RenderProcess()
+    helper.load(renderers["eileen"])
+    helper._process.kill()
+    helper._process.wait()
+    with pytest.raises(AvgenError, match="renderer's process stopped") as caught:
+        helper.submit(np.zeros((2, len(EXPRESSION_NAMES))), np.tile(IDENTITY, (2, 1)))
+        helper.collect()
+    assert "\n" not in str(caught.value)
+    helper.close()

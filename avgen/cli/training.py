@@ -207,7 +207,8 @@ def train_av(
     listen_weight: float = typer.Option(_AV.listen_weight, min=0.0, help="Weight of the motion "
                                         "loss on listening frames (> 1: livelier listeners)."),
     precision: str = typer.Option("auto", help="auto (bfloat16 autocast where the hardware "
-                                  "has it: GPUs, CPUs with AMX/AVX-512 bf16), bf16 or fp32."),
+                                  "does it natively: GPUs, CPUs with AMX/AVX-512 bf16), "
+                                  "bfloat16 or float32."),
     init: Optional[Path] = typer.Option(None, "--init", help="Start a new run from this "
                                         "checkpoint's weights and normaliser (fine-tuning, "
                                         "e.g. on 'avgen prepare' shards); its model config "

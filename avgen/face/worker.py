@@ -51,6 +51,7 @@ class RenderProcess:
         self._process = outputs.spawn([sys.executable, "-m", "avgen.face.worker"],
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE)
+        outputs.widen_pipe(self._process.stdout)  # a frame is about 0.8 MB
         self._loaded = None  # the renderer the child holds
         self._shape = None
         self._pending = 0

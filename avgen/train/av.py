@@ -55,30 +55,24 @@ class TrainConfig:
         return min(self.stop_at, self.steps) if self.stop_at else self.steps
 
 
-PRECISIONS = ("auto", "bf16", "fp32")
+# the sampler's names (avgen.constants.PRECISIONS), and the short ones of older runs
+PRECISION_ALIASES = {"bf16": "bfloat16", "fp32": "float32"}
 
 
 def use_bf16(precision: str, device: str | None = None) -> bool:
-    """Whether to train under bfloat16 autocast: `precision` 'bf16' or 'fp32' says so;
-    'auto' uses it where the hardware makes it pay (`bf16_is_fast`) on `device` (default:
-    cuda if available, else cpu)."""
-    if precision not in PRECISIONS:
-        raise ConfigError(f"precision must be auto, bf16 or fp32, got {precision!r}")
+    """Whether to train under bfloat16 autocast: `precision` 'bfloat16' or 'float32'
+    says so ('bf16', 'fp32' too); 'auto' uses it where the hardware does it natively
+    (`native_bfloat16`) on `device` (default: cuda if available, else cpu)."""
+    from avgen.constants import PRECISIONS
+    from avgen.model.av_flow import native_bfloat16
+
+    precision = PRECISION_ALIASES.get(precision, precision)
+    if precision not in ("auto", *PRECISIONS):
+        raise ConfigError(f"precision must be auto, {' or '.join(PRECISIONS)}, got "
+                          f"{precision!r}", "--precision")
     if precision != "auto":
-        return precision == "bf16"
-    return bf16_is_fast(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-
-
-def bf16_is_fast(device: str) -> bool:
-    """Whether bfloat16 autocast pays on `device`: GPUs, and CPUs with AMX or AVX-512
-    bf16 instructions (elsewhere CPU bf16 is emulated and slower than float32)."""
-    if torch.device(device).type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return " amx_bf16" in flags or " avx512_bf16" in flags
+        return precision == "bfloat16"
+    return native_bfloat16(device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
 def _lr(step: int, config: TrainConfig) -> float:
