@@ -438,6 +438,8 @@ class Synthesizer:
             os.cpu_count() or 1)
         if len(renderers) != 2 or cpus < 2 or not self.config.render_process:
             return None
+        if self._render_process is not None and not self._render_process.alive:
+            self.close()  # it failed or was killed during an earlier dialogue
         if self._render_process is None:
             import weakref
 
@@ -585,12 +587,15 @@ class Synthesizer:
                 pieces.put(error)
 
         producer = threading.Thread(target=produce, name="avgen-joint-model", daemon=True)
-        helper = self._render_helper(renderers)
         producer.start()
-        # The faces render one after the other in this thread, OpenCV on one thread: the
-        # joint model and the encoder keep the other cores busy, and rendering the two
-        # faces in parallel threads took as long and a third more CPU (the GIL)
+        helper = None
+        # The first face renders in this thread and the second in a worker process, each
+        # with OpenCV on one thread: rendering the two in two threads took as long as one
+        # after the other, for a third more CPU (the GIL)
         try:
+            # started after the model (the worker takes a moment to start and read its
+            # renderer), so the first chunk does not wait for it
+            helper = self._render_helper(renderers)
             poses = expressions = None
             first = 0  # model frame of poses[.][0]
             frame = 0  # next video frame
@@ -629,8 +634,8 @@ class Synthesizer:
                         if helper is not None:
                             faces.append(helper.collect() if hi > lo else [])
                         for k in range(hi - lo):
-                            frames[k] = compose([person[k] for person in faces],
-                                                config.layout)
+                            compose([person[k] for person in faces], config.layout,
+                                    out=frames[k])
                     audio_end = first_sample + len(audio)
                     until = audio_end if hi >= end else min(
                         audio_end, max(sample, int(np.ceil(hi / config.fps * SAMPLE_RATE))))

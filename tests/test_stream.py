@@ -244,3 +244,28 @@ def test_layout_single_cannot_be_streamed_and_says_so(tmp_path, example_refs):
                     progress=False)
     assert "\n" not in str(error.value)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_killed_render_worker_is_replaced_on_the_next_dialogue(example_refs):
+    """The second face renders in a worker process. One killed during a dialogue fails
+    that dialogue with a one-line error; one found dead (then or between dialogues) is
+    replaced for the next, which comes out the same."""
+    from avgen.errors import AvgenError
+
+    synth = tiny_synthesizer()
+    script = parse_script(SCRIPT, "s")
+    first = np.concatenate([c.frames for c in synth.stream(script, example_refs, seed=3)])
+    if synth._render_process is None:
+        pytest.skip("one CPU: both faces render in this process")
+    synth._render_process._process.kill()  # between dialogues
+    again = np.concatenate([c.frames for c in synth.stream(script, example_refs, seed=3)])
+    assert np.array_equal(first, again)
+    chunks = synth.stream(script, example_refs, seed=3)
+    next(chunks)
+    synth._render_process._process.kill()  # during one
+    with pytest.raises(AvgenError, match="renderer's process stopped") as caught:
+        list(chunks)
+    assert "\n" not in str(caught.value)
+    again = np.concatenate([c.frames for c in synth.stream(script, example_refs, seed=3)])
+    assert np.array_equal(first, again)
+    synth.close()

@@ -73,12 +73,16 @@ def output_paths(output: str | Path, layout: str, people: int) -> list[Path]:
     return [output.with_name(f"{output.stem}-{k + 1}{output.suffix}") for k in range(people)]
 
 
-def compose(pictures: list[np.ndarray], layout: str) -> np.ndarray:
+def compose(pictures: list[np.ndarray], layout: str, out: np.ndarray | None = None
+            ) -> np.ndarray:
     """One picture from each person's: side by side (heights equal) or stacked (widths
-    equal)."""
+    equal); written into `out` when given (no new frame)."""
     if len(pictures) == 1:
-        return pictures[0]
-    return np.concatenate(pictures, axis=1 if layout == "side" else 0)
+        if out is None:
+            return pictures[0]
+        out[...] = pictures[0]
+        return out
+    return np.concatenate(pictures, axis=1 if layout == "side" else 0, out=out)
 
 
 class VideoFrames:

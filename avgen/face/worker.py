@@ -57,6 +57,10 @@ class RenderProcess:
         self._pending = 0
 
     @property
+    def alive(self) -> bool:
+        return self._process.poll() is None
+
+    @property
     def pending(self) -> int:
         """Frames submitted and not yet collected."""
         return self._pending
