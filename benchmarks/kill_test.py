@@ -86,7 +86,8 @@ def run_until(args, cwd, kill_after: float | None, in_render: bool = False):
         now_children = children(process.pid)
         seen_children |= now_children
         scratch = set(scratch_of(process.pid))
-        # rendering has begun once the encoder (ffmpeg, avgen's only child process) runs,
+        # rendering has begun once a child process (the encoder, ffmpeg, or the render
+        # worker; both start with the render stage) runs,
         # or, in releases that rendered from a scratch folder, once that folder appeared
         if render_at is None and (now_children
                                   or any(s.startswith("avgen-synth-") for s in scratch)):
@@ -227,7 +228,7 @@ def write_report(path: Path, rows: dict, full: float, full_batch: float, args) -
              "(stray files: anything but the outputs and results.jsonl), the previous "
              "outputs (byte-for-byte), the scratch folders of the killed process in "
              f"{TEMP} (`avgen-KIND-PID-*`: synth work files, espeak library copies) and "
-             "every child process seen during the run (ffmpeg).", "",
+             "every child process seen during the run (ffmpeg, the render worker).", "",
              f"Uninterrupted: synth {full:.1f} s, batch of 3 jobs with 1 to do "
              f"{full_batch:.1f} s.", "",
              "Exit 143 is avgen's own exit after cleaning up (128 + SIGTERM); 0 means the "
