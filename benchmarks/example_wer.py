@@ -32,6 +32,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--checkpoint", default=None)
+    parser.add_argument("--steps", type=int, default=GenerateConfig.steps)
+    parser.add_argument("--precision", default=GenerateConfig.precision,
+                        help="auto, float32 or bfloat16 (GenerateConfig.precision)")
     parser.add_argument("-o", type=Path, default=REPO / "benchmarks" / "results" / "example_wer.md")
     args = parser.parse_args()
     script = REPO / "examples" / "dialogue.txt"
@@ -46,7 +49,9 @@ def main() -> None:
     rows, all_refs, all_hyps = [], [], []
     for seed in range(args.seeds):
         timeline = build_timeline(read_script(str(script)), LearnedDurations(seed=seed))
-        av = generate(timeline, model, normalizer, GenerateConfig(seed=seed, voices=voices))
+        settings = GenerateConfig(seed=seed, voices=voices, steps=args.steps,
+                                  precision=args.precision)
+        av = generate(timeline, model, normalizer, settings)
         waves = [vocode(vocoder, av[f"p{p}/mel"]) for p in range(2)]
         refs, hyps = [], []
         for turn in timeline.turns:
@@ -57,8 +62,10 @@ def main() -> None:
         all_refs += refs
         all_hyps += hyps
     lines = ["# The example dialogue, synthesised end to end\n",
-             f"`python benchmarks/example_wer.py --seeds {args.seeds}`: examples/dialogue.txt, "
-             f"voices {', '.join(voices)}, learned durations, default sampling settings.\n",
+             f"`python benchmarks/example_wer.py --seeds {args.seeds} --steps {args.steps} "
+             f"--precision {args.precision}`: examples/dialogue.txt, voices "
+             f"{', '.join(voices)}, learned durations, {args.steps} Euler steps, "
+             f"{settings.evaluation_precision()} arithmetic.\n",
              "| seed | WER (per turn, Whisper tiny.en) |", "| --- | --- |"]
     lines += [f"| {seed} | {wer:.3f} |" for seed, wer, _ in rows]
     lines += [f"| all | {word_error_rate(all_refs, all_hyps):.3f} |", "",

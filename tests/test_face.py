@@ -480,3 +480,17 @@ def test_a_render_process_that_dies_is_a_one_line_error(renderers):
         helper.collect()
     assert "\n" not in str(caught.value)
     helper.close()
+
+
+def test_a_render_process_error_names_the_cause(renderers):
+    from avgen.errors import AvgenError
+    from avgen.face.worker import RenderProcess
+
+    helper = RenderProcess()
+    try:
+        helper.load(renderers["eileen"])
+        helper.submit(np.zeros((1, 3)), np.tile(IDENTITY, (1, 1)))  # 3 expressions: wrong
+        with pytest.raises(AvgenError, match=r"renderer's process stopped: \w+Error"):
+            helper.collect()
+    finally:
+        helper.close()

@@ -16,6 +16,7 @@ import pickle
 import struct
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 
@@ -48,9 +49,21 @@ class RenderProcess:
     def __init__(self) -> None:
         from avgen import outputs
 
+        import os
+        from pathlib import Path
+
+        import avgen
+
+        # the child imports this avgen, wherever it came from (an installed package, a
+        # checkout a program put on sys.path by hand)
+        here = str(Path(avgen.__file__).resolve().parents[1])
+        path = os.environ.get("PYTHONPATH")
+        env = {**os.environ, "PYTHONPATH": here + (os.pathsep + path if path else "")}
+        # its messages go to a file: a pipe nobody reads while it renders could fill
+        self._log = tempfile.TemporaryFile()
         self._process = outputs.spawn([sys.executable, "-m", "avgen.face.worker"],
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                      stderr=subprocess.PIPE)
+                                      stderr=self._log, env=env)
         outputs.widen_pipe(self._process.stdout)  # a frame is about 0.8 MB
         self._loaded = None  # the renderer the child holds
         self._shape = None
@@ -97,6 +110,7 @@ class RenderProcess:
             except (OSError, subprocess.TimeoutExpired):
                 pass
         outputs.stop(self._process)
+        self._log.close()
 
     def _write(self, message) -> None:
         try:
@@ -113,7 +127,8 @@ class RenderProcess:
             pass
         reason = ""
         if self._process.poll() is not None:
-            lines = self._process.stderr.read().decode(errors="replace").strip().splitlines()
+            self._log.seek(0)
+            lines = self._log.read().decode(errors="replace").strip().splitlines()
             reason = f": {lines[-1]}" if lines else f" (exit code {self._process.returncode})"
         outputs.stop(self._process)
         raise AvgenError(f"the face renderer's process stopped{reason}")
