@@ -52,8 +52,7 @@ _TERM = re.compile(r"^\s*([A-Za-z0-9_.-]+)\s*(?:\*\s*([0-9]*\.?[0-9]+)\s*)?$")
 @dataclass(frozen=True)
 class VoiceInfo:
     """A voice of a model: name, gender ('female', 'male' or '' unknown), accent
-    ('US', 'GB', ...) and the F0 median (Hz, 0 unknown) of its speech: the model's
-    own where the checkpoint measured it (`voice_f0_source`), else its teacher's."""
+    ('US', 'GB', ...) and the F0 median (Hz, 0 unknown) of its teacher audio."""
 
     name: str
     gender: str = ""

@@ -162,10 +162,6 @@ def main() -> None:
                              "count as unseen.")
     parser.add_argument("--example", action="store_true")
     parser.add_argument("--json", type=Path, default=None)
-    parser.add_argument("--write-f0", type=Path, default=None, metavar="OUT",
-                        help="Also write a copy of the checkpoint whose voices' F0 medians "
-                             "are the ones measured here on the model's own speech (what "
-                             "the speaker mapper compares); --example then uses it.")
     parser.add_argument("-o", "--output", type=Path,
                         default=REPO / "benchmarks" / "results" / "voices.md")
     args = parser.parse_args()
@@ -180,18 +176,9 @@ def main() -> None:
     rows = evaluate_voices(args.corpus, args.checkpoint, args.per_voice,
                            args.trained_utterances, asr, encoder)
     report = {"checkpoint": args.checkpoint or "av-flow (registered)", "voices": rows}
-    example_checkpoint = args.checkpoint
-    if args.write_f0:
-        from avgen.model.av_checkpoint import with_voice_f0
-        from avgen.pipeline import av_checkpoint_path
-
-        with_voice_f0(av_checkpoint_path(args.checkpoint),
-                      {voice: r["f0_median"] for voice, r in rows.items()}, args.write_f0)
-        example_checkpoint = str(args.write_f0)
-        report["f0_written_to"] = example_checkpoint
     if args.example:
         with tempfile.TemporaryDirectory() as work:
-            report["example"] = example_figures(example_checkpoint, encoder, Path(work))
+            report["example"] = example_figures(args.checkpoint, encoder, Path(work))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     lines = ["# Voices", "", f"Checkpoint: `{report['checkpoint']}`; corpus `{args.corpus.name}`; "
@@ -206,10 +193,6 @@ def main() -> None:
         lines.append(f"| **mean** | {sum(r['utterances'] for r in rows.values())} | "
                      f"{np.mean([r['wer'] for r in rows.values()]):.3f} | "
                      f"{np.mean([r['fidelity'] for r in rows.values()]):.3f} | |")
-    if "f0_written_to" in report:
-        lines += ["", f"These F0 medians (the model's own speech) were written into "
-                  f"`{report['f0_written_to']}` (`voice_f0_source` model), which the "
-                  "example below uses: the speaker mapper compares them."]
     if "example" in report:
         ex = report["example"]
         lines += ["", "README example and a second script with the same photos:", ""]

@@ -142,40 +142,6 @@ def test_style_model_checkpoint_round_trip(tmp_path):
     assert torch.equal(loaded.voice.table, model.voice.table)
 
 
-def test_voice_f0_measured_on_the_model_replaces_the_teachers(tmp_path):
-    """The mapper compares the pitch a listener hears: a checkpoint can carry F0 medians
-    measured on the model's own speech, tensors unchanged; a fine-tune takes the
-    corpus's figures again and says so."""
-    from avgen.model.av_checkpoint import load_checkpoint, save_checkpoint, with_voice_f0
-    from avgen.model.features import Normalizer
-    from avgen.speaker import model_voices
-    from avgen.train.av import TrainConfig
-    from avgen.train.prepared import to_style_voices
-
-    model = _style_model()
-    normalizer = Normalizer(np.zeros(80, np.float32), np.ones(80, np.float32),
-                            np.zeros(model.config.motion_dim, np.float32),
-                            np.ones(model.config.motion_dim, np.float32))
-    path, measured = tmp_path / "m.safetensors", tmp_path / "f0.safetensors"
-    save_checkpoint(path, model, normalizer, 3, TrainConfig())
-    with pytest.raises(ValueError, match="no F0 figure for z"):
-        with_voice_f0(path, {"x": 180.0, "y": 190.0}, measured)
-    assert not measured.exists()
-    with_voice_f0(path, {"x": 180.0, "y": 190.0, "z": 215.5}, measured)
-    loaded, _, step, _ = load_checkpoint(measured)
-    assert step == 3 and loaded.config.voice_f0_source == "model"
-    assert [v.f0_median for v in model_voices(loaded.config)] == [180.0, 190.0, 215.5]
-    assert [v.gender for v in model_voices(loaded.config)] == ["female"] * 3
-    for key, value in model.state_dict().items():
-        assert torch.equal(loaded.state_dict()[key], value), key
-    assert load_checkpoint(path)[0].config.voice_f0_source == "teacher"
-    table = {v: {"gender": "female", "accent": "US", "f0_median": 200.0,
-                 "embedding": list(np.linspace(0, 1, 8))} for v in "xyz"}
-    tuned = to_style_voices(loaded, ("x", "y", "z"), table, log=lambda m: None)
-    assert tuned.config.voice_f0_source == "teacher"
-    assert [v[2] for v in tuned.config.voice_info] == [200.0] * 3
-
-
 def test_fine_tuning_onto_style_voices_keeps_every_other_weight():
     from avgen.train.prepared import to_style_voices
 

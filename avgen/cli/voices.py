@@ -21,9 +21,8 @@ def voices(
     checkpoint: JointCheckpoint = None,
     json_output: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
-    """List the voices of the joint model (gender, accent, F0 median of the model's own
-    speech, or of its teacher's where the checkpoint did not measure it); with `--ref A B`
-    (and `--script`), which voice each person would get and why.
+    """List the voices of the joint model (gender, accent, F0 median of its teacher
+    audio); with `--ref A B` (and `--script`), which voice each person would get and why.
 
     The choice is attribute matching: the speaker's name (a common first name), else the
     face's apparent gender, narrowed by apparent age; a face keeps its voice across
@@ -45,9 +44,8 @@ def voices(
         dialogue = read_script(script)
     model, _ = load_av_model(checkpoint)
     infos = model_voices(model.config)
-    source = model.config.voice_f0_source
     rows = [{"voice": v.name, "gender": v.gender or "?", "accent": v.accent or "?",
-             "f0_median_hz": v.f0_median, "f0_of": source} for v in infos]
+             "f0_median_hz": v.f0_median} for v in infos]
     choices = []
     if refs:
         from avgen.face.landmarks import read_image
@@ -67,8 +65,7 @@ def voices(
     from rich.table import Table
 
     out = Console(highlight=False, soft_wrap=True)
-    table = Table("voice", "gender", "accent", f"F0 median (Hz, {source}'s speech)",
-                  box=None)
+    table = Table("voice", "gender", "accent", "F0 median (Hz)", box=None)
     for r in rows:
         table.add_row(r["voice"], r["gender"], r["accent"], f"{r['f0_median_hz']:.0f}")
     out.print(table)

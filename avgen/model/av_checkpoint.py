@@ -94,31 +94,3 @@ def export_half(checkpoint: str | Path, output: str | Path) -> Path:
                for k, v in tensors.items()}
     atomic_write_bytes(output, save(tensors, metadata=metadata))
     return Path(output)
-
-
-def with_voice_f0(checkpoint: str | Path, f0_by_voice: dict[str, float],
-                  output: str | Path) -> Path:
-    """A copy of a checkpoint whose voices' F0 medians are `f0_by_voice` (Hz, measured on
-    the model's own speech: `voice_f0_source` "model"); tensors unchanged. Every voice
-    of the checkpoint needs a figure."""
-    from safetensors import safe_open
-    from safetensors.torch import save
-
-    from avgen.formats import atomic_write_bytes
-
-    model, _, _, _ = load_checkpoint(checkpoint)  # a clear error for anything else
-    config = model.config
-    missing = [v for v in config.voices if not f0_by_voice.get(v, 0) > 0]
-    if missing or not config.voice_info:
-        raise ValueError(f"no F0 figure for {', '.join(missing) or 'a model without voice info'}")
-    info = tuple((gender, accent, round(float(f0_by_voice[name]), 1))
-                 for name, (gender, accent, _) in zip(config.voices, config.voice_info))
-    with safe_open(str(checkpoint), framework="pt") as handle:
-        metadata = dict(handle.metadata())
-        tensors = {k: handle.get_tensor(k) for k in handle.keys()}
-    saved = json.loads(metadata["config"])
-    saved["voice_info"] = [list(v) for v in info]
-    saved["voice_f0_source"] = "model"
-    metadata["config"] = json.dumps(saved)
-    atomic_write_bytes(output, save(tensors, metadata=metadata))
-    return Path(output)

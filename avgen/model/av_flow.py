@@ -56,10 +56,6 @@ class AVFlowConfig:
     # per voice: (gender, accent, F0 median in Hz) measured on the teacher corpus; what
     # the speaker mapper and `avgen voices` read
     voice_info: tuple[tuple[str, str, float], ...] = ()
-    # whose speech those F0 medians were measured on: "teacher" (the corpus, at training)
-    # or "model" (the model's own speech, measured after training: what a listener hears,
-    # and what the speaker mapper should compare)
-    voice_f0_source: str = "teacher"
     sigma_min: float = 1e-4
     lambda_mel: float = 1.0
     lambda_head: float = 1.0
@@ -74,9 +70,6 @@ class AVFlowConfig:
     def __post_init__(self) -> None:
         if self.fusion not in FUSIONS:
             raise ConfigError(f"fusion must be one of {', '.join(FUSIONS)}, got {self.fusion!r}")
-        if self.voice_f0_source not in ("teacher", "model"):
-            raise ConfigError(f"voice_f0_source must be teacher or model, got "
-                              f"{self.voice_f0_source!r}")
         if self.voice_info and len(self.voice_info) != len(self.voices):
             raise ConfigError(f"voice_info has {len(self.voice_info)} entries for "
                               f"{len(self.voices)} voices")

@@ -171,8 +171,7 @@ def style_voice_config(config, voices: tuple[str, ...], table: dict):
     embeddings = [table[v]["embedding"] for v in voices]
     return replace(config, voices=voices, voice_dim=len(embeddings[0]),
                    voice_info=tuple((table[v]["gender"], table[v]["accent"],
-                                     float(table[v]["f0_median"])) for v in voices),
-                   voice_f0_source="teacher")  # the corpus's figures
+                                     float(table[v]["f0_median"])) for v in voices))
 
 
 def set_voice_table(model, voices: tuple[str, ...], table: dict) -> None:
