@@ -43,6 +43,9 @@ NAME_SHARE = 0.8  # share of births of one sex
 FACE_CONFIDENCE = 0.6
 OLDER_AGE, YOUNGER_AGE = 50, 25  # apparent ages that pick the lower / higher voices
 PITCH_APART = 1.12  # the second person's voice prefers an F0 median this far from the first's
+# where the model's voice similarities are measured, the second person's voice comes from
+# outside the age band only when it is this much less like the first's than any inside
+SIMILAR_MARGIN = 0.05
 # Voices the mapper never picks by itself (they stay available to --voice and `# voices:`):
 # af_nicole whispers, a speaking style rather than a person's voice, and its pitch wanders.
 NOT_CHOSEN_AUTOMATICALLY = frozenset({"af_nicole"})
@@ -58,12 +61,17 @@ class VoiceInfo:
     gender: str = ""
     accent: str = ""
     f0_median: float = 0.0
+    # speaker similarity (cosine) to each voice of the model, in the model's voice order,
+    # as the model speaks them; empty where the checkpoint has not measured it
+    similarity: tuple[float, ...] = ()
 
 
 def model_voices(config) -> tuple[VoiceInfo, ...]:
     """The voices of a joint-model config (`AVFlowConfig`)."""
     info = config.voice_info or [("", "", 0.0)] * len(config.voices)
-    return tuple(VoiceInfo(name, g, a, float(f)) for name, (g, a, f) in zip(config.voices, info))
+    similarity = config.voice_similarity or [()] * len(config.voices)
+    return tuple(VoiceInfo(name, g, a, float(f), tuple(row))
+                 for name, (g, a, f), row in zip(config.voices, info, similarity))
 
 
 def parse_voice(spec: str, names: tuple[str, ...], field: str = "--voice") -> dict[str, float]:
@@ -198,6 +206,8 @@ def choose_voices(names, refs, voices: tuple[VoiceInfo, ...], explicit=None,
     digests = [face_digest(r) for r in refs]
     f0_of = {v.name: v.f0_median for v in voices}
     accent_of = {v.name: v.accent for v in voices}
+    order = {v.name: k for k, v in enumerate(voices)}
+    similar = {v.name: v.similarity for v in voices if v.similarity}
     choices: list[Choice] = []
     for k, ref in enumerate(refs):
         spec = directives.get(names[k].casefold()) if names[k] else None
@@ -208,6 +218,22 @@ def choose_voices(names, refs, voices: tuple[VoiceInfo, ...], explicit=None,
         if faces[k] is None and attributed:
             faces[k] = face_attributes(ref)
         candidates, gendered, reason = _candidates(names[k], faces[k], voices)
+        if k and choices and digests[k] != digests[0] and choices[0].voice in similar:
+            # the model's own measure of how alike its voices sound: the voice least like
+            # the partner's, looking beyond the age band when that is clearly less alike
+            row = similar[choices[0].voice]
+
+            def likeness(pool):
+                return sorted((row[order[v]], v) for v in pool if v != choices[0].voice)
+
+            band, wider = likeness(candidates), likeness(gendered)
+            if wider and (not band or wider[0][0] < band[0][0] - SIMILAR_MARGIN):
+                band, reason = wider, reason + "; outside the age band"
+            if band:
+                chosen = band[0][1]
+                choices.append(Choice(chosen, f"{reason}; least like the partner's voice "
+                                              f"(similarity {band[0][0]:.2f})"))
+                continue
         if k and choices and digests[k] != digests[0]:
             # two people of one gender: prefer voices pitched clearly apart from the
             # partner's, so the two are told apart (same pair of photos, same choice),

@@ -105,17 +105,20 @@ def evaluate_voices(corpus_root: Path, checkpoint: str | None, per_voice: int,
     for voice, utterances in unseen_utterances(corpus_root, trained, per_voice).items():
         if voice not in model.config.voices or not utterances:
             continue
-        refs, hyps, cosines, f0s = [], [], [], []
+        refs, hyps, cosines, f0s, embeddings = [], [], [], [], []
         for u in utterances:
             wave = generate_alone(model, normalizer, u, voice, vocoder)
             teacher, _ = soundfile.read(u.audio_path(corpus_root), dtype="float32")
             refs.append(u.text)
             hyps.append(asr.transcribe(wave))
-            cosines.append(cosine(encoder.embed(wave), encoder.embed(teacher)))
+            embeddings.append(encoder.embed(wave))
+            cosines.append(cosine(embeddings[-1], encoder.embed(teacher)))
             f0s.append(f0_median(wave))
         rows[voice] = {"utterances": len(utterances), "wer": word_error_rate(refs, hyps),
-                       "fidelity": float(np.mean(cosines)), "f0_median": float(np.median(f0s))}
-        print(f"{voice}: {rows[voice]}", file=sys.stderr, flush=True)
+                       "fidelity": float(np.mean(cosines)), "f0_median": float(np.median(f0s)),
+                       "embedding": np.mean(embeddings, axis=0).tolist()}
+        print(voice, {k: v for k, v in rows[voice].items() if k != "embedding"},
+              file=sys.stderr, flush=True)
     return rows
 
 
@@ -162,6 +165,11 @@ def main() -> None:
                              "count as unseen.")
     parser.add_argument("--example", action="store_true")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--write-similarity", type=Path, default=None, metavar="OUT",
+                        help="Also write a copy of the checkpoint carrying the speaker "
+                             "similarity of its voices as measured here on its own speech "
+                             "(the speaker mapper gives the second person the voice least "
+                             "like the first's); --example then uses it.")
     parser.add_argument("-o", "--output", type=Path,
                         default=REPO / "benchmarks" / "results" / "voices.md")
     args = parser.parse_args()
@@ -176,9 +184,24 @@ def main() -> None:
     rows = evaluate_voices(args.corpus, args.checkpoint, args.per_voice,
                            args.trained_utterances, asr, encoder)
     report = {"checkpoint": args.checkpoint or "av-flow (registered)", "voices": rows}
+    example_checkpoint = args.checkpoint
+    if args.write_similarity:
+        from avgen.model.av_checkpoint import with_voice_similarity
+        from avgen.pipeline import av_checkpoint_path, load_av_model
+
+        names = load_av_model(args.checkpoint)[0].config.voices
+        missing = [v for v in names if v not in rows]
+        if missing:
+            raise SystemExit(f"--write-similarity: no unseen utterances of {', '.join(missing)}")
+        unit = np.array([rows[v]["embedding"] for v in names])
+        unit /= np.linalg.norm(unit, axis=1, keepdims=True)
+        report["similarity"] = (unit @ unit.T).tolist()
+        with_voice_similarity(av_checkpoint_path(args.checkpoint), report["similarity"],
+                              args.write_similarity)
+        example_checkpoint = str(args.write_similarity)
     if args.example:
         with tempfile.TemporaryDirectory() as work:
-            report["example"] = example_figures(args.checkpoint, encoder, Path(work))
+            report["example"] = example_figures(example_checkpoint, encoder, Path(work))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     lines = ["# Voices", "", f"Checkpoint: `{report['checkpoint']}`; corpus `{args.corpus.name}`; "
@@ -193,6 +216,18 @@ def main() -> None:
         lines.append(f"| **mean** | {sum(r['utterances'] for r in rows.values())} | "
                      f"{np.mean([r['wer'] for r in rows.values()]):.3f} | "
                      f"{np.mean([r['fidelity'] for r in rows.values()]):.3f} | |")
+    if "similarity" in report:
+        names = list(rows)
+        matrix = np.array(report["similarity"])
+        pairs = sorted((matrix[a, b], names[a], names[b]) for a in range(len(names))
+                       for b in range(a + 1, len(names)))
+        women = [(c, a, b) for c, a, b in pairs if a[1] == "f" and b[1] == "f"]
+        lines += ["", f"Speaker similarity of the voices as the model speaks them (mean "
+                  f"resemblyzer embedding of each voice's utterances above), written into "
+                  f"`{args.write_similarity}` for the speaker mapper: least alike pairs "
+                  + ", ".join(f"{a}/{b} {c:.3f}" for c, a, b in pairs[:3])
+                  + "; least alike women " + ", ".join(f"{a}/{b} {c:.3f}"
+                                                     for c, a, b in women[:3]) + "."]
     if "example" in report:
         ex = report["example"]
         lines += ["", "README example and a second script with the same photos:", ""]

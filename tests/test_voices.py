@@ -191,3 +191,68 @@ def test_the_mapper_keeps_pairs_apart_and_leaves_the_whisperer_alone(tmp_path):
     assert other_accent == 6
     asked = choose_voices(("ANN", "MARY"), refs[:2], voices, explicit=["af_nicole", "af_a"])
     assert asked[0].voice == "af_nicole"
+
+
+def test_with_measured_similarity_the_second_voice_is_the_least_like_the_first(tmp_path):
+    """Where the checkpoint measured how alike its voices sound, the second person gets
+    the voice (of their gender) least like the first's, from outside the age band only
+    when that is clearly less alike; the whisperer still only on request."""
+    from avgen.speaker import NOT_CHOSEN_AUTOMATICALLY
+
+    names = ("af_a", "bf_c", "af_b", "bf_d", "af_nicole", "am_x")
+    similarity = np.array([
+        [1.00, 0.95, 0.80, 0.90, 0.50, 0.40],
+        [0.95, 1.00, 0.85, 0.70, 0.50, 0.40],
+        [0.80, 0.85, 1.00, 0.92, 0.50, 0.40],
+        [0.90, 0.70, 0.92, 1.00, 0.50, 0.40],
+        [0.50, 0.50, 0.50, 0.50, 1.00, 0.40],
+        [0.40, 0.40, 0.40, 0.40, 0.40, 1.00]])
+    f0 = (220.0, 225.0, 180.0, 175.0, 150.0, 110.0)
+    gender = ("female",) * 5 + ("male",)
+    voices = tuple(VoiceInfo(n, g, "US" if n[0] == "a" else "GB", f, tuple(row))
+                   for n, g, f, row in zip(names, gender, f0, similarity))
+    refs = _photos(tmp_path, 12)
+    for k in range(0, 12, 2):
+        pair = [refs[k], refs[k + 1]]
+        faces = [FaceAttributes("female", 0.9, 30), FaceAttributes("female", 0.9, 30)]
+        first, second = choose_voices(("ANN", "MARY"), pair, voices, faces=faces)
+        assert {first.voice, second.voice}.isdisjoint(NOT_CHOSEN_AUTOMATICALLY)
+        row = similarity[names.index(first.voice)]
+        women = [n for n, g in zip(names, gender) if g == "female"
+                 and n not in NOT_CHOSEN_AUTOMATICALLY and n != first.voice]
+        assert second.voice == min(women, key=lambda n: row[names.index(n)])
+        assert "least like the partner's voice" in second.reason
+    # unmeasured voices: the pitch rule as before
+    plain = tuple(VoiceInfo(v.name, v.gender, v.accent, v.f0_median) for v in voices)
+    first, second = choose_voices(("ANN", "MARY"), refs[:2], plain,
+                                  faces=[FaceAttributes("female", 0.9, 30)] * 2)
+    assert "least like" not in second.reason
+
+
+def test_voice_similarity_travels_in_the_checkpoint_and_a_fine_tune_drops_it(tmp_path):
+    from avgen.errors import ConfigError
+    from avgen.model.av_checkpoint import (load_checkpoint, save_checkpoint,
+                                           with_voice_similarity)
+    from avgen.model.features import Normalizer
+    from avgen.speaker import model_voices
+    from avgen.train.av import TrainConfig
+    from avgen.train.prepared import start_from
+
+    model = _style_model()
+    normalizer = Normalizer(np.zeros(80, np.float32), np.ones(80, np.float32),
+                            np.zeros(model.config.motion_dim, np.float32),
+                            np.ones(model.config.motion_dim, np.float32))
+    path, measured = tmp_path / "m.safetensors", tmp_path / "s.safetensors"
+    save_checkpoint(path, model, normalizer, 3, TrainConfig())
+    with pytest.raises(ConfigError, match="3 x 3"):
+        with_voice_similarity(path, np.eye(2), measured)
+    assert not measured.exists()
+    matrix = [[1.0, 0.8, 0.6], [0.8, 1.0, 0.7], [0.6, 0.7, 1.0]]
+    with_voice_similarity(path, matrix, measured)
+    loaded, _, step, _ = load_checkpoint(measured)
+    assert step == 3 and [v.similarity for v in model_voices(loaded.config)] == [
+        tuple(row) for row in matrix]
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+    tuned, _ = start_from(measured, model.config.voices, log=lambda m: None)
+    assert tuned.config.voice_similarity == ()

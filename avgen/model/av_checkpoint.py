@@ -56,6 +56,8 @@ def load_checkpoint(path: str | Path, device: str = "cpu"
         config = json.loads(metadata["config"])
         config["voices"] = tuple(config["voices"])
         config["voice_info"] = tuple(tuple(v) for v in config.get("voice_info", ()))
+        config["voice_similarity"] = tuple(tuple(float(x) for x in row)
+                                           for row in config.get("voice_similarity", ()))
         if "highway" in config:  # saved before the fusion variants existed
             config["fusion"] = "highway" if config.pop("highway") else "separate"
         legacy = "ff_kernel" not in config  # saved before the conv feed-forward existed
@@ -92,5 +94,29 @@ def export_half(checkpoint: str | Path, output: str | Path) -> Path:
         tensors = {k: handle.get_tensor(k) for k in handle.keys()}
     tensors = {k: v.half() if k.startswith("model.") and v.is_floating_point() else v
                for k, v in tensors.items()}
+    atomic_write_bytes(output, save(tensors, metadata=metadata))
+    return Path(output)
+
+
+def with_voice_similarity(checkpoint: str | Path, similarity, output: str | Path) -> Path:
+    """A copy of a checkpoint carrying `similarity` (V, V): the speaker similarity of its
+    voices as the model speaks them (see `AVFlowConfig.voice_similarity`); tensors and
+    everything else unchanged."""
+    from dataclasses import replace
+
+    from safetensors import safe_open
+    from safetensors.torch import save
+
+    from avgen.formats import atomic_write_bytes
+
+    model, _, _, _ = load_checkpoint(checkpoint)  # a clear error for anything else
+    rows = tuple(tuple(round(float(x), 4) for x in row) for row in similarity)
+    replace(model.config, voice_similarity=rows)  # checks the shape
+    with safe_open(str(checkpoint), framework="pt") as handle:
+        metadata = dict(handle.metadata())
+        tensors = {k: handle.get_tensor(k) for k in handle.keys()}
+    saved = json.loads(metadata["config"])
+    saved["voice_similarity"] = [list(row) for row in rows]
+    metadata["config"] = json.dumps(saved)
     atomic_write_bytes(output, save(tensors, metadata=metadata))
     return Path(output)

@@ -56,6 +56,10 @@ class AVFlowConfig:
     # per voice: (gender, accent, F0 median in Hz) measured on the teacher corpus; what
     # the speaker mapper and `avgen voices` read
     voice_info: tuple[tuple[str, str, float], ...] = ()
+    # (V, V) speaker similarity (resemblyzer cosine) between the voices as this model
+    # speaks them, measured after training (benchmarks/voices_eval.py): the speaker
+    # mapper gives the second person the voice least like the first's. Empty: unmeasured
+    voice_similarity: tuple[tuple[float, ...], ...] = ()
     sigma_min: float = 1e-4
     lambda_mel: float = 1.0
     lambda_head: float = 1.0
@@ -70,6 +74,10 @@ class AVFlowConfig:
     def __post_init__(self) -> None:
         if self.fusion not in FUSIONS:
             raise ConfigError(f"fusion must be one of {', '.join(FUSIONS)}, got {self.fusion!r}")
+        if self.voice_similarity and (len(self.voice_similarity) != len(self.voices) or any(
+                len(row) != len(self.voices) for row in self.voice_similarity)):
+            raise ConfigError(f"voice_similarity must be {len(self.voices)} x "
+                              f"{len(self.voices)} (one row and column per voice)")
         if self.voice_info and len(self.voice_info) != len(self.voices):
             raise ConfigError(f"voice_info has {len(self.voice_info)} entries for "
                               f"{len(self.voices)} voices")

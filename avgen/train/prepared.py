@@ -171,7 +171,8 @@ def style_voice_config(config, voices: tuple[str, ...], table: dict):
     embeddings = [table[v]["embedding"] for v in voices]
     return replace(config, voices=voices, voice_dim=len(embeddings[0]),
                    voice_info=tuple((table[v]["gender"], table[v]["accent"],
-                                     float(table[v]["f0_median"])) for v in voices))
+                                     float(table[v]["f0_median"])) for v in voices),
+                   voice_similarity=())  # measured on the model after training
 
 
 def set_voice_table(model, voices: tuple[str, ...], table: dict) -> None:
@@ -213,8 +214,12 @@ def start_from(checkpoint: str | Path, voices: tuple[str, ...], device: str = "c
     """(model, normaliser) to fine-tune from: an existing checkpoint's weights and
     normaliser, its voice table extended by the data's new voices, or, when the data's
     voices come with style vectors (`table`, a corpus's voices.json), replaced by them."""
+    from dataclasses import replace
+
     model, normalizer, step, _ = load_checkpoint(checkpoint, device)
     log(f"starting from {checkpoint} (step {step}, voices {', '.join(model.config.voices)})")
+    # how alike its voices sound was measured on that model: training changes it
+    model.config = replace(model.config, voice_similarity=())
     if has_style_voices(table, voices):
         return to_style_voices(model, voices, table, log), normalizer
     return extend_voices(model, voices, log), normalizer
