@@ -79,9 +79,9 @@ class MotionStyle:
 
 @dataclass(frozen=True)
 class GenerateConfig:
-    # 6 Euler steps: 4 matched 8 on WER and lip F1 (benchmarks/results/sampler.md) but its
-    # listeners never nodded (0 nods a minute on held-out dialogues; 6 steps: 3.3 and 1.8
-    # on two sets, 8: 4.5; benchmarks/results/av_eval.md), for 8 % more synth time
+    # 6 Euler steps: 4 matched 8 on WER and lip F1, but its listeners never nodded (0 nods
+    # a minute on held-out dialogues; 6 steps: 3.3 and 1.8 on two sets, 8: 4.5), for 8 %
+    # more synth time (benchmarks/results/sampler.md)
     steps: int = 6
     seed: int = 0
     # per person, a voice spec (`af_bella`, `af_bella+am_michael`, see avgen.speaker);
