@@ -372,8 +372,8 @@ def synth(script: str, refs: list[str], output: str, checkpoint: str | None = No
     Inputs are all checked (script, faces, weights) before any long work; the MP4 is
     written atomically. `options`: as `Synthesizer.synth` (keep, subtitles, progress...).
     For many dialogues, keep one `Synthesizer` instead: it loads the models once."""
-    return Synthesizer(checkpoint, config, durations).synth(script, refs, output, log=log,
-                                                            **options)
+    with Synthesizer(checkpoint, config, durations) as synthesizer:
+        return synthesizer.synth(script, refs, output, log=log, **options)
 
 
 def _file_part(name: str) -> str:
@@ -424,10 +424,17 @@ class Synthesizer:
 
     def close(self) -> None:
         """Stop the renderer's helper process, if one was started (it is also stopped when
-        the program exits)."""
+        the Synthesizer is collected, and when the program exits). It can be used again
+        after: a new helper starts when needed."""
         if self._render_process is not None:
             self._render_process.close()
             self._render_process = None
+
+    def __enter__(self) -> Synthesizer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def _render_helper(self, renderers):
         """The RenderProcess holding `renderers[1]`, or None where the faces render here

@@ -442,8 +442,9 @@ def synth(
 
             check_writable(output)
             sweep_stale(output)  # temp files of an earlier run that was killed outright
-        summary = run_batch(batch, output, Synthesizer(checkpoint, config), part, results,
-                            progress=not quiet)
+        with Synthesizer(checkpoint, config) as synthesizer:
+            summary = run_batch(batch, output, synthesizer, part, results,
+                                progress=not quiet)
         err.print(f"{summary.jobs} jobs (shard {part}): {summary.ok} ok, {summary.skipped} "
                   f"skipped, {summary.errors} failed; results in {summary.results}")
         if summary.errors:
@@ -460,9 +461,9 @@ def synth(
 
         check_voices(config.generate.voices, checkpoint)
     progress = reporters.for_stream(sys.stderr, quiet=quiet, verbose=verbose)
-    result = Synthesizer(checkpoint, config).synth(dialogue, refs, output, keep=keep,
-                                                   subtitles=subtitles, progress=progress,
-                                                   stream=stream)
+    with Synthesizer(checkpoint, config) as synthesizer:
+        result = synthesizer.synth(dialogue, refs, output, keep=keep, subtitles=subtitles,
+                                   progress=progress, stream=stream)
     report = _report(result, time.perf_counter() - started)
     to_stderr = output == "-"  # stdout carries the video
     if json_report:
