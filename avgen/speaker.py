@@ -43,9 +43,6 @@ NAME_SHARE = 0.8  # share of births of one sex
 FACE_CONFIDENCE = 0.6
 OLDER_AGE, YOUNGER_AGE = 50, 25  # apparent ages that pick the lower / higher voices
 PITCH_APART = 1.12  # the second person's voice prefers an F0 median this far from the first's
-# where the model's voice similarities are measured, the second person's voice comes from
-# outside the age band only when it is this much less like the first's than any inside
-SIMILAR_MARGIN = 0.05
 # Voices the mapper never picks by itself (they stay available to --voice and `# voices:`):
 # af_nicole whispers, a speaking style rather than a person's voice, and its pitch wanders.
 NOT_CHOSEN_AUTOMATICALLY = frozenset({"af_nicole"})
@@ -218,22 +215,6 @@ def choose_voices(names, refs, voices: tuple[VoiceInfo, ...], explicit=None,
         if faces[k] is None and attributed:
             faces[k] = face_attributes(ref)
         candidates, gendered, reason = _candidates(names[k], faces[k], voices)
-        if k and choices and digests[k] != digests[0] and choices[0].voice in similar:
-            # the model's own measure of how alike its voices sound: the voice least like
-            # the partner's, looking beyond the age band when that is clearly less alike
-            row = similar[choices[0].voice]
-
-            def likeness(pool):
-                return sorted((row[order[v]], v) for v in pool if v != choices[0].voice)
-
-            band, wider = likeness(candidates), likeness(gendered)
-            if wider and (not band or wider[0][0] < band[0][0] - SIMILAR_MARGIN):
-                band, reason = wider, reason + "; outside the age band"
-            if band:
-                chosen = band[0][1]
-                choices.append(Choice(chosen, f"{reason}; least like the partner's voice "
-                                              f"(similarity {band[0][0]:.2f})"))
-                continue
         if k and choices and digests[k] != digests[0]:
             # two people of one gender: prefer voices pitched clearly apart from the
             # partner's, so the two are told apart (same pair of photos, same choice),
@@ -250,6 +231,16 @@ def choose_voices(names, refs, voices: tuple[VoiceInfo, ...], explicit=None,
             elif not apart and (wider := pitched_apart(gendered)):
                 candidates = wider
                 reason += "; pitched apart from the partner, outside the age band"
+            if choices[0].voice in similar:
+                # and of those, the voice least like the partner's as this model speaks
+                # them (the checkpoint's own measure)
+                row = similar[choices[0].voice]
+                likeness = sorted((row[order[v]], v) for v in candidates
+                                  if v != choices[0].voice)
+                if likeness:
+                    choices.append(Choice(likeness[0][1], f"{reason}; least like the "
+                                          f"partner's voice (similarity {likeness[0][0]:.2f})"))
+                    continue
             # and a different accent where one is left: two voices that differ in pitch
             # and accent are told apart more surely than by pitch alone
             partner_accent = accent_of.get(choices[0].voice, "")

@@ -194,10 +194,10 @@ def test_the_mapper_keeps_pairs_apart_and_leaves_the_whisperer_alone(tmp_path):
 
 
 def test_with_measured_similarity_the_second_voice_is_the_least_like_the_first(tmp_path):
-    """Where the checkpoint measured how alike its voices sound, the second person gets
-    the voice (of their gender) least like the first's, from outside the age band only
-    when that is clearly less alike; the whisperer still only on request."""
-    from avgen.speaker import NOT_CHOSEN_AUTOMATICALLY
+    """Where the checkpoint measured how alike its voices sound, the second person gets,
+    of the voices pitched apart from the first's, the one least like it; the whisperer
+    still only on request."""
+    from avgen.speaker import NOT_CHOSEN_AUTOMATICALLY, PITCH_APART
 
     names = ("af_a", "bf_c", "af_b", "bf_d", "af_nicole", "am_x")
     similarity = np.array([
@@ -218,9 +218,11 @@ def test_with_measured_similarity_the_second_voice_is_the_least_like_the_first(t
         first, second = choose_voices(("ANN", "MARY"), pair, voices, faces=faces)
         assert {first.voice, second.voice}.isdisjoint(NOT_CHOSEN_AUTOMATICALLY)
         row = similarity[names.index(first.voice)]
-        women = [n for n, g in zip(names, gender) if g == "female"
-                 and n not in NOT_CHOSEN_AUTOMATICALLY and n != first.voice]
-        assert second.voice == min(women, key=lambda n: row[names.index(n)])
+        partner_f0 = f0[names.index(first.voice)]
+        apart = [n for n, g, f in zip(names, gender, f0) if g == "female"
+                 and n not in NOT_CHOSEN_AUTOMATICALLY
+                 and abs(np.log(f / partner_f0)) >= np.log(PITCH_APART)]
+        assert second.voice == min(apart, key=lambda n: row[names.index(n)])
         assert "least like the partner's voice" in second.reason
     # unmeasured voices: the pitch rule as before
     plain = tuple(VoiceInfo(v.name, v.gender, v.accent, v.f0_median) for v in voices)
