@@ -52,3 +52,27 @@ def test_same_face_twice_and_missing_file(tmp_path):
     assert first == second
     with pytest.raises(InputError, match="nope.png"):
         voices_for_faces([face, tmp_path / "nope.png"], VOICES)
+
+
+def test_photo_facts_are_remembered_until_the_photo_changes(tmp_path, monkeypatch):
+    """A batch or a warm Synthesizer asks about the same photos again: the digest (and
+    the face model's answer) are worked out once per photo file, and afresh when the
+    file changes."""
+    import cv2
+    import numpy as np
+
+    from avgen.face import landmarks
+    from avgen.speaker import face_digest
+
+    reads = []
+    real = landmarks.read_image
+    monkeypatch.setattr(landmarks, "read_image", lambda p: reads.append(p) or real(p))
+    photo = tmp_path / "p.png"
+    cv2.imwrite(str(photo), np.full((40, 30, 3), 100, np.uint8))
+    first = face_digest(photo)
+    assert face_digest(photo) == first and len(reads) == 1
+    cv2.imwrite(str(photo), np.full((40, 30, 3), 101, np.uint8))
+    import os
+
+    os.utime(photo, ns=(os.stat(photo).st_atime_ns, os.stat(photo).st_mtime_ns + 10**9))
+    assert face_digest(photo) != first and len(reads) == 2
