@@ -452,7 +452,14 @@ class Synthesizer:
 
             from avgen.face.worker import RenderProcess
 
-            self._render_process = RenderProcess()
+            try:
+                self._render_process = RenderProcess()
+            except OSError as exc:  # no interpreter to start, no temp file for its log
+                import warnings
+
+                warnings.warn(f"both faces render in this process (slower): the render "
+                              f"worker could not start ({exc})", RuntimeWarning, stacklevel=2)
+                return None
             weakref.finalize(self, self._render_process.close)
         self._render_process.load(renderers[1])
         return self._render_process

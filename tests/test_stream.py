@@ -269,3 +269,25 @@ def test_a_killed_render_worker_is_replaced_on_the_next_dialogue(example_refs):
     again = np.concatenate([c.frames for c in synth.stream(script, example_refs, seed=3)])
     assert np.array_equal(first, again)
     synth.close()
+
+
+def test_a_render_worker_that_cannot_start_leaves_both_faces_here(example_refs, monkeypatch):
+    """The worker is an optimisation: where it cannot start, a warning says so and both
+    faces render in this process, the same frames."""
+    import sys
+
+    import os
+    from dataclasses import replace
+
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("one CPU: both faces render in this process anyway")
+    synth = tiny_synthesizer()
+    script = parse_script(SCRIPT, "s")
+    config = synth.config
+    synth.config = replace(config, render_process=False)
+    expected = np.concatenate([c.frames for c in synth.stream(script, example_refs, seed=3)])
+    synth.config = config
+    monkeypatch.setattr(sys, "executable", "/nonexistent/python")
+    with pytest.warns(RuntimeWarning, match="render worker could not start"):
+        frames = np.concatenate([c.frames for c in synth.stream(script, example_refs, seed=3)])
+    assert synth._render_process is None and np.array_equal(frames, expected)
