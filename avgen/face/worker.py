@@ -47,12 +47,11 @@ class RenderProcess:
     `renderer.render` of each row. Submit, render something else meanwhile, collect."""
 
     def __init__(self) -> None:
-        from avgen import outputs
-
         import os
         from pathlib import Path
 
         import avgen
+        from avgen import outputs
 
         # the child imports this avgen, wherever it came from (an installed package, a
         # checkout a program put on sys.path by hand)
@@ -61,12 +60,15 @@ class RenderProcess:
         env = {**os.environ, "PYTHONPATH": here + (os.pathsep + path if path else "")}
         # its messages go to a file: a pipe nobody reads while it renders could fill
         self._log = tempfile.TemporaryFile()
-        self._process = outputs.spawn([sys.executable, "-m", "avgen.face.worker"],
-                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                      stderr=self._log, env=env)
+        try:
+            self._process = outputs.spawn([sys.executable, "-m", "avgen.face.worker"],
+                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                          stderr=self._log, env=env)
+        except BaseException:
+            self._log.close()
+            raise
         outputs.widen_pipe(self._process.stdout)  # a frame is about 0.8 MB
         self._loaded = None  # the renderer the child holds
-        self._shape = None
         self._pending = 0
 
     @property
@@ -81,7 +83,7 @@ class RenderProcess:
     def load(self, renderer) -> None:
         if renderer is not self._loaded:
             self._write(("renderer", renderer))
-            self._loaded, self._shape = renderer, renderer.shape
+            self._loaded = renderer
 
     def submit(self, expressions: np.ndarray, head_poses: np.ndarray) -> None:
         if self._pending:
@@ -90,7 +92,7 @@ class RenderProcess:
         self._pending = len(expressions)
 
     def collect(self) -> np.ndarray:
-        height, width = self._shape
+        height, width = self._loaded.shape
         frames = np.empty((self._pending, height, width, 3), np.uint8)
         view = memoryview(frames).cast("B")
         got = self._process.stdout.readinto(view)

@@ -83,19 +83,11 @@ def load_checkpoint(path: str | Path, device: str = "cpu"
 def export_half(checkpoint: str | Path, output: str | Path) -> Path:
     """Write a shippable copy of a checkpoint: model weights in float16 (half the size;
     they are cast back to float32 on load), normaliser and metadata unchanged."""
-    from safetensors import safe_open
-    from safetensors.torch import save
-
-    from avgen.formats import atomic_write_bytes
-
     load_checkpoint(checkpoint)  # a clear error now for anything that is not one
-    with safe_open(str(checkpoint), framework="pt") as handle:
-        metadata = handle.metadata()
-        tensors = {k: handle.get_tensor(k) for k in handle.keys()}
+    tensors, metadata = _read_raw(checkpoint)
     tensors = {k: v.half() if k.startswith("model.") and v.is_floating_point() else v
                for k, v in tensors.items()}
-    atomic_write_bytes(output, save(tensors, metadata=metadata))
-    return Path(output)
+    return _write_raw(output, tensors, metadata)
 
 
 def with_voice_similarity(checkpoint: str | Path, similarity, output: str | Path) -> Path:
@@ -104,19 +96,27 @@ def with_voice_similarity(checkpoint: str | Path, similarity, output: str | Path
     everything else unchanged."""
     from dataclasses import replace
 
+    model, _, _, _ = load_checkpoint(checkpoint)  # a clear error for anything else
+    rows = tuple(tuple(round(float(x), 4) for x in row) for row in similarity)
+    replace(model.config, voice_similarity=rows)  # checks the shape
+    tensors, metadata = _read_raw(checkpoint)
+    saved = json.loads(metadata["config"])
+    saved["voice_similarity"] = [list(row) for row in rows]
+    return _write_raw(output, tensors, {**metadata, "config": json.dumps(saved)})
+
+
+def _read_raw(checkpoint: str | Path) -> tuple[dict, dict[str, str]]:
+    """(tensors as stored, metadata) of a checkpoint already known to load."""
     from safetensors import safe_open
+
+    with safe_open(str(checkpoint), framework="pt") as handle:
+        return {k: handle.get_tensor(k) for k in handle.keys()}, dict(handle.metadata())
+
+
+def _write_raw(output: str | Path, tensors: dict, metadata: dict[str, str]) -> Path:
     from safetensors.torch import save
 
     from avgen.formats import atomic_write_bytes
 
-    model, _, _, _ = load_checkpoint(checkpoint)  # a clear error for anything else
-    rows = tuple(tuple(round(float(x), 4) for x in row) for row in similarity)
-    replace(model.config, voice_similarity=rows)  # checks the shape
-    with safe_open(str(checkpoint), framework="pt") as handle:
-        metadata = dict(handle.metadata())
-        tensors = {k: handle.get_tensor(k) for k in handle.keys()}
-    saved = json.loads(metadata["config"])
-    saved["voice_similarity"] = [list(row) for row in rows]
-    metadata["config"] = json.dumps(saved)
     atomic_write_bytes(output, save(tensors, metadata=metadata))
     return Path(output)
