@@ -874,17 +874,39 @@ def _av_arrays(timeline: Timeline, record: dict) -> dict[str, np.ndarray]:
     return arrays
 
 
+class TimelineTokens:
+    """The joint model's token input (2, T, V) of a timeline (floored log-probabilities,
+    as `generate` feeds it), made window by window when the sampler slices it
+    (`tokens[:, lo:hi]` -> tensor): a long dialogue never holds its whole (2, T, V)."""
+
+    def __init__(self, timeline: Timeline, device) -> None:
+        import torch
+
+        from avgen.text.symbols import NUM_SYMBOLS
+
+        self.timeline = timeline
+        self.device = torch.device(device)
+        self.shape = (NUM_PEOPLE, timeline.num_frames, NUM_SYMBOLS)
+
+    def __getitem__(self, index):
+        import torch
+
+        people, frames = index
+        if people != slice(None) or not isinstance(frames, slice) or frames.step not in (
+                None, 1):
+            raise IndexError("TimelineTokens takes [:, start:end]")
+        start, end, _ = frames.indices(self.shape[1])
+        window = np.stack([floor_log_probs(self.timeline.token_window(p, start, end))
+                           for p in range(NUM_PEOPLE)])
+        return torch.from_numpy(window).to(self.device)
+
+
 def _sampling_inputs(timeline: Timeline, model, settings: GenerateConfig):
-    """(voice ids, floored token log-probs (2, T, V), seeded generator) for the model."""
+    """(voice ids, token windows (`TimelineTokens`, (2, T, V)), seeded generator)."""
     import torch
 
     device = settings.device
     # ids, or blend weights for blended voices (as `generate_from_tokens`)
     voice_ids = voice_condition(model.config.voices, settings.voices).to(device)
     generator = torch.Generator(device=device).manual_seed(settings.seed)
-    logits = [timeline.token_logits(p) for p in range(NUM_PEOPLE)]
-    tokens = np.empty((NUM_PEOPLE, *logits[0].shape), np.float32)
-    for p in range(NUM_PEOPLE):  # row by row, so in slices: no dialogue-sized float64 copies
-        for a in range(0, len(tokens[p]), 4096):
-            tokens[p, a:a + 4096] = floor_log_probs(logits[p][a:a + 4096])
-    return voice_ids, torch.from_numpy(tokens).to(device), generator
+    return voice_ids, TimelineTokens(timeline, device), generator

@@ -467,3 +467,56 @@ def test_bfloat16_sampling_repeats_per_chunking_and_stays_close_to_float32():
             assert (a - b).abs().mean() < 1e-3 * b.abs().mean(), chunk
     with pytest.raises(ValueError, match="precision must be one of"):
         sample("float16")
+
+
+def test_starting_noise_is_the_same_whichever_windows_are_asked_for():
+    from avgen.model.av_flow import StartingNoise
+
+    block = StartingNoise.BLOCK
+    length = 2 * block + 100
+
+    def noise(seed):
+        return StartingNoise(length, 80, MOTION_DIM, torch.Generator().manual_seed(seed),
+                             "cpu", temperature=0.5)
+
+    whole_mel, whole_motion = noise(3).window(0, length)
+    assert whole_mel.shape == (2, length, 80) and whole_motion.shape == (2, length, MOTION_DIM)
+    # pieces across block edges, asked for in any order, from one source or a fresh one
+    source = noise(3)
+    for lo, hi in [(block - 5, block + 7), (0, 1), (length - 3, length), (5, 2 * block + 50),
+                   (block - 5, block + 7)]:
+        mel, motion = source.window(lo, hi)
+        assert torch.equal(mel, whole_mel[:, lo:hi])
+        assert torch.equal(motion, whole_motion[:, lo:hi])
+    assert torch.equal(noise(3).window(block, block + 9)[1], whole_motion[:, block:block + 9])
+    # blocks differ from each other and from another seed's; temperature scales the mel only
+    assert not torch.equal(whole_mel[:, :block], whole_mel[:, block:2 * block])
+    assert not torch.equal(noise(4).window(0, 10)[0], whole_mel[:, :10])
+    assert abs(float(whole_mel.std()) - 0.5) < 0.02 and abs(float(whole_motion.std()) - 1) < 0.05
+    with pytest.raises(ValueError, match="outside"):
+        source.window(0, length + 1)
+
+
+def test_tokens_made_window_by_window_give_the_same_dialogue():
+    """The sampler reads tokens through any object that slices like a tensor (so a long
+    dialogue's tokens can be made chunk by chunk): the result is the same."""
+    model = randomise(AVFlow(TINY)).eval()
+    length = 90
+    tokens = inputs(length=length)["tokens"]
+    calls = []
+
+    class Windows:
+        shape, device = tokens.shape, tokens.device
+
+        def __getitem__(self, index):
+            calls.append(index[1])
+            return tokens[index].clone()
+
+    def sample(source):
+        return model.sample_dyad(source, torch.tensor([0, 1]), 3,
+                                 torch.Generator().manual_seed(5), chunk=32)
+
+    mel, motion = sample(tokens)
+    lazy_mel, lazy_motion = sample(Windows())
+    assert torch.equal(mel, lazy_mel) and torch.equal(motion, lazy_motion)
+    assert calls and max(s.stop - s.start for s in calls) < length  # never the whole

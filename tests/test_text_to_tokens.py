@@ -181,3 +181,26 @@ def test_recordings_without_durations_train_through_mas(tiny_corpus, tmp_path):
 
     with pytest.raises(InputError, match="take0.wav: recording has no transcript"):
         recording_items(folder)
+
+
+def test_token_windows_equal_the_whole_tokens(tiny_checkpoint):
+    from avgen.pipeline import TimelineTokens
+    from avgen.text.timeline import floor_log_probs
+
+    dialogue = parse_script("A: Hi there, you. (pause 0.5) Fine?\nB: (laughs) Yes, fine.",
+                            "s.txt")
+    tl = build_timeline(dialogue, LearnedDurations(tiny_checkpoint))
+    assert tl.decoded  # the decoder's spans are kept, not (T, V) arrays
+    # held per decoded span: at most the speech frames, never (2, T, V)
+    assert sum(len(block) for _, _, block in tl.decoded) <= tl.num_frames
+    T = tl.num_frames
+    windows = TimelineTokens(tl, "cpu")
+    assert windows.shape == (2, T, NUM_SYMBOLS)
+    for person in (0, 1):
+        whole = tl.token_logits(person)
+        for lo, hi in [(0, T), (0, 1), (T // 3, T // 2), (T - 5, T), (T - 5, T + 10)]:
+            assert np.array_equal(tl.token_window(person, lo, hi), whole[lo:hi])
+            assert np.array_equal(windows[:, lo:hi][person].numpy(),
+                                  floor_log_probs(whole[lo:hi]))
+    with pytest.raises(IndexError):
+        windows[0, 0:5]

@@ -440,14 +440,11 @@ class AVFlow(nn.Module):
         return mel_out, motion_out
 
     def starting_noise(self, length: int, generator: torch.Generator | None, device,
-                       temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-        """Noise of mel (2, T, 80) and motion (2, T, M), drawn for the whole dialogue at
-        once (output-sized), so how it is cut into chunks does not change it."""
+                       temperature: float = 1.0) -> StartingNoise:
+        """The sampler's starting noise for a dialogue of `length` frames (`StartingNoise`:
+        made window by window, the same whichever windows are asked for)."""
         c = self.config
-        mel = temperature * torch.randn((2, length, c.mel_dim), device=device,
-                                        generator=generator)
-        motion = torch.randn((2, length, c.motion_dim), device=device, generator=generator)
-        return mel, motion
+        return StartingNoise(length, c.mel_dim, c.motion_dim, generator, device, temperature)
 
     @torch.inference_mode()
     def sample_chunks(self, tokens: torch.Tensor, voices: torch.Tensor, bounds: list[int],
@@ -464,13 +461,16 @@ class AVFlow(nn.Module):
         not the whole sampler's: small chunks (streaming) cost little more than one
         whole-dialogue pass. The cascaded model (motion waits for the finished mel)
         recomputes each chunk with the whole sampler's receptive field instead.
-        `on_step(frames)`: as in `sample_dyad`."""
+        `tokens`: (2, T, V) as in `sample_dyad`, or anything with `shape`, `device` and
+        `tokens[:, lo:hi]` -> (2, hi - lo, V) tensor (`avgen.pipeline.TimelineTokens`
+        makes each window when asked), so with the noise (`StartingNoise`) nothing
+        dialogue-sized is held. `on_step(frames)`: as in `sample_dyad`."""
         length = tokens.shape[1]
         if bounds[0] != 0 or bounds[-1] != length or any(
                 b <= a for a, b in zip(bounds, bounds[1:])):
             raise ValueError(f"chunk bounds must rise from 0 to {length}, got {bounds}")
         evaluation_precision(precision, tokens.device)  # a bad name fails before any work
-        mel, motion = self.starting_noise(length, generator, tokens.device, temperature)
+        noise = self.starting_noise(length, generator, tokens.device, temperature)
         evaluating = lambda: evaluation_precision(precision, tokens.device)  # noqa: E731
         if self.config.fusion == "cascaded":
             back, ahead = self.receptive_field(steps, solver)
@@ -478,15 +478,16 @@ class AVFlow(nn.Module):
                 lo, hi = max(0, a - back), min(length, b + ahead)
                 with evaluating():
                     mel_w, motion_w = self._integrate(
-                        mel[:, lo:hi], motion[:, lo:hi], tokens[:, lo:hi], voices, steps,
+                        *noise.window(lo, hi), tokens[:, lo:hi], voices, steps,
                         solver, on_step and (lambda n=b - a: on_step(n)), first_frame=lo)
                 keep = slice(a - lo, b - lo)
                 yield a, b, mel_w[:, keep], motion_w[:, keep]
             return
         back, ahead = self.receptive_field(1, solver)  # of one step
         # levels[k]: (first frame, mel, motion, partner estimate) after k steps, exact on
-        # frames first .. done[k] - 1; level 0 is the noise, exact everywhere
-        levels = [(0, mel, motion, torch.zeros_like(motion))] + [None] * steps
+        # frames first .. done[k] - 1; level 0 is the noise, exact everywhere and made
+        # window by window (so nothing dialogue-sized is held)
+        levels = [None] * (steps + 1)
         done = [length] + [0] * steps
         for a, b in zip(bounds, bounds[1:]):
             for k in range(steps):
@@ -496,13 +497,20 @@ class AVFlow(nn.Module):
                     if on_step:
                         on_step(b - a)
                     continue
-                first, mel_k, motion_k, estimate_k = levels[k]
-                lo, hi = max(first, start - back), min(done[k], end + ahead)
-                window = slice(lo - first, hi - first)
+                if k == 0:
+                    lo, hi = max(0, start - back), min(length, end + ahead)
+                    mel_w, motion_w = noise.window(lo, hi)
+                    estimate_w = torch.zeros_like(motion_w)
+                else:
+                    first, mel_k, motion_k, estimate_k = levels[k]
+                    lo, hi = max(first, start - back), min(done[k], end + ahead)
+                    window = slice(lo - first, hi - first)
+                    mel_w, motion_w = mel_k[:, window], motion_k[:, window]
+                    estimate_w = estimate_k[:, window]
                 with evaluating():
                     mel_n, motion_n, estimate_n = self._step(
-                        mel_k[:, window], motion_k[:, window], estimate_k[:, window],
-                        tokens[:, lo:hi], voices, k, steps, solver, first_frame=lo)
+                        mel_w, motion_w, estimate_w, tokens[:, lo:hi], voices, k, steps,
+                        solver, first_frame=lo)
                 keep = slice(start - lo, end - lo)
                 new = (mel_n[:, keep], motion_n[:, keep], estimate_n[:, keep])
                 if levels[k + 1] is None:
@@ -588,6 +596,54 @@ class AVFlow(nn.Module):
                                                    steps, solver, first_frame)
             step_done()
         return mel, motion
+
+
+class StartingNoise:
+    """The sampler's starting noise for a dialogue of `length` frames, window by window:
+    `window(lo, hi)` -> mel (2, hi - lo, mel_dim) x `temperature` and motion (2, hi - lo,
+    motion_dim). It is drawn in blocks of `BLOCK` frames, each from its own seed (derived
+    from one draw of `generator`), so any window costs only the blocks it touches, memory
+    does not grow with the dialogue, and every way of cutting the dialogue into chunks
+    sees the same noise."""
+
+    BLOCK = 1024
+
+    def __init__(self, length: int, mel_dim: int, motion_dim: int,
+                 generator: torch.Generator | None, device, temperature: float = 1.0) -> None:
+        self.length, self.mel_dim, self.motion_dim = length, mel_dim, motion_dim
+        self.device, self.temperature = torch.device(device), temperature
+        self.seed = int(torch.randint(0, 2 ** 62, (1,), generator=generator,
+                                      device=generator.device if generator is not None
+                                      else "cpu"))
+        self._blocks: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def _block(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if index not in self._blocks:
+            if len(self._blocks) >= 4:  # windows move forward: the oldest is not needed
+                self._blocks.pop(next(iter(self._blocks)))
+            # a distinct seed per block (an odd multiplier keeps them apart mod 2^63)
+            seed = (self.seed + index * 0x9E3779B97F4A7C15) % 2 ** 63
+            generator = torch.Generator(device=self.device).manual_seed(seed)
+            mel = self.temperature * torch.randn((2, self.BLOCK, self.mel_dim),
+                                                 device=self.device, generator=generator)
+            motion = torch.randn((2, self.BLOCK, self.motion_dim), device=self.device,
+                                 generator=generator)
+            self._blocks[index] = (mel, motion)
+        return self._blocks[index]
+
+    def window(self, lo: int, hi: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mel (2, hi - lo, mel_dim), motion (2, hi - lo, motion_dim)) of frames lo..hi-1."""
+        if not 0 <= lo < hi <= self.length:
+            raise ValueError(f"noise window {lo}..{hi} is outside 0..{self.length}")
+        pieces = []
+        for index in range(lo // self.BLOCK, (hi - 1) // self.BLOCK + 1):
+            first = index * self.BLOCK
+            mel, motion = self._block(index)
+            keep = slice(max(lo, first) - first, min(hi, first + self.BLOCK) - first)
+            pieces.append((mel[:, keep], motion[:, keep]))
+        if len(pieces) == 1:
+            return pieces[0]
+        return tuple(torch.cat(parts, dim=1) for parts in zip(*pieces))
 
 
 def evaluation_precision(precision: str, device):

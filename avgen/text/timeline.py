@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import itertools
 import math
 from dataclasses import dataclass, field
@@ -234,6 +235,10 @@ class Timeline:
     words: tuple[TimedWord, ...] = ()
     # (turn index, start frame, end frame) of every phrase, in order (also not stored)
     phrases: tuple[tuple[int, int, int], ...] = ()
+    # (person, first frame, (n, V) log-probabilities) of every span a token decoder wrote:
+    # held per span, not as (T, V) arrays, so a long dialogue's tokens stay small (the
+    # silences between them are made when asked for; see `token_window`)
+    decoded: tuple[tuple[int, int, np.ndarray], ...] = ()
 
     def turn_phonemes(self, index: int) -> list[str]:
         turn = self.turns[index]
@@ -242,6 +247,15 @@ class Timeline:
 
     def token_ids(self, person: int) -> np.ndarray:
         """(T,) symbol id per frame; silence wherever `person` is not speaking."""
+        return self._frame_ids[person].astype(np.int64)
+
+    @functools.cached_property
+    def _frame_ids(self) -> tuple[np.ndarray, ...]:
+        """Per person, (T,) int16 symbol ids per frame (made once: `token_window` reads
+        them window by window)."""
+        return tuple(self._person_ids(p).astype(np.int16) for p in range(NUM_PEOPLE))
+
+    def _person_ids(self, person: int) -> np.ndarray:
         ids = np.full(self.num_frames, SILENCE_ID, dtype=np.int64)
         for turn in self.turns:
             if turn.person != person:
@@ -256,9 +270,22 @@ class Timeline:
         """(T, V) log-probabilities of label-smoothed one-hot tokens: the baseline's hard
         timing written in the soft-posterior interface the models consume; the decoder's
         posteriors where a token decoder wrote them."""
+        return self.token_window(person, 0, self.num_frames, smoothing)
+
+    def token_window(self, person: int, start: int, end: int,
+                     smoothing: float = TOKEN_SMOOTHING) -> np.ndarray:
+        """`token_logits(person)[start:end]` (end - start, V), made for that window alone:
+        what the joint model reads chunk by chunk, so a long dialogue never needs its
+        whole (T, V) tokens at once."""
         if self.logits is not None:
-            return self.logits[person]
-        return one_hot_log_probs(self.token_ids(person), smoothing)
+            return self.logits[person][start:end]
+        start, end = max(0, start), min(self.num_frames, end)
+        window = one_hot_log_probs(self._frame_ids[person][start:end], smoothing)
+        for owner, first, block in self.decoded:
+            lo, hi = max(start, first), min(end, first + len(block))
+            if owner == person and lo < hi:
+                window[lo - start:hi - start] = block[lo - first:hi - first]
+        return window
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         s = formats.string_array
@@ -435,10 +462,8 @@ def build_timeline(dialogue: Dialogue, durations: DurationSource,
     if decoder is None:
         return timeline
     # Silence (between turns, pauses, laughs, the listener) keeps the smoothed one-hot.
-    logits = [timeline.token_logits(person) for person in range(NUM_PEOPLE)]
-    for person, start, block in decoded:
-        logits[person][start:start + len(block)] = block
-    return dataclasses.replace(timeline, logits=tuple(logits))
+    return dataclasses.replace(timeline, decoded=tuple(
+        (person, start, np.asarray(block, np.float32)) for person, start, block in decoded))
 
 
 def word_spans(phrase: Phrase) -> list[tuple[str, int, int]]:
