@@ -261,6 +261,17 @@ def _check_values(kind: str, arrays: dict[str, np.ndarray], source: str) -> None
             check_values(arrays[key], key, source, bounds)
 
 
+def file_key(path: str | Path) -> tuple[str, int, int] | None:
+    """(resolved path, size, mtime) of a file, or None where it cannot be read: what
+    per-file caches (renderers, face attributes) are keyed on, so an edited file is read
+    afresh."""
+    try:
+        stat = Path(path).stat()
+        return str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns
+    except OSError:
+        return None
+
+
 def string_array(values) -> np.ndarray:
     """Strings as a fixed-width unicode array (loads without pickle; '' for none)."""
     values = list(values)

@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from avgen.errors import InputError
+from avgen.formats import file_key
 
 # how sure a name or face must be before it decides the gender
 NAME_SHARE = 0.8  # share of births of one sex
@@ -101,23 +102,13 @@ def voice_weights(specs, names: tuple[str, ...]) -> np.ndarray:
     return out
 
 
-def _file_key(path: str | Path):
-    """(resolved path, size, mtime) of a file, or None: what the per-photo caches below
-    are keyed on, so an edited photo is read afresh."""
-    try:
-        stat = Path(path).stat()
-        return str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns
-    except OSError:
-        return None
-
-
 def _per_photo(compute):
     """`compute(path)` remembered per photo file (a batch or a warm `Synthesizer` asks
     about the same photos again; the face model takes ~0.1 s a photo)."""
     cached = lru_cache(maxsize=64)(lambda key, path: compute(path))
 
     def lookup(path: str | Path):
-        key = _file_key(path)
+        key = file_key(path)
         return compute(path) if key is None else cached(key, str(path))
 
     lookup.__doc__, lookup.__name__ = compute.__doc__, compute.__name__

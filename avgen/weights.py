@@ -173,9 +173,21 @@ class Weights:
         return target
 
 
+_DIGESTS: dict[tuple, str] = {}
+
+
 def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file; remembered per (path, size, mtime) for this process, so the
+    checks before loading (a voice name, then the model) hash a file once."""
+    from avgen.formats import file_key
+
+    key = file_key(path)
+    if key is not None and key in _DIGESTS:
+        return _DIGESTS[key]
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while chunk := handle.read(1 << 20):
             digest.update(chunk)
+    if key is not None:
+        _DIGESTS[key] = digest.hexdigest()
     return digest.hexdigest()

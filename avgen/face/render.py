@@ -225,14 +225,13 @@ class RendererCache:
         from pathlib import Path
 
         from avgen.errors import InputError
+        from avgen.formats import file_key
 
         out = []
         for ref in refs:
-            path = Path(ref)
-            if not path.is_file():
+            if not Path(ref).is_file() or (identity := file_key(ref)) is None:
                 raise InputError("no such file", str(ref))
-            stat = path.stat()
-            key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, framing)
+            key = (*identity, framing)
             if key not in self._cache:
                 self._cache[key] = load_renderers([ref], self.config, framing)[0]
                 while len(self._cache) > self.capacity:
