@@ -244,6 +244,8 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, nargs="*", default=[1, 5, 20])
     parser.add_argument("--skip-steady", action="store_true",
                         help="leave out the 60 s steady-state run")
+    parser.add_argument("--memory-only", action="store_true",
+                        help="only the memory runs (no warm, cold or steady-state timing)")
     parser.add_argument("--warm", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("-o", type=Path, default=REPO / "benchmarks" / "results" / "latency.md")
     args = parser.parse_args()
@@ -253,17 +255,19 @@ def main() -> None:
         print(json.dumps(warm_first_chunk(script_of_length(20), args.threads)))
         return
     load = [float(open("/proc/loadavg").read().split()[0])]
-    warm = json.loads(subprocess.run(
-        [sys.executable, __file__, "--warm", "--threads", str(args.threads)],
-        capture_output=True, text=True, check=True, env=env(args.threads)).stdout.splitlines()[-1])
-    load.append(float(open("/proc/loadavg").read().split()[0]))
-    print(f"warm first chunk: {warm}", file=sys.stderr, flush=True)
-    cold = [streamed_command(20, args.threads, first_only=True)["arrivals"][0]
-            for _ in range(2)]
-    load.append(float(open("/proc/loadavg").read().split()[0]))
-    print(f"cold first fragment: {cold}", file=sys.stderr, flush=True)
-    steady = None
-    if not args.skip_steady:
+    warm = cold = steady = None
+    if not args.memory_only:
+        warm = json.loads(subprocess.run(
+            [sys.executable, __file__, "--warm", "--threads", str(args.threads)],
+            capture_output=True, text=True, check=True,
+            env=env(args.threads)).stdout.splitlines()[-1])
+        load.append(float(open("/proc/loadavg").read().split()[0]))
+        print(f"warm first chunk: {warm}", file=sys.stderr, flush=True)
+        cold = [streamed_command(20, args.threads, first_only=True)["arrivals"][0]
+                for _ in range(2)]
+        load.append(float(open("/proc/loadavg").read().split()[0]))
+        print(f"cold first fragment: {cold}", file=sys.stderr, flush=True)
+    if not (args.skip_steady or args.memory_only):
         steady = steady_state(streamed_command(60, args.threads))
         load.append(float(open("/proc/loadavg").read().split()[0]))
         print(f"steady: {steady}", file=sys.stderr, flush=True)
@@ -273,11 +277,14 @@ def main() -> None:
             memory.append((minutes, stream, peak_memory(minutes, args.threads, stream)))
             load.append(float(open("/proc/loadavg").read().split()[0]))
             print(minutes, stream, memory[-1], file=sys.stderr, flush=True)
-    median = sorted(warm)[len(warm) // 2]
     lines = ["# Streaming latency and memory\n",
              f"`python benchmarks/latency.py --threads {args.threads} --minutes "
-             f"{' '.join(f'{m:g}' for m in args.minutes)}`; load average (1 min) over the "
-             f"runs: {min(load):.1f} to {max(load):.1f} on {os.cpu_count()} cores.\n",
+             f"{' '.join(f'{m:g}' for m in args.minutes)}"
+             f"{' --memory-only' if args.memory_only else ''}`; load average (1 min) over "
+             f"the runs: {min(load):.1f} to {max(load):.1f} on {os.cpu_count()} cores.\n"]
+    if warm is not None:
+        median = sorted(warm)[len(warm) // 2]
+        lines += [
              "| figure | value |", "| --- | --- |",
              f"| warm process (API, models loaded), 20 s dialogue: first chunk with video "
              f"and audio | {median:.2f} s (calls: {', '.join(f'{s:.2f}' for s in warm)}) |",
@@ -287,8 +294,8 @@ def main() -> None:
                 f"{steady['wall_per_media_second']:.2f} |",
                 f"| 60 s dialogue streamed: smallest margin of a fragment over playback "
                 f"({steady['fragments']} fragments; < 0 is a stall) | "
-                f"{steady['min_margin']:+.2f} s |"] if steady else []), "",
-             "| dialogue | output | peak RSS, largest process (MB) | peak RSS, all "
+                f"{steady['min_margin']:+.2f} s |"] if steady else []), ""]
+    lines += ["| dialogue | output | peak RSS, largest process (MB) | peak RSS, all "
              "processes together (MB) | wall s | real-time factor |",
              "| --- | --- | --- | --- | --- | --- |"]
     for minutes, stream, m in memory:
