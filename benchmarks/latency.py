@@ -1,6 +1,6 @@
 """Streaming latency and memory -> benchmarks/results/latency.md.
 
-    python benchmarks/latency.py [--threads 2] [--minutes 1 5 20] [--skip-long]
+    python benchmarks/latency.py [--threads 2] [--minutes 1 5 20] [--skip-steady] [--memory-only]
 
 - warm: a Python process with the models loaded and the photos' renderers set up calls
   `Synthesizer.stream(...)` on a 20 s dialogue; time until the first chunk holding both
