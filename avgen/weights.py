@@ -188,6 +188,7 @@ def sha256_file(path: str | Path) -> str:
     with open(path, "rb") as handle:
         while chunk := handle.read(1 << 20):
             digest.update(chunk)
+    hexdigest = digest.hexdigest()
     if key is not None:
-        _DIGESTS[key] = digest.hexdigest()
-    return digest.hexdigest()
+        _DIGESTS[key] = hexdigest
+    return hexdigest

@@ -31,16 +31,6 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 
-def tokens_of(utterance):
-    """(2, T, V) log-probs: the utterance's exact tokens for person 0, silence for 1."""
-    from avgen.text.symbols import SILENCE_ID
-    from avgen.text.timeline import one_hot_log_probs
-
-    ids = np.repeat(utterance.symbol_ids, utterance.durations)
-    return ids, np.stack([one_hot_log_probs(ids),
-                          one_hot_log_probs(np.full_like(ids, SILENCE_ID))])
-
-
 def generate_mel(model, normalizer, utterance, voice: str, alpha: float = 1.0):
     """(mel (T, 80), frame symbol ids (T,)) of `utterance` said by `voice`, its style
     vector exaggerated by `alpha` (1: as trained)."""
@@ -48,13 +38,14 @@ def generate_mel(model, normalizer, utterance, voice: str, alpha: float = 1.0):
 
     from avgen.pipeline import GenerateConfig
     from avgen.text.timeline import floor_log_probs
+    from voices_eval import alone_inputs
 
-    ids, tokens = tokens_of(utterance)
     names = model.config.voices
+    ids, tokens, partner = alone_inputs(utterance, voice, names)
     weights = torch.full((2, len(names)), (1 - alpha) / len(names))
     weights[0, names.index(voice)] += alpha
-    weights[1] = 0.0  # the silent partner, as voices_eval.py gives it
-    weights[1, 1 if voice == names[0] else 0] = 1.0
+    weights[1] = 0.0
+    weights[1, names.index(partner)] = 1.0
     tokens = torch.from_numpy(np.stack([floor_log_probs(t) for t in tokens]))
     settings = GenerateConfig(seed=0)
     generator = torch.Generator().manual_seed(settings.seed)

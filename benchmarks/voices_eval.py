@@ -75,17 +75,24 @@ def unseen_utterances(corpus_root: Path, trained: int | None, per_voice: int):
     return picked
 
 
-def generate_alone(model, normalizer, utterance, voice: str, vocoder, seed: int = 0):
-    """Speech of one utterance said by `voice` from its exact tokens, partner silent."""
-    from avgen.audio.vocoder import vocode
-    from avgen.pipeline import GenerateConfig, generate_from_tokens
+def alone_inputs(utterance, voice: str, names: tuple[str, ...]):
+    """(frame symbol ids (T,), tokens (2, T, V), partner voice) for `utterance` said by
+    `voice` from its exact tokens, the partner (another of `names`) silent."""
     from avgen.text.symbols import SILENCE_ID
     from avgen.text.timeline import one_hot_log_probs
 
     ids = np.repeat(utterance.symbol_ids, utterance.durations)
     silent = np.full_like(ids, SILENCE_ID)
     tokens = np.stack([one_hot_log_probs(ids), one_hot_log_probs(silent)])
-    partner = model.config.voices[1] if voice == model.config.voices[0] else model.config.voices[0]
+    return ids, tokens, names[1] if voice == names[0] else names[0]
+
+
+def generate_alone(model, normalizer, utterance, voice: str, vocoder, seed: int = 0):
+    """Speech of one utterance said by `voice` from its exact tokens, partner silent."""
+    from avgen.audio.vocoder import vocode
+    from avgen.pipeline import GenerateConfig, generate_from_tokens
+
+    _, tokens, partner = alone_inputs(utterance, voice, model.config.voices)
     arrays = generate_from_tokens(tokens, ("A", "B"), model, normalizer,
                                   GenerateConfig(seed=seed, voices=(voice, partner)))
     return vocode(vocoder, arrays["p0/mel"])

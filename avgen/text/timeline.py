@@ -277,9 +277,9 @@ class Timeline:
         """`token_logits(person)[start:end]` (end - start, V), made for that window alone:
         what the joint model reads chunk by chunk, so a long dialogue never needs its
         whole (T, V) tokens at once."""
+        start, end = max(0, start), min(self.num_frames, end)
         if self.logits is not None:
             return self.logits[person][start:end]
-        start, end = max(0, start), min(self.num_frames, end)
         window = one_hot_log_probs(self._frame_ids[person][start:end], smoothing)
         for owner, first, block in self.decoded:
             lo, hi = max(start, first), min(end, first + len(block))
