@@ -58,6 +58,11 @@ def seconds_to_frames(seconds: float) -> int:
 # chosen by measured WER (benchmarks/results/av_eval.md).
 DEFAULT_TEMPERATURE = 0.333
 
+# Voice guidance of the joint model's speech (AVFlow.forward): how far the mel's velocity
+# is pushed from the voices' mean voice toward the person's own, chosen by measured
+# fidelity, distinctness and WER (benchmarks/results/voice_calibration.md); 1 is off.
+DEFAULT_VOICE_GUIDANCE = 1.5
+
 # ODE solvers of the joint model's sampler, with their model evaluations per step. Euler
 # is first order; midpoint and Heun are second order: fewer steps for the same error, at
 # two evaluations each.

@@ -36,6 +36,7 @@ MAX_NPZ_BYTES = 768 << 20                   # all arrays read from one file, dec
 STEPS = (1, 256)
 SEED = (0, 2**32 - 1)
 TEMPERATURE = (0.0, 2.0)
+VOICE_GUIDANCE = (0.0, 4.0)
 FPS = (1.0, 120.0)
 SIZE = (64, 2048)                           # even
 RATE = (0.25, 4.0)

@@ -8,6 +8,8 @@ more unlike each other, measured -> benchmarks/results/voice_calibration.md.
 - exaggerated style: each voice's style vector pushed away from the mean of the model's
   voices, mean + alpha (style - mean) (blend weights alpha on the voice and
   (1 - alpha) / V on every voice, which the voice embedder reads like any blend);
+- voice guidance (`--guidance`): the sampler's classifier-free guidance away from the
+  mean of the model's voices (`AVFlow.forward`, `voice_guidance`);
 - per-voice mel offset: the mean difference, over speech frames, between the teacher's
   log-mel and the model's for `--calibration` training sentences of each voice (the
   model speaking the teacher's exact tokens, so frames align), added to the model's mel.
@@ -31,9 +33,11 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 
-def generate_mel(model, normalizer, utterance, voice: str, alpha: float = 1.0):
+def generate_mel(model, normalizer, utterance, voice: str, alpha: float = 1.0,
+                 guidance: float = 1.0):
     """(mel (T, 80), frame symbol ids (T,)) of `utterance` said by `voice`, its style
-    vector exaggerated by `alpha` (1: as trained)."""
+    vector exaggerated by `alpha` (1: as trained), with voice guidance `guidance` (the
+    sampler's `voice_guidance`; 1: off)."""
     import torch
 
     from avgen.pipeline import GenerateConfig
@@ -51,7 +55,8 @@ def generate_mel(model, normalizer, utterance, voice: str, alpha: float = 1.0):
     generator = torch.Generator().manual_seed(settings.seed)
     mel, _ = model.sample_dyad(tokens, weights, settings.steps, generator,
                                temperature=settings.temperature,
-                               precision=settings.evaluation_precision())
+                               precision=settings.evaluation_precision(),
+                               voice_guidance=guidance)
     mel = mel[0].numpy() * normalizer.mel_std + normalizer.mel_mean
     return mel, ids
 
@@ -92,6 +97,9 @@ def main() -> None:
                         help="utterances the model was trained on (the rest are unseen)")
     parser.add_argument("--per-voice", type=int, default=4)
     parser.add_argument("--alphas", type=float, nargs="*", default=[1.0, 1.5, 2.0])
+    parser.add_argument("--guidance", type=float, nargs="*", default=[],
+                        help="voice guidance weights to try (velocity pushed away from "
+                             "the voices' mean voice)")
     parser.add_argument("--calibration", type=int, default=6,
                         help="training sentences per voice for the mel offset (0: skip)")
     parser.add_argument("-o", "--output", type=Path,
@@ -120,12 +128,12 @@ def main() -> None:
                for us in unseen.values() for u in us}
     results = []
 
-    def evaluate(label, offsets=None, alpha=1.0):
+    def evaluate(label, offsets=None, alpha=1.0, guidance=1.0):
         rows = {}
         for voice, utterances in unseen.items():
             rows[voice] = []
             for u in utterances:
-                mel, _ = generate_mel(model, normalizer, u, voice, alpha)
+                mel, _ = generate_mel(model, normalizer, u, voice, alpha, guidance)
                 if offsets is not None:
                     mel = mel + offsets[voice]
                 rows[voice].append((vocode(vocoder, mel), teacher[u.index], u.text))
@@ -134,6 +142,8 @@ def main() -> None:
 
     for alpha in args.alphas:
         evaluate("as trained" if alpha == 1 else f"style exaggerated x{alpha:g}", alpha=alpha)
+    for weight in args.guidance:
+        evaluate(f"voice guidance w={weight:g}", guidance=weight)
     if args.calibration:
         config = json.loads((args.corpus / "config.json").read_text())
         config = corpus.CorpusConfig(**{k: tuple(v) if isinstance(v, list) else v
@@ -157,6 +167,7 @@ def main() -> None:
              f"`python benchmarks/voice_calibration.py {args.corpus.name} --trained-utterances "
              f"{args.trained_utterances} --per-voice {args.per_voice} --alphas "
              f"{' '.join(f'{a:g}' for a in args.alphas)} --calibration {args.calibration}"
+             f"{' --guidance ' + ' '.join(f'{w:g}' for w in args.guidance) if args.guidance else ''}"
              f"{' --checkpoint ' + str(args.checkpoint) if args.checkpoint else ''}`: "
              f"{sum(len(us) for us in unseen.values())} unseen sentences of "
              f"{len(unseen)} voices, 6 Euler steps, seed 0. Fidelity: resemblyzer cosine to "

@@ -87,19 +87,30 @@ def alone_inputs(utterance, voice: str, names: tuple[str, ...]):
     return ids, tokens, names[1] if voice == names[0] else names[0]
 
 
-def generate_alone(model, normalizer, utterance, voice: str, vocoder, seed: int = 0):
-    """Speech of one utterance said by `voice` from its exact tokens, partner silent."""
+def generate_alone(model, normalizer, utterance, voice: str, vocoder, seed: int = 0,
+                   guidance: float | None = None):
+    """Speech of one utterance said by `voice` from its exact tokens, partner silent;
+    `guidance`: the sampler's voice guidance (None: the default)."""
     from avgen.audio.vocoder import vocode
-    from avgen.pipeline import GenerateConfig, generate_from_tokens
+    from avgen.pipeline import generate_from_tokens
 
     _, tokens, partner = alone_inputs(utterance, voice, model.config.voices)
     arrays = generate_from_tokens(tokens, ("A", "B"), model, normalizer,
-                                  GenerateConfig(seed=seed, voices=(voice, partner)))
+                                  settings(seed=seed, voices=(voice, partner),
+                                           guidance=guidance))
     return vocode(vocoder, arrays["p0/mel"])
 
 
+def settings(guidance: float | None = None, **fields):
+    """GenerateConfig with `fields`, and the voice guidance `guidance` unless None."""
+    from avgen.pipeline import GenerateConfig
+
+    return GenerateConfig(**fields, **({} if guidance is None
+                                       else {"voice_guidance": guidance}))
+
+
 def evaluate_voices(corpus_root: Path, checkpoint: str | None, per_voice: int,
-                    trained: int | None, asr, encoder) -> dict:
+                    trained: int | None, asr, encoder, guidance: float | None = None) -> dict:
     import soundfile
 
     from avgen.audio.vocoder import load_vocoder
@@ -114,7 +125,7 @@ def evaluate_voices(corpus_root: Path, checkpoint: str | None, per_voice: int,
             continue
         refs, hyps, cosines, f0s, embeddings = [], [], [], [], []
         for u in utterances:
-            wave = generate_alone(model, normalizer, u, voice, vocoder)
+            wave = generate_alone(model, normalizer, u, voice, vocoder, guidance=guidance)
             teacher, _ = soundfile.read(u.audio_path(corpus_root), dtype="float32")
             refs.append(u.text)
             hyps.append(asr.transcribe(wave))
@@ -129,10 +140,11 @@ def evaluate_voices(corpus_root: Path, checkpoint: str | None, per_voice: int,
     return rows
 
 
-def example_figures(checkpoint: str | None, encoder, work: Path) -> dict:
+def example_figures(checkpoint: str | None, encoder, work: Path,
+                    guidance: float | None = None) -> dict:
     """README example and a second script with the same photos (default voices)."""
     from avgen.audio.vocoder import load_vocoder, vocode
-    from avgen.pipeline import GenerateConfig, generate, load_av_model
+    from avgen.pipeline import generate, load_av_model
     from avgen.text.script import parse_script, read_script
     from avgen.speaker import choose_voices, model_voices
     from avgen.text.timeline import LearnedDurations, build_timeline
@@ -148,7 +160,8 @@ def example_figures(checkpoint: str | None, encoder, work: Path) -> dict:
                                 directives=dialogue.voice_directives())
         voices = tuple(c.voice for c in choices)
         timeline = build_timeline(dialogue, LearnedDurations(seed=0))
-        arrays = generate(timeline, model, normalizer, GenerateConfig(seed=0, voices=voices))
+        arrays = generate(timeline, model, normalizer,
+                          settings(seed=0, voices=voices, guidance=guidance))
         people = []
         for p in range(2):
             wave = vocode(vocoder, arrays[f"p{p}/mel"])
@@ -171,6 +184,8 @@ def main() -> None:
                         help="Utterances (by index) the model was trained on; later ones "
                              "count as unseen.")
     parser.add_argument("--example", action="store_true")
+    parser.add_argument("--voice-guidance", type=float, default=None,
+                        help="the sampler's voice guidance (default: GenerateConfig's)")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--write-similarity", type=Path, default=None, metavar="OUT",
                         help="Also write a copy of the checkpoint carrying the speaker "
@@ -189,7 +204,7 @@ def main() -> None:
     encoder = SpeakerEncoder()
     asr = WhisperTinyEn()
     rows = evaluate_voices(args.corpus, args.checkpoint, args.per_voice,
-                           args.trained_utterances, asr, encoder)
+                           args.trained_utterances, asr, encoder, args.voice_guidance)
     report = {"checkpoint": args.checkpoint or "av-flow (registered)", "voices": rows}
     example_checkpoint = args.checkpoint
     if args.write_similarity:
@@ -208,12 +223,14 @@ def main() -> None:
         example_checkpoint = str(args.write_similarity)
     if args.example:
         with tempfile.TemporaryDirectory() as work:
-            report["example"] = example_figures(example_checkpoint, encoder, Path(work))
+            report["example"] = example_figures(example_checkpoint, encoder, Path(work),
+                                                args.voice_guidance)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     lines = ["# Voices", "", f"Checkpoint: `{report['checkpoint']}`; corpus `{args.corpus.name}`; "
              f"unseen utterances, teacher tokens, {GenerateConfig.steps} Euler steps (the "
-             "default), shipped vocoder.", "",
+             f"default), voice guidance {args.voice_guidance or GenerateConfig.voice_guidance:g}, "
+             "shipped vocoder.", "",
              "| voice | utterances | WER | fidelity (cosine) | F0 median (Hz) |",
              "| --- | --- | --- | --- | --- |"]
     for voice, r in rows.items():

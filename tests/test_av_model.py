@@ -520,3 +520,40 @@ def test_tokens_made_window_by_window_give_the_same_dialogue():
     lazy_mel, lazy_motion = sample(Windows())
     assert torch.equal(mel, lazy_mel) and torch.equal(motion, lazy_motion)
     assert calls and max(s.stop - s.start for s in calls) < length  # never the whole
+
+
+def test_voice_guidance_is_classifier_free_guidance_with_the_mean_voice():
+    """Without highways the guided mel velocity is exactly v(mean) + w (v(voice) - v(mean)),
+    the mean voice being the equal blend of the model's voices; the motion is untouched."""
+    torch.manual_seed(0)
+    model = randomise(AVFlow(replace(TINY, fusion="separate"))).eval()
+    x = inputs()
+    v_mel, v_motion = model(**x)
+    mean = dict(x, voice=torch.full((2, len(TINY.voices)), 1 / len(TINY.voices)))
+    v_mean, _ = model(**mean)
+    guided_mel, guided_motion = model(**x, voice_guidance=1.5)
+    assert torch.allclose(guided_mel, v_mean + 1.5 * (v_mel - v_mean), atol=1e-5)
+    assert torch.allclose(guided_motion, v_motion, atol=1e-6)
+
+
+def test_voice_guidance_keeps_chunked_equal_to_whole_and_sets_voices_apart():
+    torch.manual_seed(0)
+    model = randomise(AVFlow(TINY)).eval()  # highways: the mean voice reads the same motion
+    x = inputs()
+    assert torch.allclose(model(**x, voice_guidance=2.0)[1], model(**x)[1], atol=1e-5)
+    tokens = inputs(length=150)["tokens"]
+
+    def sample(voices, guidance, chunk=None):
+        return model.sample_dyad(tokens, torch.tensor(voices), 3,
+                                 torch.Generator().manual_seed(5), chunk,
+                                 voice_guidance=guidance)
+
+    whole, chunked = sample([0, 1], 1.5), sample([0, 1], 1.5, chunk=40)
+    for a, b in zip(whole, chunked):
+        assert torch.allclose(a, b, atol=1e-5)
+
+    # the same person, same noise, said by the two voices: guidance sets them further apart
+    def apart(guidance):
+        return (sample([0, 0], guidance)[0][0] - sample([1, 0], guidance)[0][0]).abs().mean()
+
+    assert apart(1.5) > 1.2 * apart(1.0)

@@ -17,6 +17,7 @@ from avgen.text.timeline import TimelineConfig
     (lambda: GenerateConfig(steps=257), "steps"),
     (lambda: GenerateConfig(steps=2.5), "steps"),
     (lambda: GenerateConfig(temperature=-0.1), "temperature"),
+    (lambda: GenerateConfig(voice_guidance=float("nan")), "voice_guidance"),
     (lambda: GenerateConfig(voices=("heart",)), "voices"),
     (lambda: GenerateConfig(chunk_frames=0), "chunk_frames"),
     (lambda: GenerateConfig(precision="float16"), "precision"),
@@ -44,7 +45,7 @@ def options(*command):
 def test_command_line_defaults_are_the_configs():
     for command in ("generate", "synth"):
         got = options(command)
-        for field in ("steps", "temperature", "seed", "device"):
+        for field in ("steps", "temperature", "voice_guidance", "seed", "device"):
             assert got[field] == getattr(GenerateConfig(), field), (command, field)
         assert got["precision"].value == GenerateConfig().precision
     for command in ("render", "synth"):
@@ -60,6 +61,7 @@ def test_command_line_defaults_are_the_configs():
 @pytest.mark.parametrize("flag, value, message", [
     ("--steps", "0", "steps must be an integer from 1 to 256"),
     ("--temperature", "3", "temperature must be from 0 to 2"),
+    ("--voice-guidance", "5", "voice_guidance must be from 0 to 4"),
     ("--precision", "half", "'half' is not one of"),
 ])
 def test_bad_value_is_one_line_exit_2_nothing_written(example_script, tmp_path, flag, value,

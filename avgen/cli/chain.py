@@ -13,7 +13,8 @@ from rich.table import Table
 from avgen.cli.common import (Crop, CropOption, Device, Fps, Gap, JointCheckpoint, Layout,
                               LayoutOption, Precision, PrecisionChoice, Rate, Seed, Size,
                               Solver, SolverChoice, Steps, Temperature, Vocoder,
-                              VocoderChoice, Voices, err, split_refs, user_errors)
+                              VocoderChoice, VoiceGuidance, Voices, err, split_refs,
+                              user_errors)
 from avgen.constants import FRAMES_PER_SECOND, SAMPLE_RATE
 from avgen.errors import InputError
 from avgen.face.frames import VideoConfig
@@ -161,6 +162,7 @@ def generate(
     steps: Steps = GenerateConfig.steps,
     solver: Solver = SolverChoice(GenerateConfig.solver),
     temperature: Temperature = GenerateConfig.temperature,
+    voice_guidance: VoiceGuidance = GenerateConfig.voice_guidance,
     seed: Seed = GenerateConfig.seed,
     device: Device = GenerateConfig.device,
     precision: Precision = PrecisionChoice(GenerateConfig.precision),
@@ -181,6 +183,7 @@ def generate(
     config = GenerateConfig(steps=steps, solver=solver.value, seed=seed,
                             voices=tuple(voice) if voice else None,
                             device=device, temperature=temperature,
+                            voice_guidance=voice_guidance,
                             precision=precision.value)
     check_output(output, (".npz",), inputs=[tokens_file, *refs], stdout=True)
     if config.voices:
@@ -380,6 +383,7 @@ def synth(
     steps: Steps = GenerateConfig.steps,
     solver: Solver = SolverChoice(GenerateConfig.solver),
     temperature: Temperature = GenerateConfig.temperature,
+    voice_guidance: VoiceGuidance = GenerateConfig.voice_guidance,
     seed: Seed = GenerateConfig.seed,
     vocoder: Vocoder = VocoderChoice(SynthConfig.vocoder),
     fps: Fps = SynthConfig.fps,
@@ -421,6 +425,7 @@ def synth(
                                                  device=device,
                                                  voices=tuple(voice) if voice else None,
                                                  temperature=temperature, style=style,
+                                                 voice_guidance=voice_guidance,
                                                  precision=precision.value),
                          vocoder=vocoder.value, fps=fps, size=size, layout=layout.value,
                          crop=crop.value, rate=rate, turn_gap=gap)

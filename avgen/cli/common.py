@@ -110,6 +110,10 @@ Solver = Annotated[SolverChoice, typer.Option(
          "order: fewer steps for the same accuracy).")]
 Temperature = Annotated[float, typer.Option(
     help="Scale of the speech's starting noise (0 to 2): lower is cleaner and less varied.")]
+VoiceGuidance = Annotated[float, typer.Option(
+    help="How far each voice is pushed from the model's average voice (0 to 4): 1 is off; "
+         "above 1 voices sound more their own and less alike, at the cost of one more pass "
+         "of the speech stream a step; too high slurs the words.")]
 Seed = Annotated[int, typer.Option(help="Noise seed; the same seed gives the same output.")]
 Device = Annotated[str, typer.Option(help="torch device, e.g. cpu or cuda.")]
 Precision = Annotated[PrecisionChoice, typer.Option(

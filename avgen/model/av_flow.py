@@ -307,14 +307,22 @@ class AVFlow(nn.Module):
                 tokens: torch.Tensor, partner_tokens: torch.Tensor,
                 partner_motion: torch.Tensor, voice: torch.Tensor,
                 mel_condition: torch.Tensor | None = None, only: str | None = None,
-                first_frame: int = 0) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+                first_frame: int = 0, voice_guidance: float = 1.0
+                ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """Velocities (B, T, 80) and (B, T, M) at flow time t (B,).
 
         `mel_condition` (B, T, 80) is the clean mel the cascaded model's visual stream
         reads. `only` ("audio" or "visual") computes one stream where the streams do not
         exchange (separate, cascaded); the other velocity is None. `first_frame`: the dialogue
         frame of the inputs' first frame, when they are a window of a longer dialogue (the
-        result does not depend on it beyond float rounding; see `local_attention`)."""
+        result does not depend on it beyond float rounding; see `local_attention`).
+
+        `voice_guidance` w != 1 guides the mel's velocity away from the voices' mean:
+        v(mean voice) + w (v(voice) - v(mean voice)), classifier-free guidance with the
+        mean of the model's voices standing for "no voice in particular". The voice enters
+        the audio stream only, so the mean-voice pass is the audio stream alone, run as a
+        second half of the batch beside the first and reading the same visual stream
+        through the highways; the motion is the voice's own."""
         c = self.config
         if only is not None and c.highways:
             raise ValueError(f"streams of a {c.fusion!r} model cannot run alone")
@@ -325,11 +333,19 @@ class AVFlow(nn.Module):
                          else partner_motion)
         time = self.time(t)
         cond_a, cond_v = time + self.voice(voice), time
+        guided = voice_guidance != 1.0 and only != "visual"
+        batch = mel_t.shape[0]
+        if guided:  # second half of the audio batch: the mean voice
+            mean_voice = voice.new_full((batch, len(c.voices)), 1.0 / len(c.voices),
+                                        dtype=time.dtype)
+            cond_a = torch.cat([cond_a, time + self.voice(mean_voice)])
         if c.fusion == "shared":
             cond_v = cond_v + self.visual_tag
         h_a = h_v = None
         if only != "visual":
             h_a = self.audio_in(torch.cat([mel_t, tokens, partner_tokens, audio_partner], -1))
+            if guided:
+                h_a = h_a.repeat(2, 1, 1)
         if only != "audio":
             extra = [mel_condition] if c.fusion == "cascaded" else []
             h_v = self.visual_in(torch.cat([motion_t, tokens, partner_tokens, partner_motion,
@@ -341,9 +357,14 @@ class AVFlow(nn.Module):
             if h_v is not None:
                 h_v = self.visual_blocks[k](h_v, cond_v, positions, first_frame)
             if c.highways:
-                h_a, h_v = h_a + self.highway_va[k](h_v), h_v + self.highway_av[k](h_a)
-        return (None if h_a is None else self.audio_out(h_a, cond_a),
-                None if h_v is None else self.visual_out(h_v, cond_v))
+                to_audio = self.highway_va[k](h_v)
+                h_a, h_v = (h_a + (to_audio.repeat(2, 1, 1) if guided else to_audio),
+                            h_v + self.highway_av[k](h_a[:batch]))
+        v_mel = None if h_a is None else self.audio_out(h_a, cond_a)
+        if guided:
+            v_voice, v_mean = v_mel[:batch], v_mel[batch:]
+            v_mel = v_mean + voice_guidance * (v_voice - v_mean)
+        return v_mel, None if h_v is None else self.visual_out(h_v, cond_v)
 
     def flow_noise(self, batch: int, length: int, device, generator=None
                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -407,7 +428,7 @@ class AVFlow(nn.Module):
     def sample_dyad(self, tokens: torch.Tensor, voices: torch.Tensor, steps: int = 8,
                     generator: torch.Generator | None = None, chunk: int | None = None,
                     progress=None, temperature: float = 1.0, solver: str = "euler",
-                    on_step=None, precision: str = "float32"
+                    on_step=None, precision: str = "float32", voice_guidance: float = 1.0
                     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Generate both people together: tokens (2, T, V), voices (2,) ids or (2, voices)
         blend weights ->
@@ -423,14 +444,14 @@ class AVFlow(nn.Module):
         progress bar of the whole sampler). `temperature` scales the mel's starting noise (Matcha-TTS's
         sampling temperature: below 1 trades variety for cleaner speech); motion keeps
         its full noise, so its variety is untouched. `solver`: see `SOLVERS`.
-        `precision`: see `PRECISIONS`."""
+        `precision`: see `PRECISIONS`. `voice_guidance`: see `forward`."""
         length = tokens.shape[1]
         bounds = [0, length] if chunk is None or chunk >= length else \
             list(range(0, length, chunk)) + [length]
         mel_out = motion_out = None
         for a, b, mel, motion in self.sample_chunks(tokens, voices, bounds, steps, generator,
                                                     temperature, solver, on_step,
-                                                    precision):
+                                                    precision, voice_guidance):
             if mel_out is None:
                 mel_out = mel.new_empty((2, length, mel.shape[-1]))
                 motion_out = motion.new_empty((2, length, motion.shape[-1]))
@@ -450,7 +471,7 @@ class AVFlow(nn.Module):
     def sample_chunks(self, tokens: torch.Tensor, voices: torch.Tensor, bounds: list[int],
                       steps: int = 8, generator: torch.Generator | None = None,
                       temperature: float = 1.0, solver: str = "euler", on_step=None,
-                      precision: str = "float32"):
+                      precision: str = "float32", voice_guidance: float = 1.0):
         """`sample_dyad` one chunk at a time: yields (a, b, mel (2, b - a, 80),
         motion (2, b - a, M)) for consecutive chunk bounds [0, ..., T]. Every chunk is
         exact whatever the bounds (equal to whole-dialogue sampling up to float rounding),
@@ -479,7 +500,8 @@ class AVFlow(nn.Module):
                 with evaluating():
                     mel_w, motion_w = self._integrate(
                         *noise.window(lo, hi), tokens[:, lo:hi], voices, steps,
-                        solver, on_step and (lambda n=b - a: on_step(n)), first_frame=lo)
+                        solver, on_step and (lambda n=b - a: on_step(n)), first_frame=lo,
+                        voice_guidance=voice_guidance)
                 keep = slice(a - lo, b - lo)
                 yield a, b, mel_w[:, keep], motion_w[:, keep]
             return
@@ -510,7 +532,7 @@ class AVFlow(nn.Module):
                 with evaluating():
                     mel_n, motion_n, estimate_n = self._step(
                         mel_w, motion_w, estimate_w, tokens[:, lo:hi], voices, k, steps,
-                        solver, first_frame=lo)
+                        solver, first_frame=lo, voice_guidance=voice_guidance)
                 keep = slice(start - lo, end - lo)
                 new = (mel_n[:, keep], motion_n[:, keep], estimate_n[:, keep])
                 if levels[k + 1] is None:
@@ -535,7 +557,8 @@ class AVFlow(nn.Module):
 
     def _step(self, mel: torch.Tensor, motion: torch.Tensor, estimate: torch.Tensor,
               tokens: torch.Tensor, voices: torch.Tensor, k: int, steps: int, solver: str,
-              first_frame: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+              first_frame: int = 0, voice_guidance: float = 1.0
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Step k of `steps` of the joint (non-cascaded) sampler on a window that starts
         at dialogue frame `first_frame`: (mel, motion, partner estimate) after it."""
         partner_tokens = tokens.flip(0)
@@ -544,7 +567,7 @@ class AVFlow(nn.Module):
         def velocity(x, t):
             v_mel, v_motion = self(x[0], x[1], torch.full((2,), t, device=mel.device), tokens,
                                    partner_tokens, latest[0].flip(0), voices,
-                                   first_frame=first_frame)
+                                   first_frame=first_frame, voice_guidance=voice_guidance)
             latest[0] = x[1] + (1 - t) * v_motion
             return v_mel, v_motion
 
@@ -554,7 +577,8 @@ class AVFlow(nn.Module):
 
     def _integrate(self, mel: torch.Tensor, motion: torch.Tensor, tokens: torch.Tensor,
                    voices: torch.Tensor, steps: int, solver: str = "euler", step_done=None,
-                   first_frame: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+                   first_frame: int = 0, voice_guidance: float = 1.0
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
         """ODE integration from noise (t=0) to data (t=1) for a dyad, (2, T, C) each,
         starting at dialogue frame `first_frame`. `step_done()` is called after each
         solver step (of the mel, then of the motion, for the cascaded model).
@@ -576,7 +600,8 @@ class AVFlow(nn.Module):
 
             def audio_velocity(x, t):
                 return self(x, motion, times(t), tokens, partner_tokens, silent, voices,
-                            only="audio", first_frame=first_frame)[0]
+                            only="audio", first_frame=first_frame,
+                            voice_guidance=voice_guidance)[0]
             for k in range(steps):
                 mel = _ode_step(audio_velocity, mel, k * dt, dt, solver)
                 step_done()
@@ -593,7 +618,7 @@ class AVFlow(nn.Module):
                 motion = _ode_step(velocity, motion, k * dt, dt, solver)
             else:
                 mel, motion, estimate = self._step(mel, motion, estimate, tokens, voices, k,
-                                                   steps, solver, first_frame)
+                                                   steps, solver, first_frame, voice_guidance)
             step_done()
         return mel, motion
 
