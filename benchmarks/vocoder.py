@@ -33,7 +33,7 @@ from avgen.audio.mel import log_mel
 from avgen.audio.vocoder import load_vocoder, vocode
 from avgen.constants import HOP_LENGTH, SAMPLE_RATE
 from avgen.metrics.asr import WhisperTinyEn, word_error_rate
-from avgen.metrics.audio import mcd_waves
+from avgen.metrics.audio import frame_rate_buzz, mcd_waves
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -94,6 +94,12 @@ def main(argv=None) -> None:
     parser.add_argument("--vocoders", nargs="+", default=["griffinlim", "vocos"])
     parser.add_argument("--checkpoint", type=Path, default=None,
                         help="vocos checkpoint (default: the shipped avgen-vocos-22k)")
+    parser.add_argument("--extra", action="append", default=[], metavar="LABEL=PATH",
+                        help="another vocos checkpoint to score beside the others "
+                             "(repeatable)")
+    parser.add_argument("--fidelity", action="store_true",
+                        help="also score speaker similarity to the teacher audio "
+                             "(resemblyzer; pip install '.[voices-eval]')")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--bigvgan-speed", action="store_true",
                         help="also time a randomly initialised full-size BigVGAN (speed only)")
@@ -105,6 +111,18 @@ def main(argv=None) -> None:
         sys.exit(f"{args.corpus}: no held-out utterances with text found")
     models = {name: load_vocoder(name, args.checkpoint if name == "vocos" else None)
               for name in args.vocoders}
+    for extra in args.extra:
+        label, _, path = extra.partition("=")
+        if not path:
+            parser.error(f"--extra {extra!r}: give LABEL=PATH")
+        models[label] = load_vocoder("vocos", path)
+    encoder = None
+    if args.fidelity:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from voices_eval import SpeakerEncoder, cosine
+
+        encoder = SpeakerEncoder()
+    waves = {}  # condition -> every output, joined for the buzz measure
     asr = WhisperTinyEn(threads=args.threads)
     conditions = ["teacher", *models]
     rows, refs, hyps = [], [], {c: [] for c in conditions}
@@ -125,16 +143,21 @@ def main(argv=None) -> None:
             row[f"{name}_xrt"] = seconds / (time.perf_counter() - start)
             row[f"{name}_mcd"] = mcd_waves(teacher, outputs[name])
         refs.append(text)
+        if encoder is not None:
+            reference = encoder.embed(teacher)
         for name in conditions:
+            waves.setdefault(name, []).append(outputs[name])
+            if encoder is not None:
+                row[f"{name}_fidelity"] = cosine(encoder.embed(outputs[name]), reference)
             transcript = asr.transcribe(outputs[name])
             hyps[name].append(transcript)
             row[f"{name}_asr"] = transcript
             row[f"{name}_wer"] = word_error_rate([text], [transcript])
         rows.append(row)
-        if voice not in plots:
+        if voice not in plots and len(plots) < 2:  # two voices' spectrograms say enough
             plots[voice] = outputs
             plot(outputs, f"{row['file']}: {text}", args.out.parent /
-                 f"vocoder_spectrograms_{voice}.png")
+                 f"{args.out.stem}_spectrograms_{voice}.png")
 
     # steadier speed figure: one 20 s mel (held-out utterances joined), vocoded 5 times
     long_mel = np.concatenate([log_mel(read_audio(p)).T for p, _, _ in items[:12]])[:1723]
@@ -164,6 +187,8 @@ def main(argv=None) -> None:
         writer.writeheader()
         writer.writerows(rows)
     voices = sorted({r["voice"] for r in rows})
+    # a column a voice while they fit; with many voices the worst one stands for them
+    wer_columns = voices if len(voices) <= 4 else ["worst voice"]
     total_seconds = sum(r["seconds"] for r in rows)
     counts = ", ".join(f"{v}: {sum(r['voice'] == v for r in rows)}" for v in voices)
     command = " ".join(shlex.quote(a) for a in ["python", "benchmarks/vocoder.py",
@@ -179,10 +204,12 @@ def main(argv=None) -> None:
         f"{args.threads} torch threads. Vocos checkpoint: "
         f"`{args.checkpoint or 'avgen-vocos-22k (shipped)'}`.",
         "",
-        "| audio | WER (all) | " + " | ".join(f"WER {v}" for v in voices)
-        + " | MCD dB (median) | MCD dB (mean) | x real time (per utterance, median) "
-        "| x real time (20 s, median of 5) |",
-        "| --- | --- | " + " | ".join("---" for _ in voices) + " | --- | --- | --- | --- |",
+        "| audio | WER (all) | " + " | ".join(f"WER {v}" for v in wer_columns)
+        + " | MCD dB (median) | MCD dB (mean) | frame-rate buzz dB | "
+        + ("speaker similarity to teacher | " if encoder is not None else "")
+        + "x real time (per utterance, median) | x real time (20 s, median of 5) |",
+        "| --- | --- | " + " | ".join("---" for _ in wer_columns) + " | --- | --- | --- | "
+        + ("--- | " if encoder is not None else "") + "--- | --- |",
     ]
     for name in conditions:
         wer_all = word_error_rate(refs, hyps[name])
@@ -197,18 +224,28 @@ def main(argv=None) -> None:
             mcd = f"{statistics.median(values):.2f}", f"{statistics.mean(values):.2f}"
             speed = (f"{statistics.median(r[f'{name}_xrt'] for r in rows):.1f} | "
                      f"{steady[name]:.1f}")
-        lines.append(f"| {name} | {wer_all:.3f} | " + " | ".join(f"{w:.3f}" for w in per_voice)
-                     + f" | {mcd[0]} | {mcd[1]} | {speed} |")
+        if len(wer_columns) < len(voices):
+            worst = max(range(len(voices)), key=per_voice.__getitem__)
+            per_voice_cells = [f"{per_voice[worst]:.3f} ({voices[worst]})"]
+        else:
+            per_voice_cells = [f"{w:.3f}" for w in per_voice]
+        buzz = frame_rate_buzz(np.concatenate(waves[name]))
+        fidelity = (f" {statistics.mean(r[f'{name}_fidelity'] for r in rows):.3f} |"
+                    if encoder is not None else "")
+        lines.append(f"| {name} | {wer_all:.3f} | " + " | ".join(per_voice_cells)
+                     + f" | {mcd[0]} | {mcd[1]} | {buzz:.1f} |{fidelity} {speed} |")
     if bigvgan_xrt is not None:
         lines.append("| bigvgan (random weights, speed only) | - | " + " | ".join(
-            "-" for _ in voices) + f" | - | - | - | {bigvgan_xrt:.2f} (2 s) |")
+            "-" for _ in wer_columns) + " | - | - | - | " + ("- | " if encoder is not None
+                                                             else "")
+            + f"- | {bigvgan_xrt:.2f} (2 s) |")
     lines += ["", f"One-minute load average of the machine when the speed runs ended: {load:.1f} "
               "(other processes shared the 2 cores; speed figures are lower bounds).",
               "", "WER: corpus-level word edits / reference words after lower-casing and "
               "dropping punctuation (avgen.metrics.asr.normalize_text); Whisper tiny.en int8, "
               "greedy. Per-utterance numbers and transcripts: `"
               + args.out.with_name(args.out.stem + "_utterances.csv").name + "`. Spectrograms: "
-              + ", ".join(f"`vocoder_spectrograms_{v}.png`" for v in voices) + "."]
+              + ", ".join(f"`{args.out.stem}_spectrograms_{v}.png`" for v in plots) + "."]
     args.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -92,3 +92,17 @@ def test_whisper_tiny_en_transcribes_the_fixture_and_the_shipped_vocoder_output(
     assert word_error_rate([text], [asr.transcribe(wave)]) == 0.0
     vocoded = vocode(load_vocoder("vocos"), log_mel(wave).T)
     assert word_error_rate([text], [asr.transcribe(vocoded)]) <= 1 / 9
+
+
+def test_frame_rate_buzz_is_near_zero_for_speech_and_high_for_a_frame_clock_click():
+    from avgen.metrics.audio import frame_rate_buzz
+    from test_audio_mel import speechlike
+
+    wave = speechlike(3.0, seed=1)  # harmonics of a pitch that wanders 110-170 Hz
+    t = np.arange(len(wave)) / 22050
+    # a faint steady buzz (its peaks a tenth of the speech's) on every 86.13 Hz harmonic
+    buzz = 0.003 * sum(np.sin(2 * np.pi * k * 22050 / 256 * t + k) for k in range(1, 47))
+    assert abs(frame_rate_buzz(wave)) < 2.0
+    assert frame_rate_buzz(wave + buzz) > 6.0
+    with pytest.raises(ValueError):
+        frame_rate_buzz(wave[:1000])

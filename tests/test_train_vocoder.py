@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -7,7 +8,7 @@ import torch
 
 from avgen.audio.vocos import VocosConfig, checkpoint_metadata, load_checkpoint
 from avgen.errors import InputError
-from avgen.train.vocoder import TrainConfig, split_files, train
+from avgen.train.vocoder import FrameRateCombLoss, TrainConfig, split_files, train
 from test_audio_mel import speechlike
 
 TINY = VocosConfig(dim=16, intermediate_dim=32, num_layers=1)
@@ -56,6 +57,29 @@ def test_a_bare_checkpoint_continues_from_its_step(tmp_path):
     path = train(data, tmp_path / "run", config(3), TINY, progress=False, threads=1)
     assert checkpoint_metadata(path)["step"] == 3
     assert "resume-without-optimizer-state" in (tmp_path / "run" / "train.log").read_text()
+
+
+def test_init_fine_tunes_from_a_checkpoint_with_its_schedule_from_step_zero(tmp_path):
+    data = make_folder(tmp_path / "data")
+    start = train(data, tmp_path / "first", config(3), TINY, progress=False, threads=1)
+    tuned = train(data, tmp_path / "tuned", replace(config(2), comb_weight=1.0),
+                  VocosConfig(), progress=False, threads=1, init=start)
+    assert checkpoint_metadata(tuned)["step"] == 2  # its own steps, not the first run's 5
+    assert load_checkpoint(tuned).config == TINY  # the checkpoint's architecture wins
+    log = [json.loads(l) for l in (tmp_path / "tuned" / "train.log").read_text().splitlines()]
+    assert log[0]["event"] == "init" and all("comb" in r for r in log if r["event"] == "train")
+    assert not all(torch.equal(a, b) for a, b in zip(weights(start).values(),
+                                                     weights(tuned).values()))
+
+
+def test_comb_loss_sees_a_buzz_at_the_frame_rate_and_nothing_else():
+    wave = torch.from_numpy(speechlike(1.0, seed=3)[: 64 * 256]).float()[None]
+    clicks = torch.zeros_like(wave)
+    clicks[:, ::256] = 0.05  # one click a frame: harmonics of 86.13 Hz
+    hum = 0.05 * torch.sin(2 * torch.pi * 130.0 * torch.arange(wave.shape[-1]) / 22050)
+    loss = FrameRateCombLoss()
+    assert loss(wave, wave) == 0
+    assert loss(wave + clicks, wave) > 5 * loss(wave + hum, wave)
 
 
 def test_loss_goes_down(tmp_path):

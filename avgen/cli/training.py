@@ -95,6 +95,9 @@ def train_vocoder(
     lr: float = typer.Option(_VOCODER.lr, min=0.0),
     mel_weight: float = typer.Option(_VOCODER.mel_weight, min=0.0, help="Weight of the mel L1 "
                                      "loss (the multi-resolution STFT loss has weight 1)."),
+    comb_weight: float = typer.Option(_VOCODER.comb_weight, min=0.0, help="Weight of the "
+                                      "frame-rate comb loss, which removes the faint buzz at "
+                                      "multiples of 86 Hz (0: off)."),
     dim: int = typer.Option(_VOCOS.dim, min=8, help="Backbone width (new runs only)."),
     layers: int = typer.Option(_VOCOS.num_layers, min=1, help="ConvNeXt blocks (new runs "
                                "only)."),
@@ -102,6 +105,9 @@ def train_vocoder(
                                          "from the mel's pseudo-inverse (new runs only)."),
     seed: int = typer.Option(_VOCODER.seed, help="Seeds initialisation and the batch order."),
     threads: Optional[int] = typer.Option(None, min=1, help="torch CPU threads."),
+    init: Optional[Path] = typer.Option(None, "--init", help="Start a new run from this "
+                                        "checkpoint's weights, its schedule from step 0 "
+                                        "(fine-tuning; e.g. 'avgen weights path vocoder')."),
 ) -> None:
     """Train (or resume) the small Vocos-style vocoder: mel (B, 80, T) -> wave (B, T*256)."""
     if output is not None and out is not None and output != out:
@@ -111,12 +117,15 @@ def train_vocoder(
         raise InputError("give the run folder with -o/--output")
     config = vocoder_trainer.TrainConfig(steps=steps, batch_size=batch_size,
                                          segment_frames=segment_frames, lr=lr,
-                                         mel_weight=mel_weight, seed=seed)
+                                         mel_weight=mel_weight, comb_weight=comb_weight,
+                                         seed=seed)
     model = VocosConfig(dim=dim, intermediate_dim=3 * dim, num_layers=layers,
                         magnitude_prior=magnitude_prior)
+    if init is not None and not init.is_file():
+        raise InputError("no such checkpoint", str(init))
     try:
         path = vocoder_trainer.train(audio, out, config, model, heldout=heldout,
-                                     threads=threads)
+                                     threads=threads, init=init)
     except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM or SIGHUP
         # unlike other commands, training has saved its state: say so
         err.print(f"interrupted; checkpoint saved in {out}; run the same command to resume")

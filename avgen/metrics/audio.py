@@ -71,3 +71,31 @@ def mcd_waves(reference: np.ndarray, test: np.ndarray) -> float:
     from avgen.audio.mel import log_mel
 
     return mel_cepstral_distortion(log_mel(reference).T, log_mel(test).T)
+
+
+def frame_rate_buzz(wave: np.ndarray, sample_rate: int = 22050, hop_length: int = 256,
+                    top_hz: float = 4000.0) -> float:
+    """How far the harmonics of the frame rate (sample_rate / hop_length, 86.13 Hz) stand
+    above their neighbourhood in the long-term spectrum of `wave`, in dB, averaged over
+    the harmonics up to `top_hz`: about 0 for real speech, whose harmonics follow its
+    pitch, not the frame clock; > 0 where a frame-by-frame vocoder leaves a buzz at the
+    seams of its frames. Needs a few seconds of audio (join utterances) to be steady."""
+    segment = 16384  # 1.35 Hz bins: the harmonics stand apart from speech's own
+    wave = np.asarray(wave, dtype=np.float64)
+    if len(wave) < segment:
+        raise ValueError(f"frame_rate_buzz needs at least {segment} samples")
+    window = np.hanning(segment)
+    starts = range(0, len(wave) - segment + 1, segment // 2)  # Welch: half-overlapping
+    power = np.mean([np.abs(np.fft.rfft(wave[s:s + segment] * window)) ** 2
+                     for s in starts], axis=0)
+    power = np.maximum(power, 1e-20)
+    freqs = np.fft.rfftfreq(segment, 1.0 / sample_rate)
+    frame_rate = sample_rate / hop_length
+    prominences = []
+    for k in range(1, int(top_hz // frame_rate) + 1):
+        centre = k * frame_rate
+        peak = power[np.abs(freqs - centre) < 2.0].max()
+        offset = np.abs(freqs - centre)
+        side = power[(offset > 6.0) & (offset < 30.0)]
+        prominences.append(10.0 * np.log10(peak / np.median(side)))
+    return float(np.mean(prominences))
