@@ -59,9 +59,10 @@ def seconds_to_frames(seconds: float) -> int:
 DEFAULT_TEMPERATURE = 0.333
 
 # Voice guidance of the joint model's speech (AVFlow.forward): how far the mel's velocity
-# is pushed from the voices' mean voice toward the person's own, chosen by measured
-# fidelity, distinctness and WER (benchmarks/results/voice_calibration.md); 1 is off.
-DEFAULT_VOICE_GUIDANCE = 1.5
+# is pushed from the voices' mean voice toward the person's own; 1 is off. Off by default:
+# 1.5 makes the voices less alike but costs 14 % of synth's time and 2-3 dB of MCD
+# (benchmarks/results/voice_calibration.md, voices.md).
+DEFAULT_VOICE_GUIDANCE = 1.0
 
 # ODE solvers of the joint model's sampler, with their model evaluations per step. Euler
 # is first order; midpoint and Heun are second order: fewer steps for the same error, at
