@@ -122,3 +122,14 @@ def _restore_threads():
     threads = torch.get_num_threads()
     yield
     torch.set_num_threads(threads)
+
+
+def test_a_bad_init_checkpoint_is_refused_before_the_run_folder_exists(tmp_path):
+    from avgen.errors import WeightsError
+
+    data = make_folder(tmp_path / "data")
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(WeightsError):
+        train(data, tmp_path / "run", config(1), TINY, progress=False, threads=1, init=bad)
+    assert not (tmp_path / "run").exists()

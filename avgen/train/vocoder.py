@@ -211,10 +211,12 @@ def train(folders: str | Path | list, out_dir: str | Path, config: TrainConfig =
 
     folders = [Path(f) for f in (folders if isinstance(folders, (list, tuple)) else [folders])]
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     if threads:
         torch.set_num_threads(threads)
+    # bad data or a bad --init fail before the run folder exists
     train_files, valid_files = split_files(folders, Path(heldout) if heldout else None)
+    initial = load_checkpoint(init) if init is not None else None
+    out_dir.mkdir(parents=True, exist_ok=True)
     state_path = out_dir / STATE
     step = 0
     state = None
@@ -233,8 +235,8 @@ def train(folders: str | Path | list, out_dir: str | Path, config: TrainConfig =
         model = load_checkpoint(out_dir / CHECKPOINT).train()
         step = int(checkpoint_metadata(out_dir / CHECKPOINT).get("step", 0))
         _log(out_dir, {"event": "resume-without-optimizer-state", "step": step})
-    elif init is not None:
-        model = load_checkpoint(init).train()
+    elif initial is not None:
+        model = initial.train()
         _log(out_dir, {"event": "init", "from": str(init)})
     else:
         torch.manual_seed(config.seed)
