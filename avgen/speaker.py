@@ -17,11 +17,16 @@ can be known about them, strongest first:
    that gender by F0. A face's apparent gender is a hint, not a fact (it calls Grace
    Hopper male), which is why a name wins over it.
 
-Among the matching voices the face picks one by a digest of its decoded pixels, so a
-face keeps its voice across dialogues; the two people of a dialogue always get different
-voices: the second prefers a voice pitched at least 12 % apart from the first's and of
-another accent, and moves off the first's voice if it still lands on it. A whispering
-voice (af_nicole) is left to those who ask for it. A voice is a name of the model's
+Among the matching voices the face picks one by a digest of its decoded pixels, its own
+voice, so a face keeps its voice across dialogues. The two people of a dialogue always
+get different voices, and where the checkpoint measured how alike its voices sound as the
+model speaks them (`voice_similarity`), clearly different ones: both keep their own
+voices when those are at most `CLEARLY_APART` alike; else one keeps its own and the other
+takes the matching voice least like it (the first person's kept if that is clear enough,
+else the second's); else both move to the least alike pair of their matching voices.
+Without that measure the second prefers a voice pitched at least 12 % apart from the
+first's and of another accent. A whispering voice (af_nicole) is left to those who ask
+for it. A voice is a name of the model's
 (`af_bella`) or a blend `af_bella+am_michael` (equal parts) / `af_bella*3+am_michael`
 (weights, normalised to sum to one).
 """
@@ -44,6 +49,12 @@ NAME_SHARE = 0.8  # share of births of one sex
 FACE_CONFIDENCE = 0.6
 OLDER_AGE, YOUNGER_AGE = 50, 25  # apparent ages that pick the lower / higher voices
 PITCH_APART = 1.12  # the second person's voice prefers an F0 median this far from the first's
+# Two voices at most this alike (resemblyzer cosine between the voices' mean embeddings as
+# the model speaks them, the checkpoint's `voice_similarity`) count as clearly different:
+# above it they sound alike in a dialogue (af_sarah / bf_alice, 0.86 in the shipped
+# model's table, come out 0.91 between the README example's two people; af_heart /
+# bf_emma, 0.66, come out 0.72).
+CLEARLY_APART = 0.75
 # Voices the mapper never picks by itself (they stay available to --voice and `# voices:`):
 # af_nicole whispers, a speaking style rather than a person's voice, and its pitch wanders.
 NOT_CHOSEN_AUTOMATICALLY = frozenset({"af_nicole"})
@@ -222,6 +233,9 @@ def choose_voices(names, refs, voices: tuple[VoiceInfo, ...], explicit=None,
     accent_of = {v.name: v.accent for v in voices}
     order = {v.name: k for k, v in enumerate(voices)}
     similar = {v.name: v.similarity for v in voices if v.similarity}
+    if len(refs) == 2 and digests[0] != digests[1] and all(
+            v.similarity for v in voices if v.name not in NOT_CHOSEN_AUTOMATICALLY):
+        return _clearly_apart(names, refs, voices, directives, faces, digests, known)
     choices: list[Choice] = []
     for k, ref in enumerate(refs):
         spec = directives.get(names[k].casefold()) if names[k] else None
@@ -274,6 +288,89 @@ def choose_voices(names, refs, voices: tuple[VoiceInfo, ...], explicit=None,
                 reason += "; moved off the partner's voice"
         choices.append(Choice(chosen, reason))
     return tuple(choices)
+
+
+def _clearly_apart(names, refs, voices, directives, faces, digests, known
+                   ) -> tuple[Choice, Choice]:
+    """Two people, two photos, a checkpoint that measured its voices' similarity: each
+    keeps its own voice (by the photo's digest among its matching voices) unless the two
+    would sound alike (`CLEARLY_APART`); see the module docstring for the order."""
+    order = {v.name: k for k, v in enumerate(voices)}
+    row = {v.name: v.similarity for v in voices}
+
+    def alike(a: str, b: str) -> float:
+        return float(row[a][order[b]]) if a in row and b in order else 1.0
+
+    fixed, own, pools, reasons = [None, None], [None, None], [None, None], ["", ""]
+    for k in range(2):
+        spec = directives.get(names[k].casefold()) if names[k] else None
+        if spec is not None:
+            parse_voice(spec, known, "script voices")
+            fixed[k] = spec
+            continue
+        if faces[k] is None and any(v.gender for v in voices):
+            faces[k] = face_attributes(refs[k])
+        candidates, gendered, reasons[k] = _candidates(names[k], faces[k], voices)
+        own[k] = candidates[digests[k] % len(candidates)]
+        # the age band first; the whole gender where the band has nothing clearly apart
+        pools[k] = (candidates, gendered)
+    if fixed[0] is not None and fixed[1] is not None:
+        return Choice(fixed[0], "script"), Choice(fixed[1], "script")
+    voice = [fixed[k] if fixed[k] is not None else own[k] for k in range(2)]
+
+    def least_like(partner: str, k: int) -> tuple[float, str]:
+        """The voice of person k's pools least like `partner` (band first if clear)."""
+        best = (2.0, voice[k])
+        for pool in pools[k]:
+            scored = [(alike(v, partner), v) for v in pool if v != partner]
+            if scored:
+                best = min(best, min(scored))
+            if best[0] <= CLEARLY_APART:
+                break
+        return best
+
+    def choice(k: int, name: str, note: str) -> Choice:
+        if fixed[k] is not None:
+            return Choice(fixed[k], "script")
+        return Choice(name, reasons[k] + note)
+
+    if voice[0] != voice[1] and alike(voice[0], voice[1]) <= CLEARLY_APART:
+        note = f"; its own voice, {alike(voice[0], voice[1]):.2f} like the partner's"
+        return choice(0, voice[0], note), choice(1, voice[1], note)
+    # one keeps its voice and the other moves; of the two ways, the less alike result
+    # (ties: the lower photo digest keeps), so the script's order of speakers does not
+    # decide who keeps their voice
+    options = []
+    for keep, move in ((0, 1), (1, 0)):
+        if fixed[move] is not None:
+            continue
+        score, other = least_like(voice[keep], move)
+        if score > 1.0:  # nothing but the partner's own voice matches: any other
+            other = next(v.name for v in voices if v.name != voice[keep]
+                         and v.name not in NOT_CHOSEN_AUTOMATICALLY)
+            score = alike(voice[keep], other)
+        if score <= CLEARLY_APART or fixed[keep] is not None:
+            options.append((score, digests[keep], keep, move, other))
+    if options:
+        score, _, keep, move, other = min(options)
+        picked = [None, None]
+        picked[keep], picked[move] = voice[keep], other
+        moved = (f"; moved from {voice[move]}" if voice[move] != other else "") + (
+            f"; the voice least like the partner's (similarity {score:.2f})")
+        return tuple(choice(k, picked[k], moved if k == move else "; its own voice")
+                     for k in range(2))
+    # neither alone reaches a clear difference: the least alike pair of both pools (ties
+    # broken by the photos' digests, so the order of speakers does not matter)
+    def key(a: str, b: str) -> tuple:
+        return (alike(a, b), *((a, b) if digests[0] < digests[1] else (b, a)))
+
+    pairs = [(key(a, b), a, b) for pool_a in pools[0] for a in pool_a
+             for pool_b in pools[1] for b in pool_b if a != b]
+    banded = [(key(a, b), a, b) for a in pools[0][0] for b in pools[1][0] if a != b]
+    best = min(banded) if banded and min(banded)[0][0] <= CLEARLY_APART else min(pairs)
+    note = f"; with the partner the least alike pair (similarity {best[0][0]:.2f})"
+    return tuple(Choice(best[1 + k], reasons[k] + (
+        f"; moved from {own[k]}" if own[k] != best[1 + k] else "") + note) for k in range(2))
 
 
 def _candidates(name: str, face: FaceAttributes | None, voices: tuple[VoiceInfo, ...]

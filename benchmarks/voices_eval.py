@@ -184,6 +184,8 @@ def main() -> None:
                         help="Utterances (by index) the model was trained on; later ones "
                              "count as unseen.")
     parser.add_argument("--example", action="store_true")
+    parser.add_argument("--example-only", action="store_true",
+                        help="only the README example figures (no per-voice evaluation)")
     parser.add_argument("--voice-guidance", type=float, default=None,
                         help="the sampler's voice guidance (default: GenerateConfig's)")
     parser.add_argument("--json", type=Path, default=None)
@@ -203,8 +205,13 @@ def main() -> None:
 
     encoder = SpeakerEncoder()
     asr = WhisperTinyEn()
-    rows = evaluate_voices(args.corpus, args.checkpoint, args.per_voice,
-                           args.trained_utterances, asr, encoder, args.voice_guidance)
+    if args.example_only:
+        if args.write_similarity:
+            parser.error("--write-similarity needs the per-voice evaluation")
+        args.example, rows = True, {}
+    else:
+        rows = evaluate_voices(args.corpus, args.checkpoint, args.per_voice,
+                               args.trained_utterances, asr, encoder, args.voice_guidance)
     report = {"checkpoint": args.checkpoint or "av-flow (registered)", "voices": rows}
     example_checkpoint = args.checkpoint
     if args.write_similarity:

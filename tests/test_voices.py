@@ -193,42 +193,58 @@ def test_the_mapper_keeps_pairs_apart_and_leaves_the_whisperer_alone(tmp_path):
     assert asked[0].voice == "af_nicole"
 
 
-def test_with_measured_similarity_the_second_voice_is_the_least_like_the_first(tmp_path):
-    """Where the checkpoint measured how alike its voices sound, the second person gets,
-    of the voices pitched apart from the first's, the one least like it; the whisperer
-    still only on request."""
-    from avgen.speaker import NOT_CHOSEN_AUTOMATICALLY, PITCH_APART
+def test_with_measured_similarity_the_two_voices_are_clearly_apart(tmp_path):
+    """Where the checkpoint measured how alike its voices sound, two people keep their own
+    voices when those are clearly apart, else move to voices that are, the whisperer only
+    on request; the pitch rule stays for checkpoints without the measure."""
+    from avgen.speaker import CLEARLY_APART, NOT_CHOSEN_AUTOMATICALLY
 
-    names = ("af_a", "bf_c", "af_b", "bf_d", "af_nicole", "am_x")
+    names = ("af_a", "bf_c", "af_b", "bf_d", "af_nicole", "am_x", "bm_y")
     similarity = np.array([
-        [1.00, 0.95, 0.80, 0.90, 0.50, 0.40],
-        [0.95, 1.00, 0.85, 0.70, 0.50, 0.40],
-        [0.80, 0.85, 1.00, 0.92, 0.50, 0.40],
-        [0.90, 0.70, 0.92, 1.00, 0.50, 0.40],
-        [0.50, 0.50, 0.50, 0.50, 1.00, 0.40],
-        [0.40, 0.40, 0.40, 0.40, 0.40, 1.00]])
-    f0 = (220.0, 225.0, 180.0, 175.0, 150.0, 110.0)
-    gender = ("female",) * 5 + ("male",)
+        [1.00, 0.95, 0.80, 0.90, 0.50, 0.40, 0.45],
+        [0.95, 1.00, 0.85, 0.70, 0.50, 0.40, 0.45],
+        [0.80, 0.85, 1.00, 0.92, 0.50, 0.40, 0.45],
+        [0.90, 0.70, 0.92, 1.00, 0.50, 0.40, 0.45],
+        [0.50, 0.50, 0.50, 0.50, 1.00, 0.40, 0.45],
+        [0.40, 0.40, 0.40, 0.40, 0.40, 1.00, 0.60],
+        [0.45, 0.45, 0.45, 0.45, 0.45, 0.60, 1.00]])
+    f0 = (220.0, 225.0, 180.0, 175.0, 150.0, 110.0, 100.0)
+    gender = ("female",) * 5 + ("male",) * 2
     voices = tuple(VoiceInfo(n, g, "US" if n[0] == "a" else "GB", f, tuple(row))
                    for n, g, f, row in zip(names, gender, f0, similarity))
     refs = _photos(tmp_path, 12)
+    woman, man = FaceAttributes("female", 0.9, 30), FaceAttributes("male", 0.9, 30)
+    own = {}
     for k in range(0, 12, 2):
         pair = [refs[k], refs[k + 1]]
-        faces = [FaceAttributes("female", 0.9, 30), FaceAttributes("female", 0.9, 30)]
-        first, second = choose_voices(("ANN", "MARY"), pair, voices, faces=faces)
+        first, second = choose_voices(("ANN", "MARY"), pair, voices, faces=[woman, woman])
         assert {first.voice, second.voice}.isdisjoint(NOT_CHOSEN_AUTOMATICALLY)
-        row = similarity[names.index(first.voice)]
-        partner_f0 = f0[names.index(first.voice)]
-        apart = [n for n, g, f in zip(names, gender, f0) if g == "female"
-                 and n not in NOT_CHOSEN_AUTOMATICALLY
-                 and abs(np.log(f / partner_f0)) >= np.log(PITCH_APART)]
-        assert second.voice == min(apart, key=lambda n: row[names.index(n)])
-        assert "least like the partner's voice" in second.reason
+        # of the women, only bf_c and bf_d are clearly apart (0.70)
+        assert {first.voice, second.voice} == {"bf_c", "bf_d"}, (first, second)
+        # the same pair in the other order: the same voice for each face
+        again = choose_voices(("MARY", "ANN"), pair[::-1], voices, faces=[woman, woman])
+        assert (again[1].voice, again[0].voice) == (first.voice, second.voice)
+        # a woman and a man are clearly apart whatever their own voices: both keep them
+        with_man = choose_voices(("ANN", "S2"), pair, voices, faces=[woman, man])
+        assert "its own voice" in with_man[0].reason and with_man[1].voice in ("am_x", "bm_y")
+        own.setdefault(pair[0], set()).add(with_man[0].voice)
+        alike = similarity[names.index(first.voice), names.index(second.voice)]
+        assert alike <= CLEARLY_APART and f"similarity {alike:.2f}" in first.reason + second.reason
+    # a face's own voice does not depend on its partner when that partner is far from it
+    men = [r for r in refs[6:]]
+    for r in refs[:6:2]:
+        voices_with = {choose_voices(("ANN", "S"), [r, m], voices, faces=[woman, man])[0].voice
+                       for m in men}
+        assert len(voices_with) == 1
+    # a script line fixes one person; the other moves clear of it
+    dialogue = parse_script("# voices: ANN=af_a\nANN: Hi.\nMARY: Hello.\n")
+    fixed, other = choose_voices(dialogue.names, refs[:2], voices, faces=[woman, woman],
+                                 directives=dialogue.voice_directives())
+    assert fixed.voice == "af_a" and other.voice == "af_b"  # 0.80: the least like af_a
     # unmeasured voices: the pitch rule as before
     plain = tuple(VoiceInfo(v.name, v.gender, v.accent, v.f0_median) for v in voices)
-    first, second = choose_voices(("ANN", "MARY"), refs[:2], plain,
-                                  faces=[FaceAttributes("female", 0.9, 30)] * 2)
-    assert "least like" not in second.reason
+    first, second = choose_voices(("ANN", "MARY"), refs[:2], plain, faces=[woman, woman])
+    assert "least like" not in second.reason and "similarity" not in second.reason
 
 
 def test_voice_similarity_travels_in_the_checkpoint_and_a_fine_tune_drops_it(tmp_path):
