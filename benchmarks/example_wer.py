@@ -35,6 +35,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=GenerateConfig.steps)
     parser.add_argument("--precision", default=GenerateConfig.precision,
                         help="auto, float32 or bfloat16 (GenerateConfig.precision)")
+    parser.add_argument("--voice", action="append", default=None,
+                        help="one voice per person, in order (default: the speaker mapper's)")
     parser.add_argument("-o", type=Path, default=REPO / "benchmarks" / "results" / "example_wer.md")
     args = parser.parse_args()
     script = REPO / "examples" / "dialogue.txt"
@@ -43,9 +45,9 @@ def main() -> None:
     vocoder = load_vocoder("vocos")
     asr = WhisperTinyEn()
     dialogue = read_script(str(script))
-    voices = tuple(c.voice for c in choose_voices(dialogue.names, refs_images,
-                                                   model_voices(model.config),
-                                                   directives=dialogue.voice_directives()))
+    voices = tuple(args.voice) if args.voice else tuple(
+        c.voice for c in choose_voices(dialogue.names, refs_images, model_voices(model.config),
+                                       directives=dialogue.voice_directives()))
     rows, all_refs, all_hyps = [], [], []
     for seed in range(args.seeds):
         timeline = build_timeline(read_script(str(script)), LearnedDurations(seed=seed))
@@ -63,7 +65,8 @@ def main() -> None:
         all_hyps += hyps
     lines = ["# The example dialogue, synthesised end to end\n",
              f"`python benchmarks/example_wer.py --seeds {args.seeds} --steps {args.steps} "
-             f"--precision {args.precision}`: examples/dialogue.txt, voices "
+             f"--precision {args.precision}"
+             + "".join(f" --voice {v}" for v in args.voice or []) + "`: examples/dialogue.txt, voices "
              f"{', '.join(voices)}, learned durations, {args.steps} Euler steps, "
              f"{settings.evaluation_precision()} arithmetic.\n",
              "| seed | WER (per turn, Whisper tiny.en) |", "| --- | --- |"]
