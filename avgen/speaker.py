@@ -299,7 +299,10 @@ def _clearly_apart(names, refs, voices, directives, faces, digests, known
     row = {v.name: v.similarity for v in voices}
 
     def alike(a: str, b: str) -> float:
-        return float(row[a][order[b]]) if a in row and b in order else 1.0
+        """Similarity of voice `a` (a name, or a blend from a script line: the blend's
+        weighted mean) and voice `b`."""
+        weights = parse_voice(a, known) if a not in row else {a: 1.0}
+        return sum(w * float(row[name][order[b]]) for name, w in weights.items())
 
     fixed, own, pools, reasons = [None, None], [None, None], [None, None], ["", ""]
     for k in range(2):
@@ -346,9 +349,11 @@ def _clearly_apart(names, refs, voices, directives, faces, digests, known
             continue
         score, other = least_like(voice[keep], move)
         if score > 1.0:  # nothing but the partner's own voice matches: any other
-            other = next(v.name for v in voices if v.name != voice[keep]
-                         and v.name not in NOT_CHOSEN_AUTOMATICALLY)
-            score = alike(voice[keep], other)
+            others = [v.name for v in voices if v.name != voice[keep]
+                      and v.name not in NOT_CHOSEN_AUTOMATICALLY]
+            if not others:  # a one-voice model: one voice for both
+                return choice(0, voice[keep], ""), choice(1, voice[keep], "")
+            score, other = min((alike(voice[keep], v), v) for v in others)
         if score <= CLEARLY_APART or fixed[keep] is not None:
             options.append((score, digests[keep], keep, move, other))
     if options:

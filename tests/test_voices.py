@@ -274,3 +274,23 @@ def test_voice_similarity_travels_in_the_checkpoint_and_a_fine_tune_drops_it(tmp
         assert torch.equal(loaded.state_dict()[key], value), key
     tuned, _ = start_from(measured, model.config.voices, log=lambda m: None)
     assert tuned.config.voice_similarity == ()
+
+
+def test_a_scripted_blend_counts_as_its_mixture_and_a_one_voice_model_repeats(tmp_path):
+    from avgen.speaker import CLEARLY_APART
+
+    names = ("af_a", "af_b", "af_c")
+    similarity = np.array([[1.0, 0.9, 0.5], [0.9, 1.0, 0.8], [0.5, 0.8, 1.0]])
+    voices = tuple(VoiceInfo(n, "female", "US", 200.0 - 10 * k, tuple(row))
+                   for k, (n, row) in enumerate(zip(names, similarity)))
+    refs = _photos(tmp_path)
+    woman = FaceAttributes("female", 0.9, 30)
+    dialogue = parse_script("# voices: ANN=af_a+af_b\nANN: Hi.\nMARY: Hello.\n")
+    fixed, other = choose_voices(dialogue.names, refs, voices, faces=[woman, woman],
+                                 directives=dialogue.voice_directives())
+    # the blend is 0.95 like af_a and af_b, 0.65 like af_c: the other person gets af_c
+    assert fixed.voice == "af_a+af_b" and other.voice == "af_c"
+    assert "0.65" in other.reason and 0.65 <= CLEARLY_APART
+    single = (VoiceInfo("af_a", "female", "US", 200.0, (1.0,)),)
+    assert [c.voice for c in choose_voices(("ANN", "MARY"), refs, single,
+                                           faces=[woman, woman])] == ["af_a", "af_a"]
