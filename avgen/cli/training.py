@@ -96,8 +96,8 @@ def train_vocoder(
     mel_weight: float = typer.Option(_VOCODER.mel_weight, min=0.0, help="Weight of the mel L1 "
                                      "loss (the multi-resolution STFT loss has weight 1)."),
     comb_weight: float = typer.Option(_VOCODER.comb_weight, min=0.0, help="Weight of the "
-                                      "frame-rate comb loss, which removes the faint buzz at "
-                                      "multiples of 86 Hz (0: off)."),
+                                      "frame-rate comb loss, which lowers the faint buzz at "
+                                      "multiples of 86 Hz at some cost in MCD (0: off)."),
     dim: int = typer.Option(_VOCOS.dim, min=8, help="Backbone width (new runs only)."),
     layers: int = typer.Option(_VOCOS.num_layers, min=1, help="ConvNeXt blocks (new runs "
                                "only)."),
