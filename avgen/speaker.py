@@ -22,8 +22,9 @@ voice, so a face keeps its voice across dialogues. The two people of a dialogue 
 get different voices, and where the checkpoint measured how alike its voices sound as the
 model speaks them (`voice_similarity`), clearly different ones: both keep their own
 voices when those are at most `CLEARLY_APART` alike; else one keeps its own and the other
-takes the matching voice least like it (the first person's kept if that is clear enough,
-else the second's); else both move to the least alike pair of their matching voices.
+takes the matching voice least like it, if that is clear enough (of the two ways, the
+less alike; the order of the speakers in the script plays no part); else both move to
+the least alike pair of their matching voices.
 Without that measure the second prefers a voice pitched at least 12 % apart from the
 first's and of another accent. A whispering voice (af_nicole) is left to those who ask
 for it. A voice is a name of the model's
@@ -233,8 +234,7 @@ def choose_voices(names, refs, voices: tuple[VoiceInfo, ...], explicit=None,
     accent_of = {v.name: v.accent for v in voices}
     order = {v.name: k for k, v in enumerate(voices)}
     similar = {v.name: v.similarity for v in voices if v.similarity}
-    if len(refs) == 2 and digests[0] != digests[1] and all(
-            v.similarity for v in voices if v.name not in NOT_CHOSEN_AUTOMATICALLY):
+    if len(refs) == 2 and digests[0] != digests[1] and all(v.similarity for v in voices):
         return _clearly_apart(names, refs, voices, directives, faces, digests, known)
     choices: list[Choice] = []
     for k, ref in enumerate(refs):
