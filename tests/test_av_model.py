@@ -557,3 +557,27 @@ def test_voice_guidance_keeps_chunked_equal_to_whole_and_sets_voices_apart():
         return (sample([0, 0], guidance)[0][0] - sample([1, 0], guidance)[0][0]).abs().mean()
 
     assert apart(1.5) > 1.2 * apart(1.0)
+
+
+def test_l2_motion_loss_is_the_squared_motion_error_and_leaves_the_mel_loss_alone():
+    """An untrained model's velocity is zero (zero-initialised heads), so each stream's
+    loss is the mean of its flow target's |x| (l1) or x^2 (l2) over the real frames."""
+    torch.manual_seed(0)
+    model = AVFlow(TINY)
+    x = inputs(length=30)
+    mel, motion = torch.randn(2, 30, 80), torch.randn(2, 30, MOTION_DIM)
+    mask = torch.ones(2, 30, dtype=torch.bool)
+    noise = model.flow_noise(2, 30, "cpu", torch.Generator().manual_seed(3))
+    target = motion - (1 - TINY.sigma_min) * noise[2]
+    parts = {}
+    for kind in ("l1", "l2"):
+        _, parts[kind] = model.loss(mel, motion, x["tokens"], x["partner_tokens"],
+                                    x["partner_motion"], x["voice"], mask, noise=noise,
+                                    motion_loss=kind)
+    assert parts["l1"]["head"] == pytest.approx(target[..., :6].abs().mean().item(), rel=1e-5)
+    assert parts["l2"]["head"] == pytest.approx(target[..., :6].square().mean().item(), rel=1e-5)
+    assert parts["l2"]["face"] == pytest.approx(target[..., 6:].square().mean().item(), rel=1e-5)
+    assert parts["l1"]["mel"] == parts["l2"]["mel"]
+    with pytest.raises(ValueError):
+        model.loss(mel, motion, x["tokens"], x["partner_tokens"], x["partner_motion"],
+                   x["voice"], mask, noise=noise, motion_loss="huber")

@@ -10,6 +10,7 @@ from avgen.errors import ConfigError, InputError
 from avgen.face.frames import VideoConfig
 from avgen.pipeline import GenerateConfig, SynthConfig
 from avgen.text.timeline import TimelineConfig
+from avgen.train.av import TrainConfig as AVTrainConfig
 
 
 @pytest.mark.parametrize("make, field", [
@@ -18,6 +19,7 @@ from avgen.text.timeline import TimelineConfig
     (lambda: GenerateConfig(steps=2.5), "steps"),
     (lambda: GenerateConfig(temperature=-0.1), "temperature"),
     (lambda: GenerateConfig(voice_guidance=float("nan")), "voice_guidance"),
+    (lambda: AVTrainConfig(motion_loss="l3"), "motion loss"),
     (lambda: GenerateConfig(voices=("heart",)), "voices"),
     (lambda: GenerateConfig(chunk_frames=0), "chunk_frames"),
     (lambda: GenerateConfig(precision="float16"), "precision"),

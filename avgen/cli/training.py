@@ -215,6 +215,9 @@ def train_av(
     warmup_steps: int = typer.Option(_AV.warmup_steps, min=0, help="Linear warm-up steps."),
     listen_weight: float = typer.Option(_AV.listen_weight, min=0.0, help="Weight of the motion "
                                         "loss on listening frames (> 1: livelier listeners)."),
+    motion_loss: str = typer.Option(_AV.motion_loss, help="l1 or l2: the motion streams' "
+                                    "loss; l2 learns chance events (a listener's smile) that "
+                                    "l1 averages away."),
     precision: str = typer.Option("auto", help="auto (bfloat16 autocast where the hardware "
                                   "does it natively: GPUs, CPUs with AMX/AVX-512 bf16), "
                                   "bfloat16 or float32."),
@@ -240,6 +243,7 @@ def train_av(
     config = av_trainer.TrainConfig(steps=steps, batch_size=batch_size, frames=frames,
                                     seed=seed, threads=threads, stop_at=stop_at,
                                     learning_rate=learning_rate, listen_weight=listen_weight,
+                                    motion_loss=motion_loss,
                                     warmup_steps=warmup_steps,
                                     bf16=av_trainer.use_bf16(precision, device))
     if init is not None and not init.is_file():

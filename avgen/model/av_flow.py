@@ -381,8 +381,14 @@ class AVFlow(nn.Module):
              partner_tokens: torch.Tensor, partner_motion: torch.Tensor, voice: torch.Tensor,
              mask: torch.Tensor, generator: torch.Generator | None = None,
              noise: tuple[torch.Tensor, ...] | None = None, frames: torch.Tensor | None = None,
-             listen_weight: float = 1.0) -> tuple[torch.Tensor, dict[str, float]]:
+             listen_weight: float = 1.0, motion_loss: str = "l1"
+             ) -> tuple[torch.Tensor, dict[str, float]]:
         """OT conditional flow matching with L1 per stream; mask (B, T) marks real frames.
+        `motion_loss` "l2" puts the motion streams on squared error instead: an L1 loss
+        learns the median velocity, and where the data holds a chance event (a listener
+        who smiles after 30 % of the partner's phrases) the median is "never", so the
+        sampler never draws it; squared error learns the mean velocity, whose flow
+        reproduces the data's distribution, rare events included.
         `listen_weight` scales the motion loss on listening frames (own tokens silent,
         the partner's not): reactions happen there, but they are a small share of frames.
         Head dims are the first 6 of motion, face dims the rest. `noise`: (t, noise_mel,
@@ -403,7 +409,10 @@ class AVFlow(nn.Module):
         weight = mask[..., None].float()
         frames = weight.sum().clamp(min=1.0) if frames is None else frames
         l_mel = ((v_mel - target_mel).abs() * weight).sum() / (frames * c.mel_dim)
-        err_motion = (v_motion - target_motion).abs() * weight
+        if motion_loss not in ("l1", "l2"):
+            raise ValueError(f"motion_loss must be l1 or l2, got {motion_loss!r}")
+        gap = v_motion - target_motion
+        err_motion = (gap.abs() if motion_loss == "l1" else gap.square()) * weight
         if listen_weight != 1.0:
             listening = ((tokens.argmax(-1) == SILENCE_ID)
                          & (partner_tokens.argmax(-1) != SILENCE_ID))[..., None]

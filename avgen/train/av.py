@@ -40,6 +40,7 @@ class TrainConfig:
     partner_motion_noise: float = 0.5  # at sampling time the partner estimate is noisy
     speech_bias: float = 0.6  # share of windows cut around the person's own turn
     listen_weight: float = 1.0  # motion loss weight on listening frames (AVFlow.loss)
+    motion_loss: str = "l1"  # "l2": squared error on motion, for rare events (AVFlow.loss)
     checkpoint_every: int = 500
     log_every: int = 25
     # stop (with a checkpoint) at this step of the `steps` schedule; a later run with the
@@ -48,6 +49,13 @@ class TrainConfig:
     seed: int = 0
     threads: int = 0  # 0: torch's default
     bf16: bool = False  # bfloat16 autocast: ~2.5x faster on CPUs with AMX, and on GPUs
+
+    def __post_init__(self) -> None:
+        if self.motion_loss not in ("l1", "l2"):
+            from avgen.errors import ConfigError
+
+            raise ConfigError(f"motion loss must be l1 or l2, got {self.motion_loss!r}",
+                              "--motion-loss")
 
     @property
     def last_step(self) -> int:
@@ -187,7 +195,8 @@ def _train(corpus_root, run_dir, model_config: AVFlowConfig, config: TrainConfig
                                         partner[share], batch["voice"][share],
                                         batch["mask"][share],
                                         noise=tuple(x[share] for x in noise), frames=frames,
-                                        listen_weight=config.listen_weight)
+                                        listen_weight=config.listen_weight,
+                                        motion_loss=config.motion_loss)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
