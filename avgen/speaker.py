@@ -225,27 +225,21 @@ def choose_voices(names, refs, voices: tuple[VoiceInfo, ...], explicit=None,
         return tuple(Choice(spec, "--voice") for spec in explicit)
     directives = {k.casefold(): v for k, v in (directives or {}).items()}
     names = list(names) + [""] * (len(refs) - len(names))
-    # the face model (a few seconds to load) is asked only when its answer can matter:
-    # for a person no script line sets, and when the voices carry a gender to match
-    attributed = any(v.gender for v in voices)
     faces = list(faces) if faces is not None else [None] * len(refs)
     digests = [face_digest(r) for r in refs]
+    if len(refs) == 2 and digests[0] != digests[1] and all(v.similarity for v in voices):
+        return _clearly_apart(names, refs, voices, directives, faces, digests, known)
     f0_of = {v.name: v.f0_median for v in voices}
     accent_of = {v.name: v.accent for v in voices}
     order = {v.name: k for k, v in enumerate(voices)}
     similar = {v.name: v.similarity for v in voices if v.similarity}
-    if len(refs) == 2 and digests[0] != digests[1] and all(v.similarity for v in voices):
-        return _clearly_apart(names, refs, voices, directives, faces, digests, known)
     choices: list[Choice] = []
     for k, ref in enumerate(refs):
-        spec = directives.get(names[k].casefold()) if names[k] else None
+        spec, candidates, gendered, reason = _person(names[k], ref, faces[k], voices,
+                                                     directives, known)
         if spec is not None:
-            parse_voice(spec, known, "script voices")
             choices.append(Choice(spec, "script"))
             continue
-        if faces[k] is None and attributed:
-            faces[k] = face_attributes(ref)
-        candidates, gendered, reason = _candidates(names[k], faces[k], voices)
         if k and choices and digests[k] != digests[0]:
             # two people of one gender: prefer voices pitched clearly apart from the
             # partner's, so the two are told apart (same pair of photos, same choice),
@@ -306,14 +300,10 @@ def _clearly_apart(names, refs, voices, directives, faces, digests, known
 
     fixed, own, pools, reasons = [None, None], [None, None], [None, None], ["", ""]
     for k in range(2):
-        spec = directives.get(names[k].casefold()) if names[k] else None
-        if spec is not None:
-            parse_voice(spec, known, "script voices")
-            fixed[k] = spec
+        fixed[k], candidates, gendered, reasons[k] = _person(names[k], refs[k], faces[k],
+                                                             voices, directives, known)
+        if fixed[k] is not None:
             continue
-        if faces[k] is None and any(v.gender for v in voices):
-            faces[k] = face_attributes(refs[k])
-        candidates, gendered, reasons[k] = _candidates(names[k], faces[k], voices)
         own[k] = candidates[digests[k] % len(candidates)]
         # the age band first; the whole gender where the band has nothing clearly apart
         pools[k] = (candidates, gendered)
@@ -376,6 +366,21 @@ def _clearly_apart(names, refs, voices, directives, faces, digests, known
     note = f"; with the partner the least alike pair (similarity {best[0][0]:.2f})"
     return tuple(Choice(best[1 + k], reasons[k] + (
         f"; moved from {own[k]}" if own[k] != best[1 + k] else "") + note) for k in range(2))
+
+
+def _person(name: str, ref, face: FaceAttributes | None, voices: tuple[VoiceInfo, ...],
+            directives: dict, known: tuple[str, ...]):
+    """What decides one person's voice: (the spec a script line sets, or None; else the
+    matching voices, those of the gender before age narrows them, and why)."""
+    spec = directives.get(name.casefold()) if name else None
+    if spec is not None:
+        parse_voice(spec, known, "script voices")
+        return spec, [], [], "script"
+    # the face model (a few seconds to load) is asked only when its answer can matter:
+    # for a person no script line sets, and when the voices carry a gender to match
+    if face is None and any(v.gender for v in voices):
+        face = face_attributes(ref)
+    return (None, *_candidates(name, face, voices))
 
 
 def _candidates(name: str, face: FaceAttributes | None, voices: tuple[VoiceInfo, ...]

@@ -94,8 +94,8 @@ def frame_rate_buzz(wave: np.ndarray, sample_rate: int = 22050, hop_length: int 
     prominences = []
     for k in range(1, int(top_hz // frame_rate) + 1):
         centre = k * frame_rate
-        peak = power[np.abs(freqs - centre) < 2.0].max()
         offset = np.abs(freqs - centre)
+        peak = power[offset < 2.0].max()
         side = power[(offset > 6.0) & (offset < 30.0)]
         prominences.append(10.0 * np.log10(peak / np.median(side)))
     return float(np.mean(prominences))

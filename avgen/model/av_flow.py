@@ -34,6 +34,7 @@ from avgen.text.symbols import NUM_SYMBOLS, SILENCE_ID
 
 MOTION_DIM = 6 + len(EXPRESSION_NAMES)  # yaw, pitch, roll, tx, ty, tz, expressions
 FUSIONS = ("highway", "separate", "shared", "cascaded")
+MOTION_LOSSES = ("l1", "l2")  # AVFlow.loss on the motion streams
 
 
 @dataclass(frozen=True)
@@ -409,7 +410,7 @@ class AVFlow(nn.Module):
         weight = mask[..., None].float()
         frames = weight.sum().clamp(min=1.0) if frames is None else frames
         l_mel = ((v_mel - target_mel).abs() * weight).sum() / (frames * c.mel_dim)
-        if motion_loss not in ("l1", "l2"):
+        if motion_loss not in MOTION_LOSSES:
             raise ValueError(f"motion_loss must be l1 or l2, got {motion_loss!r}")
         gap = v_motion - target_motion
         err_motion = (gap.abs() if motion_loss == "l1" else gap.square()) * weight

@@ -18,7 +18,7 @@ import torch
 
 from avgen.errors import ConfigError
 from avgen.model.av_checkpoint import load_checkpoint, save_checkpoint
-from avgen.model.av_flow import AVFlow, AVFlowConfig
+from avgen.model.av_flow import MOTION_LOSSES, AVFlow, AVFlowConfig
 from avgen.train import distributed
 from avgen.train.distributed import Ranks
 from avgen.train.prepared import open_windows
@@ -51,7 +51,7 @@ class TrainConfig:
     bf16: bool = False  # bfloat16 autocast: ~2.5x faster on CPUs with AMX, and on GPUs
 
     def __post_init__(self) -> None:
-        if self.motion_loss not in ("l1", "l2"):
+        if self.motion_loss not in MOTION_LOSSES:
             from avgen.errors import ConfigError
 
             raise ConfigError(f"motion loss must be l1 or l2, got {self.motion_loss!r}",

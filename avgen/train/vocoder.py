@@ -93,8 +93,9 @@ class FrameRateCombLoss(torch.nn.Module):
 
     A vocoder that predicts each STFT frame on its own, trained on reconstruction losses
     alone, overlap-adds frames whose phases do not quite agree; the seams repeat every
-    hop and leave a faint buzz of frame-rate harmonics (13.7 dB above their neighbours
-    in the shipped vocoder's output, 0.1 dB in real speech; `benchmarks/vocoder.py`).
+    hop and leave a faint buzz of frame-rate harmonics (13.6 dB above their neighbours
+    in the first shipped vocoder's output, 0.2 dB in real speech;
+    `benchmarks/results/vocoder_voices.md`).
     The multi-resolution STFT loss barely sees it: its windows are too short to resolve
     86 Hz apart, and the comb's bins are a few in hundreds. Over a crop of exactly N
     frames, one Hann-windowed FFT puts every frame-rate harmonic on bin k N, so the loss
