@@ -128,6 +128,15 @@ def _untrack(path: str) -> None:
         _live.discard(path)
 
 
+def temp_beside(path: Path) -> str:
+    """A new empty hidden temp file in `path`'s folder, named so that `sweep_stale`
+    removes it once its process is gone (even one killed with SIGKILL)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.avgen-{os.getpid()}-", suffix=".tmp",
+                               dir=path.parent)
+    os.close(fd)
+    return tmp
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | Path):
     """Yield a temp path in `path`'s folder; on success it replaces `path` (with the
@@ -135,10 +144,7 @@ def atomic_output(path: str | Path):
     path = Path(path)
     if not path.parent.is_dir():
         raise InputError("output folder does not exist", str(path.parent))
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.avgen-{os.getpid()}-",
-                               suffix=".tmp",
-                               dir=path.parent)
-    os.close(fd)
+    tmp = temp_beside(path)
     _track(tmp)
     try:
         yield tmp

@@ -321,14 +321,13 @@ class AVWriter:
             except (AttributeError, OSError, ValueError):  # e.g. a test's captured stdout
                 copy_out, out = out, subprocess.PIPE
         else:
-            suffix = ".part" if self.fragmented else ".mp4"
             if self.fragmented:
                 self._tmp = str(self.path.with_name(self.path.name + ".part"))
                 open(self._tmp, "wb").close()
-            else:
-                fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=suffix,
-                                                 dir=self.path.parent)
-                os.close(fd)
+            else:  # ffmpeg is told the container (-f mp4): the name need not say it
+                from avgen.outputs import temp_beside
+
+                self._tmp = temp_beside(self.path)
             target, out = self._tmp, subprocess.DEVNULL
         self._log = tempfile.TemporaryFile()
         read_audio, self._audio_pipe = os.pipe()

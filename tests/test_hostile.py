@@ -678,29 +678,34 @@ _WRITER = r"""
 import sys, time
 import numpy as np
 from avgen import outputs
-from avgen.video import Mp4Writer
+from avgen.video import AVWriter, Mp4Writer
 
 outputs.install_signal_handlers()
 folder = sys.argv[1]
 with outputs.temp_dir("synth") as work:
     open(f"{work}/dialogue.wav", "wb").close()
     try:
-        with Mp4Writer(f"{folder}/video.mp4", 64, 64, 25) as writer:
+        if sys.argv[2:] == ["av"]:  # synth's writer: frames and audio together
+            writer = AVWriter(f"{folder}/video.mp4", 64, 64, 25, 22050)
+            frames = np.zeros((1, 64, 64, 3), np.uint8), np.zeros(882, np.float32)
+        else:
+            writer = Mp4Writer(f"{folder}/video.mp4", 64, 64, 25)
+            frames = (np.zeros((64, 64, 3), np.uint8),)
+        with writer:
             print(writer._process.pid, work, flush=True)
-            frame = np.zeros((64, 64, 3), np.uint8)
             while True:
-                writer.write(frame)
+                writer.write(*frames)
                 time.sleep(0.01)
     except KeyboardInterrupt as exc:
         sys.exit(getattr(exc, "exit_code", 130))
 """
 
 
-def _start_writer(folder: Path):
+def _start_writer(folder: Path, writer: str = "mp4"):
     import subprocess
     import sys
 
-    process = subprocess.Popen([sys.executable, "-c", _WRITER, str(folder)], cwd=REPO,
+    process = subprocess.Popen([sys.executable, "-c", _WRITER, str(folder), writer], cwd=REPO,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     ffmpeg, scratch = process.stdout.readline().split()
     deadline = time.time() + 20
@@ -736,14 +741,15 @@ def test_signal_mid_video_leaves_nothing(signum, out):
     assert not scratch.exists() and _gone(ffmpeg)
 
 
-def test_sigkill_kills_ffmpeg_and_the_next_run_sweeps_its_temp_file(out, monkeypatch):
+@pytest.mark.parametrize("writer", ["mp4", "av"])
+def test_sigkill_kills_ffmpeg_and_the_next_run_sweeps_its_temp_file(out, monkeypatch, writer):
     import signal
     import tempfile
 
     from avgen import outputs
     from avgen.outputs import check_output, sweep_stale
 
-    process, ffmpeg, scratch = _start_writer(out)
+    process, ffmpeg, scratch = _start_writer(out, writer)
     process.send_signal(signal.SIGKILL)
     process.wait(20)
     assert _gone(ffmpeg), "ffmpeg outlived avgen"
