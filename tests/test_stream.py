@@ -291,3 +291,44 @@ def test_a_render_worker_that_cannot_start_leaves_both_faces_here(example_refs, 
     with pytest.warns(RuntimeWarning, match="render worker could not start"):
         frames = np.concatenate([c.frames for c in synth.stream(script, example_refs, seed=3)])
     assert synth._render_process is None and np.array_equal(frames, expected)
+
+
+def test_frames_reach_ffmpeg_as_its_own_yuv420p_conversion_would_make_them():
+    """The writers convert RGB to yuv420p themselves (half the pipe's bytes, a sixth of
+    ffmpeg's conversion CPU): the same luma and the same colours as ffmpeg's conversion,
+    or every video would shift colour. (Chroma is averaged over 2x2 blocks where ffmpeg
+    uses a wider filter, so single pixels of a noisy picture differ.)"""
+    from avgen.video import ffmpeg_exe, yuv420
+
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:64, 0:96]
+    smooth = np.stack([x * 2.6, y * 3.9, (x + y) * 1.5], -1)
+    noisy = np.clip(smooth + rng.normal(0, 8, smooth.shape), 0, 255)
+    for frame, chroma_apart in ((smooth.astype(np.uint8), 0.5), (noisy.astype(np.uint8), 4)):
+        reference = subprocess.run(
+            [ffmpeg_exe(), "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s",
+             "96x64", "-i", "-", "-f", "rawvideo", "-pix_fmt", "yuv420p", "-"],
+            input=frame.tobytes(), capture_output=True, check=True).stdout
+        reference = np.frombuffer(reference, np.uint8).reshape(96, 96).astype(int)
+        ours = yuv420(frame).astype(int)
+        assert ours.shape == (96, 96)
+        assert np.abs(ours[:64] - reference[:64]).max() <= 1               # luma
+        u, v = (slice(64, 80), slice(80, 96))
+        for plane in (u, v):                                               # colour
+            assert abs(ours[plane].mean() - reference[plane].mean()) < 0.5
+        assert np.abs(ours[64:] - reference[64:]).mean() < chroma_apart
+
+
+def test_child_processes_keep_freed_memory_unless_the_user_says_otherwise():
+    from avgen.heap import TUNABLES, child_environment, retain_freed_memory
+
+    assert child_environment({})["GLIBC_TUNABLES"] == TUNABLES
+    mine = child_environment({"GLIBC_TUNABLES": "glibc.malloc.trim_threshold=1"})
+    settings = mine["GLIBC_TUNABLES"].split(":")
+    assert "glibc.malloc.trim_threshold=1" in settings           # the user's value stays
+    assert [s for s in settings if s.startswith("glibc.malloc.trim")] == settings[:1]
+    assert any(s.startswith("glibc.malloc.mmap_threshold=") for s in settings)
+    import sys
+
+    if sys.platform.startswith("linux"):
+        assert retain_freed_memory()

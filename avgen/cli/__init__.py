@@ -66,7 +66,9 @@ app.add_typer(typer.Typer(cls=TrainingCommands, **TYPER_SETTINGS), name="train",
 
 
 def main() -> None:
+    from avgen.heap import retain_freed_memory
     from avgen.outputs import install_signal_handlers
 
     install_signal_handlers()  # SIGTERM/SIGHUP clean up like Ctrl-C
+    retain_freed_memory()  # frames are made and dropped many times a second
     app(prog_name="avgen")

@@ -139,6 +139,9 @@ class RenderProcess:
 def main() -> int:
     import cv2
 
+    from avgen.heap import retain_freed_memory
+
+    retain_freed_memory()  # a frame is made and dropped per render
     cv2.setNumThreads(1)  # the parent renders the other face on the other core
     source, sink = sys.stdin.buffer, sys.stdout.buffer
     renderer = None
