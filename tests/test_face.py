@@ -188,6 +188,30 @@ def test_no_tearing_at_wide_jaw_and_head_turn(renderers):
             assert seams <= 0.001 * (~face).sum(), (name, yaw, seams, jx.max(), jy.max())
 
 
+def test_only_a_box_is_remapped_and_it_holds_every_moving_pixel(renderers):
+    """The renderer remaps only the box where pixels can move and copies the photo
+    elsewhere: every grid cell a moving triangle covers lies inside the box, and along
+    the box's edge the map is the identity, so no seam shows where the copy begins."""
+    for name, renderer in renderers.items():
+        warp = renderer.warp
+        step = warp.config.grid_step
+        for yaw, jaw in ((-25, 1.0), (0, 0.0), (25, 0.5)):
+            pose = np.concatenate([quaternion_from_degrees(yaw, 8), [0, 0, 0]])
+            verts, _ = renderer.vertices(coeffs(jaw_open=jaw), pose)
+            (rows, cols), mx, my = warp.moving_map(verts)
+            assert mx.shape == my.shape == (rows.stop - rows.start, cols.stop - cols.start)
+            cells = np.argwhere(np.isin(warp.ids, np.flatnonzero(warp._moving)))
+            centres = cells * step + (step - 1) / 2
+            assert (centres[:, 0] >= rows.start).all() and (centres[:, 0] < rows.stop).all()
+            assert (centres[:, 1] >= cols.start).all() and (centres[:, 1] < cols.stop).all()
+            ys, xs = np.mgrid[rows, cols]
+            edge = np.zeros(mx.shape, bool)
+            edge[[0, -1], :] = edge[:, [0, -1]] = True
+            edge &= (ys > 0) & (ys < warp.config.size - 1) & (xs > 0) & (
+                xs < warp.config.size - 1)  # the picture's own edge may differ
+            assert np.abs(mx - xs)[edge].max() < 0.51 and np.abs(my - ys)[edge].max() < 0.51
+
+
 # -- files and video ----------------------------------------------------------------------
 def test_motion_files_match_expressions_by_name(tmp_path):
     from avgen import formats

@@ -7,7 +7,8 @@ border stays put, so the background and shoulders are steady and only a band aro
 head stretches. The deformed triangles are drawn far-to-near into a triangle-id image at
 a coarse grid (so the nose hides the far cheek on a head turn instead of tearing), each
 grid pixel gets the affine map of its triangle back into the photo, and the map is
-upsampled to a backward map for one `cv2.remap`. Triangles seen from behind (their
+upsampled to a backward map for one `cv2.remap` of the box where anything moves (the
+still band along the edges is copied from the photo). Triangles seen from behind (their
 winding flipped) are culled.
 """
 
@@ -182,6 +183,18 @@ class Warp:
 
     def warp_map(self, verts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Backward map (size, size) x and y into the reference photo."""
+        size = self.config.size
+        (rows, cols), mx, my = self.moving_map(verts)
+        full_x, full_y = np.meshgrid(np.arange(size, dtype=np.float32),
+                                     np.arange(size, dtype=np.float32))
+        full_x[rows, cols], full_y[rows, cols] = mx, my
+        return full_x, full_y
+
+    def moving_map(self, verts: np.ndarray):
+        """((rows, cols) slices of the box where pixels move, backward map x and y of the
+        box into the reference photo). Outside the box every pixel stays where it is in
+        the photo: only the box needs a remap (the still band along the edges is a fifth
+        to a third of the picture)."""
         step = self.config.grid_step
         tris = self.triangles
         dst = verts[:, :2][tris]                            # (K, 3, 2)
@@ -198,13 +211,30 @@ class Warp:
         scaled = np.round((dst[drawn] - (step - 1) / 2.0) / step * 16).astype(np.int32)
         for k, corners in zip(drawn.tolist(), scaled):
             cv2.fillConvexPoly(ids, corners, k, lineType=cv2.LINE_4, shift=4)
+        n = self._grid_n
+        # the grid cells that can differ from the photo: the drawn triangles' box and any
+        # uncovered cell (filled from its neighbours below), a cell more each side
+        lo = np.floor(scaled.min((0, 1)) / 16.0).astype(int) - 1 if len(drawn) else \
+            np.array([n, n])
+        hi = np.ceil(scaled.max((0, 1)) / 16.0).astype(int) + 2 if len(drawn) else \
+            np.array([0, 0])
         holes = ids < 0
+        if holes.any():
+            ys, xs = np.nonzero(holes)
+            lo = np.minimum(lo, [xs.min() - 5, ys.min() - 5])
+            hi = np.maximum(hi, [xs.max() + 6, ys.max() + 6])
         for _ in range(4):  # rare pixels left uncovered take a neighbouring triangle
             if not holes.any():
                 break
             grown = cv2.dilate(ids, np.ones((3, 3), np.uint8))
             ids[holes] = grown[holes]
             holes = ids < 0
+        lo, hi = np.clip(lo, 0, n), np.clip(hi, 0, n)
+        size = self.config.size
+        if size != step * n:  # the grid does not tile the picture: map all of it
+            lo, hi = np.array([0, 0]), np.array([n, n])
+        elif (hi <= lo).any():  # nothing moves
+            lo, hi = np.array([0, 0]), np.array([1, 1])
         # Affine per triangle from output to source, [x y 1] @ A = source xy, with the
         # 3x3 inverse written out (much cheaper than a batched solve for ~1200 triangles).
         a, b = dst[:, 0, 0], dst[:, 0, 1]
@@ -219,17 +249,28 @@ class Warp:
         A = inv @ self.src[:, :2][tris]                               # (K, 3, 2)
         A[~ok] = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]])  # degenerate: never drawn
         cols = A.reshape(len(tris), 6).astype(np.float32).T
-        sel = ids.clip(0)
-        t = [np.take(col, sel) for col in cols]  # six (n, n) gathers beat one (n, n, 3, 2)
-        gx, gy = self._gx, self._gy
+        # one grid cell of context each side (where there is one), so the upsampling
+        # below is what the whole grid's would be inside the box
+        plo, phi = np.maximum(lo - 1, 0), np.minimum(hi + 1, n)
+        cells = (slice(plo[1], phi[1]), slice(plo[0], phi[0]))
+        box_ids = ids[cells]
+        sel = box_ids.clip(0)
+        t = [np.take(col, sel) for col in cols]  # six gathers beat one (..., 3, 2)
+        gx, gy = self._gx[cells], self._gy[cells]
         mx = gx * t[0] + gy * t[2] + t[4]
         my = gx * t[1] + gy * t[3] + t[5]
-        outside = ids < 0
+        outside = box_ids < 0
         if outside.any():
             mx[outside] = gx[outside]
             my[outside] = gy[outside]
-        size = self.config.size
+        if size != step * n:
+            return (slice(0, size), slice(0, size)), *(
+                cv2.resize(m, (size, size), interpolation=cv2.INTER_LINEAR) for m in (mx, my))
         if step > 1:
-            mx = cv2.resize(mx, (size, size), interpolation=cv2.INTER_LINEAR)
-            my = cv2.resize(my, (size, size), interpolation=cv2.INTER_LINEAR)
-        return mx, my
+            shape = (step * (phi[0] - plo[0]), step * (phi[1] - plo[1]))
+            mx = cv2.resize(mx, shape, interpolation=cv2.INTER_LINEAR)
+            my = cv2.resize(my, shape, interpolation=cv2.INTER_LINEAR)
+        cut = (slice(step * (lo[1] - plo[1]), step * (hi[1] - plo[1])),
+               slice(step * (lo[0] - plo[0]), step * (hi[0] - plo[0])))
+        box = (slice(step * lo[1], step * hi[1]), slice(step * lo[0], step * hi[0]))
+        return box, mx[cut], my[cut]

@@ -67,11 +67,12 @@ class FaceRenderer:
     def render(self, expression: np.ndarray, head_pose: np.ndarray) -> np.ndarray:
         """One frame (size, size, 3) uint8 RGB."""
         verts, posed = self.warp.vertices(expression, head_pose)
-        mx, my = self.warp.warp_map(verts)
+        box, mx, my = self.warp.moving_map(verts)
         # fixed-point maps: remap runs about a third faster and the conversion is cheap
         m1, m2 = cv2.convertMaps(mx, my, cv2.CV_16SC2)
-        frame = cv2.remap(self.irises.eyeballs, m1, m2, cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_REPLICATE)
+        frame = self.irises.eyeballs.copy()  # outside the box nothing moves
+        frame[box] = cv2.remap(self.irises.eyeballs, m1, m2, cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_REPLICATE)
         self.irises.paint(frame, expression, head_pose, posed)
         self.mouth.paint(frame, posed)
         return frame
