@@ -441,14 +441,14 @@ class Synthesizer:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _render_helper(self, renderers):
-        """The RenderProcess holding `renderers[1]`, or None where the faces render here
+    def _helper(self, faces: int):
+        """The render worker (started if needed), or None where the faces render here
         (one face, one CPU, or `config.render_process` off)."""
         import os
 
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
             os.cpu_count() or 1)
-        if len(renderers) != 2 or cpus < 2 or not self.config.render_process:
+        if faces != 2 or cpus < 2 or not self.config.render_process:
             return None
         if self._render_process is not None and not self._render_process.alive:
             self.close()  # it failed or was killed during an earlier dialogue
@@ -463,11 +463,17 @@ class Synthesizer:
                 import warnings
 
                 warnings.warn(f"both faces render in this process (slower): the render "
-                              f"worker could not start ({exc})", RuntimeWarning, stacklevel=2)
+                              f"worker could not start ({exc})", RuntimeWarning, stacklevel=3)
                 return None
             weakref.finalize(self, self._render_process.close)
-        self._render_process.load(renderers[1])
         return self._render_process
+
+    def _render_helper(self, renderers):
+        """The RenderProcess holding `renderers[1]`, or None where the faces render here."""
+        helper = self._helper(len(renderers))
+        if helper is not None:
+            helper.load(renderers[1])
+        return helper
 
     def load(self, progress=None) -> Synthesizer:
         """Load the models now (otherwise the first `synth` does); returns self."""
@@ -512,8 +518,24 @@ class Synthesizer:
         if len(refs) != NUM_PEOPLE:
             raise InputError(f"--ref takes one photo per person (2), got {len(refs)}")
         dialogue = script if isinstance(script, Dialogue) else read_script(script)
+        # The speaker mapper's face model takes ~0.5 s to load and look: the render worker
+        # does it on the other core while this one finds the faces and loads the models
+        # (a worker that died meanwhile is replaced before rendering; the mapper then
+        # looks at the faces here)
+        helper = self._helper(len(refs)) if settings.voices is None else None
+        try:
+            if helper is not None:
+                helper.request_attributes(list(refs))
+        except AvgenError:
+            helper = None
+            self.close()
         renderers = self.renderers.get(list(refs), video.framing)  # no face -> error now
         model, _, _, learned = self.load(progress)._models
+        try:
+            if helper is not None:
+                helper.collect_attributes()
+        except AvgenError:
+            self.close()
         from avgen.speaker import choose_voices, model_voices
 
         choices = choose_voices(dialogue.names, list(refs), model_voices(model.config),

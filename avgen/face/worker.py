@@ -6,6 +6,9 @@ the other, for a third more CPU. `RenderProcess` runs `python -m avgen.face.work
 hands it a renderer (pickled by this process: the child only ever unpickles what its
 parent wrote on its stdin, never a file) and then, per batch of frames, their
 expressions and head poses; the child writes the frames back, raw RGB, on its stdout.
+At start-up, while this process loads the models, the child can also look at the
+photos' faces (apparent gender and age for the speaker mapper, `request_attributes`):
+that answer comes back as one length-prefixed JSON message.
 The child is started with `avgen.outputs.spawn`, so it dies with avgen however avgen
 exits, and it exits by itself when its stdin closes.
 """
@@ -70,6 +73,7 @@ class RenderProcess:
         outputs.widen_pipe(self._process.stdout)  # a frame is about 0.8 MB
         self._loaded = None  # the renderer the child holds
         self._pending = 0
+        self._asked = None  # photos whose face attributes the child is working on
 
     @property
     def alive(self) -> bool:
@@ -85,7 +89,43 @@ class RenderProcess:
             self._write(("renderer", renderer))
             self._loaded = renderer
 
+    def request_attributes(self, paths: list[str]) -> None:
+        """Have the child find each photo's face attributes (`avgen.speaker.
+        face_attributes`); `collect_attributes` stores them where that function looks."""
+        from avgen.formats import file_key
+
+        self._drain()
+        self._asked = [(str(path), file_key(path)) for path in paths]
+        self._write(("attributes", [path for path, _ in self._asked]))
+
+    def collect_attributes(self) -> None:
+        """Wait for the answer to `request_attributes` and remember it for each photo not
+        changed since (a photo the child could not read is left to this process)."""
+        import json
+
+        from avgen import speaker
+        from avgen.formats import file_key
+
+        asked, self._asked = self._asked, None
+        if asked is None:
+            return
+        head = self._process.stdout.read(_LENGTH.size)
+        if len(head) < _LENGTH.size:
+            self._failed()
+        (length,) = _LENGTH.unpack(head)
+        answers = json.loads(self._process.stdout.read(length))
+        for (path, key), answer in zip(asked, answers):
+            if answer == "failed" or key is None or file_key(path) != key:
+                continue
+            speaker.face_attributes.remember(
+                path, None if answer is None else speaker.FaceAttributes(**answer))
+
+    def _drain(self) -> None:
+        if self._asked is not None:  # an answer nobody collected: read it off the pipe
+            self.collect_attributes()
+
     def submit(self, expressions: np.ndarray, head_poses: np.ndarray) -> None:
+        self._drain()
         if self._pending:
             raise RuntimeError("collect the frames submitted before submitting more")
         self._write(("frames", np.asarray(expressions), np.asarray(head_poses)))
@@ -136,6 +176,25 @@ class RenderProcess:
         raise AvgenError(f"the face renderer's process stopped{reason}")
 
 
+def _attributes(paths: list[str]) -> bytes:
+    """The length-prefixed JSON answer to an attributes request: per photo its face
+    attributes as a dict, null (no face, or no face model installed) or "failed"."""
+    import json
+    from dataclasses import asdict
+
+    from avgen.speaker import face_attributes
+
+    answers = []
+    for path in paths:
+        try:
+            face = face_attributes(path)
+            answers.append(None if face is None else asdict(face))
+        except Exception:  # the parent reads the photo itself and reports the problem
+            answers.append("failed")
+    data = json.dumps(answers).encode()
+    return _LENGTH.pack(len(data)) + data
+
+
 def main() -> int:
     import cv2
 
@@ -149,6 +208,9 @@ def main() -> int:
         while (message := _receive(source)) is not None:
             if message[0] == "renderer":
                 renderer = message[1]
+            elif message[0] == "attributes":
+                sink.write(_attributes(message[1]))
+                sink.flush()
             else:
                 _, expressions, head_poses = message
                 # the whole batch first, then written: a frame is larger than the pipe,
