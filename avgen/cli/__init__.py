@@ -71,4 +71,12 @@ def main() -> None:
 
     install_signal_handlers()  # SIGTERM/SIGHUP clean up like Ctrl-C
     retain_freed_memory()  # frames are made and dropped many times a second
-    app(prog_name="avgen")
+    try:
+        app(prog_name="avgen")
+    finally:
+        # Python's last garbage collection on the way out walks every object torch made
+        # (0.2-0.3 s of each command); by now the work is written and its temp files are
+        # handled by exit hooks and finalizers, which still run
+        import gc
+
+        gc.freeze()
