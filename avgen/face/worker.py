@@ -113,7 +113,10 @@ class RenderProcess:
         if len(head) < _LENGTH.size:
             self._failed()
         (length,) = _LENGTH.unpack(head)
-        answers = json.loads(self._process.stdout.read(length))
+        data = self._process.stdout.read(length)
+        if len(data) < length:
+            self._failed()
+        answers = json.loads(data)
         for (path, key), answer in zip(asked, answers):
             if answer == "failed" or key is None or file_key(path) != key:
                 continue
