@@ -103,12 +103,19 @@ def window_mask(length: int, past: int, future: int, device=None) -> torch.Tenso
     return (offset >= -past) & (offset <= future)
 
 
-def rope(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-    """Rotary position embedding on (B, H, T, Dh) with positions (T,)."""
+def rotation(length: int, dim: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """RoPE's (cos, sin), each (T, dim // 2), for positions 0..T-1 and heads of `dim`:
+    the same for every block and step, so a model evaluation makes them once."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=device) / half)
+    angles = torch.arange(length, device=device)[:, None].float() * freqs[None, :]
+    return angles.cos(), angles.sin()
+
+
+def rope(x: torch.Tensor, rotation: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """Rotary position embedding on (..., T, Dh) with `rotation`'s (cos, sin) (T, Dh / 2)."""
+    cos, sin = rotation
     half = x.shape[-1] // 2
-    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=x.device) / half)
-    angles = positions[:, None].float() * freqs[None, :]
-    cos, sin = angles.cos(), angles.sin()
     x1, x2 = x[..., :half], x[..., half:]
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
 
@@ -207,16 +214,17 @@ class Block(nn.Module):
         nn.init.zeros_(self.modulation.weight)
         nn.init.zeros_(self.modulation.bias)
 
-    def forward(self, h: torch.Tensor, cond: torch.Tensor, positions: torch.Tensor,
-                first_frame: int = 0) -> torch.Tensor:
-        """h (B, T, d), cond (B, d), positions (T,) -> (B, T, d). `first_frame`: the
-        dialogue frame of h[:, 0] (see `local_attention`)."""
+    def forward(self, h: torch.Tensor, cond: torch.Tensor,
+                rotation: tuple[torch.Tensor, torch.Tensor], first_frame: int = 0
+                ) -> torch.Tensor:
+        """h (B, T, d), cond (B, d), RoPE's `rotation` (cos, sin) for T positions ->
+        (B, T, d). `first_frame`: the dialogue frame of h[:, 0] (see `local_attention`)."""
         shift1, scale1, gate1, shift2, scale2, gate2 = self.modulation(
             nn.functional.silu(cond))[:, None].chunk(6, dim=-1)
         x = self.norm1(h) * (1 + scale1) + shift1
         b, t, d = x.shape
-        q, k, v = self.qkv(x).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        q, k = rope(q, positions), rope(k, positions)
+        qkv = self.qkv(x).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        (q, k), v = rope(qkv[:2], rotation), qkv[2]  # queries and keys rotated together
         # The attention itself stays float32 under bfloat16 autocast (a small part of
         # the block's work): with its scores rounded to bfloat16, a dialogue sampled in
         # chunks (streaming) drifted away from the same dialogue sampled whole.
@@ -351,12 +359,12 @@ class AVFlow(nn.Module):
             extra = [mel_condition] if c.fusion == "cascaded" else []
             h_v = self.visual_in(torch.cat([motion_t, tokens, partner_tokens, partner_motion,
                                             *extra], dim=-1))
-        positions = torch.arange(mel_t.shape[1], device=mel_t.device)
+        turn = rotation(mel_t.shape[1], c.d_model // c.n_heads, mel_t.device)
         for k in range(c.n_blocks):
             if h_a is not None:
-                h_a = self.audio_blocks[k](h_a, cond_a, positions, first_frame)
+                h_a = self.audio_blocks[k](h_a, cond_a, turn, first_frame)
             if h_v is not None:
-                h_v = self.visual_blocks[k](h_v, cond_v, positions, first_frame)
+                h_v = self.visual_blocks[k](h_v, cond_v, turn, first_frame)
             if c.highways:
                 to_audio = self.highway_va[k](h_v)
                 h_a, h_v = (h_a + (to_audio.repeat(2, 1, 1) if guided else to_audio),
