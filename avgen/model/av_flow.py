@@ -419,7 +419,8 @@ class AVFlow(nn.Module):
         frames = weight.sum().clamp(min=1.0) if frames is None else frames
         l_mel = ((v_mel - target_mel).abs() * weight).sum() / (frames * c.mel_dim)
         if motion_loss not in MOTION_LOSSES:
-            raise ValueError(f"motion_loss must be l1 or l2, got {motion_loss!r}")
+            raise ValueError(f"motion_loss must be {' or '.join(MOTION_LOSSES)}, got "
+                             f"{motion_loss!r}")
         gap = v_motion - target_motion
         err_motion = (gap.abs() if motion_loss == "l1" else gap.square()) * weight
         if listen_weight != 1.0:

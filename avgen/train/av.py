@@ -52,10 +52,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.motion_loss not in MOTION_LOSSES:
-            from avgen.errors import ConfigError
-
-            raise ConfigError(f"motion loss must be l1 or l2, got {self.motion_loss!r}",
-                              "--motion-loss")
+            raise ConfigError(f"motion loss must be {' or '.join(MOTION_LOSSES)}, got "
+                              f"{self.motion_loss!r}", "--motion-loss")
 
     @property
     def last_step(self) -> int:
