@@ -20,7 +20,7 @@ can be known about them, strongest first:
 Among the matching voices the face picks one by a digest of its decoded pixels, its own
 voice, so a face keeps its voice across dialogues. The two people of a dialogue always
 get different voices, and where the checkpoint measured how alike its voices sound as the
-model speaks them (`voice_similarity`), clearly different ones: both keep their own
+two people of a dialogue (`voice_similarity`), clearly different ones: both keep their own
 voices when those are at most `CLEARLY_APART` alike; else one keeps its own and the other
 takes the matching voice least like it, if that is clear enough (of the two ways, the
 less alike; the order of the speakers in the script plays no part); else both move to
@@ -50,11 +50,13 @@ NAME_SHARE = 0.8  # share of births of one sex
 FACE_CONFIDENCE = 0.6
 OLDER_AGE, YOUNGER_AGE = 50, 25  # apparent ages that pick the lower / higher voices
 PITCH_APART = 1.12  # the second person's voice prefers an F0 median this far from the first's
-# Two voices at most this alike (resemblyzer cosine between the voices' mean embeddings as
-# the model speaks them, the checkpoint's `voice_similarity`) count as clearly different:
-# above it they sound alike in a dialogue (af_sarah / bf_alice, 0.86 in the shipped
-# model's table, come out 0.91 between the README example's two people; af_heart /
-# bf_emma, 0.66, come out 0.72).
+# Two voices at most this alike count as clearly different. The checkpoint's
+# `voice_similarity` is the resemblyzer cosine between the two people of short dialogues
+# spoken with the two voices (benchmarks/voice_similarity.py), the same measure as the
+# README example's "between the two people" (af_heart / bf_emma: 0.68 in the table, 0.70
+# and 0.68 on the example's two scripts). A table of each voice's speech alone reads pairs
+# 0.04-0.10 less alike than they sound together (af_sarah / bf_lily: 0.73 alone, 0.77 in
+# the table's dialogues, 0.83 in the example's), which no single margin corrects.
 CLEARLY_APART = 0.75
 # Voices the mapper never picks by itself (they stay available to --voice and `# voices:`):
 # af_nicole whispers, a speaking style rather than a person's voice, and its pitch wanders.

@@ -191,9 +191,10 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--write-similarity", type=Path, default=None, metavar="OUT",
                         help="Also write a copy of the checkpoint carrying the speaker "
-                             "similarity of its voices as measured here on its own speech "
-                             "(the speaker mapper gives the second person the voice least "
-                             "like the first's); --example then uses it.")
+                             "similarity of its voices as measured here, each voice's speech "
+                             "alone; --example then uses it. The shipped table is measured "
+                             "in dialogue instead (benchmarks/voice_similarity.py), which "
+                             "is what the speaker mapper's line is about.")
     parser.add_argument("-o", "--output", type=Path,
                         default=REPO / "benchmarks" / "results" / "voices.md")
     args = parser.parse_args()

@@ -58,8 +58,9 @@ class AVFlowConfig:
     # the speaker mapper and `avgen voices` read
     voice_info: tuple[tuple[str, str, float], ...] = ()
     # (V, V) speaker similarity (resemblyzer cosine) between the voices as this model
-    # speaks them, measured after training (benchmarks/voices_eval.py): the speaker
-    # mapper gives the second person the voice least like the first's. Empty: unmeasured
+    # speaks them, measured after training between the two people of short dialogues
+    # (benchmarks/voice_similarity.py): the speaker mapper keeps the two people of a
+    # dialogue at most `avgen.speaker.CLEARLY_APART` alike by it. Empty: unmeasured
     voice_similarity: tuple[tuple[float, ...], ...] = ()
     sigma_min: float = 1e-4
     lambda_mel: float = 1.0
