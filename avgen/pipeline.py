@@ -522,7 +522,12 @@ class Synthesizer:
         # does it on the other core while this one finds the faces and loads the models
         # (a worker that died meanwhile is replaced before rendering; the mapper then
         # looks at the faces here)
-        helper = self._helper(len(refs)) if settings.voices is None else None
+        directives = dialogue.voice_directives()
+        # (not when the voices are given, nor when script lines set every person's voice)
+        needed = settings.voices is None and not (
+            len(dialogue.names) == len(refs)
+            and {n.casefold() for n in dialogue.names} <= {n.casefold() for n in directives})
+        helper = self._helper(len(refs)) if needed else None
         try:
             if helper is not None:
                 helper.request_attributes(list(refs))
@@ -539,8 +544,7 @@ class Synthesizer:
         from avgen.speaker import choose_voices, model_voices
 
         choices = choose_voices(dialogue.names, list(refs), model_voices(model.config),
-                                explicit=settings.voices,
-                                directives=dialogue.voice_directives())
+                                explicit=settings.voices, directives=directives)
         settings = replace(settings, voices=tuple(c.voice for c in choices))
         names = list(dialogue.names) + ["(listener)"] * (NUM_PEOPLE - len(dialogue.names))
         for name, choice in zip(names, choices):

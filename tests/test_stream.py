@@ -367,3 +367,33 @@ def test_the_render_worker_finds_the_same_face_attributes_and_frames_follow(exam
     finally:
         worker.close()
         speaker.face_attributes.cache_clear()
+
+
+def test_faces_are_looked_at_for_voices_only_when_something_is_left_to_choose(
+        example_refs, monkeypatch):
+    """The speaker mapper's face look-up (in the render worker at start-up) is asked for
+    only when a person's voice is left to choose: not with voices given, nor when script
+    lines set both people's; with one person's set it still is."""
+    import os
+
+    from avgen.face.worker import RenderProcess
+    from avgen.text.script import parse_script
+
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("one CPU: no render worker")
+    asked = []
+    monkeypatch.setattr(RenderProcess, "request_attributes",
+                        lambda self, paths: asked.append(list(paths)))
+    monkeypatch.setattr(RenderProcess, "collect_attributes", lambda self: None)
+    synth = tiny_synthesizer()
+    voices = synth._models[0].config.voices
+    both = parse_script(f"# voices: a={voices[0]}, B={voices[1]}\n" + SCRIPT, "s")
+    one = parse_script(f"# voices: A={voices[0]}\n" + SCRIPT, "s")
+    try:
+        synth.prepare(both, example_refs)
+        synth.prepare(parse_script(SCRIPT, "s"), example_refs, voices=voices[:2])
+        assert asked == []
+        synth.prepare(one, example_refs)
+        assert asked == [list(example_refs)]
+    finally:
+        synth.close()
