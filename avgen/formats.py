@@ -272,6 +272,48 @@ def file_key(path: str | Path) -> tuple[str, int, int] | None:
         return None
 
 
+class FileCache:
+    """Values computed from files, kept per file (`file_key`: an edited file is computed
+    afresh), the least recently used dropped beyond `capacity`. `extra` joins the key
+    where one file gives different values (a renderer per framing)."""
+
+    def __init__(self, capacity: int) -> None:
+        from collections import OrderedDict
+
+        self.capacity = capacity
+        self._values: OrderedDict = OrderedDict()
+
+    def get(self, path: str | Path, compute, extra: tuple = ()):
+        """The value for `path`, from `compute()` the first time (every time for a file
+        that cannot be read: `compute` reports that)."""
+        key = file_key(path)
+        if key is None:
+            return compute()
+        key = (*key, *extra)
+        if key not in self._values:
+            self._store(key, compute())
+        self._values.move_to_end(key)
+        return self._values[key]
+
+    def put(self, path: str | Path, value, extra: tuple = ()) -> None:
+        """Keep `value` for `path`, computed elsewhere."""
+        key = file_key(path)
+        if key is not None:
+            self._store((*key, *extra), value)
+
+    def clear(self) -> None:
+        self._values.clear()
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def _store(self, key: tuple, value) -> None:
+        self._values[key] = value
+        self._values.move_to_end(key)
+        while len(self._values) > self.capacity:
+            self._values.popitem(last=False)
+
+
 def string_array(values) -> np.ndarray:
     """Strings as a fixed-width unicode array (loads without pickle; '' for none)."""
     values = list(values)

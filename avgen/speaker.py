@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from avgen.errors import InputError
-from avgen.formats import file_key
+from avgen.formats import FileCache
 
 # how sure a name or face must be before it decides the gender
 NAME_SHARE = 0.8  # share of births of one sex
@@ -120,29 +120,13 @@ def _per_photo(compute, capacity: int = 64):
     """`compute(path)` remembered per photo file (a batch or a warm `Synthesizer` asks
     about the same photos again; the face model takes ~0.1 s a photo). `remember(path,
     value)` stores an answer computed elsewhere (the render worker, at start-up)."""
-    from collections import OrderedDict
-
-    cache: OrderedDict = OrderedDict()
-
-    def remember(path: str | Path, value) -> None:
-        key = file_key(path)
-        if key is not None:
-            cache[key] = value
-            cache.move_to_end(key)
-            while len(cache) > capacity:
-                cache.popitem(last=False)
+    cache = FileCache(capacity)
 
     def lookup(path: str | Path):
-        key = file_key(path)
-        if key is None:
-            return compute(path)
-        if key not in cache:
-            remember(path, compute(path))
-        cache.move_to_end(key)
-        return cache[key]
+        return cache.get(path, lambda: compute(path))
 
     lookup.__doc__, lookup.__name__ = compute.__doc__, compute.__name__
-    lookup.cache_clear, lookup.remember = cache.clear, remember
+    lookup.cache_clear, lookup.remember = cache.clear, cache.put
     return lookup
 
 

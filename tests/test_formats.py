@@ -94,3 +94,38 @@ def test_atomic_write_gives_the_usual_file_mode(tmp_path):
 def test_atomic_write_needs_existing_folder(tmp_path):
     with pytest.raises(InputError, match="output folder does not exist"):
         formats.atomic_write_bytes(tmp_path / "missing" / "x.npz", b"data")
+
+
+def test_file_cache_computes_once_per_file_version_and_keeps_the_latest(tmp_path):
+    """Per-file caches (renderers, face attributes) compute once per file, afresh when
+    the file changes, hold at most `capacity` files (the least recently used go first)
+    and never cache a file they cannot read."""
+    import os
+
+    from avgen.formats import FileCache
+
+    calls = []
+    cache = FileCache(capacity=2)
+    paths = [tmp_path / f"{k}.png" for k in range(3)]
+    for k, path in enumerate(paths):
+        path.write_bytes(b"x" * (k + 1))
+
+    def compute(path):
+        calls.append(path.name)
+        return path.read_bytes()
+
+    assert cache.get(paths[0], lambda: compute(paths[0])) == b"x"
+    assert cache.get(paths[0], lambda: compute(paths[0])) == b"x" and calls == ["0.png"]
+    paths[0].write_bytes(b"yy")
+    os.utime(paths[0], ns=(1, 1))  # a new size and mtime: another version of the file
+    assert cache.get(paths[0], lambda: compute(paths[0])) == b"yy" and len(calls) == 2
+    cache.get(paths[1], lambda: compute(paths[1]))
+    cache.get(paths[0], lambda: compute(paths[0]))  # 0 is now the most recent
+    cache.get(paths[2], lambda: compute(paths[2]))  # evicts 1 (the old version of 0 went before)
+    assert len(cache) == 2
+    cache.get(paths[1], lambda: compute(paths[1]))
+    assert calls == ["0.png", "0.png", "1.png", "2.png", "1.png"]
+    missing = tmp_path / "gone.png"
+    assert cache.get(missing, lambda: "computed") == "computed"
+    cache.put(missing, "kept")
+    assert cache.get(missing, lambda: "computed") == "computed" and len(cache) == 2

@@ -215,28 +215,21 @@ class RendererCache:
     photo is seen afresh; a renderer keeps no per-video state, so reuse is exact."""
 
     def __init__(self, config: RenderConfig = RenderConfig(), capacity: int = 16) -> None:
-        from collections import OrderedDict
+        from avgen.formats import FileCache
 
         self.config = config
-        self.capacity = capacity  # a renderer holds a few MB of images and maps
-        self._cache: OrderedDict = OrderedDict()
+        self._cache = FileCache(capacity)  # a renderer holds a few MB of images and maps
 
     def get(self, refs: list[str], framing: PhotoFraming | None = None) -> list:
         """One renderer per photo (errors name the photo, as `load_renderers`)."""
         from pathlib import Path
 
         from avgen.errors import InputError
-        from avgen.formats import file_key
 
         out = []
         for ref in refs:
-            if not Path(ref).is_file() or (identity := file_key(ref)) is None:
+            if not Path(ref).is_file():
                 raise InputError("no such file", str(ref))
-            key = (*identity, framing)
-            if key not in self._cache:
-                self._cache[key] = load_renderers([ref], self.config, framing)[0]
-                while len(self._cache) > self.capacity:
-                    self._cache.popitem(last=False)
-            self._cache.move_to_end(key)
-            out.append(self._cache[key])
+            out.append(self._cache.get(
+                ref, lambda: load_renderers([ref], self.config, framing)[0], (framing,)))
         return out
