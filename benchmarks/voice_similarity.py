@@ -1,6 +1,8 @@
 """How alike each pair of a joint model's voices sounds as the two people of one dialogue
 -> a copy of the checkpoint carrying that table (`voice_similarity`, read by the speaker
-mapper) and benchmarks/results/voice_similarity.md.
+mapper) with each voice's F0 median in those dialogues (`voice_f0_spoken`: the mapper gives
+women only voices the model speaks in the female range) and
+benchmarks/results/voice_similarity.md.
 
     pip install -e '.[eval,voices-eval]'
     python benchmarks/voice_similarity.py --checkpoint CKPT --write OUT.safetensors
@@ -125,7 +127,8 @@ def main() -> None:
     from avgen.speaker import CLEARLY_APART
 
     names, matrix, f0s = measure(args.checkpoint, SpeakerEncoder())
-    with_voice_similarity(av_checkpoint_path(args.checkpoint), matrix.tolist(), args.write)
+    with_voice_similarity(av_checkpoint_path(args.checkpoint), matrix.tolist(), args.write,
+                          f0_spoken=[f0s.get(name, 0.0) for name in names])
     command = "python benchmarks/voice_similarity.py " + " ".join(sys.argv[1:])
     args.output.write_text("\n".join(report_lines(args.checkpoint or "av-flow (registered)",
                                                   names, matrix, f0s, CLEARLY_APART,

@@ -266,14 +266,51 @@ def test_voice_similarity_travels_in_the_checkpoint_and_a_fine_tune_drops_it(tmp
         with_voice_similarity(path, np.eye(2), measured)
     assert not measured.exists()
     matrix = [[1.0, 0.8, 0.6], [0.8, 1.0, 0.7], [0.6, 0.7, 1.0]]
-    with_voice_similarity(path, matrix, measured)
+    with pytest.raises(ConfigError, match="voice_f0_spoken has 2 entries"):
+        with_voice_similarity(path, matrix, measured, f0_spoken=[180.0, 120.0])
+    assert not measured.exists()
+    with_voice_similarity(path, matrix, measured, f0_spoken=[181.04, 160.0, 110.0])
     loaded, _, step, _ = load_checkpoint(measured)
-    assert step == 3 and [v.similarity for v in model_voices(loaded.config)] == [
-        tuple(row) for row in matrix]
+    voices = model_voices(loaded.config)
+    assert step == 3 and [v.similarity for v in voices] == [tuple(row) for row in matrix]
+    assert [v.f0_spoken for v in voices] == [181.0, 160.0, 110.0]
     for key, value in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value), key
     tuned, _ = start_from(measured, model.config.voices, log=lambda m: None)
-    assert tuned.config.voice_similarity == ()
+    assert tuned.config.voice_similarity == () and tuned.config.voice_f0_spoken == ()
+
+
+def test_a_woman_gets_a_voice_the_model_speaks_in_the_female_range(tmp_path):
+    """A female voice the model renders under `FEMALE_RANGE_HZ` (by its own measured
+    speech) is not chosen for a woman, whatever her face's age band or partner; it stays
+    available on request, and a model without the measure keeps every female voice."""
+    from avgen.speaker import FEMALE_RANGE_HZ
+
+    names = ("af_a", "bf_low", "af_b", "bf_c", "am_x")
+    similarity = np.full((5, 5), 0.6) + 0.4 * np.eye(5)
+    teacher_f0 = (200.0, 175.0, 210.0, 190.0, 110.0)
+    spoken = (198.0, 158.0, 207.0, 186.0, 112.0)
+    gender = ("female",) * 4 + ("male",)
+    voices = tuple(VoiceInfo(n, g, "US", f, tuple(row), s)
+                   for n, g, f, row, s in zip(names, gender, teacher_f0, similarity, spoken))
+    assert spoken[1] < FEMALE_RANGE_HZ <= min(spoken[0], spoken[2], spoken[3])
+    refs = _photos(tmp_path, 12)
+    chosen = set()
+    for age in (80, 30, 20):
+        woman = FaceAttributes("female", 0.9, age)
+        for k in range(0, 12, 2):
+            for faces in ([woman, woman], [woman, FaceAttributes("male", 0.9, 40)]):
+                picked = choose_voices(("ANN", "S"), refs[k:k + 2], voices, faces=faces)
+                chosen |= {c.voice for c, f in zip(picked, faces) if f.gender == "female"}
+    assert "bf_low" not in chosen and len(chosen) >= 2
+    asked = choose_voices(("ANN", "S"), refs[:2], voices, explicit=["bf_low", "af_a"])
+    assert asked[0].voice == "bf_low"
+    unmeasured = tuple(VoiceInfo(v.name, v.gender, v.accent, v.f0_median, v.similarity)
+                       for v in voices)
+    older = FaceAttributes("female", 0.9, 80)
+    assert any(choose_voices(("ANN", "S"), refs[k:k + 2], unmeasured,
+                             faces=[older, FaceAttributes("male", 0.9, 40)])[0].voice == "bf_low"
+               for k in range(0, 12, 2))
 
 
 def test_a_scripted_blend_counts_as_its_mixture_and_a_one_voice_model_repeats(tmp_path):

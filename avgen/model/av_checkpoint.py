@@ -58,6 +58,7 @@ def load_checkpoint(path: str | Path, device: str = "cpu"
         config["voice_info"] = tuple(tuple(v) for v in config.get("voice_info", ()))
         config["voice_similarity"] = tuple(tuple(float(x) for x in row)
                                            for row in config.get("voice_similarity", ()))
+        config["voice_f0_spoken"] = tuple(float(x) for x in config.get("voice_f0_spoken", ()))
         if "highway" in config:  # saved before the fusion variants existed
             config["fusion"] = "highway" if config.pop("highway") else "separate"
         legacy = "ff_kernel" not in config  # saved before the conv feed-forward existed
@@ -90,18 +91,22 @@ def export_half(checkpoint: str | Path, output: str | Path) -> Path:
     return _write_raw(output, tensors, metadata)
 
 
-def with_voice_similarity(checkpoint: str | Path, similarity, output: str | Path) -> Path:
+def with_voice_similarity(checkpoint: str | Path, similarity, output: str | Path,
+                          f0_spoken=None) -> Path:
     """A copy of a checkpoint carrying `similarity` (V, V): the speaker similarity of its
-    voices as the model speaks them (see `AVFlowConfig.voice_similarity`); tensors and
-    everything else unchanged."""
+    voices as the model speaks them (see `AVFlowConfig.voice_similarity`), and where given
+    `f0_spoken` (V,): the F0 median of its speech per voice (`voice_f0_spoken`); tensors
+    and everything else unchanged."""
     from dataclasses import replace
 
     model, _, _, _ = load_checkpoint(checkpoint)  # a clear error for anything else
     rows = tuple(tuple(round(float(x), 4) for x in row) for row in similarity)
-    replace(model.config, voice_similarity=rows)  # checks the shape
+    f0 = () if f0_spoken is None else tuple(round(float(x), 1) for x in f0_spoken)
+    replace(model.config, voice_similarity=rows, voice_f0_spoken=f0)  # checks the shapes
     tensors, metadata = _read_raw(checkpoint)
     saved = json.loads(metadata["config"])
     saved["voice_similarity"] = [list(row) for row in rows]
+    saved["voice_f0_spoken"] = list(f0)
     return _write_raw(output, tensors, {**metadata, "config": json.dumps(saved)})
 
 

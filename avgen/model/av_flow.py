@@ -62,6 +62,10 @@ class AVFlowConfig:
     # (benchmarks/voice_similarity.py): the speaker mapper keeps the two people of a
     # dialogue at most `avgen.speaker.CLEARLY_APART` alike by it. Empty: unmeasured
     voice_similarity: tuple[tuple[float, ...], ...] = ()
+    # per voice: the F0 median (Hz) of this model's speech in those dialogues, measured
+    # with the similarity; the speaker mapper gives women only voices it speaks in the
+    # female range. Empty: unmeasured
+    voice_f0_spoken: tuple[float, ...] = ()
     sigma_min: float = 1e-4
     lambda_mel: float = 1.0
     lambda_head: float = 1.0
@@ -80,6 +84,9 @@ class AVFlowConfig:
                 len(row) != len(self.voices) for row in self.voice_similarity)):
             raise ConfigError(f"voice_similarity must be {len(self.voices)} x "
                               f"{len(self.voices)} (one row and column per voice)")
+        if self.voice_f0_spoken and len(self.voice_f0_spoken) != len(self.voices):
+            raise ConfigError(f"voice_f0_spoken has {len(self.voice_f0_spoken)} entries "
+                              f"for {len(self.voices)} voices")
         if self.voice_info and len(self.voice_info) != len(self.voices):
             raise ConfigError(f"voice_info has {len(self.voice_info)} entries for "
                               f"{len(self.voices)} voices")

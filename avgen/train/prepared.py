@@ -172,7 +172,7 @@ def style_voice_config(config, voices: tuple[str, ...], table: dict):
     return replace(config, voices=voices, voice_dim=len(embeddings[0]),
                    voice_info=tuple((table[v]["gender"], table[v]["accent"],
                                      float(table[v]["f0_median"])) for v in voices),
-                   voice_similarity=())  # measured on the model after training
+                   voice_similarity=(), voice_f0_spoken=())  # measured after training
 
 
 def set_voice_table(model, voices: tuple[str, ...], table: dict) -> None:
@@ -219,7 +219,7 @@ def start_from(checkpoint: str | Path, voices: tuple[str, ...], device: str = "c
     model, normalizer, step, _ = load_checkpoint(checkpoint, device)
     log(f"starting from {checkpoint} (step {step}, voices {', '.join(model.config.voices)})")
     # how alike its voices sound was measured on that model: training changes it
-    model.config = replace(model.config, voice_similarity=())
+    model.config = replace(model.config, voice_similarity=(), voice_f0_spoken=())
     if has_style_voices(table, voices):
         return to_style_voices(model, voices, table, log), normalizer
     return extend_voices(model, voices, log), normalizer
