@@ -331,3 +331,37 @@ def test_a_scripted_blend_counts_as_its_mixture_and_a_one_voice_model_repeats(tm
     single = (VoiceInfo("af_a", "female", "US", 200.0, (1.0,)),)
     assert [c.voice for c in choose_voices(("ANN", "MARY"), refs, single,
                                            faces=[woman, woman])] == ["af_a", "af_a"]
+
+
+def test_voices_command_lists_the_shipped_voices_and_each_photos_choice():
+    """`avgen voices` with the shipped model: 16 or more English voices of both genders,
+    US and GB accents, the F0 of the teacher and, where measured, of the model's speech;
+    with two photos, two different voices and why; one photo is a one-line error."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from conftest import EXAMPLES
+    from avgen.cli import app
+
+    example_refs = [EXAMPLES / "eileen.png", EXAMPLES / "grace.png"]
+    runner = CliRunner()
+    result = runner.invoke(app, ["voices", "--json"], prog_name="avgen")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)["voices"]
+    assert len(rows) >= 16
+    assert {r["gender"] for r in rows} == {"female", "male"}
+    assert {r["accent"] for r in rows} >= {"US", "GB"}
+    assert all(r["f0_median_hz"] > 0 for r in rows)
+    spoken = [r["f0_spoken_hz"] for r in rows]
+    assert all(f is None for f in spoken) or all(f > 0 for f in spoken)
+    result = runner.invoke(app, ["voices", "--ref", *map(str, example_refs), "--json"],
+                           prog_name="avgen")
+    assert result.exit_code == 0, result.output
+    choices = json.loads(result.stdout)["choices"]
+    assert len(choices) == 2 and choices[0]["voice"] != choices[1]["voice"]
+    assert all(c["why"] for c in choices)
+    table = runner.invoke(app, ["voices"], prog_name="avgen")
+    assert table.exit_code == 0 and "as spoken" in table.stdout
+    one = runner.invoke(app, ["voices", "--ref", str(example_refs[0])], prog_name="avgen")
+    assert one.exit_code == 2 and len(one.output.strip().splitlines()) == 1, one.output

@@ -22,7 +22,8 @@ def voices(
     json_output: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """List the voices of the joint model (gender, accent, F0 median of its teacher
-    audio); with `--ref A B` (and `--script`), which voice each person would get and why.
+    audio and, where the checkpoint measured it, of the model's own speech); with
+    `--ref A B` (and `--script`), which voice each person would get and why.
 
     The choice is attribute matching: the speaker's name (a common first name), else the
     face's apparent gender, narrowed by apparent age; a face keeps its voice across
@@ -45,7 +46,8 @@ def voices(
     model, _ = load_av_model(checkpoint)
     infos = model_voices(model.config)
     rows = [{"voice": v.name, "gender": v.gender or "?", "accent": v.accent or "?",
-             "f0_median_hz": v.f0_median} for v in infos]
+             "f0_median_hz": v.f0_median, "f0_spoken_hz": v.f0_spoken or None}
+            for v in infos]
     choices = []
     if refs:
         from avgen.face.landmarks import read_image
@@ -65,9 +67,10 @@ def voices(
     from rich.table import Table
 
     out = Console(highlight=False, soft_wrap=True)
-    table = Table("voice", "gender", "accent", "F0 median (Hz)", box=None)
+    table = Table("voice", "gender", "accent", "F0 median (Hz)", "as spoken (Hz)", box=None)
     for r in rows:
-        table.add_row(r["voice"], r["gender"], r["accent"], f"{r['f0_median_hz']:.0f}")
+        spoken = "-" if r["f0_spoken_hz"] is None else f"{r['f0_spoken_hz']:.0f}"
+        table.add_row(r["voice"], r["gender"], r["accent"], f"{r['f0_median_hz']:.0f}", spoken)
     out.print(table)
     for c in choices:
         out.print(f"{c['person']} ({c['photo']}): {c['voice']} ({c['why']})", markup=False)
