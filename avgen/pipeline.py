@@ -518,16 +518,15 @@ class Synthesizer:
         if len(refs) != NUM_PEOPLE:
             raise InputError(f"--ref takes one photo per person (2), got {len(refs)}")
         dialogue = script if isinstance(script, Dialogue) else read_script(script)
+        from avgen.speaker import choose_voices, faces_needed, model_voices
+
         # The speaker mapper's face model takes ~0.5 s to load and look: the render worker
         # does it on the other core while this one finds the faces and loads the models
         # (a worker that died meanwhile is replaced before rendering; the mapper then
         # looks at the faces here)
         directives = dialogue.voice_directives()
-        # (not when the voices are given, nor when script lines set every person's voice)
-        needed = settings.voices is None and not (
-            len(dialogue.names) == len(refs)
-            and {n.casefold() for n in dialogue.names} <= {n.casefold() for n in directives})
-        helper = self._helper(len(refs)) if needed else None
+        helper = self._helper(len(refs)) if faces_needed(
+            dialogue.names, len(refs), settings.voices, directives) else None
         try:
             if helper is not None:
                 helper.request_attributes(list(refs))
@@ -541,8 +540,6 @@ class Synthesizer:
                 helper.collect_attributes()
         except AvgenError:
             self.close()
-        from avgen.speaker import choose_voices, model_voices
-
         choices = choose_voices(dialogue.names, list(refs), model_voices(model.config),
                                 explicit=settings.voices, directives=directives)
         settings = replace(settings, voices=tuple(c.voice for c in choices))

@@ -223,6 +223,16 @@ class Choice:
         return f"{name}: {self.voice} ({self.reason})"
 
 
+def faces_needed(names, people: int, explicit=None, directives=None) -> bool:
+    """Whether `choose_voices` for `people` people may look at their faces: not when the
+    voices are given, nor when script lines (`directives`) set every person's voice (a
+    person without a line, such as a silent listener, is chosen by face)."""
+    if explicit is not None:
+        return False
+    given = {k.casefold() for k in (directives or {})}
+    return len(names) < people or not {n.casefold() for n in names} <= given
+
+
 def choose_voices(names, refs, voices: tuple[VoiceInfo, ...], explicit=None,
                   directives=None, faces=None) -> tuple[Choice, ...]:
     """One voice per person (len(refs) people; `names[k]` may be missing for a silent

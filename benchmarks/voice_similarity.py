@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from voices_eval import SpeakerEncoder, cosine, f0_median, settings  # noqa: E402
+from voices_eval import SpeakerEncoder, cosine, f0_median, people_speech  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 # Two short dialogues (about 10 s each) of everyday sentences; names play no part (the
@@ -51,19 +51,14 @@ def pair_similarity(model, normalizer, vocoder, encoder, voices: tuple[str, str]
                     seed: int = 0) -> tuple[float, list[float]]:
     """(mean cosine between the two people over `SCRIPTS`, F0 medians of voices[0] then
     voices[1] per script)."""
-    from avgen.audio.vocoder import vocode
-    from avgen.pipeline import generate
     from avgen.text.script import parse_script
-    from avgen.text.timeline import LearnedDurations, build_timeline
 
     cosines, f0s = [], []
     for k, text in enumerate(SCRIPTS):
         # the second script swaps who speaks first
         order = voices if k % 2 == 0 else voices[::-1]
-        dialogue = parse_script(text, f"pair-{k}")
-        timeline = build_timeline(dialogue, LearnedDurations(seed=seed))
-        arrays = generate(timeline, model, normalizer, settings(seed=seed, voices=order))
-        waves = [vocode(vocoder, arrays[f"p{p}/mel"]) for p in range(2)]
+        waves = people_speech(model, normalizer, vocoder, parse_script(text, f"pair-{k}"),
+                              order, seed=seed)
         cosines.append(cosine(encoder.embed(waves[0]), encoder.embed(waves[1])))
         f0s += [f0_median(w) for w in (waves if k % 2 == 0 else waves[::-1])]
     return float(np.mean(cosines)), f0s

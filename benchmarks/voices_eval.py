@@ -101,6 +101,20 @@ def generate_alone(model, normalizer, utterance, voice: str, vocoder, seed: int 
     return vocode(vocoder, arrays["p0/mel"])
 
 
+def people_speech(model, normalizer, vocoder, dialogue, voices: tuple[str, ...],
+                  seed: int = 0, guidance: float | None = None) -> list[np.ndarray]:
+    """Each person's vocoded speech in `dialogue` (a parsed script) spoken with `voices`,
+    learned durations and sampler seeded with `seed`."""
+    from avgen.audio.vocoder import vocode
+    from avgen.pipeline import generate
+    from avgen.text.timeline import LearnedDurations, build_timeline
+
+    timeline = build_timeline(dialogue, LearnedDurations(seed=seed))
+    arrays = generate(timeline, model, normalizer,
+                      settings(seed=seed, voices=voices, guidance=guidance))
+    return [vocode(vocoder, arrays[f"p{p}/mel"]) for p in range(2)]
+
+
 def settings(guidance: float | None = None, **fields):
     """GenerateConfig with `fields`, and the voice guidance `guidance` unless None."""
     from avgen.pipeline import GenerateConfig
@@ -143,11 +157,10 @@ def evaluate_voices(corpus_root: Path, checkpoint: str | None, per_voice: int,
 def example_figures(checkpoint: str | None, encoder, work: Path,
                     guidance: float | None = None) -> dict:
     """README example and a second script with the same photos (default voices)."""
-    from avgen.audio.vocoder import load_vocoder, vocode
-    from avgen.pipeline import generate, load_av_model
+    from avgen.audio.vocoder import load_vocoder
+    from avgen.pipeline import load_av_model
     from avgen.text.script import parse_script, read_script
     from avgen.speaker import choose_voices, model_voices
-    from avgen.text.timeline import LearnedDurations, build_timeline
 
     model, normalizer = load_av_model(checkpoint)
     vocoder = load_vocoder("vocos")
@@ -159,12 +172,9 @@ def example_figures(checkpoint: str | None, encoder, work: Path,
         choices = choose_voices(dialogue.names, refs, model_voices(model.config),
                                 directives=dialogue.voice_directives())
         voices = tuple(c.voice for c in choices)
-        timeline = build_timeline(dialogue, LearnedDurations(seed=0))
-        arrays = generate(timeline, model, normalizer,
-                          settings(seed=0, voices=voices, guidance=guidance))
         people = []
-        for p in range(2):
-            wave = vocode(vocoder, arrays[f"p{p}/mel"])
+        for p, wave in enumerate(people_speech(model, normalizer, vocoder, dialogue, voices,
+                                               guidance=guidance)):
             people.append({"name": dialogue.names[p], "voice": voices[p],
                            "why": choices[p].reason, "f0_median": f0_median(wave)})
             embeddings.append(encoder.embed(wave))
