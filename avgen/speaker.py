@@ -58,11 +58,12 @@ PITCH_APART = 1.12  # the second person's voice prefers an F0 median this far fr
 FEMALE_RANGE_HZ = 165.0
 # Two voices at most this alike count as clearly different. The checkpoint's
 # `voice_similarity` is the resemblyzer cosine between the two people of short dialogues
-# spoken with the two voices (benchmarks/voice_similarity.py), the same measure as the
-# README example's "between the two people" (af_heart / bf_emma: 0.68 in the table, 0.70
-# and 0.68 on the example's two scripts). A table of each voice's speech alone reads pairs
-# 0.04-0.10 less alike than they sound together (af_sarah / bf_lily: 0.73 alone, 0.77 in
-# the table's dialogues, 0.83 in the example's), which no single margin corrects.
+# spoken with the two voices, the most alike of four (benchmarks/voice_similarity.py): the
+# same measure as the README example's "between the two people", and taken at its worst
+# because one pair moves by up to 0.06 from script to script (bf_emma / af_bella: 0.69 to
+# 0.77 over the four, 0.76 and 0.69 on the example's two scripts), so a pair passes only
+# if it sounded apart in every one. A table of each voice's speech alone reads pairs
+# 0.04-0.10 less alike than they sound together, which no single margin corrects.
 CLEARLY_APART = 0.75
 # Voices the mapper never picks by itself (they stay available to --voice and `# voices:`):
 # af_nicole whispers, a speaking style rather than a person's voice, and its pitch wanders.

@@ -59,8 +59,9 @@ class AVFlowConfig:
     voice_info: tuple[tuple[str, str, float], ...] = ()
     # (V, V) speaker similarity (resemblyzer cosine) between the voices as this model
     # speaks them, measured after training between the two people of short dialogues
-    # (benchmarks/voice_similarity.py): the speaker mapper keeps the two people of a
-    # dialogue at most `avgen.speaker.CLEARLY_APART` alike by it. Empty: unmeasured
+    # (benchmarks/voice_similarity.py: the most alike of four): the speaker mapper keeps
+    # the two people of a dialogue at most `avgen.speaker.CLEARLY_APART` alike by it.
+    # Empty: unmeasured
     voice_similarity: tuple[tuple[float, ...], ...] = ()
     # per voice: the F0 median (Hz) of this model's speech in those dialogues, measured
     # with the similarity; the speaker mapper gives women only voices it speaks in the
