@@ -143,16 +143,20 @@ def evaluate_voices(corpus_root: Path, checkpoint: str | None, per_voice: int,
     for voice, utterances in unseen_utterances(corpus_root, trained, per_voice).items():
         if voice not in model.config.voices or not utterances:
             continue
-        refs, hyps, cosines, f0s, embeddings = [], [], [], [], []
+        refs, hyps, teacher_hyps, cosines, f0s, embeddings = [], [], [], [], [], []
         for u in utterances:
             wave = generate_alone(model, normalizer, u, voice, vocoder, guidance=guidance)
-            teacher, _ = soundfile.read(u.audio_path(corpus_root), dtype="float32")
+            teacher, rate = soundfile.read(u.audio_path(corpus_root), dtype="float32")
             refs.append(u.text)
             hyps.append(asr.transcribe(wave))
+            # the teacher's own audio of the sentence: how much of a voice's WER is the
+            # recogniser's, not the model's
+            teacher_hyps.append(asr.transcribe(teacher, rate))
             embeddings.append(encoder.embed(wave))
             cosines.append(cosine(embeddings[-1], encoder.embed(teacher)))
             f0s.append(f0_median(wave))
         rows[voice] = {"utterances": len(utterances), "wer": word_error_rate(refs, hyps),
+                       "teacher_wer": word_error_rate(refs, teacher_hyps),
                        "fidelity": float(np.mean(cosines)), "f0_median": float(np.median(f0s)),
                        "embedding": np.mean(embeddings, axis=0).tolist()}
         print(voice, {k: v for k, v in rows[voice].items() if k != "embedding"},
@@ -256,14 +260,15 @@ def main() -> None:
              f"default), voice guidance {args.voice_guidance or GenerateConfig.voice_guidance:g}, "
              "shipped vocoder."]
     if rows:
-        lines += ["", "| voice | utterances | WER | fidelity (cosine) | F0 median (Hz) |",
-                  "| --- | --- | --- | --- | --- |"]
+        lines += ["", "| voice | utterances | WER | teacher's WER | fidelity (cosine) | "
+                  "F0 median (Hz) |", "| --- | --- | --- | --- | --- | --- |"]
     for voice, r in rows.items():
-        lines.append(f"| {voice} | {r['utterances']} | {r['wer']:.3f} | {r['fidelity']:.3f} | "
-                     f"{r['f0_median']:.0f} |")
+        lines.append(f"| {voice} | {r['utterances']} | {r['wer']:.3f} | {r['teacher_wer']:.3f} | "
+                     f"{r['fidelity']:.3f} | {r['f0_median']:.0f} |")
     if rows:
         lines.append(f"| **mean** | {sum(r['utterances'] for r in rows.values())} | "
                      f"{np.mean([r['wer'] for r in rows.values()]):.3f} | "
+                     f"{np.mean([r['teacher_wer'] for r in rows.values()]):.3f} | "
                      f"{np.mean([r['fidelity'] for r in rows.values()]):.3f} | |")
     if "similarity" in report:
         names = list(rows)
