@@ -68,12 +68,15 @@ def pair_similarity(model, normalizer, vocoder, encoder, voices: tuple[str, str]
 
     cosines, f0s = [], []
     for k, text in enumerate(SCRIPTS):
-        # every second script swaps who speaks first
-        order = voices if k % 2 == 0 else voices[::-1]
+        # every second script swaps who speaks first; its speech is put back in the
+        # order of `voices`
+        swap = k % 2
         waves = people_speech(model, normalizer, vocoder, parse_script(text, f"pair-{k}"),
-                              order, seed=seed)
+                              voices[::-1] if swap else voices, seed=seed)
+        if swap:
+            waves = waves[::-1]
         cosines.append(cosine(encoder.embed(waves[0]), encoder.embed(waves[1])))
-        f0s += [f0_median(w) for w in (waves if k % 2 == 0 else waves[::-1])]
+        f0s += [f0_median(w) for w in waves]
     return cosines, f0s
 
 
@@ -113,17 +116,17 @@ def tables(names, cosines: dict) -> tuple[np.ndarray, np.ndarray]:
 
 def report_lines(checkpoint: str, names, matrix: np.ndarray, mean: np.ndarray, f0s: dict,
                  line: float, command: str) -> list[str]:
-    pairs = sorted((matrix[i, j], names[i], names[j])
-                   for i, j in itertools.combinations(range(len(names)), 2))
-    apart = sum(score <= line for score, _, _ in pairs)
+    index_pairs = list(itertools.combinations(range(len(names)), 2))
+    apart = sum(matrix[i, j] <= line for i, j in index_pairs)
+    apart_by_mean = sum(mean[i, j] <= line for i, j in index_pairs)
     lines = ["# Voice similarity in dialogue", "",
              f"Checkpoint: `{checkpoint}`. Resemblyzer cosine between the two people of "
              f"{len(SCRIPTS)} short dialogues per pair of voices; the table the speaker "
-             f"mapper reads keeps the most alike of them. {apart} of {len(pairs)} pairs are "
-             f"at most {line:.2f} alike in every dialogue (clearly apart for the mapper); "
-             f"{sum(mean[i, j] <= line for i, j in itertools.combinations(range(len(names)), 2))}"
-             f" by the mean over the dialogues. Largest difference between a pair's most "
-             f"alike dialogue and its mean: {float(np.max(matrix - mean)):.3f}.", "",
+             f"mapper reads keeps the most alike of them. {apart} of {len(index_pairs)} pairs "
+             f"are at most {line:.2f} alike in every dialogue (clearly apart for the mapper); "
+             f"{apart_by_mean} by the mean over the dialogues. Largest difference between a "
+             f"pair's most alike dialogue and its mean: {float(np.max(matrix - mean)):.3f}.",
+             "",
              "| voice | F0 median in dialogue (Hz) | least like | most like |",
              "| --- | --- | --- | --- |"]
     for i, name in enumerate(names):

@@ -62,7 +62,8 @@ def f0_median(wave: np.ndarray, rate: int = 22050) -> float:
     _, f0 = estimate_f0(wave.astype(np.float32), rate, fmax=F0_MAX)
     # A frame whose autocorrelation peaks at the shortest lag searched has no pitch there
     # (rough or breathy speech): counting it read one model's bm_fable at 401 Hz (its
-    # teacher 150; its real peaks 95-104).
+    # teacher 150; its real peaks 95-104). Left out here, not in `estimate_f0`: the teacher
+    # corpus's pitch accents and F0 metadata are made with it, shard by shard.
     voiced = f0[(f0 > 0) & (f0 < F0_MAX)]
     return float(np.median(voiced)) if len(voiced) else 0.0
 
@@ -153,7 +154,7 @@ def evaluate_voices(corpus_root: Path, checkpoint: str | None, per_voice: int,
             # recogniser's, not the model's
             teacher_hyps.append(asr.transcribe(teacher, rate))
             embeddings.append(encoder.embed(wave))
-            cosines.append(cosine(embeddings[-1], encoder.embed(teacher)))
+            cosines.append(cosine(embeddings[-1], encoder.embed(teacher, rate)))
             f0s.append(f0_median(wave))
         rows[voice] = {"utterances": len(utterances), "wer": word_error_rate(refs, hyps),
                        "teacher_wer": word_error_rate(refs, teacher_hyps),
