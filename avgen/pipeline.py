@@ -157,6 +157,12 @@ def load_av_model(checkpoint: str | None = None, device: str = "cpu"):
     return model.eval(), normalizer
 
 
+def _load_raster() -> None:
+    from avgen.face.raster import warm_up
+
+    warm_up()
+
+
 def check_voices(specs, checkpoint: str | None = None, field: str = "--voice") -> None:
     """Each voice spec (`af_bella`, `af_bella+am_michael`, `af_bella*3+am_michael`) names
     voices of the joint model; InputError otherwise. Reads the checkpoint's metadata only,
@@ -480,8 +486,15 @@ class Synthesizer:
         from avgen.progress import NullProgress
 
         if self._models is None:
+            import threading
+
             from avgen.audio import vocoder as vocoders
             from avgen.text.timeline import LearnedDurations
+
+            # the renderer's compiled raster loads beside the models (mostly outside the
+            # GIL), so neither the first frame nor a warm process's first call waits for it
+            threading.Thread(target=_load_raster, name="avgen-raster-load",
+                             daemon=True).start()
 
             with (progress or NullProgress()).stage("load models", unit="model"):
                 device = self.config.generate.device
@@ -638,6 +651,9 @@ class Synthesizer:
             # started after the model (the worker takes a moment to start and read its
             # renderer), so the first chunk does not wait for it
             helper = self._render_helper(renderers)
+            from avgen.face.raster import warm_up
+
+            warm_up()  # loaded by `load` (this waits if it is still loading)
             poses = expressions = None
             first = 0  # model frame of poses[.][0]
             frame = 0  # next video frame

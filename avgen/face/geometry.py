@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from avgen.face import landmarks as lm
+from avgen.face.raster import SUBPIXEL, fill_holes, fill_triangles
 from avgen.smoothing import smoothstep
 
 # Landmarks that are warp vertices: the 468 mesh points. The irises are not warped: each
@@ -155,14 +156,20 @@ class Warp:
         self._gx, self._gy = np.meshgrid(g, g)
         self.ids = np.zeros((self._grid_n, self._grid_n), dtype=np.int32)
         # The triangles between the two border squares never move and are drawn first
-        # (farthest): draw them once here, and per frame start from that picture.
+        # (farthest): drawn once, by the first frame (so setting up a renderer does not
+        # wait for the compiled raster to load), and per frame start from that picture.
         still = np.isin(self.triangles, np.arange(len(self.src) - len(border), len(self.src)))
         self._moving = ~still.all(1)
-        self._still_ids = np.full_like(self.ids, -1)
+        self._still_ids = None
+
+    def _draw_still(self) -> np.ndarray:
+        step = self.config.grid_step
+        ids = np.full_like(self.ids, -1)
         dst = self.src[:, :2][self.triangles]
-        scaled = np.round((dst - (step - 1) / 2.0) / step * 16).astype(np.int32)
-        for k in np.flatnonzero(~self._moving):
-            cv2.fillConvexPoly(self._still_ids, scaled[k], int(k), lineType=cv2.LINE_4, shift=4)
+        scaled = np.round((dst - (step - 1) / 2.0) / step * SUBPIXEL).astype(np.int32)
+        still = np.flatnonzero(~self._moving)
+        fill_triangles(ids, scaled[still], still)
+        return ids
 
     def vertices(self, expression: np.ndarray, head_pose: np.ndarray) -> np.ndarray:
         """(output positions (V, 3) of every warp vertex, posed landmarks (478, 3)) for one
@@ -201,6 +208,8 @@ class Warp:
         depth = verts[:, 2][tris].mean(1)
         order = np.argsort(-depth, kind="stable")           # far first
         ids = self.ids
+        if self._still_ids is None:
+            self._still_ids = self._draw_still()
         ids[:] = self._still_ids
         # Back-face culling: a triangle whose winding flipped is seen from behind (the far
         # cheek on a turn, the neck under a dropping chin); drawing it would paint a
@@ -208,27 +217,21 @@ class Warp:
         area = signed_area(dst)
         front = (area * self._src_area > 0) & (np.abs(area) > 1e-3)
         drawn = order[(front & self._moving)[order]]
-        scaled = np.round((dst[drawn] - (step - 1) / 2.0) / step * 16).astype(np.int32)
-        for k, corners in zip(drawn.tolist(), scaled):
-            cv2.fillConvexPoly(ids, corners, k, lineType=cv2.LINE_4, shift=4)
+        scaled = np.round((dst[drawn] - (step - 1) / 2.0) / step * SUBPIXEL).astype(np.int32)
+        fill_triangles(ids, scaled, drawn)
         n = self._grid_n
         # the grid cells that can differ from the photo: the drawn triangles' box and any
         # uncovered cell (filled from its neighbours below), a cell more each side
-        lo = np.floor(scaled.min((0, 1)) / 16.0).astype(int) - 1 if len(drawn) else \
+        lo = np.floor(scaled.min((0, 1)) / SUBPIXEL).astype(int) - 1 if len(drawn) else \
             np.array([n, n])
-        hi = np.ceil(scaled.max((0, 1)) / 16.0).astype(int) + 2 if len(drawn) else \
+        hi = np.ceil(scaled.max((0, 1)) / SUBPIXEL).astype(int) + 2 if len(drawn) else \
             np.array([0, 0])
         holes = ids < 0
         if holes.any():
             ys, xs = np.nonzero(holes)
             lo = np.minimum(lo, [xs.min() - 5, ys.min() - 5])
             hi = np.maximum(hi, [xs.max() + 6, ys.max() + 6])
-        for _ in range(4):  # rare pixels left uncovered take a neighbouring triangle
-            if not holes.any():
-                break
-            grown = cv2.dilate(ids, np.ones((3, 3), np.uint8))
-            ids[holes] = grown[holes]
-            holes = ids < 0
+            fill_holes(ids, rounds=4)  # rare cells left uncovered take a neighbouring triangle
         lo, hi = np.clip(lo, 0, n), np.clip(hi, 0, n)
         size = self.config.size
         if size != step * n:  # the grid does not tile the picture: map all of it

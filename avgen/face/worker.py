@@ -1,8 +1,9 @@
 """A face renderer in a process of its own, so that two faces render at once.
 
-Threads cannot do it: a frame makes about a thousand short OpenCV calls, each releasing
-and retaking the GIL, and two faces rendered in two threads took as long as one after
-the other, for a third more CPU. `RenderProcess` runs `python -m avgen.face.worker`,
+Threads could not do it when measured: a frame then made about a thousand short OpenCV
+calls (the triangle raster, now one compiled call), each releasing and retaking the GIL,
+and two faces rendered in two threads took as long as one after the other, for a third
+more CPU; the rest of a frame is still a few dozen numpy and OpenCV calls. `RenderProcess` runs `python -m avgen.face.worker`,
 hands it a renderer (pickled by this process: the child only ever unpickles what its
 parent wrote on its stdin, never a file) and then, per batch of frames, their
 expressions and head poses; the child writes the frames back, raw RGB, on its stdout.
@@ -205,6 +206,9 @@ def main() -> int:
 
     retain_freed_memory()  # a frame is made and dropped per render
     cv2.setNumThreads(1)  # the parent renders the other face on the other core
+    from avgen.face.raster import warm_up
+
+    warm_up()  # while the parent loads its models, not when the first frames are due
     source, sink = sys.stdin.buffer, sys.stdout.buffer
     renderer = None
     try:

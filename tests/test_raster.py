@@ -1,0 +1,105 @@
+"""The renderer's triangle-id raster (avgen/face/raster.py)."""
+
+import cv2
+import numpy as np
+import pytest
+
+from avgen.face.raster import SUBPIXEL, fill_triangles
+
+
+def cross(a, b):
+    return a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]
+
+
+def centres_inside(corners: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Reference: every cell centre tested against the triangle in floating point."""
+    ys, xs = np.mgrid[0:shape[0], 0:shape[1]] * SUBPIXEL
+    p = corners.astype(np.float64)
+    area = cross(p[1] - p[0], p[2] - p[0])
+    sides = [cross(p[(i + 1) % 3] - p[i], np.stack([xs - p[i][0], ys - p[i][1]], -1))
+             for i in range(3)]
+    return np.all([np.sign(area) * s >= 0 for s in sides], axis=0)
+
+
+def distance_to_edges(corners: np.ndarray, point: np.ndarray) -> float:
+    """Distance (in cells) from a point to the nearest edge of a triangle."""
+    p, q = corners.astype(np.float64), point.astype(np.float64)
+    best = np.inf
+    for i in range(3):
+        a, b = p[i], p[(i + 1) % 3]
+        t = np.clip(np.dot(q - a, b - a) / max(np.dot(b - a, b - a), 1e-9), 0, 1)
+        best = min(best, np.linalg.norm(q - (a + t * (b - a))))
+    return best / SUBPIXEL
+
+
+def test_cells_are_exactly_the_centres_inside_either_winding():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        corners = rng.integers(-40, 30 * SUBPIXEL, (3, 2)).astype(np.int32)
+        for winding in (corners, corners[::-1]):
+            ids = np.full((24, 24), -1, np.int32)
+            fill_triangles(ids, winding[None], np.array([7]))
+            expected = centres_inside(winding, ids.shape)
+            assert np.array_equal(ids == 7, expected)
+            assert np.all(ids[~expected] == -1)
+
+
+def test_later_triangles_cover_earlier_ones_and_degenerate_ones_draw_nothing():
+    big = np.array([[0, 0], [20 * SUBPIXEL, 0], [0, 20 * SUBPIXEL]])
+    small = np.array([[2 * SUBPIXEL, 2 * SUBPIXEL], [6 * SUBPIXEL, 2 * SUBPIXEL],
+                      [2 * SUBPIXEL, 6 * SUBPIXEL]])
+    line = np.array([[0, 0], [5 * SUBPIXEL, 5 * SUBPIXEL], [10 * SUBPIXEL, 10 * SUBPIXEL]])
+    ids = np.full((16, 16), -1, np.int32)
+    fill_triangles(ids, np.stack([big, small, line]), np.array([1, 2, 3]))
+    assert ids[3, 3] == 2 and ids[10, 2] == 1 and ids[12, 12] == -1
+    assert not (ids == 3).any()
+    ids[:] = -1
+    fill_triangles(ids, np.stack([small, big]), np.array([2, 1]))  # near first: covered
+    assert not (ids == 2).any()
+
+
+def test_agrees_with_opencv_but_at_edges():
+    """OpenCV's fill (which the renderer used before) also owns the cells an edge
+    passes through; the two differ only within a cell of a triangle's edge."""
+    rng = np.random.default_rng(1)
+    corners = rng.integers(0, 64 * SUBPIXEL, (60, 3, 2)).astype(np.int32)
+    ours = np.full((64, 64), -1, np.int32)
+    theirs = ours.copy()
+    fill_triangles(ours, corners, np.arange(60))
+    for k, c in enumerate(corners):
+        cv2.fillConvexPoly(theirs, c, k, lineType=cv2.LINE_4, shift=4)
+    assert (ours == theirs).mean() > 0.8
+    for y, x in zip(*np.nonzero(ours != theirs)):
+        centre = np.array([x, y]) * SUBPIXEL
+        near = [distance_to_edges(corners[k], centre) for k in (ours[y, x], theirs[y, x])
+                if k >= 0]
+        assert min(near) <= 1.0, (y, x)
+
+
+def test_cells_outside_the_grid_are_clipped_and_bad_arrays_refused():
+    ids = np.full((8, 8), -1, np.int32)
+    huge = np.array([[[-1000, -1000], [4000, -1000], [-1000, 4000]]])
+    fill_triangles(ids, huge, np.array([5]))
+    assert (ids == 5).all()
+    with pytest.raises(ValueError):
+        fill_triangles(np.zeros((8, 8), np.int64), huge, np.array([5]))
+    with pytest.raises(ValueError):
+        fill_triangles(ids, huge, np.array([5, 6]))
+
+
+def test_holes_take_a_neighbours_id_and_only_holes_change():
+    from avgen.face.raster import fill_holes
+
+    ids = np.full((6, 6), 3, np.int32)
+    ids[:, 3:] = 5
+    ids[2, 2] = ids[2, 3] = -1     # a sliver between the two
+    ids[5, 0] = -1                  # a corner cell
+    before = ids.copy()
+    fill_holes(ids)
+    assert ids[2, 2] == 5 and ids[2, 3] == 5 and ids[5, 0] == 3  # the largest neighbour
+    kept = before >= 0
+    assert np.array_equal(ids[kept], before[kept])
+    wide = np.full((12, 12), -1, np.int32)
+    wide[0, 0] = 1
+    fill_holes(wide, rounds=2)      # each round grows one cell
+    assert (wide[:3, :3] == 1).all() and (wide[3:, :] == -1).all()
