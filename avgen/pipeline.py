@@ -482,7 +482,15 @@ class Synthesizer:
         return helper
 
     def load(self, progress=None) -> Synthesizer:
-        """Load the models now (otherwise the first `synth` does); returns self."""
+        """Load the models and the renderer's compiled raster now (otherwise the first
+        `synth` does); returns self."""
+        from avgen.face.raster import warm_up
+
+        self._load_models(progress)
+        warm_up()
+        return self
+
+    def _load_models(self, progress=None) -> Synthesizer:
         from avgen.progress import NullProgress
 
         if self._models is None:
@@ -491,11 +499,12 @@ class Synthesizer:
             from avgen.audio import vocoder as vocoders
             from avgen.text.timeline import LearnedDurations
 
-            # the renderer's compiled raster loads beside the models (mostly outside the
-            # GIL), so neither the first frame nor a warm process's first call waits for it
+            # The renderer's compiled raster loads beside the models. Measured on a cold
+            # `avgen synth --stream`: loading it here costs the first fragment 0.45 s
+            # (its imports hold the GIL), loading it while the model makes the first
+            # chunk cost 1 s (the model waits for the core)
             threading.Thread(target=_load_raster, name="avgen-raster-load",
                              daemon=True).start()
-
             with (progress or NullProgress()).stage("load models", unit="model"):
                 device = self.config.generate.device
                 model, normalizer = load_av_model(self.checkpoint, device)
@@ -547,7 +556,7 @@ class Synthesizer:
             helper = None
             self.close()
         renderers = self.renderers.get(list(refs), video.framing)  # no face -> error now
-        model, _, _, learned = self.load(progress)._models
+        model, _, _, learned = self._load_models(progress)._models
         try:
             if helper is not None:
                 helper.collect_attributes()
@@ -653,7 +662,7 @@ class Synthesizer:
             helper = self._render_helper(renderers)
             from avgen.face.raster import warm_up
 
-            warm_up()  # loaded by `load` (this waits if it is still loading)
+            warm_up()  # started by `_load_models`: waits if it is still loading
             poses = expressions = None
             first = 0  # model frame of poses[.][0]
             frame = 0  # next video frame
