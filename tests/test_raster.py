@@ -81,6 +81,13 @@ def test_cells_outside_the_grid_are_clipped_and_bad_arrays_refused():
     huge = np.array([[[-1000, -1000], [4000, -1000], [-1000, 4000]]])
     fill_triangles(ids, huge, np.array([5]))
     assert (ids == 5).all()
+    far = 2**28
+    ids[:] = -1
+    fill_triangles(ids, np.array([[[-far // 2, -far // 2], [far, -far // 2], [-far // 2, far]]]),
+                   np.array([6]))
+    assert (ids == 6).all()  # inside, however far the corners (no overflow)
+    with pytest.raises(ValueError):
+        fill_triangles(ids, huge * 2**20, np.array([5]))
     with pytest.raises(ValueError):
         fill_triangles(np.zeros((8, 8), np.int64), huge, np.array([5]))
     with pytest.raises(ValueError):

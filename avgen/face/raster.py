@@ -17,6 +17,9 @@ import numba
 import numpy as np
 
 SUBPIXEL = 16  # fixed-point corners: 1/16 of a grid cell
+# corners within +-LIMIT keep the inside tests' products well inside int64 (a renderer's
+# corners lie within a few grid sizes of the grid)
+LIMIT = 1 << 28
 
 
 def _jit(function):
@@ -93,7 +96,10 @@ def fill_triangles(ids: np.ndarray, corners: np.ndarray, triangle_ids: np.ndarra
     nothing."""
     if ids.dtype != np.int32 or ids.ndim != 2 or not ids.flags.c_contiguous:
         raise ValueError("ids must be a C-contiguous (H, W) int32 array")
-    corners = np.ascontiguousarray(corners, dtype=np.int32).reshape(-1, 3, 2)
+    corners = np.asarray(corners).reshape(-1, 3, 2)
+    if len(corners) and np.abs(corners).max() > LIMIT:
+        raise ValueError(f"triangle corners must lie within +-{LIMIT} (1/16 cells)")
+    corners = np.ascontiguousarray(corners, dtype=np.int32)
     triangle_ids = np.ascontiguousarray(triangle_ids, dtype=np.int32).reshape(-1)
     if len(triangle_ids) != len(corners):
         raise ValueError(f"{len(corners)} triangles but {len(triangle_ids)} ids")
