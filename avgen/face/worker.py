@@ -4,9 +4,10 @@ Threads could not do it when measured: a frame then made about a thousand short 
 calls (the triangle raster, now one compiled call), each releasing and retaking the GIL,
 and two faces rendered in two threads took as long as one after the other, for a third
 more CPU; the rest of a frame is still a few dozen numpy and OpenCV calls.
-`RenderProcess` runs `python -m avgen.face.worker`, hands it a renderer (pickled by this process: the child only ever unpickles what its
-parent wrote on its stdin, never a file) and then, per batch of frames, their
-expressions and head poses; the child writes the frames back, raw RGB, on its stdout.
+`RenderProcess` runs `python -m avgen.face.worker`, hands it a renderer (pickled by this
+process: the child only ever unpickles what its parent wrote on its stdin, never a file)
+and then, per batch of frames, their expressions and head poses; the child writes the
+frames back, raw RGB, on its stdout.
 At start-up, while this process loads the models, the child can also look at the
 photos' faces (apparent gender and age for the speaker mapper, `request_attributes`):
 that answer comes back as one length-prefixed JSON message.
