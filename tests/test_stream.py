@@ -105,6 +105,20 @@ def test_streamed_chunks_equal_the_whole_dialogue(float32_synthesizer, example_r
     assert np.abs(other - audio).max() > 1e-3
 
 
+def test_the_model_thread_count_is_its_own_not_the_callers(synthesizer, example_refs):
+    """The joint model runs on fewer threads beside the renderer; a program streaming
+    dialogues keeps its own torch thread count."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        chunks = list(synthesizer.stream(parse_script(SCRIPT, "s"), example_refs, seed=3))
+        assert chunks and torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
+
+
 def decode(path):
     from avgen.video import ffmpeg_exe
 

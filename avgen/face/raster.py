@@ -13,7 +13,8 @@ frame's rendering time).
 
 from __future__ import annotations
 
-import numba
+import threading
+
 import numpy as np
 
 SUBPIXEL = 16  # fixed-point corners: 1/16 of a grid cell
@@ -22,14 +23,34 @@ SUBPIXEL = 16  # fixed-point corners: 1/16 of a grid cell
 LIMIT = 1 << 28
 
 
-def _jit(function):
-    # The compiled code is cached beside this file (or in the user's cache folder) so
-    # only the first run after an install compiles (about 1 s). numba raises here if it
-    # finds no place at all for a cache; compiling once per process is then still correct.
-    try:
-        return numba.njit(cache=True, nogil=True)(function)
-    except RuntimeError:
-        return numba.njit(nogil=True)(function)
+class _jit:
+    """`function` compiled by numba on its first call (or `load`), not at import: numba's
+    own imports take 0.1-0.2 s, which `avgen synth` would otherwise spend before its
+    first step instead of in the background thread that warms the raster up."""
+
+    _lock = threading.Lock()  # one thread compiles or loads; the other waits for it
+
+    def __init__(self, function) -> None:
+        self.function = function
+        self.compiled = None
+
+    def load(self):
+        with self._lock:
+            if self.compiled is None:
+                import numba
+
+                # The compiled code is cached beside this file (or in the user's cache
+                # folder) so only the first run after an install compiles (about 1 s).
+                # numba raises here if it finds no place at all for a cache; compiling
+                # once per process is then still correct.
+                try:
+                    self.compiled = numba.njit(cache=True, nogil=True)(self.function)
+                except RuntimeError:
+                    self.compiled = numba.njit(nogil=True)(self.function)
+            return self.compiled
+
+    def __call__(self, *args):
+        return (self.compiled or self.load())(*args)
 
 
 @_jit
