@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from avgen.face.raster import SUBPIXEL, fill_triangles
+from avgen.face.raster import SUBPIXEL, backward_map, fill_triangles
 
 
 def cross(a, b):
@@ -110,3 +110,30 @@ def test_holes_take_a_neighbours_id_and_only_holes_change():
     wide[0, 0] = 1
     fill_holes(wide, rounds=2)      # each round grows one cell
     assert (wide[:3, :3] == 1).all() and (wide[3:, :] == -1).all()
+
+
+def test_backward_map_moves_each_cell_by_its_triangles_affine_map():
+    rng = np.random.default_rng(1)
+    count = 50
+    src = rng.uniform(0, 60, (count, 3, 2))
+    dst = src + rng.normal(0, 3, (count, 3, 2))
+    dst[7] = dst[7, :1]  # degenerate: all corners on one point
+    ids = rng.integers(-1, count, (20, 30)).astype(np.int32)
+    gy, gx = (np.mgrid[0:20, 0:30] * 2 + 0.5).astype(np.float32)
+    mx, my = backward_map(ids, gx, gy, dst, src)
+    assert mx.dtype == my.dtype == np.float32 and mx.shape == ids.shape
+    for (y, x), k in np.ndenumerate(ids):
+        if k < 0 or k == 7:  # no triangle, or one with no area: the cell stays put
+            assert (mx[y, x], my[y, x]) == (gx[y, x], gy[y, x])
+            continue
+        # the affine map that takes the triangle's output corners to its photo corners
+        affine = np.linalg.solve(np.column_stack([dst[k], np.ones(3)]), src[k])
+        expected = np.array([gx[y, x], gy[y, x], 1.0]) @ affine
+        assert np.allclose([mx[y, x], my[y, x]], expected, atol=1e-3)
+
+
+def test_backward_map_refuses_ids_beyond_its_triangles():
+    ids = np.full((2, 2), 3, np.int32)
+    grid = np.zeros((2, 2), np.float32)
+    with pytest.raises(ValueError, match="beyond"):
+        backward_map(ids, grid, grid, np.zeros((3, 3, 2)), np.zeros((3, 3, 2)))

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from avgen.face import landmarks as lm
-from avgen.face.raster import SUBPIXEL, fill_holes, fill_triangles
+from avgen.face.raster import SUBPIXEL, backward_map, fill_holes, fill_triangles
 from avgen.smoothing import smoothstep
 
 # Landmarks that are warp vertices: the 468 mesh points. The irises are not warped: each
@@ -149,7 +149,8 @@ class Warp:
         self._border = np.column_stack([border, np.full(len(border), 1e6)])
         self.src = np.concatenate([p[WARP_LANDMARKS], ring_pts, self._border])
         self.triangles = delaunay(self.src[:, :2], size)
-        self._src_area = signed_area(self.src[:, :2][self.triangles])
+        self._src_corners = self.src[:, :2][self.triangles]  # (K, 3, 2)
+        self._src_area = signed_area(self._src_corners)
         step = config.grid_step
         self._grid_n = size // step
         g = (np.arange(self._grid_n) * step + (step - 1) / 2.0).astype(np.float32)
@@ -238,34 +239,12 @@ class Warp:
             lo, hi = np.array([0, 0]), np.array([n, n])
         elif (hi <= lo).any():  # nothing moves
             lo, hi = np.array([0, 0]), np.array([1, 1])
-        # Affine per triangle from output to source, [x y 1] @ A = source xy, with the
-        # 3x3 inverse written out (much cheaper than a batched solve for ~1200 triangles).
-        a, b = dst[:, 0, 0], dst[:, 0, 1]
-        c, d = dst[:, 1, 0], dst[:, 1, 1]
-        e, f = dst[:, 2, 0], dst[:, 2, 1]
-        det = area  # equals the determinant of [[a b 1] [c d 1] [e f 1]]
-        ok = np.abs(det) > 1e-6
-        inv = np.stack([np.stack([d - f, f - b, b - d], -1),
-                        np.stack([e - c, a - e, c - a], -1),
-                        np.stack([c * f - d * e, b * e - a * f, a * d - b * c], -1)], 1)
-        inv /= np.where(ok, det, 1.0)[:, None, None]
-        A = inv @ self.src[:, :2][tris]                               # (K, 3, 2)
-        A[~ok] = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]])  # degenerate: never drawn
-        cols = A.reshape(len(tris), 6).astype(np.float32).T
         # one grid cell of context each side (where there is one), so the upsampling
         # below is what the whole grid's would be inside the box
         plo, phi = np.maximum(lo - 1, 0), np.minimum(hi + 1, n)
         cells = (slice(plo[1], phi[1]), slice(plo[0], phi[0]))
-        box_ids = ids[cells]
-        sel = box_ids.clip(0)
-        t = [np.take(col, sel) for col in cols]  # six gathers beat one (..., 3, 2)
-        gx, gy = self._gx[cells], self._gy[cells]
-        mx = gx * t[0] + gy * t[2] + t[4]
-        my = gx * t[1] + gy * t[3] + t[5]
-        outside = box_ids < 0
-        if outside.any():
-            mx[outside] = gx[outside]
-            my[outside] = gy[outside]
+        mx, my = backward_map(ids[cells], self._gx[cells], self._gy[cells], dst,
+                              self._src_corners)
         if size != step * n:
             return (slice(0, size), slice(0, size)), *(
                 cv2.resize(m, (size, size), interpolation=cv2.INTER_LINEAR) for m in (mx, my))
