@@ -242,8 +242,10 @@ def write_against(args, runs, loads, sides) -> None:
              + (f" --old-env {' '.join(args.old_env)}" if args.old_env else "")
              + f"` at {commit} (working tree as committed, plus any "
              f"uncommitted changes). Runs interleaved old, new, old, new; each figure is the "
-             f"median over the runs made (per side: {counts}; stages from the first "
-             f"{args.stage_repeats}). Ratio = new / old wall time (< 1: new is "
+             f"median over the runs made (per side: {counts}; "
+             + (f"stages from the first {args.stage_repeats}" if args.stage_repeats > 0 else
+                "stages not run: `--stage-repeats 0`")
+             + f"). Ratio = new / old wall time (< 1: new is "
              f"faster); RTF = seconds of compute per second of dialogue. Load average (1 min) "
              f"over the runs: mean {sum(loads) / len(loads):.1f}, min {min(loads):.1f}, max "
              f"{max(loads):.1f} on {os.cpu_count()} cores.\n"]
@@ -256,7 +258,8 @@ def write_against(args, runs, loads, sides) -> None:
     header = "| stage | " + " | ".join(f"{length:g} s: old RTF | new RTF | **new/old**"
                                         for length in lengths) + " |"
     lines += [header, "| --- |" + " --- | --- | --- |" * len(lengths)]
-    rows = [row for _, row in STAGES]
+    # stage rows only where stages were timed (--stage-repeats 0 times the command alone)
+    rows = [row for _, row in STAGES] if args.stage_repeats > 0 else []
     cells = {row: [] for row in rows + ["command"]}
     for length in lengths:
         for row in rows + ["command"]:
