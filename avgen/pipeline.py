@@ -655,8 +655,7 @@ class Synthesizer:
         def produce():
             try:
                 _share_cores_with_renderer()
-                for index, piece in enumerate(
-                        self._audio_and_motion(timeline, settings, progress, record)):
+                for piece in self._audio_and_motion(timeline, settings, progress, record):
                     while True:
                         if stop.is_set():
                             return
