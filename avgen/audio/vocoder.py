@@ -18,11 +18,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from avgen.audio import DEFAULT_VOCODER, VOCODERS  # noqa: F401 - part of this module's API
 from avgen.constants import HOP_LENGTH, N_MELS
 from avgen.errors import InputError
 
-VOCODERS = ("vocos", "griffinlim", "bigvgan")
-DEFAULT_VOCODER = "vocos"
 VOCOS_WEIGHTS = "avgen-vocos-22k"
 BIGVGAN_WEIGHTS = "bigvgan-v2-22khz-80band-fmax8k"
 BIGVGAN_CONFIG = "bigvgan-v2-22khz-80band-fmax8k-config"

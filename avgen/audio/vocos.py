@@ -180,8 +180,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Voc
     state, metadata = checkpoint.read(path, ARCHITECTURE, "vocoder", device)
     try:
         config = VocosConfig.from_dict(json.loads(metadata["config"]))
-        model = Vocos(config)
-        model.load_state_dict(state)
+        model = checkpoint.build(lambda: Vocos(config), state)
     except (KeyError, ValueError, TypeError, RuntimeError) as exc:
         raise WeightsError(f"{path}: vocoder checkpoint does not match its config ({exc})") \
             from None

@@ -63,17 +63,17 @@ def load_checkpoint(path: str | Path, device: str = "cpu"
             config["fusion"] = "highway" if config.pop("highway") else "separate"
         legacy = "ff_kernel" not in config  # saved before the conv feed-forward existed
         config.setdefault("ff_kernel", 1)
-        model = AVFlow(AVFlowConfig(**config)).to(device)
+        model_config = AVFlowConfig(**config)
         state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
         if "voice.weight" in state:  # saved when the voice table was a bare nn.Embedding
             state["voice.table.weight"] = state.pop("voice.weight")
         if legacy:  # blocks' MLPs were nn.Sequential (mlp.0 / mlp.2) then
             state = {k.replace(".mlp.0.", ".mlp.inner.").replace(".mlp.2.", ".mlp.outer.")
                      if "_blocks." in k else k: v for k, v in state.items()}
-        if model.config.fusion == "shared":
+        if model_config.fusion == "shared":
             state.update({"visual_" + k[len("audio_"):]: v for k, v in state.items()
                           if k.startswith("audio_blocks.")})
-        model.load_state_dict(state)
+        model = checkpoint.build(lambda: AVFlow(model_config), state).to(device)
         return model, Normalizer.from_tensors({k: v.cpu() for k, v in tensors.items()}), int(metadata["step"]), json.loads(
             metadata["train"])
     except (KeyError, ValueError, TypeError, RuntimeError) as exc:

@@ -407,8 +407,7 @@ def load_checkpoint(path: str | Path, decoder: str | None = None) -> TextToToken
         if config.symbols_version != SYMBOLS_VERSION:
             raise ValueError(f"made for symbol table {config.symbols_version}, this avgen "
                              f"uses {SYMBOLS_VERSION}")
-        model = TextToTokens(config)
-        model.load_state_dict(state)
+        model = checkpoint.build(lambda: TextToTokens(config), state)
     except (KeyError, ValueError, TypeError, RuntimeError) as exc:
         raise WeightsError(f"{path}: text-to-tokens checkpoint does not match its config "
                            f"({exc})") from None
