@@ -94,3 +94,15 @@ def test_command_line_starts_without_torch():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=REPO)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_installs_with_a_compiler_build_the_c_raster():
+    """Where a C compiler is at hand (as in CI) the install builds the renderer's C
+    kernels; numba's are only the fallback."""
+    import shutil
+
+    if not (shutil.which("cc") or shutil.which("gcc")):
+        pytest.skip("no C compiler here: avgen uses numba's kernels")
+    from avgen.face import raster
+
+    assert raster.backend() == "c"

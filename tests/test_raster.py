@@ -4,7 +4,19 @@ import cv2
 import numpy as np
 import pytest
 
+from avgen.face import raster
 from avgen.face.raster import SUBPIXEL, backward_map, fill_triangles
+
+
+@pytest.fixture(autouse=True, params=["c", "numba"])
+def backend(request, monkeypatch):
+    """Every test here runs on both kernels: the C ones and numba's."""
+    if request.param == "numba":
+        monkeypatch.setattr(raster, "_c_kernels", None)
+    elif raster._kernels() is None:
+        pytest.skip("avgen was installed without its C kernels (no C compiler)")
+    assert raster.backend() == request.param
+    return request.param
 
 
 def cross(a, b):
@@ -137,3 +149,59 @@ def test_backward_map_refuses_ids_beyond_its_triangles():
     grid = np.zeros((2, 2), np.float32)
     with pytest.raises(ValueError, match="beyond"):
         backward_map(ids, grid, grid, np.zeros((3, 3, 2)), np.zeros((3, 3, 2)))
+
+
+def test_c_and_numba_kernels_give_the_same_bits(backend):
+    """The C kernels repeat the numba ones operation for operation: on random triangles
+    and holes, and on the warp's maps of random poses of a real face."""
+    if backend != "c":
+        pytest.skip("compares the two backends once")
+    c = raster._kernels()
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        corners = rng.integers(-100, 70 * SUBPIXEL, (300, 3, 2)).astype(np.int32)
+        tri = rng.permutation(300).astype(np.int32)
+        ids_c = np.full((64, 64), -1, np.int32)
+        c.fill(ids_c, 64, 64, corners, tri, 300)
+        ids_n = np.full((64, 64), -1, np.int32)
+        raster._fill(ids_n, corners, tri)
+        assert np.array_equal(ids_c, ids_n)
+        holes = np.where(rng.random((64, 64)) < 0.3, -1, ids_c).astype(np.int32)
+        grown_c, grown_n = holes.copy(), holes.copy()
+        c.grow(grown_c, 64, 64, 4)
+        raster._grow(grown_n, 4)
+        assert np.array_equal(grown_c, grown_n)
+        dst = rng.normal(0, 300, (300, 3, 2))
+        dst[:5] = dst[:5, :1]  # degenerate triangles
+        src = rng.normal(0, 300, (300, 3, 2))
+        gx = rng.normal(0, 500, (64, 64)).astype(np.float32)
+        gy = rng.normal(0, 500, (64, 64)).astype(np.float32)
+        maps_c = [np.empty((64, 64), np.float32) for _ in range(2)]
+        maps_n = [np.empty((64, 64), np.float32) for _ in range(2)]
+        c.backward_map(grown_c, gx, gy, 64, 64, dst, src, 300, *maps_c)
+        raster._map(grown_c, gx, gy, dst, src, *maps_n)
+        for a, b in zip(maps_c, maps_n):
+            assert np.array_equal(a.view(np.int32), b.view(np.int32))
+
+
+def test_frames_are_the_same_on_both_kernels(backend, monkeypatch):
+    if backend != "c":
+        pytest.skip("compares the two backends once")
+    from conftest import EXAMPLES
+
+    from avgen.face.render import RenderConfig, load_renderers
+
+    renderer = load_renderers([str(EXAMPLES / "grace.png")], RenderConfig(size=256))[0]
+    rng = np.random.default_rng(2)
+    poses, expressions = [], []
+    for _ in range(20):
+        q = np.array([1, *rng.normal(0, 0.08, 3)])
+        poses.append(np.concatenate([q / np.linalg.norm(q), rng.normal(0, 0.02, 3)]))
+        expressions.append(np.clip(rng.normal(0, 0.4, len(renderer.model.lower)),
+                                   renderer.model.lower, renderer.model.upper))
+    frames_c = [renderer.render(e, p) for e, p in zip(expressions, poses)]
+    monkeypatch.setattr(raster, "_c_kernels", None)
+    frames_n = [renderer.render(e, p) for e, p in zip(expressions, poses)]
+    for a, b in zip(frames_c, frames_n):
+        assert np.array_equal(a, b)
+

@@ -7,9 +7,12 @@ lie inside it or on its edges. Corners are fixed point, 1/16 of a cell, with cel
 centred at (16 x, 16 y), so every inside test is exact integer arithmetic: the same
 corners give the same cells on every machine.
 
-It is compiled with numba: a frame draws about 1100 small triangles, and one OpenCV
-call per triangle cost more in call overhead than in drawing (about a third of a face
-frame's rendering time).
+Compiled: a frame draws about 1100 small triangles, and one OpenCV call per triangle cost
+more in call overhead than in drawing (about a third of a face frame's rendering time).
+The kernels are C (`_raster.c`), built when avgen is installed where a C compiler is at
+hand; without one the same kernels here are compiled by numba on first use, with the
+same results bit for bit (tested) but about 0.5 s more start-up in every process that
+renders (numba's imports and cache) and 130 MB more memory.
 """
 
 from __future__ import annotations
@@ -22,6 +25,28 @@ SUBPIXEL = 16  # fixed-point corners: 1/16 of a grid cell
 # corners within +-LIMIT keep the inside tests' products well inside int64 (a renderer's
 # corners lie within a few grid sizes of the grid)
 LIMIT = 1 << 28
+
+
+_UNSET = object()
+_c_kernels = _UNSET  # the C extension module, or None without one (see `_kernels`)
+
+
+def _kernels():
+    """The C kernels (`avgen.face._raster`), or None where avgen was installed without
+    them: the numba versions below are used then."""
+    global _c_kernels
+    if _c_kernels is _UNSET:
+        try:
+            from avgen.face import _raster
+        except ImportError:
+            _raster = None
+        _c_kernels = _raster
+    return _c_kernels
+
+
+def backend() -> str:
+    """"c" or "numba": which compiled kernels this process uses."""
+    return "numba" if _kernels() is None else "c"
 
 
 class _jit:
@@ -108,7 +133,11 @@ def fill_holes(ids: np.ndarray, rounds: int = 4) -> None:
     Holes are rare: slivers between triangles culled as seen from behind."""
     if ids.dtype != np.int32 or ids.ndim != 2 or not ids.flags.c_contiguous:
         raise ValueError("ids must be a C-contiguous (H, W) int32 array")
-    _grow(ids, rounds)
+    kernels = _kernels()
+    if kernels is not None:
+        kernels.grow(ids, ids.shape[0], ids.shape[1], int(rounds))
+    else:
+        _grow(ids, rounds)
 
 
 def fill_triangles(ids: np.ndarray, corners: np.ndarray, triangle_ids: np.ndarray) -> None:
@@ -125,7 +154,11 @@ def fill_triangles(ids: np.ndarray, corners: np.ndarray, triangle_ids: np.ndarra
     triangle_ids = np.ascontiguousarray(triangle_ids, dtype=np.int32).reshape(-1)
     if len(triangle_ids) != len(corners):
         raise ValueError(f"{len(corners)} triangles but {len(triangle_ids)} ids")
-    _fill(ids, corners, triangle_ids)
+    kernels = _kernels()
+    if kernels is not None:
+        kernels.fill(ids, ids.shape[0], ids.shape[1], corners, triangle_ids, len(corners))
+    else:
+        _fill(ids, corners, triangle_ids)
 
 
 @_jit
@@ -181,15 +214,21 @@ def backward_map(ids: np.ndarray, gx: np.ndarray, gy: np.ndarray, dst: np.ndarra
     mx = np.empty(ids.shape, np.float32)
     my = np.empty(ids.shape, np.float32)
     # contiguous, as `warm_up` loads it (numba compiles once per memory layout)
-    _map(np.ascontiguousarray(ids), np.ascontiguousarray(gx, np.float32),
-         np.ascontiguousarray(gy, np.float32), dst, src, mx, my)
+    ids = np.ascontiguousarray(ids)
+    gx, gy = np.ascontiguousarray(gx, np.float32), np.ascontiguousarray(gy, np.float32)
+    kernels = _kernels()
+    if kernels is not None:
+        kernels.backward_map(ids, gx, gy, ids.shape[0], ids.shape[1], dst, src, len(dst),
+                             mx, my)
+    else:
+        _map(ids, gx, gy, dst, src, mx, my)
     return mx, my
 
 
 def warm_up() -> None:
-    """Load the compiled raster now (about 0.6 s of CPU the first time in a process,
-    most of it numba's imports), so a process that will render does it before its first
-    frame is due."""
+    """Load the compiled raster now (with numba about 0.6 s of CPU the first time in a
+    process, most of it numba's imports; the C kernels a millisecond), so a process that
+    will render does it before its first frame is due."""
     fill_triangles(np.zeros((1, 1), np.int32), np.zeros((1, 3, 2), np.int32),
                    np.zeros(1, np.int32))
     one = np.zeros((1, 1), np.float32)
