@@ -201,6 +201,9 @@ def old_tree(rev: str, path: Path | None) -> Path:
         return path
     subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(path), commit],
                    check=True, capture_output=True)
+    if (path / "setup.py").exists():  # its compiled kernels, as installing it builds them
+        subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"],
+                       cwd=path, capture_output=True)
     return path
 
 
