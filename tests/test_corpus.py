@@ -142,3 +142,13 @@ def test_train_corpus_cli_rejects_bad_voices_and_mismatched_folder(tmp_path):
         {"num_sentences": 10, "seed": 0, "voices": ["heart", "heart-low"]}))
     other = runner.invoke(app, ["train", "corpus", str(tmp_path / "c"), "--sentences", "20"])
     assert other.exit_code == 2 and "holds a corpus of 10 sentences" in other.output
+
+
+def test_shards_from_the_first_utterance_are_built_first():
+    shards = [0, 32, 64, 96, 128, 160]
+    assert corpus.shard_order(shards, 0, 32) == shards
+    assert corpus.shard_order(shards, 96, 32) == [96, 128, 160, 0, 32, 64]
+    # the shard holding utterance 100 comes first, whole
+    assert corpus.shard_order(shards, 100, 32) == [96, 128, 160, 0, 32, 64]
+    assert corpus.shard_order([0, 64], 40, 32) == [64, 0]
+    assert corpus.shard_order(shards, 10_000, 32) == shards

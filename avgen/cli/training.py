@@ -39,6 +39,13 @@ def train_corpus(
     jobs: int = typer.Option(1, min=1, help="Worker processes for the speech (one thread each)."),
     shard_size: int = typer.Option(CorpusConfig.shard_size, min=1, help="Utterances per shard "
                                    "(the unit of resuming and of parallel work)."),
+    first_utterance: int = typer.Option(0, min=0, help="Build the shards from this utterance "
+                                        "on first, then the ones before it (a corpus grown "
+                                        "past what a model trained on gets its new part "
+                                        "first)."),
+    speech_only: bool = typer.Option(False, "--speech-only", help="Stop after the speech "
+                                     "(stage 1); a later run without it adds features and "
+                                     "dialogues."),
 ) -> None:
     """Build the teacher corpus: speech (hibari teacher voices, exact phoneme durations),
     log-mel features, dyadic dialogues with procedural teacher motion.
@@ -61,7 +68,10 @@ def train_corpus(
     corpus.check_resumable(root, config)
     root.mkdir(parents=True, exist_ok=True)
     with tqdm(total=config.num_utterances, desc="speech", unit="utt", file=sys.stderr) as bar:
-        corpus.build_utterances(root, config, progress=bar.update, jobs=jobs)
+        corpus.build_utterances(root, config, progress=bar.update, jobs=jobs,
+                                first=first_utterance)
+    if speech_only:
+        return
     with tqdm(total=config.num_utterances, desc="features", unit="utt", file=sys.stderr) as bar:
         corpus.build_features(root, progress=bar.update)
     corpus.build_voice_table(root)

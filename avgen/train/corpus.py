@@ -96,11 +96,13 @@ def _write_flac(path: Path, audio: np.ndarray) -> None:
 
 
 def build_utterances(root: str | Path, config: CorpusConfig = CorpusConfig(),
-                     progress=None, jobs: int = 1) -> None:
+                     progress=None, jobs: int = 1, first: int = 0) -> None:
     """Stage 1. `progress(n)` is called with the number of utterances finished. `jobs`
     worker processes (one thread each) build different shards at once; shards are
     written atomically, so several runs (or machines sharing the folder) can also work
-    on one corpus and a killed run loses at most the shards in flight."""
+    on one corpus and a killed run loses at most the shards in flight. `first`: the
+    shards from this utterance on are built before the ones ahead of it (a corpus grown
+    past what a model has trained on gets its new part first)."""
 
     root = Path(root)
     for voice in config.voices:
@@ -116,6 +118,7 @@ def build_utterances(root: str | Path, config: CorpusConfig = CorpusConfig(),
                 progress(count)
         else:
             todo.append(shard)
+    todo = shard_order(todo, first, config.shard_size)
     if jobs <= 1:
         teachers: dict = {}
         for shard in todo:
@@ -135,6 +138,13 @@ def build_utterances(root: str | Path, config: CorpusConfig = CorpusConfig(),
                                          [(str(root), config, shard) for shard in todo]):
             if progress:
                 progress(count)
+
+
+def shard_order(shards: list[int], first: int, shard_size: int) -> list[int]:
+    """Shards (by first utterance) in the order to build them: those holding utterance
+    `first` or later, then the rest, each part in ascending order."""
+    later = [s for s in shards if s + shard_size > first]
+    return later + [s for s in shards if s + shard_size <= first]
 
 
 def _single_thread() -> None:
