@@ -152,3 +152,34 @@ def test_shards_from_the_first_utterance_are_built_first():
     assert corpus.shard_order(shards, 100, 32) == [96, 128, 160, 0, 32, 64]
     assert corpus.shard_order([0, 64], 40, 32) == [64, 0]
     assert corpus.shard_order(shards, 10_000, 32) == shards
+
+
+def test_interrupted_corpus_build_says_its_shards_are_kept(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from avgen.cli import app
+
+    def interrupted(root, config, progress=None, jobs=1, first=0):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(corpus, "build_utterances", interrupted)
+    result = CliRunner().invoke(app, ["train", "corpus", str(tmp_path / "c")])
+    assert result.exit_code == 130
+    assert "finished shards are kept" in result.output and "resume" in result.output
+
+
+def test_speech_only_stops_before_the_features(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from avgen.cli import app
+
+    built = []
+    monkeypatch.setattr(corpus, "build_utterances",
+                        lambda root, config, progress=None, jobs=1, first=0:
+                        built.append(first))
+    monkeypatch.setattr(corpus, "build_features",
+                        lambda *a, **k: pytest.fail("features built with --speech-only"))
+    result = CliRunner().invoke(app, ["train", "corpus", str(tmp_path / "c"), "--speech-only",
+                                      "--first-utterance", "96"])
+    assert result.exit_code == 0, result.output
+    assert built == [96]

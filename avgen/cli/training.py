@@ -67,16 +67,24 @@ def train_corpus(
                                  shard_size=shard_size)
     corpus.check_resumable(root, config)
     root.mkdir(parents=True, exist_ok=True)
-    with tqdm(total=config.num_utterances, desc="speech", unit="utt", file=sys.stderr) as bar:
-        corpus.build_utterances(root, config, progress=bar.update, jobs=jobs,
-                                first=first_utterance)
-    if speech_only:
-        return
-    with tqdm(total=config.num_utterances, desc="features", unit="utt", file=sys.stderr) as bar:
-        corpus.build_features(root, progress=bar.update)
-    corpus.build_voice_table(root)
-    with tqdm(desc="dialogues", unit="dlg", file=sys.stderr) as bar:
-        build_dialogues(root, DialogueConfig(seed=seed), progress=bar.update)
+    try:
+        with tqdm(total=config.num_utterances, desc="speech", unit="utt",
+                  file=sys.stderr) as bar:
+            corpus.build_utterances(root, config, progress=bar.update, jobs=jobs,
+                                    first=first_utterance)
+        if speech_only:
+            return
+        with tqdm(total=config.num_utterances, desc="features", unit="utt",
+                  file=sys.stderr) as bar:
+            corpus.build_features(root, progress=bar.update)
+        corpus.build_voice_table(root)
+        with tqdm(desc="dialogues", unit="dlg", file=sys.stderr) as bar:
+            build_dialogues(root, DialogueConfig(seed=seed), progress=bar.update)
+    except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM or SIGHUP
+        # every shard is written whole, so what is finished stays: say so
+        err.print(f"interrupted; the finished shards are kept in {root}; run the same "
+                  "command to resume")
+        raise typer.Exit(getattr(exc, "exit_code", 130)) from None
     err.print(corpus.summary(root))
 
 
