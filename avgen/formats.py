@@ -295,6 +295,11 @@ class FileCache:
         self._values.move_to_end(key)
         return self._values[key]
 
+    def has(self, path: str | Path, extra: tuple = ()) -> bool:
+        """Whether `get` would return a kept value (the file unchanged since)."""
+        key = file_key(path)
+        return key is not None and (*key, *extra) in self._values
+
     def put(self, path: str | Path, value, extra: tuple = ()) -> None:
         """Keep `value` for `path`, computed elsewhere."""
         key = file_key(path)

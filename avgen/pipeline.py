@@ -559,22 +559,37 @@ class Synthesizer:
         dialogue = script if isinstance(script, Dialogue) else read_script(script)
         from avgen.speaker import choose_voices, faces_needed, model_voices
 
-        # The render worker starts now, before torch is imported here, so its own start
-        # (its imports, the compiled raster) runs on the other core meanwhile. The
-        # speaker mapper's face model takes ~0.5 s to load and look: the worker does that
-        # too while this process finds the faces and loads the models (a worker that
-        # died meanwhile is replaced before rendering; the mapper then looks here)
+        # The render worker starts now, before torch is imported here, and on the other
+        # core finds the faces in the photos (MediaPipe's import and face mesh, 0.2 s)
+        # and looks at them for the speaker mapper (its face model, ~0.5 s) while this
+        # process imports torch and loads the models. Whatever the worker could not do
+        # (it died, a photo has no face) is done here, which reports what is wrong.
         directives = dialogue.voice_directives()
         looks = faces_needed(dialogue.names, len(refs), settings.voices, directives)
+        for ref in refs:
+            if not Path(ref).is_file():
+                raise InputError("no such file", str(ref))
+        missing = self.renderers.missing(list(refs), video.framing)
         helper = self._helper(len(refs)) if looks or video.layout != "single" else None
         try:
+            if helper is not None and missing:
+                helper.request_landmarks(missing)
             if helper is not None and looks:
                 helper.request_attributes(list(refs))
         except AvgenError:
             helper = None
             self.close()
-        renderers = self.renderers.get(list(refs), video.framing)  # no face -> error now
+        if helper is None:
+            renderers = self.renderers.get(list(refs), video.framing)  # no face: error now
         model, _, _, learned = self._load_models(progress)._models
+        if helper is not None:
+            landmarks = None
+            try:
+                landmarks = helper.collect_landmarks()
+            except AvgenError:
+                helper = None
+                self.close()
+            renderers = self.renderers.get(list(refs), video.framing, landmarks)
         try:
             if helper is not None:
                 helper.collect_attributes()

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from avgen.constants import N_MELS
+from avgen.errors import InputError
 from avgen.model.av_flow import MOTION_DIM, AVFlow, AVFlowConfig
 from avgen.pipeline import (AVChunk, GenerateConfig, SynthConfig, Synthesizer, chunk_bounds,
                             mix)
@@ -409,5 +410,87 @@ def test_faces_are_looked_at_for_voices_only_when_something_is_left_to_choose(
         assert asked == []
         synth.prepare(one, example_refs)
         assert asked == [list(example_refs)]
+    finally:
+        synth.close()
+
+
+def test_the_render_worker_finds_the_same_landmarks(example_refs, tmp_path):
+    """The worker finds the faces while this process loads the models: its landmarks
+    are exactly the ones found here; a photo it finds no face in is left out (this
+    process then reports it), and so is one changed after it was asked about."""
+    import cv2
+
+    from avgen.face import landmarks as lm
+    from avgen.face.worker import RenderProcess
+
+    blank = tmp_path / "blank.png"
+    cv2.imwrite(str(blank), np.full((256, 256, 3), 128, np.uint8))
+    edited = tmp_path / "edited.png"
+    edited.write_bytes(open(example_refs[0], "rb").read())
+    worker = RenderProcess()
+    try:
+        worker.request_landmarks([*example_refs, str(blank), str(edited)])
+        worker.request_attributes(list(example_refs))  # answered after, never collected
+        edited.write_bytes(open(example_refs[1], "rb").read())
+        found = worker.collect_landmarks()
+        assert set(found) == set(map(str, example_refs))
+        for ref in example_refs:
+            here = lm.detect_image(lm.read_image(ref), ref)
+            assert found[str(ref)].dtype == here.dtype
+            assert np.array_equal(found[str(ref)], here)
+        assert worker.collect_landmarks() == {}  # each answer is given once
+    finally:
+        worker.close()
+
+
+def test_a_photo_without_a_face_is_reported_with_the_worker(example_refs, tmp_path):
+    import os
+
+    import cv2
+
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("one CPU: no render worker")
+    blank = tmp_path / "blank.png"
+    cv2.imwrite(str(blank), np.full((256, 256, 3), 128, np.uint8))
+    synth = tiny_synthesizer()
+    try:
+        with pytest.raises(InputError, match=r"blank.png: no face found"):
+            synth.prepare(parse_script(SCRIPT, "s"), [example_refs[0], str(blank)],
+                          voices=synth._models[0].config.voices[:2])
+        assert synth._render_process is not None  # the worker was asked, and said no
+    finally:
+        synth.close()
+
+
+def test_faces_are_found_here_when_the_worker_dies(example_refs, monkeypatch):
+    """A worker that dies before it answers costs nothing but time: the faces are found
+    in this process, and the renderers are the same."""
+    import os
+
+    from avgen.face.worker import RenderProcess
+
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("one CPU: no render worker")
+    reference = tiny_synthesizer()
+    voices = reference._models[0].config.voices[:2]
+    try:
+        want = reference.prepare(parse_script(SCRIPT, "s"), example_refs, voices=voices)[2]
+    finally:
+        reference.close()
+    asked = RenderProcess.request_landmarks
+
+    def ask_then_die(self, paths):
+        asked(self, paths)
+        self._process.kill()
+        self._process.wait()
+
+    monkeypatch.setattr(RenderProcess, "request_landmarks", ask_then_die)
+    synth = tiny_synthesizer()
+    try:
+        got = synth.prepare(parse_script(SCRIPT, "s"), example_refs, voices=voices)[2]
+        expression = np.zeros(len(want[0].model.names))
+        pose = np.array([1.0, 0, 0, 0, 0, 0, 0])
+        for a, b in zip(got, want):
+            assert np.array_equal(a.render(expression, pose), b.render(expression, pose))
     finally:
         synth.close()

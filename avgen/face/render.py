@@ -194,14 +194,17 @@ def one_render_thread():
 
 
 def load_renderers(refs: list[str], config: RenderConfig,
-                   framing: PhotoFraming | None = None) -> list:
+                   framing: PhotoFraming | None = None, landmarks: dict | None = None) -> list:
     """One renderer per reference photo (errors name the photo): a FaceRenderer (the
     square face crop, `config.size`) or, with `framing`, a PhotoRenderer (the whole
-    photo)."""
+    photo). `landmarks`: {photo: points (478, 3)} already found (by the render worker,
+    `avgen.face.worker`); the others are found here."""
     renderers = []
     for ref in refs:
         image = lm.read_image(ref)
-        points = lm.detect_image(image, ref)
+        points = (landmarks or {}).get(str(ref))
+        if points is None:
+            points = lm.detect_image(image, ref)
         renderers.append(FaceRenderer(image, points, config) if framing is None
                          else PhotoRenderer(image, points, framing, config))
     return renderers
@@ -220,8 +223,10 @@ class RendererCache:
         self.config = config
         self._cache = FileCache(capacity)  # a renderer holds a few MB of images and maps
 
-    def get(self, refs: list[str], framing: PhotoFraming | None = None) -> list:
-        """One renderer per photo (errors name the photo, as `load_renderers`)."""
+    def get(self, refs: list[str], framing: PhotoFraming | None = None,
+            landmarks: dict | None = None) -> list:
+        """One renderer per photo (errors name the photo, as `load_renderers`, which
+        `landmarks` is passed to)."""
         from pathlib import Path
 
         from avgen.errors import InputError
@@ -231,5 +236,10 @@ class RendererCache:
             if not Path(ref).is_file():
                 raise InputError("no such file", str(ref))
             out.append(self._cache.get(
-                ref, lambda: load_renderers([ref], self.config, framing)[0], (framing,)))
+                ref, lambda: load_renderers([ref], self.config, framing, landmarks)[0],
+                (framing,)))
         return out
+
+    def missing(self, refs: list[str], framing: PhotoFraming | None = None) -> list[str]:
+        """The photos `get` would set a renderer up for (not kept, or changed since)."""
+        return [ref for ref in refs if not self._cache.has(ref, (framing,))]

@@ -8,9 +8,11 @@ more CPU; the rest of a frame is still a few dozen numpy and OpenCV calls.
 process: the child only ever unpickles what its parent wrote on its stdin, never a file)
 and then, per batch of frames, their expressions and head poses; the child writes the
 frames back, raw RGB, on its stdout.
-At start-up, while this process loads the models, the child can also look at the
-photos' faces (apparent gender and age for the speaker mapper, `request_attributes`):
-that answer comes back as one length-prefixed JSON message.
+At start-up, while this process imports torch and loads the models, the child can also
+find the faces' landmarks in the photos (`request_landmarks`: MediaPipe's import and face
+mesh stay out of this process) and look at them (apparent gender and age for the speaker
+mapper, `request_attributes`): each answer comes back as one length-prefixed JSON
+message, in the order asked.
 The child is started with `avgen.outputs.spawn`, so it dies with avgen however avgen
 exits, and it exits by itself when its stdin closes.
 """
@@ -75,7 +77,9 @@ class RenderProcess:
         outputs.widen_pipe(self._process.stdout)  # a frame is about 0.8 MB
         self._loaded = None  # the renderer the child holds
         self._pending = 0
-        self._asked = None  # photos whose face attributes the child is working on
+        # the questions the child is answering, in order: (kind, [(photo, file_key)])
+        self._asked: list[tuple[str, list]] = []
+        self._landmarks: dict = {}  # photo -> (file_key when asked, points (478, 3))
 
     @property
     def alive(self) -> bool:
@@ -91,26 +95,51 @@ class RenderProcess:
             self._write(("renderer", renderer))
             self._loaded = renderer
 
+    def request_landmarks(self, paths: list[str]) -> None:
+        """Have the child find the face landmarks of each photo (`avgen.face.landmarks.
+        detect_image`); `collect_landmarks` returns them."""
+        self._ask("landmarks", paths)
+
+    def collect_landmarks(self) -> dict:
+        """Wait for the answer to `request_landmarks`: {photo: points (478, 3) float32}
+        for each photo the child found one face in and that has not changed since (any
+        other is left to this process, which then reports what is wrong with it)."""
+        from avgen.formats import file_key
+
+        self._collect("landmarks")
+        found, self._landmarks = self._landmarks, {}
+        return {path: points for path, (key, points) in found.items()
+                if file_key(path) == key}
+
     def request_attributes(self, paths: list[str]) -> None:
         """Have the child find each photo's face attributes (`avgen.speaker.
         face_attributes`); `collect_attributes` stores them where that function looks."""
-        from avgen.formats import file_key
-
-        self._drain()
-        self._asked = [(str(path), file_key(path)) for path in paths]
-        self._write(("attributes", [path for path, _ in self._asked]))
+        self._ask("attributes", paths)
 
     def collect_attributes(self) -> None:
         """Wait for the answer to `request_attributes` and remember it for each photo not
         changed since (a photo the child could not read is left to this process)."""
+        self._collect("attributes")
+
+    def _ask(self, kind: str, paths: list[str]) -> None:
+        from avgen.formats import file_key
+
+        asked = [(str(path), file_key(path)) for path in paths]
+        self._write((kind, [path for path, _ in asked]))
+        self._asked.append((kind, asked))
+
+    def _collect(self, kind: str) -> None:
+        """Read answers off the pipe, in the order asked, until none of `kind` is due."""
+        while any(asked_kind == kind for asked_kind, _ in self._asked):
+            self._read_answer()
+
+    def _read_answer(self) -> None:
         import json
 
         from avgen import speaker
         from avgen.formats import file_key
 
-        asked, self._asked = self._asked, None
-        if asked is None:
-            return
+        kind, asked = self._asked.pop(0)
         head = self._process.stdout.read(_LENGTH.size)
         if len(head) < _LENGTH.size:
             self._failed()
@@ -120,14 +149,19 @@ class RenderProcess:
             self._failed()
         answers = json.loads(data)
         for (path, key), answer in zip(asked, answers):
-            if answer == "failed" or key is None or file_key(path) != key:
+            if answer == "failed" or key is None:
                 continue
-            speaker.face_attributes.remember(
-                path, None if answer is None else speaker.FaceAttributes(**answer))
+            if kind == "landmarks":
+                points = np.asarray(answer, np.float32)
+                if points.ndim == 2 and points.shape[1] == 3:
+                    self._landmarks[path] = (key, points)
+            elif file_key(path) == key:
+                speaker.face_attributes.remember(
+                    path, None if answer is None else speaker.FaceAttributes(**answer))
 
     def _drain(self) -> None:
-        if self._asked is not None:  # an answer nobody collected: read it off the pipe
-            self.collect_attributes()
+        while self._asked:  # answers nobody collected: read them off the pipe
+            self._read_answer()
 
     def submit(self, expressions: np.ndarray, head_poses: np.ndarray) -> None:
         self._drain()
@@ -181,6 +215,24 @@ class RenderProcess:
         raise AvgenError(f"the face renderer's process stopped{reason}")
 
 
+def _landmarks(paths: list[str]) -> bytes:
+    """The length-prefixed JSON answer to a landmarks request: per photo its face's
+    landmarks as (478, 3) lists (float32 values, exact through JSON's doubles) or
+    "failed" (unreadable, no face, several: the parent finds out and says which)."""
+    import json
+
+    from avgen.face import landmarks as lm
+
+    answers = []
+    for path in paths:
+        try:
+            answers.append(lm.detect_image(lm.read_image(path), path).tolist())
+        except Exception:  # the parent looks at the photo itself and reports the problem
+            answers.append("failed")
+    data = json.dumps(answers).encode()
+    return _LENGTH.pack(len(data)) + data
+
+
 def _attributes(paths: list[str]) -> bytes:
     """The length-prefixed JSON answer to an attributes request: per photo its face
     attributes as a dict, null (no face, or no face model installed) or "failed"."""
@@ -216,8 +268,9 @@ def main() -> int:
         while (message := _receive(source)) is not None:
             if message[0] == "renderer":
                 renderer = message[1]
-            elif message[0] == "attributes":
-                sink.write(_attributes(message[1]))
+            elif message[0] in ("landmarks", "attributes"):
+                answer = _landmarks if message[0] == "landmarks" else _attributes
+                sink.write(answer(message[1]))
                 sink.flush()
             else:
                 _, expressions, head_poses = message
