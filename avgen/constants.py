@@ -64,6 +64,11 @@ DEFAULT_TEMPERATURE = 0.333
 # (benchmarks/results/voice_calibration.md, voices.md).
 DEFAULT_VOICE_GUIDANCE = 1.0
 
+# Sway sampling (F5-TTS) of the sampler's steps in flow time (AVFlow, `step_times`): below 0
+# the first steps are small, so the sampler settles what each frame does (does the
+# listener nod? smile?) before it commits; uniform steps average those chances away.
+DEFAULT_SWAY = -1.0
+
 # ODE solvers of the joint model's sampler, with their model evaluations per step. Euler
 # is first order; midpoint and Heun are second order: fewer steps for the same error, at
 # two evaluations each.

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from avgen import formats, outputs
-from avgen.constants import (DEFAULT_TEMPERATURE, DEFAULT_VOICE_GUIDANCE, EXPRESSION_NAMES,
-                             NUM_PEOPLE, PRECISIONS, SAMPLE_RATE, SOLVERS)
+from avgen.constants import (DEFAULT_SWAY, DEFAULT_TEMPERATURE, DEFAULT_VOICE_GUIDANCE,
+                             EXPRESSION_NAMES, NUM_PEOPLE, PRECISIONS, SAMPLE_RATE, SOLVERS)
 from avgen.errors import AvgenError, ConfigError, InputError
 from avgen.face.frames import VideoConfig
 from avgen.text.timeline import Timeline, TimelineConfig, floor_log_probs
@@ -96,6 +96,7 @@ class GenerateConfig:
     # > 1 makes each voice more its own (AVFlow.forward); 1 is off (no mean-voice pass)
     voice_guidance: float = DEFAULT_VOICE_GUIDANCE
     solver: str = "euler"  # ODE solver of the sampler (avgen.model.av_flow.SOLVERS)
+    sway: float = DEFAULT_SWAY  # spacing of the steps in flow time (av_flow.step_times)
     style: MotionStyle = MotionStyle()  # head and expression scales on the result
     # the model's arithmetic (PRECISIONS): "auto" is bfloat16 where `device` does it
     # natively (half the sampler's time on CPU), float32 elsewhere (emulated bfloat16
@@ -103,13 +104,14 @@ class GenerateConfig:
     precision: str = "auto"
 
     def __post_init__(self) -> None:
-        from avgen.limits import SEED, STEPS, TEMPERATURE, VOICE_GUIDANCE, check_range
+        from avgen.limits import SEED, STEPS, SWAY, TEMPERATURE, VOICE_GUIDANCE, check_range
 
         check_range(self.steps, STEPS, "--steps", integer=True, name="steps")
         check_range(self.seed, SEED, "--seed", integer=True, name="seed")
         check_range(self.temperature, TEMPERATURE, "--temperature", name="temperature")
         check_range(self.voice_guidance, VOICE_GUIDANCE, "--voice-guidance",
                     name="voice_guidance")
+        check_range(self.sway, SWAY, "--sway", name="sway")
         check_range(self.chunk_frames, (1, 1 << 20), "chunk_frames", integer=True,
                     name="chunk_frames")
         if self.first_chunk_frames < 1:
@@ -270,7 +272,7 @@ def generate_from_tokens(tokens: np.ndarray, names, model, normalizer,
                                     temperature=config.temperature, solver=config.solver,
                                     on_step=on_step,
                                     precision=config.evaluation_precision(),
-                                    voice_guidance=config.voice_guidance)
+                                    voice_guidance=config.voice_guidance, sway=config.sway)
     mel = mel.cpu().numpy() * normalizer.mel_std + normalizer.mel_mean
     motion = motion.cpu().numpy() * normalizer.motion_std + normalizer.motion_mean
     if not (np.isfinite(mel).all() and np.isfinite(motion).all()):
@@ -786,7 +788,8 @@ class Synthesizer:
             for a, b, mel, motion in model.sample_chunks(
                     tokens, voice_ids, bounds, settings.steps, generator,
                     settings.temperature, settings.solver, on_step,
-                    settings.evaluation_precision(), settings.voice_guidance):
+                    settings.evaluation_precision(), settings.voice_guidance,
+                    settings.sway):
                 mel = mel.cpu().numpy() * normalizer.mel_std + normalizer.mel_mean
                 motion = motion.cpu().numpy() * normalizer.motion_std + normalizer.motion_mean
                 if cues:  # per frame, so a chunk is acted out as the whole dialogue would be

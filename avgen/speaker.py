@@ -25,7 +25,8 @@ get different voices, and where the checkpoint measured how alike its voices sou
 two people of a dialogue (`voice_similarity`), clearly different ones: both keep their own
 voices when those are at most `CLEARLY_APART` alike; else one keeps its own and the other
 takes the matching voice least like it, if that is clear enough (of the two ways, the
-less alike; the order of the speakers in the script plays no part); else both move to
+less alike, and of two equally alike the one that gives an older face the lower voice;
+the order of the speakers in the script plays no part); else both move to
 the least alike pair of their matching voices.
 Without that measure the second prefers a voice pitched at least 12 % apart from the
 first's and of another accent. A whispering voice (af_nicole) is left to those who ask
@@ -326,6 +327,8 @@ def _clearly_apart(names, refs, voices, directives, faces, digests, known
                                                              voices, directives, known)
         if fixed[k] is not None:
             continue
+        if faces[k] is None and any(v.gender for v in voices):
+            faces[k] = face_attributes(refs[k])  # remembered per photo: _person asked it
         own[k] = candidates[digests[k] % len(candidates)]
         # the age band first; the whole gender where the band has nothing clearly apart
         pools[k] = (candidates, gendered)
@@ -352,9 +355,23 @@ def _clearly_apart(names, refs, voices, directives, faces, digests, known
     if voice[0] != voice[1] and alike(voice[0], voice[1]) <= CLEARLY_APART:
         note = f"; its own voice, {alike(voice[0], voice[1]):.2f} like the partner's"
         return choice(0, voice[0], note), choice(1, voice[1], note)
-    # one keeps its voice and the other moves; of the two ways, the less alike result
-    # (ties: the lower photo digest keeps), so the script's order of speakers does not
-    # decide who keeps their voice
+    # one keeps its voice and the other moves; of the two ways, the less alike result;
+    # ties (often the same two voices either way round): the way that gives the older
+    # face the lower voice, as the age bands do, then the lower photo digest keeps; so
+    # the script's order of speakers does not decide who keeps their voice
+    teacher_f0 = {v.name: v.f0_median for v in voices}
+
+    def pitch_misfit(picked: list[str]) -> float:
+        """How far `picked` (a voice per person) goes against the people's apparent ages:
+        each face in an age band counts its voice's F0, up for an older face."""
+        misfit = 0.0
+        for k in range(2):
+            face = faces[k]
+            if fixed[k] is None and face is not None and picked[k] in teacher_f0:
+                lean = 1 if face.age >= OLDER_AGE else -1 if face.age <= YOUNGER_AGE else 0
+                misfit += lean * teacher_f0[picked[k]]
+        return misfit
+
     options = []
     for keep, move in ((0, 1), (1, 0)):
         if fixed[move] is not None:
@@ -367,13 +384,18 @@ def _clearly_apart(names, refs, voices, directives, faces, digests, known
                 return choice(0, voice[keep], ""), choice(1, voice[keep], "")
             score, other = min((alike(voice[keep], v), v) for v in others)
         if score <= CLEARLY_APART or fixed[keep] is not None:
-            options.append((score, digests[keep], keep, move, other))
+            picked = [None, None]
+            picked[keep], picked[move] = voice[keep], other
+            options.append((score, pitch_misfit(picked), digests[keep], keep, move, other))
     if options:
-        score, _, keep, move, other = min(options)
+        options.sort()
+        score, misfit, _, keep, move, other = options[0]
         picked = [None, None]
         picked[keep], picked[move] = voice[keep], other
         moved = (f"; moved from {voice[move]}" if voice[move] != other else "") + (
             f"; the voice least like the partner's (similarity {score:.2f})")
+        if len(options) == 2 and options[1][0] == score and options[1][1] != misfit:
+            moved += "; of the two, the lower voice for the older face"
         return tuple(choice(k, picked[k], moved if k == move else "; its own voice")
                      for k in range(2))
     # neither alone reaches a clear difference: the least alike pair of both pools (ties

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from avgen.constants import EXPRESSION_NAMES
-from avgen.model.av_flow import MOTION_DIM, AVFlow, AVFlowConfig, window_mask
+from avgen.model.av_flow import MOTION_DIM, AVFlow, AVFlowConfig, step_times, window_mask
 from avgen.face.rotations import euler_to_quaternion
 
 TINY = AVFlowConfig(d_model=32, n_blocks=2, n_heads=2, ff_mult=2)
@@ -579,6 +579,35 @@ def test_voice_guidance_keeps_chunked_equal_to_whole_and_sets_voices_apart():
         return (sample([0, 0], guidance)[0][0] - sample([1, 0], guidance)[0][0]).abs().mean()
 
     assert apart(1.5) > 1.2 * apart(1.0)
+
+
+@pytest.mark.parametrize("steps", [1, 2, 6, 24])
+def test_sway_spaces_the_steps_from_noise_to_data(steps):
+    for sway in (-1.0, -0.4, 0.0, 0.5, 1.0):
+        times = step_times(steps, sway)
+        assert len(times) == steps + 1 and times[0] == 0.0 and times[-1] == 1.0
+        assert all(b > a for a, b in zip(times, times[1:])), (steps, sway)
+    assert step_times(4, 0.0) == [0.0, 0.25, 0.5, 0.75, 1.0]
+    if steps > 1:  # below 0: a smaller first step, where the sampler settles its choices
+        assert step_times(steps, -1.0)[1] < 0.6 * step_times(steps, 0.0)[1]
+    with pytest.raises(ValueError, match="sway"):
+        step_times(steps, 1.5)
+
+
+@pytest.mark.parametrize("fusion", ["highway", "cascaded"])
+def test_sway_keeps_chunked_equal_to_whole_and_changes_the_result(fusion):
+    torch.manual_seed(0)
+    model = randomise(AVFlow(replace(TINY, fusion=fusion))).eval()
+    tokens = inputs(length=150)["tokens"]
+
+    def sample(sway, chunk=None):
+        return model.sample_dyad(tokens, torch.tensor([0, 1]), 3,
+                                 torch.Generator().manual_seed(5), chunk, sway=sway)
+
+    whole, chunked, even = sample(-1.0), sample(-1.0, chunk=40), sample(0.0)
+    for a, b, c in zip(whole, chunked, even):
+        assert torch.allclose(a, b, atol=1e-5)
+        assert not torch.allclose(a, c, atol=1e-3)
 
 
 def test_l2_motion_loss_is_the_squared_motion_error_and_leaves_the_mel_loss_alone():

@@ -19,6 +19,7 @@ from avgen.train.av import TrainConfig as AVTrainConfig
     (lambda: GenerateConfig(steps=2.5), "steps"),
     (lambda: GenerateConfig(temperature=-0.1), "temperature"),
     (lambda: GenerateConfig(voice_guidance=float("nan")), "voice_guidance"),
+    (lambda: GenerateConfig(sway=-1.5), "sway"),
     (lambda: AVTrainConfig(motion_loss="l3"), "motion loss"),
     (lambda: GenerateConfig(voices=("heart",)), "voices"),
     (lambda: GenerateConfig(chunk_frames=0), "chunk_frames"),
@@ -47,7 +48,7 @@ def options(*command):
 def test_command_line_defaults_are_the_configs():
     for command in ("generate", "synth"):
         got = options(command)
-        for field in ("steps", "temperature", "voice_guidance", "seed", "device"):
+        for field in ("steps", "temperature", "voice_guidance", "sway", "seed", "device"):
             assert got[field] == getattr(GenerateConfig(), field), (command, field)
         assert got["precision"].value == GenerateConfig().precision
     for command in ("render", "synth"):
@@ -64,6 +65,7 @@ def test_command_line_defaults_are_the_configs():
     ("--steps", "0", "steps must be an integer from 1 to 256"),
     ("--temperature", "3", "temperature must be from 0 to 2"),
     ("--voice-guidance", "5", "voice_guidance must be from 0 to 4"),
+    ("--sway", "2", "sway must be from -1 to 1"),
     ("--precision", "half", "'half' is not one of"),
 ])
 def test_bad_value_is_one_line_exit_2_nothing_written(example_script, tmp_path, flag, value,

@@ -247,6 +247,33 @@ def test_with_measured_similarity_the_two_voices_are_clearly_apart(tmp_path):
     assert "least like" not in second.reason and "similarity" not in second.reason
 
 
+def test_of_two_equally_apart_ways_the_older_face_gets_the_lower_voice(tmp_path):
+    """Two women whose photos pick the same voice: one keeps it, the other moves to the
+    voice least like it. Either way round gives the same two voices, so the older face
+    takes the lower one, whichever voice the photos pick, whichever photo is older and
+    whatever the order of the speakers."""
+    names = ("af_hi", "bf_lo", "am_x")
+    similarity = np.array([[1.00, 0.70, 0.40], [0.70, 1.00, 0.40], [0.40, 0.40, 1.00]])
+    voices = tuple(VoiceInfo(n, "male" if n == "am_x" else "female", "US", f, tuple(row))
+                   for n, f, row in zip(names, (200.0, 170.0, 110.0), similarity))
+    older, younger = FaceAttributes("female", 0.9, 80), FaceAttributes("female", 0.9, 35)
+    man = FaceAttributes("male", 0.9, 35)
+    by_own: dict[str, list] = {}
+    *photos, man_photo = _photos(tmp_path, 9)
+    for photo in photos:  # beside a man, a face keeps its own voice
+        own = choose_voices(("ANN", "S"), [photo, man_photo], voices,
+                            faces=[younger, man])[0].voice
+        by_own.setdefault(own, []).append(photo)
+    pairs = [group[:2] for group in by_own.values() if len(group) >= 2]
+    assert pairs  # 8 photos, 2 voices: some share their own voice
+    for pair in pairs:
+        for refs in (pair, pair[::-1]):
+            for faces in ([older, younger], [younger, older]):
+                got = choose_voices(("ANN", "MARY"), refs, voices, faces=faces)
+                assert got[faces.index(older)].voice == "bf_lo", got
+                assert got[faces.index(younger)].voice == "af_hi", got
+
+
 def test_voice_similarity_travels_in_the_checkpoint_and_a_fine_tune_drops_it(tmp_path):
     from avgen.errors import ConfigError
     from avgen.model.av_checkpoint import (load_checkpoint, save_checkpoint,

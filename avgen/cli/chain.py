@@ -12,7 +12,7 @@ from rich.table import Table
 
 from avgen.cli.common import (Crop, CropOption, Device, Fps, Gap, JointCheckpoint, Layout,
                               LayoutOption, Precision, PrecisionChoice, Rate, Seed, Size,
-                              Solver, SolverChoice, Steps, Temperature, Vocoder,
+                              Solver, SolverChoice, Steps, Sway, Temperature, Vocoder,
                               VocoderChoice, VoiceGuidance, Voices, err, split_refs,
                               user_errors)
 from avgen.constants import FRAMES_PER_SECOND, SAMPLE_RATE
@@ -163,6 +163,7 @@ def generate(
     solver: Solver = SolverChoice(GenerateConfig.solver),
     temperature: Temperature = GenerateConfig.temperature,
     voice_guidance: VoiceGuidance = GenerateConfig.voice_guidance,
+    sway: Sway = GenerateConfig.sway,
     seed: Seed = GenerateConfig.seed,
     device: Device = GenerateConfig.device,
     precision: Precision = PrecisionChoice(GenerateConfig.precision),
@@ -183,7 +184,7 @@ def generate(
     config = GenerateConfig(steps=steps, solver=solver.value, seed=seed,
                             voices=tuple(voice) if voice else None,
                             device=device, temperature=temperature,
-                            voice_guidance=voice_guidance,
+                            voice_guidance=voice_guidance, sway=sway,
                             precision=precision.value)
     check_output(output, (".npz",), inputs=[tokens_file, *refs], stdout=True)
     if config.voices:
@@ -384,6 +385,7 @@ def synth(
     solver: Solver = SolverChoice(GenerateConfig.solver),
     temperature: Temperature = GenerateConfig.temperature,
     voice_guidance: VoiceGuidance = GenerateConfig.voice_guidance,
+    sway: Sway = GenerateConfig.sway,
     seed: Seed = GenerateConfig.seed,
     vocoder: Vocoder = VocoderChoice(SynthConfig.vocoder),
     fps: Fps = SynthConfig.fps,
@@ -425,7 +427,7 @@ def synth(
                                                  device=device,
                                                  voices=tuple(voice) if voice else None,
                                                  temperature=temperature, style=style,
-                                                 voice_guidance=voice_guidance,
+                                                 voice_guidance=voice_guidance, sway=sway,
                                                  precision=precision.value),
                          vocoder=vocoder.value, fps=fps, size=size, layout=layout.value,
                          crop=crop.value, rate=rate, turn_gap=gap)

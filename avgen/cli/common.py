@@ -114,6 +114,10 @@ VoiceGuidance = Annotated[float, typer.Option(
     help="How far each voice is pushed from the model's average voice (0 to 4): 1 is off; "
          "above 1 voices sound more their own and less alike, at the cost of one more pass "
          "of the speech stream a step; too high slurs the words.")]
+Sway = Annotated[float, typer.Option(
+    help="Spacing of the sampler's steps (-1 to 1): 0 is even; below 0 the first steps "
+         "are smaller, which keeps the rarer motions (a listener's nods and smiles) that "
+         "even steps average away, at the same cost.")]
 Seed = Annotated[int, typer.Option(help="Noise seed; the same seed gives the same output.")]
 Device = Annotated[str, typer.Option(help="torch device, e.g. cpu or cuda.")]
 Precision = Annotated[PrecisionChoice, typer.Option(

@@ -456,8 +456,8 @@ class AVFlow(nn.Module):
     def sample_dyad(self, tokens: torch.Tensor, voices: torch.Tensor, steps: int = 8,
                     generator: torch.Generator | None = None, chunk: int | None = None,
                     progress=None, temperature: float = 1.0, solver: str = "euler",
-                    on_step=None, precision: str = "float32", voice_guidance: float = 1.0
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
+                    on_step=None, precision: str = "float32", voice_guidance: float = 1.0,
+                    sway: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
         """Generate both people together: tokens (2, T, V), voices (2,) ids or (2, voices)
         blend weights ->
         normalised mel (2, T, 80) and motion (2, T, M). Person i's partner is
@@ -472,14 +472,15 @@ class AVFlow(nn.Module):
         progress bar of the whole sampler). `temperature` scales the mel's starting noise (Matcha-TTS's
         sampling temperature: below 1 trades variety for cleaner speech); motion keeps
         its full noise, so its variety is untouched. `solver`: see `SOLVERS`.
-        `precision`: see `PRECISIONS`. `voice_guidance`: see `forward`."""
+        `precision`: see `PRECISIONS`. `voice_guidance`: see `forward`. `sway`: the
+        spacing of the steps in flow time (`step_times`)."""
         length = tokens.shape[1]
         bounds = [0, length] if chunk is None or chunk >= length else \
             list(range(0, length, chunk)) + [length]
         mel_out = motion_out = None
         for a, b, mel, motion in self.sample_chunks(tokens, voices, bounds, steps, generator,
                                                     temperature, solver, on_step,
-                                                    precision, voice_guidance):
+                                                    precision, voice_guidance, sway):
             if mel_out is None:
                 mel_out = mel.new_empty((2, length, mel.shape[-1]))
                 motion_out = motion.new_empty((2, length, motion.shape[-1]))
@@ -499,7 +500,8 @@ class AVFlow(nn.Module):
     def sample_chunks(self, tokens: torch.Tensor, voices: torch.Tensor, bounds: list[int],
                       steps: int = 8, generator: torch.Generator | None = None,
                       temperature: float = 1.0, solver: str = "euler", on_step=None,
-                      precision: str = "float32", voice_guidance: float = 1.0):
+                      precision: str = "float32", voice_guidance: float = 1.0,
+                      sway: float = 0.0):
         """`sample_dyad` one chunk at a time: yields (a, b, mel (2, b - a, 80),
         motion (2, b - a, M)) for consecutive chunk bounds [0, ..., T]. Every chunk is
         exact whatever the bounds (equal to whole-dialogue sampling up to float rounding),
@@ -529,7 +531,7 @@ class AVFlow(nn.Module):
                     mel_w, motion_w = self._integrate(
                         *noise.window(lo, hi), tokens[:, lo:hi], voices, steps,
                         solver, on_step and (lambda n=b - a: on_step(n)), first_frame=lo,
-                        voice_guidance=voice_guidance)
+                        voice_guidance=voice_guidance, sway=sway)
                 keep = slice(a - lo, b - lo)
                 yield a, b, mel_w[:, keep], motion_w[:, keep]
             return
@@ -560,7 +562,7 @@ class AVFlow(nn.Module):
                 with evaluating():
                     mel_n, motion_n, estimate_n = self._step(
                         mel_w, motion_w, estimate_w, tokens[:, lo:hi], voices, k, steps,
-                        solver, first_frame=lo, voice_guidance=voice_guidance)
+                        solver, first_frame=lo, voice_guidance=voice_guidance, sway=sway)
                 keep = slice(start - lo, end - lo)
                 new = (mel_n[:, keep], motion_n[:, keep], estimate_n[:, keep])
                 if levels[k + 1] is None:
@@ -585,7 +587,7 @@ class AVFlow(nn.Module):
 
     def _step(self, mel: torch.Tensor, motion: torch.Tensor, estimate: torch.Tensor,
               tokens: torch.Tensor, voices: torch.Tensor, k: int, steps: int, solver: str,
-              first_frame: int = 0, voice_guidance: float = 1.0
+              first_frame: int = 0, voice_guidance: float = 1.0, sway: float = 0.0
               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Step k of `steps` of the joint (non-cascaded) sampler on a window that starts
         at dialogue frame `first_frame`: (mel, motion, partner estimate) after it."""
@@ -599,13 +601,13 @@ class AVFlow(nn.Module):
             latest[0] = x[1] + (1 - t) * v_motion
             return v_mel, v_motion
 
-        dt = 1.0 / steps
-        mel, motion = _ode_step(velocity, (mel, motion), k * dt, dt, solver)
+        t, t_next = step_times(steps, sway)[k:k + 2]
+        mel, motion = _ode_step(velocity, (mel, motion), t, t_next - t, solver)
         return mel, motion, latest[0]
 
     def _integrate(self, mel: torch.Tensor, motion: torch.Tensor, tokens: torch.Tensor,
                    voices: torch.Tensor, steps: int, solver: str = "euler", step_done=None,
-                   first_frame: int = 0, voice_guidance: float = 1.0
+                   first_frame: int = 0, voice_guidance: float = 1.0, sway: float = 0.0
                    ) -> tuple[torch.Tensor, torch.Tensor]:
         """ODE integration from noise (t=0) to data (t=1) for a dyad, (2, T, C) each,
         starting at dialogue frame `first_frame`. `step_done()` is called after each
@@ -618,7 +620,7 @@ class AVFlow(nn.Module):
         step_done = step_done or (lambda: None)
         partner_tokens = tokens.flip(0)
         cascaded = self.config.fusion == "cascaded"
-        dt = 1.0 / steps
+        grid = step_times(steps, sway)
 
         def times(t: float) -> torch.Tensor:
             return torch.full((2,), t, device=mel.device)
@@ -631,7 +633,7 @@ class AVFlow(nn.Module):
                             only="audio", first_frame=first_frame,
                             voice_guidance=voice_guidance)[0]
             for k in range(steps):
-                mel = _ode_step(audio_velocity, mel, k * dt, dt, solver)
+                mel = _ode_step(audio_velocity, mel, grid[k], grid[k + 1] - grid[k], solver)
                 step_done()
         estimate = torch.zeros_like(motion)
         for k in range(steps):
@@ -643,10 +645,11 @@ class AVFlow(nn.Module):
                              first_frame=first_frame)[1]
                     estimate = x + (1 - t) * v
                     return v
-                motion = _ode_step(velocity, motion, k * dt, dt, solver)
+                motion = _ode_step(velocity, motion, grid[k], grid[k + 1] - grid[k], solver)
             else:
                 mel, motion, estimate = self._step(mel, motion, estimate, tokens, voices, k,
-                                                   steps, solver, first_frame, voice_guidance)
+                                                   steps, solver, first_frame, voice_guidance,
+                                                   sway)
             step_done()
         return mel, motion
 
@@ -743,6 +746,20 @@ def evaluations_of(steps: int, solver: str) -> int:
     if solver not in SOLVERS:
         raise ValueError(f"solver must be one of {', '.join(SOLVERS)}, got {solver!r}")
     return steps * SOLVERS[solver]
+
+
+def step_times(steps: int, sway: float = 0.0) -> list[float]:
+    """The sampler's `steps` + 1 flow times from 0 (noise) to 1 (data), spaced by sway
+    sampling (F5-TTS): t = u + sway (cos(pi u / 2) - 1 + u) on a uniform u. 0 is uniform;
+    below 0 the steps are smaller near the noise, where the sampler settles which of
+    several outcomes a frame takes (whether a listener nods or smiles); a few large
+    first steps land on their average instead. Monotone for sway in [-1, 1]."""
+    if not -1.0 <= sway <= 1.0:
+        raise ValueError(f"sway must be in [-1, 1], got {sway}")
+    times = [u + sway * (math.cos(math.pi / 2 * u) - 1 + u)
+             for u in (k / steps for k in range(steps + 1))]
+    times[0], times[-1] = 0.0, 1.0  # exact ends, whatever the rounding
+    return times
 
 
 def _ode_step(velocity, x, t: float, dt: float, solver: str):
