@@ -183,3 +183,38 @@ def test_speech_only_stops_before_the_features(tmp_path, monkeypatch):
                                       "--first-utterance", "96"])
     assert result.exit_code == 0, result.output
     assert built == [96]
+
+
+def test_snapshot_trains_on_a_part_of_a_corpus_and_leaves_nothing_on_error(tiny_corpus,
+                                                                          tmp_path):
+    """A snapshot of chosen finished shards: the same utterances (linked, not rebuilt),
+    its own features and dialogues, held-out utterances still held out; bad requests are
+    one clear error and leave no folder behind."""
+    from typer.testing import CliRunner
+
+    from avgen.cli import app
+
+    root, config = tiny_corpus
+    target = tmp_path / "part"
+    result = CliRunner().invoke(app, ["train", "snapshot", str(root), str(target),
+                                      "--shards", "1-2"])
+    assert result.exit_code == 0, result.output
+    source = {u.index: u for u in corpus.load_utterances(root)}
+    taken = corpus.load_utterances(target)
+    assert [u.index for u in taken] == list(range(8, 24))  # shards 1 and 2 of size 8
+    for u in taken:
+        assert u.text == source[u.index].text
+        assert u.audio_path(target).read_bytes() == u.audio_path(root).read_bytes()
+    dialogues = load_dialogues(target)
+    assert dialogues and all(d.heldout == all(corpus.is_heldout(i, config)
+                                              for i in d.utterances) for d, _ in dialogues)
+    for args, message in ((["--shards", "5"], "shard 5 is not built yet (built: 0-2)"),
+                          (["--shards", "2-1"], "runs backwards"),
+                          (["--shards", "x"], "not a shard number")):
+        fresh = tmp_path / "bad"
+        result = CliRunner().invoke(app, ["train", "snapshot", str(root), str(fresh), *args])
+        assert result.exit_code == 2 and message in result.output, result.output
+        assert not fresh.exists()
+    # a folder that holds something is not written into
+    result = CliRunner().invoke(app, ["train", "snapshot", str(root), str(target)])
+    assert result.exit_code == 2 and "not empty" in result.output

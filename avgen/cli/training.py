@@ -88,6 +88,33 @@ def train_corpus(
     err.print(corpus.summary(root))
 
 
+@app.command("snapshot")
+@user_errors
+def train_snapshot(
+    source: Path = typer.Argument(..., help="A teacher corpus folder (finished or still "
+                                  "being built)."),
+    target: Path = typer.Argument(..., help="New folder for the snapshot."),
+    shards: Optional[str] = typer.Option(None, help="Shard numbers to take, e.g. "
+                                         "'0-17,121-200' (default: every finished one)."),
+) -> None:
+    """A training folder from a corpus's finished speech shards, so `avgen train av` can
+    start on a corpus still being built, or on a part of it.
+
+    The shards and their audio are hard-linked (copied across file systems) into the new
+    folder; features, voice table and dialogues are built there from what it holds.
+
+    Held-out utterances stay held out. On any error nothing is left behind."""
+    from tqdm import tqdm
+
+    from avgen.train import corpus
+
+    wanted = corpus.parse_shard_ranges(shards) if shards is not None else None
+    with tqdm(desc="features", unit="utt", file=sys.stderr) as bar:
+        count = corpus.snapshot(source, target, wanted, progress=bar.update)
+    err.print(f"{count} utterances in {target}")
+    err.print(corpus.summary(target))
+
+
 _VOCODER = vocoder_trainer.TrainConfig
 _VOCOS = VocosConfig
 
