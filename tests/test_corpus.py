@@ -210,7 +210,8 @@ def test_snapshot_trains_on_a_part_of_a_corpus_and_leaves_nothing_on_error(tiny_
                                               for i in d.utterances) for d, _ in dialogues)
     for args, message in ((["--shards", "5"], "shard 5 is not built yet (built: 0-2)"),
                           (["--shards", "2-1"], "runs backwards"),
-                          (["--shards", "x"], "not a shard number")):
+                          (["--shards", "x"], "not a shard number"),
+                          (["--shards", "0-99999999999"], "last possible shard")):
         fresh = tmp_path / "bad"
         result = CliRunner().invoke(app, ["train", "snapshot", str(root), str(fresh), *args])
         assert result.exit_code == 2 and message in result.output, result.output

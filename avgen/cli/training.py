@@ -107,10 +107,11 @@ def train_snapshot(
     from tqdm import tqdm
 
     from avgen.train import corpus
+    from avgen.train.snapshot import parse_shard_ranges, snapshot
 
-    wanted = corpus.parse_shard_ranges(shards) if shards is not None else None
+    wanted = parse_shard_ranges(shards) if shards is not None else None
     with tqdm(desc="features", unit="utt", file=sys.stderr) as bar:
-        count = corpus.snapshot(source, target, wanted, progress=bar.update)
+        count = snapshot(source, target, wanted, progress=bar.update)
     err.print(f"{count} utterances in {target}")
     err.print(corpus.summary(target))
 
