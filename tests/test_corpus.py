@@ -218,4 +218,4 @@ def test_snapshot_trains_on_a_part_of_a_corpus_and_leaves_nothing_on_error(tiny_
         assert not fresh.exists()
     # a folder that holds something is not written into
     result = CliRunner().invoke(app, ["train", "snapshot", str(root), str(target)])
-    assert result.exit_code == 2 and "not empty" in result.output
+    assert result.exit_code == 2 and "not an empty folder" in result.output

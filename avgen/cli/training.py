@@ -107,9 +107,10 @@ def train_snapshot(
     from tqdm import tqdm
 
     from avgen.train import corpus
-    from avgen.train.snapshot import parse_shard_ranges, snapshot
+    from avgen.train.snapshot import parse_shard_ranges, plan, snapshot
 
     wanted = parse_shard_ranges(shards) if shards is not None else None
+    plan(source, target, wanted)  # a bad request fails before any progress bar
     with tqdm(desc="features", unit="utt", file=sys.stderr) as bar:
         count = snapshot(source, target, wanted, progress=bar.update)
     err.print(f"{count} utterances in {target}")

@@ -37,22 +37,19 @@ def parse_shard_ranges(spec: str) -> list[int]:
     return sorted(set(shards))
 
 
-def snapshot(source: str | Path, target: str | Path, shards: list[int] | None = None,
-             progress=None) -> int:
-    """A training folder from `source`'s finished utterance shards (all, or the shard
-    numbers `shards`): the shards and their audio are hard-linked into `target` (copied
-    where the file system cannot link), with the source's config and held-out list; then
-    stages 2-3 (features, voice table, dialogues) are built there. So a model can train
-    on a corpus still being built, or on a part of it. Returns the utterances taken.
-    `target` must not hold a corpus yet (its dialogues depend on the utterances present)."""
+def plan(source: str | Path, target: str | Path, shards: list[int] | None = None
+         ) -> dict[int, Path]:
+    """The utterance shard files a snapshot of `source` into `target` takes, by shard
+    number (all finished ones, or `shards`), after checking that it can be made."""
     source, target = Path(source), Path(target)
     if not (source / "config.json").is_file():
         raise InputError("not a teacher corpus (no config.json)", str(source))
-    if target.exists() and any(target.iterdir()):
-        raise InputError("already exists and is not empty; a snapshot needs a new folder",
-                         str(target))
-    present = {int(p.stem.split("-")[1]): p
-               for p in (source / "utterances").glob("shard-*.npz")}
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise InputError("already exists and is not an empty folder; a snapshot needs a "
+                         "new one", str(target))
+    present = {int(p.stem[len("shard-"):]): p
+               for p in (source / "utterances").glob("shard-*.npz")
+               if p.stem[len("shard-"):].isdigit()}
     wanted = sorted(present) if shards is None else shards
     missing = [k for k in wanted if k not in present]
     if missing:
@@ -60,6 +57,20 @@ def snapshot(source: str | Path, target: str | Path, shards: list[int] | None = 
                          f"{_ranges(sorted(present)) or 'none'})", str(source))
     if not wanted:
         raise InputError("no finished shards to take", str(source))
+    return {k: present[k] for k in wanted}
+
+
+def snapshot(source: str | Path, target: str | Path, shards: list[int] | None = None,
+             progress=None) -> int:
+    """A training folder from `source`'s finished utterance shards (all, or the shard
+    numbers `shards`): the shards and their audio are hard-linked into `target` (copied
+    where the file system cannot link), with the source's config and held-out list; then
+    stages 2-3 (features, voice table, dialogues) are built there. So a model can train
+    on a corpus still being built, or on a part of it. Returns the utterances taken.
+    `target` must not hold anything yet (its dialogues depend on the utterances present);
+    on any error it is left as it was."""
+    taken = plan(source, target, shards)
+    source, target = Path(source), Path(target)
 
     def place(src: Path, dst: Path) -> None:
         try:
@@ -73,8 +84,7 @@ def snapshot(source: str | Path, target: str | Path, shards: list[int] | None = 
         shutil.copyfile(source / "config.json", target / "config.json")
         shutil.copyfile(source / "heldout.txt", target / "heldout.txt")
         count = 0
-        for k in wanted:
-            shard = present[k]
+        for k, shard in taken.items():
             with np.load(shard, allow_pickle=False) as data:
                 for voice, index in zip(data["voice"], data["index"]):
                     relative = Path("audio") / str(voice) / f"{utterance_id(int(index))}.flac"
