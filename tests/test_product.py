@@ -224,10 +224,10 @@ def voice_signature(wave: np.ndarray) -> np.ndarray:
 
 def test_each_face_speaks_with_the_voice_it_was_given(shipped):
     """Voices judged by their timbre over each person's turns (`voice_signature`), and
-    by their median F0. Measured today (seed 0; both women get female voices, af_heart
-    and bf_emma, 184 and 176 Hz): the two voices' signatures 60.4 apart; the second
-    face's voice speaking the first face's lines 29.6 from itself on its own lines and
-    69.5 from the first face's voice on the same lines."""
+    by their median F0. Measured with the eleventh fine-tune (seed 0; both women get
+    female voices, af_heart and bf_emma, 180 and 174 Hz): the two voices' signatures 59.6
+    apart; the second face's voice speaking the first face's lines 22.6 from itself on
+    its own lines and 66.4 from the first face's voice on the same lines."""
     from avgen.pipeline import load_av_model
     from avgen.speaker import choose_voices, model_voices
     from avgen.text.script import parse_script
