@@ -31,12 +31,12 @@ SEED = 0
 SIZE = 256  # a small video keeps the renderer's share of the run down
 
 # Whisper tiny.en word error rate of the MP4's audio (23 words). Measured with the shipped
-# models (av-flow 7000 steps, avgen-vocos-22k) for seeds 0-3, each with voices (heart,
-# heart-low), (heart-low, heart) and (heart, heart): 0, 0.087, 0, 0, 0, 0, 0, 0, 0, 0.043,
-# 0, 0 (mean 0.011, worst 2 words of 23). 0.25 is 5 words wrong.
+# models (the eleventh 16-voice fine-tune, the 16-voice vocoder) for seeds 0-3, each with
+# voices (af_heart, bf_emma), (bf_emma, af_heart) and (af_heart, af_heart): 0 in all 12
+# (the two-voice model before: mean 0.011, worst 2 words of 23). 0.25 is 5 words wrong.
 MAX_WER = 0.25
 # The listener's vocoded RMS over the partner's turn, relative to the partner's own: below
-# 5e-4 in all 12 runs above (3e-6 in the test's runs). One that mumbles along is >= 0.1.
+# 5e-6 in all 12 runs above. One that mumbles along is >= 0.1.
 MAX_LISTENER_RMS = 0.05
 
 
