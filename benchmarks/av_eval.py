@@ -30,7 +30,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 def evaluate_checkpoint(corpus_root: Path, checkpoint: str, dialogues: int, steps: int,
                         samples: int, asr, teacher_cache: dict, temperature: float = 1.0,
-                        start: int = 0, sway: float | None = None) -> dict:
+                        start: int = 0, sway: float | None = None,
+                        solver: str | None = None) -> dict:
     """Figures of one checkpoint (see the module docstring); teacher transcripts are
     cached across checkpoints in `teacher_cache`."""
     from avgen import formats
@@ -62,7 +63,8 @@ def evaluate_checkpoint(corpus_root: Path, checkpoint: str, dialogues: int, step
                     tokens, dialogue.voices, model, normalizer,
                     GenerateConfig(steps=steps, seed=seed, voices=dialogue.voices,
                                    temperature=temperature,
-                                   sway=GenerateConfig.sway if sway is None else sway))
+                                   sway=GenerateConfig.sway if sway is None else sway,
+                                   solver=solver or GenerateConfig.solver))
                 paths.append(f"{work}/gen{k}-{seed}.av.npz")
                 formats.save(paths[-1], formats.AV, generated)
                 if seed == 0:
@@ -103,7 +105,8 @@ def evaluate_checkpoint(corpus_root: Path, checkpoint: str, dialogues: int, step
 
 def evaluate_all(corpus: Path, checkpoints: list[str], dialogues: int = 3, samples: int = 2,
                  steps: int = 8, temperature: float = 1.0, start: int = 0,
-                 cache: Path | None = None, sway: float | None = None) -> dict:
+                 cache: Path | None = None, sway: float | None = None,
+                 solver: str | None = None) -> dict:
     """{label: figures} for `checkpoints` given as LABEL=PATH (or PATH: the label is its
     folder's name). With `cache`, figures already measured with the same settings for the
     same file (path, size, modification time) are reused, and new ones added."""
@@ -113,6 +116,7 @@ def evaluate_all(corpus: Path, checkpoints: list[str], dialogues: int = 3, sampl
     from avgen.pipeline import GenerateConfig
 
     sway = GenerateConfig.sway if sway is None else sway  # the key holds what was run
+    solver = solver or GenerateConfig.solver
     asr, teacher_cache = None, {}
     kept = json.loads(cache.read_text()) if cache and cache.exists() else {}
     results = {}
@@ -120,11 +124,11 @@ def evaluate_all(corpus: Path, checkpoints: list[str], dialogues: int = 3, sampl
         label, _, path = spec.rpartition("=")
         stat = Path(path).stat()
         key = json.dumps([str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns,
-                          dialogues, samples, steps, temperature, start, sway])
+                          dialogues, samples, steps, temperature, start, sway, solver])
         if key not in kept:
             asr = asr or WhisperTinyEn()
             kept[key] = evaluate_checkpoint(corpus, path, dialogues, steps, samples, asr,
-                                            teacher_cache, temperature, start, sway)
+                                            teacher_cache, temperature, start, sway, solver)
             if cache:
                 cache.write_text(json.dumps(kept, indent=1))
         results[label or Path(path).parent.name] = kept[key]
@@ -132,7 +136,7 @@ def evaluate_all(corpus: Path, checkpoints: list[str], dialogues: int = 3, sampl
 
 
 def table_lines(results: dict, dialogues: int, samples: int, steps: int, temperature: float,
-                start: int, sway: float | None = None) -> list[str]:
+                start: int, sway: float | None = None, solver: str | None = None) -> list[str]:
     """Markdown: the Table 1 layout (one row per result, then the teacher) and the
     listener table."""
     from avgen.pipeline import GenerateConfig
@@ -140,7 +144,7 @@ def table_lines(results: dict, dialogues: int, samples: int, steps: int, tempera
     any_result = next(iter(results.values()))
     lines = [f"{any_result['turns']} turns in held-out dialogues {start} to "
              f"{start + dialogues - 1}, teacher "
-             f"tokens, {steps} Euler steps (sway "
+             f"tokens, {steps} {solver or GenerateConfig.solver} steps (sway "
              f"{GenerateConfig.sway if sway is None else sway:g}), mel temperature {temperature}, "
              f"{samples} seeds for Div. BC is the "
              "fraction of audio onsets with a motion beat nearby; 'chance' is the same for "
@@ -193,7 +197,9 @@ def main() -> None:
                         help="skip this many held-out dialogues (e.g. those used to choose "
                         "the temperature)")
     parser.add_argument("--samples", type=int, default=2, help="seeds per dialogue (Div)")
-    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=None,
+                        help="sampler steps (default: GenerateConfig's)")
+    parser.add_argument("--solver", default=None, help="ODE solver (default: GenerateConfig's)")
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--sway", type=float, default=None,
                         help="spacing of the sampler's steps (default: GenerateConfig's)")
@@ -201,14 +207,19 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="keep each checkpoint's figures here and "
                         "reuse them on a later run with the same settings")
     args = parser.parse_args()
+    from avgen.pipeline import GenerateConfig
+
+    args.steps = GenerateConfig.steps if args.steps is None else args.steps
     settings = dict(dialogues=args.dialogues, samples=args.samples, steps=args.steps,
-                    temperature=args.temperature, start=args.start, sway=args.sway)
+                    temperature=args.temperature, start=args.start, sway=args.sway,
+                    solver=args.solver)
     results = evaluate_all(args.corpus, args.checkpoint, cache=args.json, **settings)
     command = ("python benchmarks/av_eval.py " + str(args.corpus) + " "
                + " ".join(f"--checkpoint {c}" for c in args.checkpoint)
                + f" --dialogues {args.dialogues} --samples {args.samples} --steps {args.steps}"
                + f" --temperature {args.temperature} --start {args.start}"
-               + ("" if args.sway is None else f" --sway {args.sway:g}"))
+               + ("" if args.sway is None else f" --sway {args.sway:g}")
+               + ("" if args.solver is None else f" --solver {args.solver}"))
     lines = ["# Joint model on held-out teacher dialogues (AV-Flow Table 1 layout)\n",
              f"`{command}`\n", *table_lines(results, **settings)]
     write_keeping_notes(args.o, lines)

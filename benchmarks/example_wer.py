@@ -67,7 +67,7 @@ def main() -> None:
              f"`python benchmarks/example_wer.py --seeds {args.seeds} --steps {args.steps} "
              f"--precision {args.precision}"
              + "".join(f" --voice {v}" for v in args.voice or []) + "`: examples/dialogue.txt, voices "
-             f"{', '.join(voices)}, learned durations, {args.steps} Euler steps, "
+             f"{', '.join(voices)}, learned durations, {args.steps} {GenerateConfig.solver} steps, "
              f"{settings.evaluation_precision()} arithmetic.\n",
              "| seed | WER (per turn, Whisper tiny.en) |", "| --- | --- |"]
     lines += [f"| {seed} | {wer:.3f} |" for seed, wer, _ in rows]

@@ -257,7 +257,7 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     lines = ["# Voices", "", f"Checkpoint: `{report['checkpoint']}`; corpus `{args.corpus.name}`; "
-             f"unseen utterances, teacher tokens, {GenerateConfig.steps} Euler steps (the "
+             f"unseen utterances, teacher tokens, {GenerateConfig.steps} {GenerateConfig.solver} steps (the "
              f"default), voice guidance {args.voice_guidance or GenerateConfig.voice_guidance:g}, "
              "shipped vocoder."]
     if rows:

@@ -9,7 +9,8 @@ stream's input is [noisy target, own token_logits, partner token_logits, partner
 projected to d. Flow time and the voice embedding enter through adaLN-zero. Attention
 is limited to a window (default 7 frames back, 2 ahead, 10 in all), so generation can
 stream; positions use RoPE. Trained with OT conditional flow matching and L1; sampled
-with an ODE solver (`sample_chunks`; 6 Euler steps by default, `GenerateConfig`).
+with an ODE solver (`sample_chunks`; 3 midpoint steps spaced by sway sampling by
+default, `GenerateConfig`).
 
 `AVFlowConfig.fusion` selects the ablations of AV-Flow's Table 1: `separate` (no
 highways), `shared` (weight-tied streams with highways) and `cascaded` (the mel is
