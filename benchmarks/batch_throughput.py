@@ -130,7 +130,8 @@ def main() -> None:
         f"{platform.processor() or platform.machine()}).",
         "",
         f"{args.jobs} jobs of {args.turns} example lines each (seeds 0..{args.jobs - 1}), the two "
-        f"example portraits; joint model: {model}; {args.steps} Euler steps, vocoder "
+        f"example portraits; joint model: {model}; {args.steps} sampler steps (the default "
+        f"solver), vocoder "
         f"{args.vocoder}, {args.size} px faces at {args.fps:g} fps. One worker runs "
         f"`avgen synth --batch` with {args.cores} threads; two workers run `--shard 0/2` and "
         f"`--shard 1/2` at once with {max(args.cores // 2, 1)} each. Wall time includes "
