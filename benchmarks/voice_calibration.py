@@ -54,7 +54,8 @@ def generate_mel(model, normalizer, utterance, voice: str, alpha: float = 1.0,
     settings = GenerateConfig(seed=0)
     generator = torch.Generator().manual_seed(settings.seed)
     mel, _ = model.sample_dyad(tokens, weights, settings.steps, generator,
-                               temperature=settings.temperature,
+                               temperature=settings.temperature, solver=settings.solver,
+                               sway=settings.sway,
                                precision=settings.evaluation_precision(),
                                voice_guidance=guidance)
     mel = mel[0].numpy() * normalizer.mel_std + normalizer.mel_mean
@@ -112,7 +113,7 @@ def main() -> None:
     import torch
 
     from avgen.audio.vocoder import load_vocoder, vocode
-    from avgen.pipeline import load_av_model
+    from avgen.pipeline import GenerateConfig, load_av_model
     from avgen.text.symbols import SILENCE_ID
     from avgen.train import corpus
     from voices_eval import SpeakerEncoder, unseen_utterances
@@ -170,7 +171,7 @@ def main() -> None:
              f"{' --guidance ' + ' '.join(f'{w:g}' for w in args.guidance) if args.guidance else ''}"
              f"{' --checkpoint ' + str(args.checkpoint) if args.checkpoint else ''}`: "
              f"{sum(len(us) for us in unseen.values())} unseen sentences of "
-             f"{len(unseen)} voices, 6 Euler steps, seed 0. Fidelity: resemblyzer cosine to "
+             f"{len(unseen)} voices, {GenerateConfig.steps} {GenerateConfig.solver} steps (the default), seed 0. Fidelity: resemblyzer cosine to "
              "the teacher's audio of the same sentence (target >= 0.80 for every voice); "
              "alike: cosine between two voices' mean embeddings (lower is more distinct).\n",
              "| variant | fidelity mean | lowest voice | voices >= 0.80 | WER mean | worst "
