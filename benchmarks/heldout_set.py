@@ -15,6 +15,7 @@ shards holding them are not at hand.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import shutil
 import sys
@@ -38,19 +39,19 @@ def picked_indices(config, below: int, per_voice: int) -> list[int]:
 _TEACHERS: dict = {}
 
 
-def synthesize(job):
-    from avgen.text.phrases import to_phrases
+@functools.lru_cache(maxsize=1)
+def _texts(config) -> list[str]:
     from avgen.train import corpus
-    from avgen.train.teachers import VOICES, teacher_for
+
+    return corpus.corpus_texts(config)
+
+
+def synthesize(job):
+    from avgen.train import corpus
 
     out, config, index = job
-    voice = corpus.voice_of(index, config)
-    utterance = teacher_for(voice, _TEACHERS).synthesize(
-        to_phrases(corpus.corpus_texts(config)[index]), VOICES[voice],
-        seed=config.seed * 1_000_003 + index)
-    corpus._write_flac(Path(out) / "audio" / voice / f"{corpus.utterance_id(index)}.flac",
-                       utterance.audio)
-    return index, utterance
+    return index, corpus.synthesize_utterance(Path(out), config, index, _TEACHERS,
+                                              _texts(config))
 
 
 def main() -> None:

@@ -78,6 +78,11 @@ def utterance_id(index: int) -> str:
     return f"u{index:06d}"
 
 
+def audio_file(voice: str, index: int) -> Path:
+    """Where utterance `index` said by `voice` lies in a corpus folder (relative)."""
+    return Path("audio") / str(voice) / f"{utterance_id(int(index))}.flac"
+
+
 def voice_of(index: int, config: CorpusConfig) -> str:
     return config.voices[index % len(config.voices)]
 
@@ -167,22 +172,31 @@ _WORKER_TEACHERS: dict = {}  # one teacher per kind per worker process
 
 def _build_utterance_shard(root: Path, config: CorpusConfig, shard: int, teachers: dict,
                            progress) -> int:
-    from avgen.text.phrases import to_phrases
-    from avgen.train.teachers import VOICES, teacher_for
-
     texts = corpus_texts(config)
     indices = range(shard, min(shard + config.shard_size, config.num_utterances))
     records = []
     for index in indices:
-        voice = voice_of(index, config)
-        utterance = teacher_for(voice, teachers).synthesize(
-            to_phrases(texts[index]), VOICES[voice], seed=config.seed * 1_000_003 + index)
-        _write_flac(root / "audio" / voice / f"{utterance_id(index)}.flac", utterance.audio)
-        records.append((index, utterance))
+        records.append((index, synthesize_utterance(root, config, index, teachers, texts)))
         if progress:
             progress(1)
     _save_utterance_shard(_utterance_shard_path(root, config, shard), records)
     return len(records)
+
+
+def synthesize_utterance(root: Path, config: CorpusConfig, index: int, teachers: dict,
+                         texts: list[str] | None = None):
+    """Utterance `index` of the corpus `config` describes, spoken by its teacher voice with
+    its own seed (the same audio whichever run or machine makes it), its audio written
+    under `root`; `texts`: `corpus_texts(config)`, when the caller has them."""
+    from avgen.text.phrases import to_phrases
+    from avgen.train.teachers import VOICES, teacher_for
+
+    texts = corpus_texts(config) if texts is None else texts
+    voice = voice_of(index, config)
+    utterance = teacher_for(voice, teachers).synthesize(
+        to_phrases(texts[index]), VOICES[voice], seed=config.seed * 1_000_003 + index)
+    _write_flac(root / audio_file(voice, index), utterance.audio)
+    return utterance
 
 
 def _json(data) -> bytes:
@@ -192,7 +206,7 @@ def _json(data) -> bytes:
 
 
 def _write_heldout_list(root: Path, config: CorpusConfig) -> None:
-    lines = [f"audio/{voice_of(i, config)}/{utterance_id(i)}.flac"
+    lines = [audio_file(voice_of(i, config), i).as_posix()
              for i in range(config.num_utterances) if is_heldout(i, config)]
     formats.atomic_write_bytes(root / "heldout.txt", ("\n".join(lines) + "\n").encode())
 
@@ -232,7 +246,7 @@ class AlignedUtterance:
         return int(self.durations.sum())
 
     def audio_path(self, root: str | Path) -> Path:
-        return Path(root) / "audio" / self.voice / f"{utterance_id(self.index)}.flac"
+        return Path(root) / audio_file(self.voice, self.index)
 
 
 def load_utterances(root: str | Path) -> list[AlignedUtterance]:
@@ -315,8 +329,7 @@ def build_features(root: str | Path, progress=None) -> None:
             continue
         mels, energies = [], []
         for index, voice, count in zip(indices, voices, frames):
-            audio, rate = soundfile.read(root / "audio" / str(voice) /
-                                         f"{utterance_id(int(index))}.flac", dtype="float32")
+            audio, rate = soundfile.read(root / audio_file(voice, index), dtype="float32")
             if rate != SAMPLE_RATE or len(audio) != count * 256:
                 raise AvgenError(f"{root}: utterance {index} audio does not match its alignment")
             mels.append(log_mel(audio).T.astype(np.float16))

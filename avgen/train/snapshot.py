@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from avgen.errors import InputError
-from avgen.train.corpus import build_features, build_voice_table, utterance_id
+from avgen.train.corpus import audio_file, build_features, build_voice_table
 from avgen.train.dialogues import DialogueConfig, build_dialogues
 
 
@@ -87,7 +87,7 @@ def snapshot(source: str | Path, target: str | Path, shards: list[int] | None = 
         for k, shard in taken.items():
             with np.load(shard, allow_pickle=False) as data:
                 for voice, index in zip(data["voice"], data["index"]):
-                    relative = Path("audio") / str(voice) / f"{utterance_id(int(index))}.flac"
+                    relative = audio_file(voice, index)
                     if not (source / relative).is_file():
                         raise InputError(f"shard {k} lists {relative}, which is missing",
                                          str(source))
