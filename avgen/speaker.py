@@ -258,8 +258,8 @@ def choose_voices(names, refs, voices: tuple[VoiceInfo, ...], explicit=None,
     similar = {v.name: v.similarity for v in voices if v.similarity}
     choices: list[Choice] = []
     for k, ref in enumerate(refs):
-        spec, candidates, gendered, reason = _person(names[k], ref, faces[k], voices,
-                                                     directives, known)
+        spec, candidates, gendered, reason, _ = _person(names[k], ref, faces[k], voices,
+                                                        directives, known)
         if spec is not None:
             choices.append(Choice(spec, "script"))
             continue
@@ -323,12 +323,10 @@ def _clearly_apart(names, refs, voices, directives, faces, digests, known
 
     fixed, own, pools, reasons = [None, None], [None, None], [None, None], ["", ""]
     for k in range(2):
-        fixed[k], candidates, gendered, reasons[k] = _person(names[k], refs[k], faces[k],
-                                                             voices, directives, known)
+        fixed[k], candidates, gendered, reasons[k], faces[k] = _person(
+            names[k], refs[k], faces[k], voices, directives, known)
         if fixed[k] is not None:
             continue
-        if faces[k] is None and any(v.gender for v in voices):
-            faces[k] = face_attributes(refs[k])  # remembered per photo: _person asked it
         own[k] = candidates[digests[k] % len(candidates)]
         # the age band first; the whole gender where the band has nothing clearly apart
         pools[k] = (candidates, gendered)
@@ -386,12 +384,12 @@ def _clearly_apart(names, refs, voices, directives, faces, digests, known
         if score <= CLEARLY_APART or fixed[keep] is not None:
             picked = [None, None]
             picked[keep], picked[move] = voice[keep], other
-            options.append((score, pitch_misfit(picked), digests[keep], keep, move, other))
+            # (keep differs between the two ways, so `picked` is never compared)
+            options.append((score, pitch_misfit(picked), digests[keep], keep, move, other,
+                            picked))
     if options:
         options.sort()
-        score, misfit, _, keep, move, other = options[0]
-        picked = [None, None]
-        picked[keep], picked[move] = voice[keep], other
+        score, misfit, _, keep, move, other, picked = options[0]
         moved = (f"; moved from {voice[move]}" if voice[move] != other else "") + (
             f"; the voice least like the partner's (similarity {score:.2f})")
         if len(options) == 2 and options[1][0] == score and options[1][1] != misfit:
@@ -415,16 +413,17 @@ def _clearly_apart(names, refs, voices, directives, faces, digests, known
 def _person(name: str, ref, face: FaceAttributes | None, voices: tuple[VoiceInfo, ...],
             directives: dict, known: tuple[str, ...]):
     """What decides one person's voice: (the spec a script line sets, or None; else the
-    matching voices, those of the gender before age narrows them, and why)."""
+    matching voices, those of the gender before age narrows them, and why; the face's
+    attributes as used, or `face` itself when none were needed)."""
     spec = directives.get(name.casefold()) if name else None
     if spec is not None:
         parse_voice(spec, known, "script voices")
-        return spec, [], [], "script"
+        return spec, [], [], "script", face
     # the face model (a few seconds to load) is asked only when its answer can matter:
     # for a person no script line sets, and when the voices carry a gender to match
     if face is None and any(v.gender for v in voices):
         face = face_attributes(ref)
-    return (None, *_candidates(name, face, voices))
+    return (None, *_candidates(name, face, voices), face)
 
 
 def _candidates(name: str, face: FaceAttributes | None, voices: tuple[VoiceInfo, ...]
