@@ -30,8 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def evaluate_checkpoint(corpus_root: Path, checkpoint: str, dialogues: int, steps: int,
                         samples: int, asr, teacher_cache: dict, temperature: float = 1.0,
-                        start: int = 0, sway: float | None = None,
-                        solver: str | None = None) -> dict:
+                        start: int = 0, sway: float = 0.0, solver: str = "euler") -> dict:
     """Figures of one checkpoint (see the module docstring); teacher transcripts are
     cached across checkpoints in `teacher_cache`."""
     from avgen import formats
@@ -63,8 +62,7 @@ def evaluate_checkpoint(corpus_root: Path, checkpoint: str, dialogues: int, step
                     tokens, dialogue.voices, model, normalizer,
                     GenerateConfig(steps=steps, seed=seed, voices=dialogue.voices,
                                    temperature=temperature,
-                                   sway=GenerateConfig.sway if sway is None else sway,
-                                   solver=solver or GenerateConfig.solver))
+                                   sway=sway, solver=solver))
                 paths.append(f"{work}/gen{k}-{seed}.av.npz")
                 formats.save(paths[-1], formats.AV, generated)
                 if seed == 0:
@@ -113,10 +111,8 @@ def evaluate_all(corpus: Path, checkpoints: list[str], dialogues: int = 3, sampl
     import json
 
     from avgen.metrics.asr import WhisperTinyEn
-    from avgen.pipeline import GenerateConfig
 
-    sway = GenerateConfig.sway if sway is None else sway  # the key holds what was run
-    solver = solver or GenerateConfig.solver
+    sway, solver = sampler(sway, solver)  # the key holds what was run
     asr, teacher_cache = None, {}
     kept = json.loads(cache.read_text()) if cache and cache.exists() else {}
     results = {}
@@ -135,17 +131,22 @@ def evaluate_all(corpus: Path, checkpoints: list[str], dialogues: int = 3, sampl
     return results
 
 
+def sampler(sway: float | None, solver: str | None) -> tuple[float, str]:
+    """The sampler's spacing and solver: as given, else GenerateConfig's defaults."""
+    from avgen.pipeline import GenerateConfig
+
+    return (GenerateConfig.sway if sway is None else sway), (solver or GenerateConfig.solver)
+
+
 def table_lines(results: dict, dialogues: int, samples: int, steps: int, temperature: float,
                 start: int, sway: float | None = None, solver: str | None = None) -> list[str]:
     """Markdown: the Table 1 layout (one row per result, then the teacher) and the
     listener table."""
-    from avgen.pipeline import GenerateConfig
-
+    sway, solver = sampler(sway, solver)
     any_result = next(iter(results.values()))
     lines = [f"{any_result['turns']} turns in held-out dialogues {start} to "
              f"{start + dialogues - 1}, teacher "
-             f"tokens, {steps} {solver or GenerateConfig.solver} steps (sway "
-             f"{GenerateConfig.sway if sway is None else sway:g}), mel temperature {temperature}, "
+             f"tokens, {steps} {solver} steps (sway {sway:g}), mel temperature {temperature}, "
              f"{samples} seeds for Div. BC is the "
              "fraction of audio onsets with a motion beat nearby; 'chance' is the same for "
              "random beats at the motion's beat rate.\n",
