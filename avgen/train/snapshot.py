@@ -95,8 +95,8 @@ def snapshot(source: str | Path, target: str | Path, shards: list[int] | None = 
                     place(source / relative, target / relative)
                     count += 1
             place(shard, target / "utterances" / shard.name)
+        build_voice_table(target)  # first: it needs the teachers' voice files, and fails fast
         build_features(target, progress=progress)
-        build_voice_table(target)
         seed = json.loads((source / "config.json").read_text())["seed"]
         build_dialogues(target, DialogueConfig(seed=seed))
     except BaseException:
