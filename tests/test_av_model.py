@@ -113,12 +113,15 @@ def test_sampling_is_deterministic_and_shaped():
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
 
 
-@pytest.mark.parametrize("fusion", ["highway", "cascaded"])
-def test_chunked_sampling_equals_whole_dialogue_sampling(fusion):
+@pytest.mark.parametrize("fusion,motion_window_past", [("highway", None), ("cascaded", None),
+                                                       ("highway", 13), ("cascaded", 13)])
+def test_chunked_sampling_equals_whole_dialogue_sampling(fusion, motion_window_past):
     """Long dialogues are generated chunk by chunk with bounded memory; with the
-    receptive field as context, the result is the whole-dialogue result."""
+    receptive field as context, the result is the whole-dialogue result (also when the
+    visual stream looks further back than the audio stream)."""
     torch.manual_seed(0)
-    model = randomise(AVFlow(replace(TINY, fusion=fusion))).eval()
+    model = randomise(AVFlow(replace(TINY, fusion=fusion,
+                                     motion_window_past=motion_window_past))).eval()
     tokens = inputs(length=230)["tokens"]
     voices, steps = torch.tensor([0, 1]), 3
 
@@ -145,6 +148,40 @@ def test_chunked_sampling_equals_whole_dialogue_sampling(fusion):
     changed = sample(tokens=changed_tokens)[0]
     moved = (changed - whole[0]).abs().amax(dim=(0, 2)) > 0
     assert moved[150] and not moved[:150 - ahead].any() and not moved[150 + back + 1:].any()
+
+
+def test_the_visual_window_reaches_further_back_than_the_audio_window():
+    """motion_window_past widens what the visual stream sees back, not the audio stream,
+    and not what either sees ahead (streaming latency)."""
+    torch.manual_seed(0)
+    config = replace(TINY, n_blocks=1, ff_kernel=1, fusion="separate", motion_window_past=20)
+    model = randomise(AVFlow(config)).eval()
+    x = inputs(batch=1, length=60)
+    mel, motion = model(**x)
+    x["tokens"] = x["tokens"].clone()
+    x["tokens"][:, 10] = x["tokens"][:, 10].flip(-1)
+    mel_changed, motion_changed = model(**x)
+    mel_moved = (mel_changed - mel).abs().amax(-1)[0] > 0
+    motion_moved = (motion_changed - motion).abs().amax(-1)[0] > 0
+    future = config.window_future
+    assert mel_moved[10 - future:10 + config.window_past + 1].all()
+    assert not mel_moved[10 + config.window_past + 1:].any()
+    assert motion_moved[10 - future:10 + 20 + 1].all() and not motion_moved[10 + 21:].any()
+    assert not mel_moved[:10 - future].any() and not motion_moved[:10 - future].any()
+    assert config.lookahead == future  # one block, no conv: the window's future alone
+    assert model.receptive_field(1) == (20, future)
+
+
+def test_a_motion_window_the_tied_blocks_cannot_have_is_refused():
+    from avgen.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="motion_window_past"):
+        replace(TINY, fusion="shared", motion_window_past=TINY.window_past + 1)
+    assert replace(TINY, fusion="shared", motion_window_past=TINY.window_past).motion_past \
+        == TINY.window_past
+    for bad in (-1, 2.5, True, "7"):
+        with pytest.raises(ConfigError, match="motion_window_past"):
+            replace(TINY, motion_window_past=bad)
 
 
 FAR = AVFlowConfig(d_model=16, n_blocks=2, n_heads=2, ff_mult=1, window_past=3,

@@ -300,6 +300,37 @@ def test_train_av_on_shards_then_finetune_with_init(prepared, monologues, tmp_pa
     assert np.array_equal(tuned_norm.mel_mean, base_norm.mel_mean)
 
 
+def test_finetune_can_widen_the_visual_window_and_a_resume_keeps_it(prepared, tmp_path):
+    """The visual stream's window holds no weights: a fine-tune may widen it, the weights
+    come over unchanged, and the run's checkpoint (and its resume) carries the window."""
+    import torch
+
+    from avgen.model.av_flow import AVFlowConfig
+    from avgen.train.av import TrainConfig, load_checkpoint, train
+
+    out, _, _ = prepared
+    tiny = AVFlowConfig(d_model=32, n_blocks=1, n_heads=2)
+    first = train(out, tmp_path / "a", tiny, TrainConfig(steps=1, batch_size=2, frames=64,
+                                                         warmup_steps=1), device="cpu",
+                  log=lambda m: None)
+    said = []
+    widened = train(out, tmp_path / "b", AVFlowConfig(motion_window_past=12),
+                    TrainConfig(steps=1, batch_size=2, frames=64, learning_rate=0.0),
+                    device="cpu", log=said.append, init=first)
+    assert any("7 -> 12 frames back" in line for line in said)
+    base, _, _, _ = load_checkpoint(first)
+    model, _, _, _ = load_checkpoint(widened)
+    assert model.config.motion_window_past == 12 and model.config.d_model == 32
+    assert [b.past for b in model.visual_blocks] == [12]
+    assert [b.past for b in model.audio_blocks] == [tiny.window_past]
+    for key, value in base.state_dict().items():
+        assert torch.equal(model.state_dict()[key], value), key
+    resumed = train(out, tmp_path / "b", tiny, TrainConfig(steps=2, batch_size=2, frames=64,
+                                                           learning_rate=0.0),
+                    device="cpu", log=lambda m: None)
+    assert load_checkpoint(resumed)[0].config.motion_window_past == 12
+
+
 def test_cli_train_av_init_and_prepare_help(tmp_path):
     result = subprocess.run([sys.executable, "-m", "avgen", "train", "av", str(tmp_path),
                              "-o", str(tmp_path / "run"), "--init", str(tmp_path / "no.st")],

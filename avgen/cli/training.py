@@ -255,6 +255,10 @@ def train_av(
     fusion: str = typer.Option(AVFlowConfig.fusion, help="How audio and motion streams meet: "
                                "highway (default), or the ablations separate, shared, "
                                "cascaded."),
+    motion_window_past: Optional[int] = typer.Option(
+        AVFlowConfig.motion_window_past, min=0, help="Frames the visual stream's attention "
+        "sees back (default: as the audio stream's); longer lets a listener's smile hold. "
+        "Also applies to an --init checkpoint (no weights change)."),
     seed: int = typer.Option(_AV.seed),
     threads: int = typer.Option(_AV.threads, help="torch threads (0: default)."),
     device: Optional[str] = typer.Option(None, help="cpu or cuda (default: cuda if available)."),
@@ -271,7 +275,7 @@ def train_av(
     init: Optional[Path] = typer.Option(None, "--init", help="Start a new run from this "
                                         "checkpoint's weights and normaliser (fine-tuning, "
                                         "e.g. on 'avgen prepare' shards); its model config "
-                                        "wins. Voices it lacks start as copies of its first; "
+                                        "wins but for --motion-window-past. Voices it lacks start as copies of its first; "
                                         "a corpus with style vectors (voices.json) replaces "
                                         "its voices with them."),
 ) -> None:
@@ -286,7 +290,8 @@ def train_av(
     from avgen.train.distributed import Ranks
 
     model_config = AVFlowConfig(d_model=d_model, n_blocks=blocks, n_heads=heads,
-                                ff_kernel=ff_kernel, fusion=fusion)
+                                ff_kernel=ff_kernel, fusion=fusion,
+                                motion_window_past=motion_window_past)
     config = av_trainer.TrainConfig(steps=steps, batch_size=batch_size, frames=frames,
                                     seed=seed, threads=threads, stop_at=stop_at,
                                     learning_rate=learning_rate, listen_weight=listen_weight,

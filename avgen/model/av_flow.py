@@ -47,6 +47,11 @@ class AVFlowConfig:
     ff_kernel: int = 3  # first feed-forward layer is a conv over this many frames (1: linear)
     window_past: int = 7
     window_future: int = 2
+    # the visual stream's window back (None: window_past). A listener's smile lasts 1-2 s:
+    # with 7 frames a block, one evaluation sees 0.37 s back, so each stretch of the
+    # smile was decided on its own and the model's smiles came out as short blips. A
+    # longer past costs no latency (streaming waits only for the future)
+    motion_window_past: int | None = None
     num_symbols: int = NUM_SYMBOLS
     mel_dim: int = N_MELS
     motion_dim: int = MOTION_DIM
@@ -82,6 +87,14 @@ class AVFlowConfig:
     def __post_init__(self) -> None:
         if self.fusion not in FUSIONS:
             raise ConfigError(f"fusion must be one of {', '.join(FUSIONS)}, got {self.fusion!r}")
+        for name in ("window_past", "window_future", "motion_window_past"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or value < 0):
+                raise ConfigError(f"{name} must be a whole number >= 0, got {value!r}")
+        if self.fusion == "shared" and self.motion_past != self.window_past:
+            raise ConfigError("the shared fusion runs both streams through the same blocks: "
+                              "motion_window_past must equal window_past")
         if self.voice_similarity and (len(self.voice_similarity) != len(self.voices) or any(
                 len(row) != len(self.voices) for row in self.voice_similarity)):
             raise ConfigError(f"voice_similarity must be {len(self.voices)} x "
@@ -96,6 +109,11 @@ class AVFlowConfig:
     @property
     def highways(self) -> bool:
         return self.fusion in ("highway", "shared")
+
+    @property
+    def motion_past(self) -> int:
+        """The visual stream's attention window back, in frames."""
+        return self.window_past if self.motion_window_past is None else self.motion_window_past
 
     @property
     def lookahead(self) -> int:
@@ -210,11 +228,12 @@ class FeedForward(nn.Module):
 class Block(nn.Module):
     """DiT block with adaLN-zero: windowed self-attention with RoPE, then an MLP."""
 
-    def __init__(self, config: AVFlowConfig) -> None:
+    def __init__(self, config: AVFlowConfig, past: int | None = None) -> None:
         super().__init__()
         d = config.d_model
         self.heads = config.n_heads
-        self.past, self.future = config.window_past, config.window_future
+        self.past = config.window_past if past is None else past
+        self.future = config.window_future
         self.norm1 = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
         self.qkv = nn.Linear(d, 3 * d)
         self.proj = nn.Linear(d, d)
@@ -311,7 +330,8 @@ class AVFlow(nn.Module):
             self.visual_blocks = self.audio_blocks
             self.visual_tag = nn.Parameter(torch.zeros(d))  # tells the tied blocks the stream
         else:
-            self.visual_blocks = nn.ModuleList(Block(c) for _ in range(c.n_blocks))
+            self.visual_blocks = nn.ModuleList(Block(c, c.motion_past)
+                                               for _ in range(c.n_blocks))
         if c.highways:
             self.highway_va = nn.ModuleList(nn.Linear(d, d, bias=False)
                                             for _ in range(c.n_blocks))
@@ -448,7 +468,8 @@ class AVFlow(nn.Module):
         evaluation sees n_blocks x (window + conv) frames either way, and every
         evaluation feeds the next one."""
         c = self.config
-        back = c.n_blocks * (c.window_past + c.ff_kernel // 2)
+        # the streams meet after every block, so the longer window reaches both
+        back = c.n_blocks * (max(c.window_past, c.motion_past) + c.ff_kernel // 2)
         stages = 2 if c.fusion == "cascaded" else 1  # motion waits for the finished mel
         evaluations = stages * evaluations_of(steps, solver)
         return evaluations * back, evaluations * c.lookahead

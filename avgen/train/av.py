@@ -86,6 +86,15 @@ def _lr(step: int, config: TrainConfig) -> float:
                            floor=0.1 * config.learning_rate)
 
 
+def with_motion_window(model: AVFlow, past: int, log=print) -> AVFlow:
+    """The same weights with the visual stream's attention window `past` frames back."""
+    log(f"visual stream's window: {model.config.motion_past} -> {past} frames back")
+    config = replace(model.config, motion_window_past=past)
+    longer = AVFlow(config).to(next(model.parameters()).device)
+    longer.load_state_dict(model.state_dict())
+    return longer
+
+
 def _voice_table(corpus_root) -> dict | None:
     """A teacher corpus's voices.json (gender, accent, F0, style vectors), if any."""
     path = Path(corpus_root) / "voices.json"
@@ -97,7 +106,8 @@ def train(corpus_root: str | Path, run_dir: str | Path, model_config: AVFlowConf
           log=print, init: str | Path | None = None, ranks: Ranks | None = None) -> Path:
     """Train (or resume) a model; returns the checkpoint path. `corpus_root` is a teacher
     corpus or an `avgen prepare` folder. `init`: a new run starts from this checkpoint's
-    weights and normaliser (fine-tuning; `model_config` is then the checkpoint's).
+    weights and normaliser (fine-tuning; `model_config` is then the checkpoint's, but for
+    a `motion_window_past` it sets: the windows hold no weights).
 
     Under torchrun (or with `ranks`), trains data-parallel: `config.batch_size` is the
     global batch, split evenly over the ranks, with the same result as one process (see
@@ -136,6 +146,8 @@ def _train(corpus_root, run_dir, model_config: AVFlowConfig, config: TrainConfig
         corpus_voices = tuple(json.loads((Path(corpus_root) / "config.json").read_text())["voices"])
         model, normalizer = start_from(init, corpus_voices, device, log,
                                        _voice_table(corpus_root))
+        if model_config.motion_window_past not in (None, model.config.motion_past):
+            model = with_motion_window(model, model_config.motion_window_past, log)
         data = open_windows(corpus_root, model.config.voices)
         step = 0
     else:
