@@ -18,6 +18,7 @@ something.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import tempfile
 from pathlib import Path
@@ -93,7 +94,7 @@ def evaluate_checkpoint(corpus_root: Path, checkpoint: str, dialogues: int, step
         return float(np.mean(values)) if values else float("nan")
 
     keys = ("lip_f1", "fde", "div_h", "div_e", "bc_h", "bc_e", "bc_chance", "listener_energy",
-            "listener_nods_per_minute", "listener_smile_fraction")
+            "listener_nods_per_minute", "listener_smiles_per_minute", "listener_smile_fraction")
     return {"step": step, "fusion": model.config.fusion, "turns": len(refs),
             "wer": word_error_rate(refs, hyps), "teacher_wer": word_error_rate(refs, teacher_hyps),
             "mcd": float(np.median(mcds)),
@@ -138,6 +139,12 @@ def sampler(sway: float | None, solver: str | None) -> tuple[float, str]:
     return (GenerateConfig.sway if sway is None else sway), (solver or GenerateConfig.solver)
 
 
+def seconds_per_smile(fraction: float, per_minute: float) -> float:
+    """Seconds of smiling (frames over the threshold) per smile event: 60 x fraction /
+    smiles per minute; nan where no smile was counted."""
+    return 60.0 * fraction / per_minute if per_minute else math.nan
+
+
 def table_lines(results: dict, dialogues: int, samples: int, steps: int, temperature: float,
                 start: int, sway: float | None = None, solver: str | None = None) -> list[str]:
     """Markdown: the Table 1 layout (one row per result, then the teacher) and the
@@ -162,14 +169,16 @@ def table_lines(results: dict, dialogues: int, samples: int, steps: int, tempera
     lines.append(f"| teacher | | | {t['teacher_wer']:.3f} | 0 | 1 | 0 | | | {t['teacher_bc_h']:.3f} "
                  f"| {t['teacher_bc_e']:.3f} | {t['teacher_bc_chance']:.3f} |")
     lines += ["", "Listener (frames where the person does not speak):", "",
-              "| model | speech energy (nats) | nods per minute | fraction smiling |",
-              "| --- | --- | --- | --- |"]
-    for label, r in results.items():
-        lines.append(f"| {label} | {r['listener_energy']:.3f} | "
-                     f"{r['listener_nods_per_minute']:.1f} | {r['listener_smile_fraction']:.3f} |")
-    lines.append(f"| teacher | {t['teacher_listener_energy']:.3f} | "
-                 f"{t['teacher_listener_nods_per_minute']:.1f} | "
-                 f"{t['teacher_listener_smile_fraction']:.3f} |")
+              "| model | speech energy (nats) | nods per minute | fraction smiling | "
+              "smiles per minute | seconds smiling per smile |",
+              "| --- | --- | --- | --- | --- | --- |"]
+    rows = [(label, r, "") for label, r in results.items()] + [("teacher", t, "teacher_")]
+    for label, r, prefix in rows:
+        fraction, smiles = (r.get(f"{prefix}listener_{k}", math.nan)
+                            for k in ("smile_fraction", "smiles_per_minute"))
+        lines.append(f"| {label} | {r[prefix + 'listener_energy']:.3f} | "
+                     f"{r[prefix + 'listener_nods_per_minute']:.1f} | {fraction:.3f} | "
+                     f"{smiles:.1f} | {seconds_per_smile(fraction, smiles):.2f} |")
     return lines
 
 

@@ -102,6 +102,10 @@ def test_eval_self_is_perfect(tmp_path):
     # both listeners nod twice and smile once while the partner talks; nothing leaks
     assert metrics["listener_nods"]["overall"] == 4
     assert metrics["listener_smiles"]["overall"] == 2
+    # a rate per minute of listening, as the nods: the same minutes, so the same ratio
+    assert metrics["listener_smiles_per_minute"]["overall"] == pytest.approx(
+        metrics["listener_nods_per_minute"]["overall"] / 2)
+    assert metrics["listener_smiles_per_minute"]["p0"] > 0
     assert metrics["listener_energy"]["overall"] == pytest.approx(0.0, abs=1e-5)
     assert metrics["bc_h"]["reference"] == metrics["bc_h"]["overall"]
     assert metrics["div_h"]["overall"] is None

@@ -219,6 +219,7 @@ def listener_group(inputs: Inputs, config: m.MetricsConfig) -> dict:
     minutes = {}
     rows: dict[str, dict] = {"listener_energy": {}, "listener_nods": {},
                              "listener_nods_per_minute": {}, "listener_smiles": {},
+                             "listener_smiles_per_minute": {},
                              "listener_smile_fraction": {}}
     ref_rows: dict[str, dict] = {k: {} for k in rows}
     for p in range(2):
@@ -233,6 +234,9 @@ def listener_group(inputs: Inputs, config: m.MetricsConfig) -> dict:
             target["listener_nods"][p] = nods
             target["listener_nods_per_minute"][p] = nods / minutes[p] if minutes[p] else math.nan
             target["listener_smiles"][p] = smiles
+            # with the fraction, it tells long smiles from blips around the threshold
+            target["listener_smiles_per_minute"][p] = (smiles / minutes[p] if minutes[p]
+                                                       else math.nan)
             target["listener_smile_fraction"][p] = fraction
     total_minutes = sum(minutes.values())
 
@@ -240,9 +244,9 @@ def listener_group(inputs: Inputs, config: m.MetricsConfig) -> dict:
         per = target[key]
         if key in ("listener_nods", "listener_smiles"):
             return float(sum(per.values()))
-        if key == "listener_nods_per_minute":
-            return sum(target["listener_nods"].values()) / total_minutes if total_minutes \
-                else math.nan
+        if key in ("listener_nods_per_minute", "listener_smiles_per_minute"):
+            counts = target[key.replace("_per_minute", "")]
+            return sum(counts.values()) / total_minutes if total_minutes else math.nan
         # weighted by listening time: the mean over both people's listening frames
         weights = {p: minutes[p] for p in per if not math.isnan(per[p]) and minutes[p]}
         if not weights:
@@ -253,6 +257,7 @@ def listener_group(inputs: Inputs, config: m.MetricsConfig) -> dict:
               "listener_nods": "nods while listening",
               "listener_nods_per_minute": "  nods per minute of listening",
               "listener_smiles": "smiles while listening",
+              "listener_smiles_per_minute": "  smiles per minute of listening",
               "listener_smile_fraction": "  fraction of listening smiling"}
     out = {}
     for key, label in labels.items():
