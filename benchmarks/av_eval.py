@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import shlex
 import sys
 import tempfile
 from pathlib import Path
@@ -224,8 +225,8 @@ def main() -> None:
                     temperature=args.temperature, start=args.start, sway=args.sway,
                     solver=args.solver)
     results = evaluate_all(args.corpus, args.checkpoint, cache=args.json, **settings)
-    command = ("python benchmarks/av_eval.py " + str(args.corpus) + " "
-               + " ".join(f"--checkpoint {c}" for c in args.checkpoint)
+    command = ("python benchmarks/av_eval.py " + shlex.quote(str(args.corpus)) + " "
+               + " ".join(f"--checkpoint {shlex.quote(c)}" for c in args.checkpoint)
                + f" --dialogues {args.dialogues} --samples {args.samples} --steps {args.steps}"
                + f" --temperature {args.temperature} --start {args.start}"
                + ("" if args.sway is None else f" --sway {args.sway:g}")
