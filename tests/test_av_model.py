@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from avgen.constants import EXPRESSION_NAMES
-from avgen.model.av_flow import MOTION_DIM, AVFlow, AVFlowConfig, step_times, window_mask
+from avgen.model.av_flow import (MOTION_DIM, AVFlow, AVFlowConfig, step_times, sway_times,
+                                  window_mask)
 from avgen.face.rotations import euler_to_quaternion
 
 TINY = AVFlowConfig(d_model=32, n_blocks=2, n_heads=2, ff_mult=2)
@@ -669,3 +670,29 @@ def test_l2_motion_loss_is_the_squared_motion_error_and_leaves_the_mel_loss_alon
     with pytest.raises(ValueError):
         model.loss(mel, motion, x["tokens"], x["partner_tokens"], x["partner_motion"],
                    x["voice"], mask, noise=noise, motion_loss="huber")
+
+
+def test_training_time_sway_draws_flow_times_nearer_the_noise():
+    """time_sway respaces the flow times the loss trains on as the sampler's steps are
+    spaced; 0 draws them uniformly, exactly as before."""
+    from avgen.errors import ConfigError
+    from avgen.train.av import TrainConfig
+
+    model = AVFlow(TINY)
+
+    def times(sway, n=20000):
+        return model.flow_noise(n, 2, "cpu", torch.Generator().manual_seed(3), sway)[0]
+
+    uniform, swayed = times(0.0), times(-0.5)
+    assert torch.equal(uniform, torch.rand(20000, generator=torch.Generator().manual_seed(3)))
+    assert 0.0 <= float(swayed.min()) and float(swayed.max()) <= 1.0
+    # sway -0.5: u = 0.405 maps to t = 0.3, so 40.5 % of the draws fall below 0.3 (uniform: 30 %)
+    assert float((uniform < 0.3).float().mean()) == pytest.approx(0.30, abs=0.01)
+    assert float((swayed < 0.3).float().mean()) == pytest.approx(0.405, abs=0.01)
+    # the same uniform draws, respaced as the sampler spaces its steps
+    grid = torch.arange(5, dtype=torch.float64) / 4
+    assert torch.allclose(sway_times(grid, -0.5), torch.tensor(step_times(4, -0.5),
+                                                               dtype=torch.float64))
+    assert torch.allclose(swayed, sway_times(uniform, -0.5))
+    with pytest.raises(ConfigError, match="--time-sway"):
+        TrainConfig(time_sway=-1.5)

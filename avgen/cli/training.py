@@ -269,6 +269,10 @@ def train_av(
     motion_loss: str = typer.Option(_AV.motion_loss, help="l1 or l2: the motion streams' "
                                     "loss; l2 learns chance events (a listener's smile) that "
                                     "l1 averages away."),
+    time_sway: float = typer.Option(_AV.time_sway, help="Spacing of the flow times trained "
+                                    "on (-1 to 1): below 0 more often near the noise, where "
+                                    "the sampler settles whether a listener nods or smiles; "
+                                    "0 uniform."),
     precision: str = typer.Option("auto", help="auto (bfloat16 autocast where the hardware "
                                   "does it natively: GPUs, CPUs with AMX/AVX-512 bf16), "
                                   "bfloat16 or float32."),
@@ -295,7 +299,7 @@ def train_av(
     config = av_trainer.TrainConfig(steps=steps, batch_size=batch_size, frames=frames,
                                     seed=seed, threads=threads, stop_at=stop_at,
                                     learning_rate=learning_rate, listen_weight=listen_weight,
-                                    motion_loss=motion_loss,
+                                    motion_loss=motion_loss, time_sway=time_sway,
                                     warmup_steps=warmup_steps,
                                     bf16=av_trainer.use_bf16(precision, device))
     if init is not None and not init.is_file():

@@ -405,12 +405,14 @@ class AVFlow(nn.Module):
             v_mel = v_mean + voice_guidance * (v_voice - v_mean)
         return v_mel, None if h_v is None else self.visual_out(h_v, cond_v)
 
-    def flow_noise(self, batch: int, length: int, device, generator=None
+    def flow_noise(self, batch: int, length: int, device, generator=None, sway: float = 0.0
                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Flow times (B,) and noise for mel (B, T, 80) and motion (B, T, M), drawn in the
-        order `loss` draws them: data-parallel ranks draw the whole batch and take a slice."""
+        order `loss` draws them: data-parallel ranks draw the whole batch and take a slice.
+        `sway` < 0 draws the flow times more often near the noise, as `step_times` spaces
+        the sampler's steps (0: uniform)."""
         c = self.config
-        t = torch.rand(batch, device=device, generator=generator)
+        t = sway_times(torch.rand(batch, device=device, generator=generator), sway)
         noise_mel = torch.randn((batch, length, c.mel_dim), device=device, generator=generator)
         noise_motion = torch.randn((batch, length, c.motion_dim), device=device,
                                    generator=generator)
@@ -776,12 +778,18 @@ def step_times(steps: int, sway: float = 0.0) -> list[float]:
     below 0 the steps are smaller near the noise, where the sampler settles which of
     several outcomes a frame takes (whether a listener nods or smiles); a few large
     first steps land on their average instead. Monotone for sway in [-1, 1]."""
-    if not -1.0 <= sway <= 1.0:
-        raise ValueError(f"sway must be in [-1, 1], got {sway}")
-    times = [u + sway * (math.cos(math.pi / 2 * u) - 1 + u)
-             for u in (k / steps for k in range(steps + 1))]
+    times = sway_times(torch.arange(steps + 1, dtype=torch.float64) / steps, sway).tolist()
     times[0], times[-1] = 0.0, 1.0  # exact ends, whatever the rounding
     return times
+
+
+def sway_times(u: torch.Tensor, sway: float) -> torch.Tensor:
+    """Flow times u in [0, 1] respaced by sway sampling: u + sway (cos(pi u / 2) - 1 + u)."""
+    if not -1.0 <= sway <= 1.0:
+        raise ValueError(f"sway must be in [-1, 1], got {sway}")
+    if sway == 0.0:
+        return u
+    return u + sway * (torch.cos(math.pi / 2 * u) - 1 + u)
 
 
 def _ode_step(velocity, x, t: float, dt: float, solver: str):

@@ -41,6 +41,9 @@ class TrainConfig:
     speech_bias: float = 0.6  # share of windows cut around the person's own turn
     listen_weight: float = 1.0  # motion loss weight on listening frames (AVFlow.loss)
     motion_loss: str = "l1"  # "l2": squared error on motion, for rare events (AVFlow.loss)
+    # < 0: flow times drawn more often near the noise, where the sampler (sway -1) takes
+    # its small first steps and settles whether a listener nods or smiles (0: uniform)
+    time_sway: float = 0.0
     checkpoint_every: int = 500
     log_every: int = 25
     # stop (with a checkpoint) at this step of the `steps` schedule; a later run with the
@@ -54,6 +57,9 @@ class TrainConfig:
         if self.motion_loss not in MOTION_LOSSES:
             raise ConfigError(f"motion loss must be {' or '.join(MOTION_LOSSES)}, got "
                               f"{self.motion_loss!r}", "--motion-loss")
+        from avgen.limits import SWAY, check_range
+
+        check_range(self.time_sway, SWAY, "--time-sway", name="time_sway")
 
     @property
     def last_step(self) -> int:
@@ -194,7 +200,8 @@ def _train(corpus_root, run_dir, model_config: AVFlowConfig, config: TrainConfig
         keep = torch.rand(partner.shape[0], 1, 1, device=device,
                           generator=generator) >= config.partner_motion_dropout
         partner = partner * keep
-        noise = model.flow_noise(config.batch_size, config.frames, device, generator)
+        noise = model.flow_noise(config.batch_size, config.frames, device, generator,
+                                 config.time_sway)
         # mean over the global batch's real frames: the ranks' gradients average to it
         frames = batch["mask"].float().sum().clamp(min=1.0) / ranks.world_size
         for group in optimizer.param_groups:
