@@ -38,6 +38,7 @@ SEED = (0, 2**32 - 1)
 TEMPERATURE = (0.0, 2.0)
 VOICE_GUIDANCE = (0.0, 4.0)
 SWAY = (-1.0, 1.0)                          # step_times is monotone on it
+ATTENTION_WINDOW = (0, 256)                 # frames a block attends back or ahead (3 s)
 FPS = (1.0, 120.0)
 SIZE = (64, 2048)                           # even
 RATE = (0.25, 4.0)

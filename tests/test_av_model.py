@@ -180,7 +180,7 @@ def test_a_motion_window_the_tied_blocks_cannot_have_is_refused():
         replace(TINY, fusion="shared", motion_window_past=TINY.window_past + 1)
     assert replace(TINY, fusion="shared", motion_window_past=TINY.window_past).motion_past \
         == TINY.window_past
-    for bad in (-1, 2.5, True, "7"):
+    for bad in (-1, 2.5, True, "7", 257):
         with pytest.raises(ConfigError, match="motion_window_past"):
             replace(TINY, motion_window_past=bad)
 

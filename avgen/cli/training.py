@@ -256,9 +256,9 @@ def train_av(
                                "highway (default), or the ablations separate, shared, "
                                "cascaded."),
     motion_window_past: Optional[int] = typer.Option(
-        AVFlowConfig.motion_window_past, min=0, help="Frames the visual stream's attention "
-        "sees back (default: as the audio stream's); longer lets a listener's smile hold. "
-        "Also applies to an --init checkpoint (no weights change)."),
+        AVFlowConfig.motion_window_past, min=0, max=256,
+        help="Frames the visual stream's attention sees back (default: as the audio "
+        "stream's, 7). Also applies over an --init checkpoint (no weights change)."),
     seed: int = typer.Option(_AV.seed),
     threads: int = typer.Option(_AV.threads, help="torch threads (0: default)."),
     device: Optional[str] = typer.Option(None, help="cpu or cuda (default: cuda if available)."),
@@ -279,9 +279,10 @@ def train_av(
     init: Optional[Path] = typer.Option(None, "--init", help="Start a new run from this "
                                         "checkpoint's weights and normaliser (fine-tuning, "
                                         "e.g. on 'avgen prepare' shards); its model config "
-                                        "wins but for --motion-window-past. Voices it lacks start as copies of its first; "
-                                        "a corpus with style vectors (voices.json) replaces "
-                                        "its voices with them."),
+                                        "wins but for --motion-window-past. Voices it "
+                                        "lacks start as copies of its first; a corpus "
+                                        "with style vectors (voices.json) replaces its "
+                                        "voices with them."),
 ) -> None:
     """Train (or resume) the joint audio-visual flow model on a teacher corpus or on an
     'avgen prepare' folder. Checkpoints every 500 steps to RUN/av-latest.safetensors;

@@ -47,10 +47,10 @@ class AVFlowConfig:
     ff_kernel: int = 3  # first feed-forward layer is a conv over this many frames (1: linear)
     window_past: int = 7
     window_future: int = 2
-    # the visual stream's window back (None: window_past). A listener's smile lasts 1-2 s:
-    # with 7 frames a block, one evaluation sees 0.37 s back, so each stretch of the
-    # smile was decided on its own and the model's smiles came out as short blips. A
-    # longer past costs no latency (streaming waits only for the future)
+    # the visual stream's window back (None: window_past): with 7 frames a block one
+    # evaluation sees 0.37 s back, less than a listener's 1-2 s smile. A longer past
+    # costs compute, not latency (streaming waits only for the future). Tried at 31, it
+    # did not lengthen the smiles (benchmarks/results/av_eval.md)
     motion_window_past: int | None = None
     num_symbols: int = NUM_SYMBOLS
     mel_dim: int = N_MELS
@@ -87,11 +87,17 @@ class AVFlowConfig:
     def __post_init__(self) -> None:
         if self.fusion not in FUSIONS:
             raise ConfigError(f"fusion must be one of {', '.join(FUSIONS)}, got {self.fusion!r}")
+        from avgen.limits import ATTENTION_WINDOW
+
+        lo, hi = ATTENTION_WINDOW
         for name in ("window_past", "window_future", "motion_window_past"):
             value = getattr(self, name)
+            # a window's keys are padded and scored for every query block: bounded, so a
+            # config (or a checkpoint) cannot ask for gigabytes
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                      or value < 0):
-                raise ConfigError(f"{name} must be a whole number >= 0, got {value!r}")
+                                      or not lo <= value <= hi):
+                raise ConfigError(f"{name} must be a whole number from {lo} to {hi}, "
+                                  f"got {value!r}")
         if self.fusion == "shared" and self.motion_past != self.window_past:
             raise ConfigError("the shared fusion runs both streams through the same blocks: "
                               "motion_window_past must equal window_past")
