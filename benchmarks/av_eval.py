@@ -104,7 +104,7 @@ def evaluate_checkpoint(corpus_root: Path, checkpoint: str, dialogues: int, step
 
 
 def evaluate_all(corpus: Path, checkpoints: list[str], dialogues: int = 3, samples: int = 2,
-                 steps: int = 8, temperature: float = 1.0, start: int = 0,
+                 steps: int | None = None, temperature: float = 1.0, start: int = 0,
                  cache: Path | None = None, sway: float | None = None,
                  solver: str | None = None) -> dict:
     """{label: figures} for `checkpoints` given as LABEL=PATH (or PATH: the label is its
@@ -114,7 +114,7 @@ def evaluate_all(corpus: Path, checkpoints: list[str], dialogues: int = 3, sampl
 
     from avgen.metrics.asr import WhisperTinyEn
 
-    sway, solver = sampler(sway, solver)  # the key holds what was run
+    steps, sway, solver = sampler(steps, sway, solver)  # the key holds what was run
     asr, teacher_cache = None, {}
     kept = json.loads(cache.read_text()) if cache and cache.exists() else {}
     results = {}
@@ -133,11 +133,13 @@ def evaluate_all(corpus: Path, checkpoints: list[str], dialogues: int = 3, sampl
     return results
 
 
-def sampler(sway: float | None, solver: str | None) -> tuple[float, str]:
-    """The sampler's spacing and solver: as given, else GenerateConfig's defaults."""
+def sampler(steps: int | None, sway: float | None, solver: str | None
+            ) -> tuple[int, float, str]:
+    """The sampler's steps, spacing and solver: as given, else GenerateConfig's defaults."""
     from avgen.pipeline import GenerateConfig
 
-    return (GenerateConfig.sway if sway is None else sway), (solver or GenerateConfig.solver)
+    return ((GenerateConfig.steps if steps is None else steps),
+            (GenerateConfig.sway if sway is None else sway), (solver or GenerateConfig.solver))
 
 
 def seconds_per_smile(fraction: float, per_minute: float) -> float:
@@ -146,11 +148,12 @@ def seconds_per_smile(fraction: float, per_minute: float) -> float:
     return 60.0 * fraction / per_minute if per_minute else math.nan
 
 
-def table_lines(results: dict, dialogues: int, samples: int, steps: int, temperature: float,
-                start: int, sway: float | None = None, solver: str | None = None) -> list[str]:
+def table_lines(results: dict, dialogues: int, samples: int, steps: int | None,
+                temperature: float, start: int, sway: float | None = None,
+                solver: str | None = None) -> list[str]:
     """Markdown: the Table 1 layout (one row per result, then the teacher) and the
     listener table."""
-    sway, solver = sampler(sway, solver)
+    steps, sway, solver = sampler(steps, sway, solver)
     any_result = next(iter(results.values()))
     lines = [f"{any_result['turns']} turns in held-out dialogues {start} to "
              f"{start + dialogues - 1}, teacher "
@@ -218,9 +221,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="keep each checkpoint's figures here and "
                         "reuse them on a later run with the same settings")
     args = parser.parse_args()
-    from avgen.pipeline import GenerateConfig
-
-    args.steps = GenerateConfig.steps if args.steps is None else args.steps
+    args.steps = sampler(args.steps, args.sway, args.solver)[0]  # the command shows it
     settings = dict(dialogues=args.dialogues, samples=args.samples, steps=args.steps,
                     temperature=args.temperature, start=args.start, sway=args.sway,
                     solver=args.solver)

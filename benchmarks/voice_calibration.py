@@ -171,7 +171,8 @@ def main() -> None:
              f"{' --guidance ' + ' '.join(f'{w:g}' for w in args.guidance) if args.guidance else ''}"
              f"{' --checkpoint ' + str(args.checkpoint) if args.checkpoint else ''}`: "
              f"{sum(len(us) for us in unseen.values())} unseen sentences of "
-             f"{len(unseen)} voices, {GenerateConfig.steps} {GenerateConfig.solver} steps (the default), seed 0. Fidelity: resemblyzer cosine to "
+             f"{len(unseen)} voices, {GenerateConfig.steps} {GenerateConfig.solver} steps "
+             "(the default), seed 0. Fidelity: resemblyzer cosine to "
              "the teacher's audio of the same sentence (target >= 0.80 for every voice); "
              "alike: cosine between two voices' mean embeddings (lower is more distinct).\n",
              "| variant | fidelity mean | lowest voice | voices >= 0.80 | WER mean | worst "
