@@ -696,3 +696,26 @@ def test_training_time_sway_draws_flow_times_nearer_the_noise():
     assert torch.allclose(swayed, sway_times(uniform, -0.5))
     with pytest.raises(ConfigError, match="--time-sway"):
         TrainConfig(time_sway=-1.5)
+
+
+def test_training_on_what_is_not_a_built_corpus_is_a_clear_error_and_leaves_no_run(tmp_path):
+    import json
+
+    from avgen.errors import InputError
+    from avgen.train.av import TrainConfig, train
+
+    config = TrainConfig(steps=1, batch_size=2, frames=64)
+    with pytest.raises(InputError, match="no config.json"):
+        train(tmp_path / "nothing", tmp_path / "run", TINY, config, device="cpu",
+              log=lambda m: None)
+    assert not (tmp_path / "run").exists()
+    unbuilt = tmp_path / "unbuilt"
+    unbuilt.mkdir()
+    (unbuilt / "config.json").write_text(json.dumps({"voices": ["a", "b"], "seed": 0}))
+    with pytest.raises(InputError, match="no utterance shards"):
+        train(unbuilt, tmp_path / "run", TINY, config, device="cpu", log=lambda m: None)
+    assert not (tmp_path / "run").exists()
+    (tmp_path / "kept").mkdir()  # a folder the user made stays, empty or not
+    with pytest.raises(InputError):
+        train(unbuilt, tmp_path / "kept", TINY, config, device="cpu", log=lambda m: None)
+    assert (tmp_path / "kept").is_dir()

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from avgen.errors import ConfigError
+from avgen.errors import ConfigError, InputError
 from avgen.model.av_checkpoint import load_checkpoint, save_checkpoint
 from avgen.model.av_flow import MOTION_LOSSES, AVFlow, AVFlowConfig
 from avgen.train import distributed
@@ -119,14 +119,23 @@ def train(corpus_root: str | Path, run_dir: str | Path, model_config: AVFlowConf
     global batch, split evenly over the ranks, with the same result as one process (see
     avgen.train.distributed); only rank 0 writes the checkpoint and log, and calls
     `progress` and `log`."""
+    if not (Path(corpus_root) / "config.json").is_file():
+        raise InputError("not a teacher corpus or prepared folder (no config.json)",
+                         str(corpus_root))
     ranks = ranks or Ranks.from_env()
     share = ranks.share(config.batch_size)
     device = ranks.device(device)
     started_group = distributed.start(ranks, device)
+    new_run = not Path(run_dir).exists()
     try:
         return _train(corpus_root, run_dir, model_config, config, device,
                       progress if ranks.main else None, log if ranks.main else (lambda m: None),
                       ranks, share, init)
+    except BaseException:
+        # a run that failed before its first checkpoint leaves no empty folder behind
+        if new_run and Path(run_dir).is_dir() and not any(Path(run_dir).iterdir()):
+            Path(run_dir).rmdir()
+        raise
     finally:
         distributed.stop(started_group)
 

@@ -345,10 +345,18 @@ def load_features(root: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     """(mel (ΣT, 80) float16, energy (ΣT,), frame offset per utterance index (U+1,))."""
     root = Path(root)
     mels, energies, counts = [], [], []
-    for shard_path in sorted((root / "utterances").glob("shard-*.npz")):
+    shards = sorted((root / "utterances").glob("shard-*.npz"))
+    if not shards:
+        raise InputError("holds no utterance shards (build it with 'avgen train corpus')",
+                         str(root))
+    for shard_path in shards:
         with np.load(shard_path, allow_pickle=False) as data:
             counts.append(data["num_frames"])
-        with np.load(root / "features" / shard_path.name, allow_pickle=False) as data:
+        features = root / "features" / shard_path.name
+        if not features.is_file():
+            raise InputError(f"no features for {shard_path.name} (an unfinished build: run "
+                             "'avgen train corpus' on it again)", str(root))
+        with np.load(features, allow_pickle=False) as data:
             mels.append(data["mel"])
             energies.append(data["energy"])
     offsets = np.concatenate([[0], np.cumsum(np.concatenate(counts))])
