@@ -15,6 +15,7 @@ import typer
 from avgen.audio.vocos import VocosConfig
 from avgen.cli.common import err, user_errors
 from avgen.errors import InputError
+from avgen.limits import ATTENTION_WINDOW
 from avgen.model.av_flow import AVFlowConfig
 from avgen.train import av as av_trainer, tokens as tokens_trainer, vocoder as vocoder_trainer
 from avgen.train.corpus import CorpusConfig
@@ -256,7 +257,7 @@ def train_av(
                                "highway (default), or the ablations separate, shared, "
                                "cascaded."),
     motion_window_past: Optional[int] = typer.Option(
-        AVFlowConfig.motion_window_past, min=0, max=256,
+        AVFlowConfig.motion_window_past, min=ATTENTION_WINDOW[0], max=ATTENTION_WINDOW[1],
         help="Frames the visual stream's attention sees back (default: as the audio "
         "stream's, 7). Also applies over an --init checkpoint (no weights change)."),
     seed: int = typer.Option(_AV.seed),

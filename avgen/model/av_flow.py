@@ -31,6 +31,7 @@ from torch import nn
 
 from avgen.constants import EXPRESSION_NAMES, N_MELS, PRECISIONS, SOLVERS
 from avgen.errors import ConfigError
+from avgen.limits import ATTENTION_WINDOW
 from avgen.text.symbols import NUM_SYMBOLS, SILENCE_ID
 
 MOTION_DIM = 6 + len(EXPRESSION_NAMES)  # yaw, pitch, roll, tx, ty, tz, expressions
@@ -87,8 +88,6 @@ class AVFlowConfig:
     def __post_init__(self) -> None:
         if self.fusion not in FUSIONS:
             raise ConfigError(f"fusion must be one of {', '.join(FUSIONS)}, got {self.fusion!r}")
-        from avgen.limits import ATTENTION_WINDOW
-
         lo, hi = ATTENTION_WINDOW
         for name in ("window_past", "window_future", "motion_window_past"):
             value = getattr(self, name)
